@@ -1,0 +1,2 @@
+export { moeq } from "./app.ts";
+export { moeqVersion } from "./version.ts";
