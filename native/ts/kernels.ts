@@ -1,11 +1,16 @@
 // TypeScript signatures of the addon's exports, one interface per kernel family (one file each
-// under ./kernels/, beside the C++ file that implements it). Matrices are row-major.
+// under ./kernels/, beside the C++ file(s) in ../src that implement it). Matrices are row-major.
 // Async variants run on the libuv pool (off the event loop); *Sync run on the caller's thread
 // for small inputs; *Ref are the plain scalar references the optimised paths are tested against.
+import type { AttentionKernels } from "./kernels/attention.ts";
 import type { GemmKernels } from "./kernels/gemm.ts";
+import type { IoKernels } from "./kernels/io.ts";
+import type { OpsKernels } from "./kernels/ops.ts";
+import type { QuantKernels } from "./kernels/quant.ts";
+import type { ShmKernels } from "./kernels/shm.ts";
 
-export type { GemmKernels };
+export type { AttentionKernels, GemmKernels, IoKernels, OpsKernels, QuantKernels, ShmKernels };
 
-export interface NativeKernels extends GemmKernels {
+export interface NativeKernels extends GemmKernels, IoKernels, ShmKernels, OpsKernels, AttentionKernels, QuantKernels {
   readonly withCuda: boolean;
 }
