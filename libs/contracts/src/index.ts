@@ -1,1 +1,10 @@
-export {};
+export * from "./codec.ts";
+export * from "./errors.ts";
+export * from "./events.ts";
+export * from "./ids.ts";
+export * from "./json-schemas.ts";
+export * from "./manifest.ts";
+export * from "./run-state.ts";
+export * from "./tensor.ts";
+export * from "./trace.ts";
+export * from "./work.ts";
