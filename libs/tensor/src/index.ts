@@ -1,1 +1,5 @@
-export {};
+export * from "./convert.ts";
+export * from "./dtype.ts";
+export * from "./floatbits.ts";
+export * from "./pack.ts";
+export * from "./tensor.ts";
