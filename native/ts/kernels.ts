@@ -10,7 +10,11 @@ import type { QuantKernels } from "./kernels/quant.ts";
 import type { ShmKernels } from "./kernels/shm.ts";
 
 export type { AttentionKernels, GemmKernels, IoKernels, OpsKernels, QuantKernels, ShmKernels };
+export type { GemmMixedItem, GemmMixedKernels, WeightDtype } from "./kernels/gemm.ts";
+export type { GptqNativeResult } from "./kernels/quant.ts";
 
 export interface NativeKernels extends GemmKernels, IoKernels, ShmKernels, OpsKernels, AttentionKernels, QuantKernels {
   readonly withCuda: boolean;
 }
+export type { AttentionOptions } from "./kernels/attention.ts";
+export type { ActivationKind } from "./kernels/ops.ts";

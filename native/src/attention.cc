@@ -1,0 +1,212 @@
+// Prefill attention (no KV cache) over batched equal-length sequences, f32.
+// Layout: row (b,t) of q/k/v/out starts at (b·T+t)·stride; head h occupies [h·d, (h+1)·d), so the
+// projections' outputs are used in place without transposes. Covers causal / bidirectional,
+// GQA/MQA (q head h reads kv head h / (Hq/Hkv)), sliding window (key j visible iff i−j < window),
+// chunked attention (same ⌊i/chunk⌋), attention sinks (a per-head logit that joins the softmax
+// denominator and is then dropped), a custom scale, and a value head dim ≠ q/k head dim (MLA).
+// NoPE layers and q/k norms are the caller's business (they happen before this kernel).
+// attentionF32 runs on the libuv pool and splits (batch, head) pairs over hardware threads;
+// attentionF32Ref is the plain triple loop in double precision it is tested against.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "args.h"
+#include "registry.h"
+
+namespace moeq {
+namespace {
+
+struct Attn {
+  View<float> q, k, v, out, sinks;
+  int64_t B, T, Hq, Hkv, D, Dv, qs, ks, vs, os;
+  int64_t window = 0, chunk = 0;
+  bool causal = true;
+  float scale;
+};
+
+int64_t optInt(Napi::Object o, const char* key, int64_t dflt) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return dflt;
+  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string("attention: ") + key + " must be a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (d != std::floor(d)) throw Napi::TypeError::New(o.Env(), std::string("attention: ") + key + " must be an integer");
+  return static_cast<int64_t>(d);
+}
+
+Attn parseAttn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Attn a;
+  a.q = typedArg<float>(info, 0, "q");
+  a.k = typedArg<float>(info, 1, "k");
+  a.v = typedArg<float>(info, 2, "v");
+  a.out = typedArg<float>(info, 3, "out");
+  if (info.Length() < 5 || !info[4].IsObject()) throw Napi::TypeError::New(env, "attention: options object expected");
+  Napi::Object o = info[4].As<Napi::Object>();
+  a.B = optInt(o, "batch", -1);
+  a.T = optInt(o, "seqLen", -1);
+  a.Hq = optInt(o, "numHeads", -1);
+  a.Hkv = optInt(o, "numKvHeads", a.Hq);
+  a.D = optInt(o, "headDim", -1);
+  a.Dv = optInt(o, "vHeadDim", a.D);
+  a.qs = optInt(o, "qStride", a.Hq * a.D);
+  a.ks = optInt(o, "kStride", a.Hkv * a.D);
+  a.vs = optInt(o, "vStride", a.Hkv * a.Dv);
+  a.os = optInt(o, "outStride", a.Hq * a.Dv);
+  a.window = optInt(o, "window", 0);
+  a.chunk = optInt(o, "chunk", 0);
+  Napi::Value c = o.Get("causal");
+  a.causal = c.IsUndefined() ? true : c.ToBoolean().Value();
+  Napi::Value sc = o.Get("scale");
+  a.scale = sc.IsNumber() ? sc.As<Napi::Number>().FloatValue() : 1.0f / std::sqrt(static_cast<float>(a.D));
+  Napi::Value s = o.Get("sinks");
+  if (!s.IsUndefined() && !s.IsNull()) {
+    if (!s.IsTypedArray() || s.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+      throw Napi::TypeError::New(env, "attention: sinks must be a Float32Array");
+    auto ta = s.As<Napi::TypedArray>();
+    a.sinks = {reinterpret_cast<float*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset()), ta.ElementLength()};
+  }
+  require(env, a.B >= 0 && a.T >= 0 && a.Hq > 0 && a.Hkv > 0 && a.D > 0 && a.Dv > 0,
+          "attention: batch, seqLen >= 0 and numHeads, numKvHeads, headDim, vHeadDim > 0 are required");
+  require(env, a.Hq % a.Hkv == 0, "attention: numHeads must be a multiple of numKvHeads");
+  require(env, a.window >= 0 && a.chunk >= 0, "attention: window and chunk must be >= 0");
+  require(env, a.qs >= a.Hq * a.D && a.ks >= a.Hkv * a.D && a.vs >= a.Hkv * a.Dv && a.os >= a.Hq * a.Dv,
+          "attention: a stride is smaller than heads*dim");
+  size_t rows = static_cast<size_t>(a.B * a.T);
+  if (rows > 0) {
+    require(env, a.q.length >= (rows - 1) * a.qs + a.Hq * a.D, "attention: q is too short");
+    require(env, a.k.length >= (rows - 1) * a.ks + a.Hkv * a.D, "attention: k is too short");
+    require(env, a.v.length >= (rows - 1) * a.vs + a.Hkv * a.Dv, "attention: v is too short");
+    require(env, a.out.length >= (rows - 1) * a.os + a.Hq * a.Dv, "attention: out is too short");
+  }
+  require(env, !a.sinks.data || a.sinks.length >= static_cast<size_t>(a.Hq), "attention: sinks shorter than numHeads");
+  return a;
+}
+
+// Visible key range [lo, hi) for query i; chunked and sliding masks are both contiguous ranges.
+inline void keyRange(const Attn& a, int64_t i, int64_t& lo, int64_t& hi) {
+  lo = 0;
+  hi = a.causal ? i + 1 : a.T;
+  if (a.window > 0) lo = std::max<int64_t>(lo, i - a.window + 1);
+  if (a.chunk > 0) {
+    int64_t c0 = (i / a.chunk) * a.chunk;
+    lo = std::max(lo, c0);
+    hi = std::min(hi, c0 + a.chunk);
+  }
+}
+
+inline float dot(const float* x, const float* y, int64_t n) {
+  float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; l++) s[l] += x[i + l] * y[i + l];
+  for (; i < n; i++) s[0] += x[i] * y[i];
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+void attendHead(const Attn& a, int64_t b, int64_t h, std::vector<float>& sc, std::vector<float>& acc) {
+  int64_t hk = h / (a.Hq / a.Hkv);
+  sc.resize(static_cast<size_t>(a.T));
+  acc.resize(static_cast<size_t>(a.Dv));
+  for (int64_t i = 0; i < a.T; i++) {
+    int64_t lo, hi;
+    keyRange(a, i, lo, hi);
+    const float* qi = a.q.data + (b * a.T + i) * a.qs + h * a.D;
+    float m = a.sinks.data ? a.sinks.data[h] : -INFINITY;
+    for (int64_t j = lo; j < hi; j++) {
+      float s = dot(qi, a.k.data + (b * a.T + j) * a.ks + hk * a.D, a.D) * a.scale;
+      sc[j] = s;
+      m = s > m ? s : m;
+    }
+    float denom = a.sinks.data ? std::exp(a.sinks.data[h] - m) : 0.0f;
+    std::fill(acc.begin(), acc.end(), 0.0f);
+    for (int64_t j = lo; j < hi; j++) {
+      float p = std::exp(sc[j] - m);
+      denom += p;
+      const float* vj = a.v.data + (b * a.T + j) * a.vs + hk * a.Dv;
+      for (int64_t d = 0; d < a.Dv; d++) acc[d] += p * vj[d];
+    }
+    float* o = a.out.data + (b * a.T + i) * a.os + h * a.Dv;
+    float inv = denom > 0 ? 1.0f / denom : 0.0f;
+    for (int64_t d = 0; d < a.Dv; d++) o[d] = acc[d] * inv;
+  }
+}
+
+void attentionFast(const Attn& a) {
+  int64_t jobs = a.B * a.Hq;
+  int64_t nt = std::max<int64_t>(1, std::min<int64_t>(jobs, std::thread::hardware_concurrency()));
+  std::atomic<int64_t> next{0};
+  auto worker = [&] {
+    std::vector<float> sc, acc;
+    for (int64_t j; (j = next.fetch_add(1)) < jobs;) attendHead(a, j / a.Hq, j % a.Hq, sc, acc);
+  };
+  std::vector<std::thread> pool;
+  for (int64_t t = 1; t < nt; t++) pool.emplace_back(worker);
+  worker();
+  for (auto& t : pool) t.join();
+}
+
+void attentionRef(const Attn& a) {
+  std::vector<double> p(static_cast<size_t>(a.T));
+  for (int64_t b = 0; b < a.B; b++)
+    for (int64_t h = 0; h < a.Hq; h++) {
+      int64_t hk = h / (a.Hq / a.Hkv);
+      for (int64_t i = 0; i < a.T; i++) {
+        double m = a.sinks.data ? a.sinks.data[h] : -INFINITY;
+        for (int64_t j = 0; j < a.T; j++) {
+          bool visible = (!a.causal || j <= i) && (a.window == 0 || i - j < a.window) &&
+                         (a.chunk == 0 || i / a.chunk == j / a.chunk);
+          if (!visible) {
+            p[j] = -INFINITY;
+            continue;
+          }
+          double s = 0;
+          for (int64_t d = 0; d < a.D; d++)
+            s += static_cast<double>(a.q.data[(b * a.T + i) * a.qs + h * a.D + d]) * a.k.data[(b * a.T + j) * a.ks + hk * a.D + d];
+          p[j] = s * a.scale;
+          m = std::max(m, p[j]);
+        }
+        double denom = a.sinks.data ? std::exp(a.sinks.data[h] - m) : 0.0;
+        for (int64_t j = 0; j < a.T; j++) {
+          p[j] = p[j] == -INFINITY ? 0.0 : std::exp(p[j] - m);
+          denom += p[j];
+        }
+        for (int64_t d = 0; d < a.Dv; d++) {
+          double o = 0;
+          for (int64_t j = 0; j < a.T; j++) o += p[j] * a.v.data[(b * a.T + j) * a.vs + hk * a.Dv + d];
+          a.out.data[(b * a.T + i) * a.os + h * a.Dv + d] = static_cast<float>(denom > 0 ? o / denom : 0.0);
+        }
+      }
+    }
+}
+
+Napi::Value AttentionF32(const Napi::CallbackInfo& info) {
+  Attn a = parseAttn(info);
+  std::vector<Napi::Value> keep = {info[0], info[1], info[2], info[3]};
+  Napi::Value s = info[4].As<Napi::Object>().Get("sinks");
+  if (a.sinks.data) keep.push_back(s);
+  return runAsync(info.Env(), [a] { attentionFast(a); }, keep);
+}
+
+Napi::Value AttentionF32Sync(const Napi::CallbackInfo& info) {
+  attentionFast(parseAttn(info));
+  return info.Env().Undefined();
+}
+
+Napi::Value AttentionF32Ref(const Napi::CallbackInfo& info) {
+  attentionRef(parseAttn(info));
+  return info.Env().Undefined();
+}
+
+void exportAttention(Napi::Env env, Napi::Object e) {
+  e.Set("attentionF32", Napi::Function::New(env, AttentionF32, "attentionF32"));
+  e.Set("attentionF32Sync", Napi::Function::New(env, AttentionF32Sync, "attentionF32Sync"));
+  e.Set("attentionF32Ref", Napi::Function::New(env, AttentionF32Ref, "attentionF32Ref"));
+}
+MOEQ_EXPORTS(exportAttention);
+
+}  // namespace
+}  // namespace moeq
