@@ -1,88 +1,13 @@
-// Bit-exact scalar codecs for the narrow float types the float schemes store.
-// They follow PyTorch's cast semantics (c10/util/Float8_e4m3fn.h, BFloat16.h) because the
-// checkpoints we write are read by PyTorch-based engines, and the tests compare them with
-// tables PyTorch produced. To be folded into @moeq/tensor once its converters land.
-
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-
-export const f32Bits = (x: number): number => {
-  f32[0] = x;
-  return u32[0]!;
-};
-
-export const f32FromBits = (bits: number): number => {
-  u32[0] = bits >>> 0;
-  return f32[0]!;
-};
+// Rounding to e2m1 as the NVFP4/MXFP4 quantizers do it. The byte-level codecs (e4m3, e8m0,
+// bf16, f16, nibble packing) live in @moeq/tensor; this differs from its `e2m1Encode`, which
+// breaks ties toward the smaller magnitude (fine for packing values already on the grid): the
+// producers round ties to the even mantissa, and give magnitude zero the code +0.
+import { bf16BitsToF32, E2M1_VALUES, f32ToBf16Bits } from "@moeq/tensor";
 
 export const FP8_E4M3_MAX = 448;
 export const FP4_E2M1_MAX = 6;
 
-/** f32 → e4m3fn byte, round-to-nearest-even; |x| ≥ 480, inf and NaN become NaN (0x7f | sign). */
-export const encodeE4m3 = (x: number): number => {
-  let bits = f32Bits(x);
-  const sign = (bits >>> 24) & 0x80;
-  bits = (bits & 0x7fffffff) >>> 0;
-  let code: number;
-  if (bits >= 0x43f00000) {
-    code = 0x7f;
-  } else if (bits < 121 << 23) {
-    // Subnormal range: adding 2^14 makes the FPU do the rounding at the right bit.
-    const denorm = 141 << 23;
-    code = (f32Bits(Math.fround(f32FromBits(bits) + f32FromBits(denorm))) - denorm) & 0xff;
-  } else {
-    const mantOdd = (bits >>> 20) & 1;
-    bits = (bits + (((7 - 127) << 23) >>> 0) + 0x7ffff + mantOdd) >>> 0;
-    code = (bits >>> 20) & 0xff;
-  }
-  return code | sign;
-};
-
-const E4M3_TABLE = (() => {
-  const t = new Float32Array(256);
-  for (let c = 0; c < 256; c++) {
-    const sign = c & 0x80 ? -1 : 1;
-    const e = (c >> 3) & 0xf;
-    const m = c & 7;
-    if (e === 0xf && m === 7) t[c] = Number.NaN;
-    else if (e === 0) t[c] = sign * m * 2 ** -9;
-    else t[c] = sign * (1 + m / 8) * 2 ** (e - 7);
-  }
-  return t;
-})();
-
-export const decodeE4m3 = (code: number): number => E4M3_TABLE[code & 0xff]!;
-
-/** E8M0 scale byte → 2^(e−127); 0xff is NaN. */
-export const decodeE8m0 = (code: number): number => (code === 0xff ? Number.NaN : 2 ** ((code & 0xff) - 127));
-
-/** f32 → bf16 bits, round-to-nearest-even, NaN → 0x7fc0 (PyTorch's round_to_nearest_even). */
-export const encodeBf16 = (x: number): number => {
-  if (Number.isNaN(x)) return 0x7fc0;
-  const bits = f32Bits(x);
-  return ((bits + (((bits >>> 16) & 1) + 0x7fff)) >>> 16) & 0xffff;
-};
-
-export const decodeBf16 = (bits: number): number => f32FromBits((bits & 0xffff) << 16);
-
-export const roundBf16 = (x: number): number => decodeBf16(encodeBf16(x));
-
-const f16 = new Float16Array(1);
-const u16 = new Uint16Array(f16.buffer);
-
-export const encodeF16 = (x: number): number => {
-  f16[0] = x;
-  return u16[0]!;
-};
-
-export const decodeF16 = (bits: number): number => {
-  u16[0] = bits;
-  return f16[0]!;
-};
-
-/** Magnitudes of the e2m1 codes 0..7; code bit 3 is the sign. */
-export const E2M1_VALUES: readonly number[] = [0, 0.5, 1, 1.5, 2, 3, 4, 6];
+export const roundBf16 = (x: number): number => bf16BitsToF32(f32ToBf16Bits(x));
 
 export const decodeE2m1 = (code: number): number => {
   const v = E2M1_VALUES[code & 7]!;

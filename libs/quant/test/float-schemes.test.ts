@@ -1,10 +1,10 @@
 // Float quantizers against hand-worked values (each expectation derived on paper from the
 // definitions in ../shared/reference/formats.md and the producers' source), plus properties
 // that hold for any input: dequant is exactly code × scale, and the error is bounded.
+import { e4m3ToF32 as decodeE4m3 } from "@moeq/tensor";
 import { describe, expect, it } from "vitest";
 import {
   decodeE2m1,
-  decodeE4m3,
   dequantizeFp8,
   dequantizeMxfp4,
   dequantizeNvfp4,
