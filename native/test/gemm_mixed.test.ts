@@ -7,7 +7,16 @@ import { readSafetensors } from "./gptq_fixtures.ts";
 
 // PyTorch's own decode of every code (libs/tensor/test/data/make_tables.py): the independent oracle.
 const tables = readSafetensors(
-  join(dirname(fileURLToPath(import.meta.url)), "..", "..", "libs", "tensor", "test", "data", "torch-tables.safetensors"),
+  join(
+    dirname(fileURLToPath(import.meta.url)),
+    "..",
+    "..",
+    "libs",
+    "tensor",
+    "test",
+    "data",
+    "torch-tables.safetensors",
+  ),
 );
 const decodeTable: Record<Exclude<WeightDtype, "f32">, Float32Array> = {
   bf16: tables["bf16.decode"].data as Float32Array,
@@ -179,15 +188,21 @@ describe("gemmMixed against a JS reference over PyTorch's decode tables", () => 
     const x = new Float32Array(6);
     const y = new Float32Array(6);
     expect(() => native.gemmMixedSync(x, new Uint8Array(11), y, 2, 3, 3, "bf16")).toThrow(/w holds 11 bytes/);
-    expect(() => native.gemmMixedSync(x, new Uint8Array(18), y, 2, 3, 3, "int4" as never)).toThrow(/unknown weight dtype/);
+    expect(() => native.gemmMixedSync(x, new Uint8Array(18), y, 2, 3, 3, "int4" as never)).toThrow(
+      /unknown weight dtype/,
+    );
     expect(() => native.gemmMixedSync(x, new Uint8Array(9), y, 2, 3, 3, "f8_e4m3", true, new Float32Array(0))).toThrow(
       /blockScale has 0 values/,
     );
-    expect(() => native.gemmMixedSync(new Float32Array(5), new Uint8Array(18), y, 2, 3, 3, "bf16")).toThrow(/x is smaller/);
+    expect(() => native.gemmMixedSync(new Float32Array(5), new Uint8Array(18), y, 2, 3, 3, "bf16")).toThrow(
+      /x is smaller/,
+    );
     expect(() => native.gemmMixedBatched([{ x, w: new Uint8Array(1), y, m: 2, n: 3, k: 3 }], "f16")).toThrow(
       /gemmMixedBatched\[0\]: w holds 1 bytes/,
     );
-    expect(() => native.gemmMixedSync(x, new Uint8Array(18), y, -2, 3, 3, "bf16")).toThrow(/m: expected a non-negative/);
+    expect(() => native.gemmMixedSync(x, new Uint8Array(18), y, -2, 3, 3, "bf16")).toThrow(
+      /m: expected a non-negative/,
+    );
   });
 
   it("has a kernel pool sized to the cores", () => {

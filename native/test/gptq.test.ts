@@ -35,7 +35,18 @@ describe("gptqQuantize reproduces the oracle (../shared/fixtures/gptq)", () => {
     it(c.name, async () => {
       const W = t.W.data as Float32Array;
       const H = t.H.data as Float32Array;
-      const res = await native.gptqQuantize(W, c.rows, c.cols, H, c.bits, c.group, c.sym, c.actorder, c.damp, c.blocksize);
+      const res = await native.gptqQuantize(
+        W,
+        c.rows,
+        c.cols,
+        H,
+        c.bits,
+        c.group,
+        c.sym,
+        c.actorder,
+        c.damp,
+        c.blocksize,
+      );
       const Q = t.Q.data as Float32Array;
       const S = t.scale.data as Float32Array;
       const Z = t.zero.data as Float32Array;
@@ -71,7 +82,9 @@ describe("gptqQuantize reproduces the oracle (../shared/fixtures/gptq)", () => {
         for (let col = 0; col < c.cols; col++) {
           const g = r * nG + res.gIdx[col];
           const want = Math.fround(Math.fround(res.scales[g]) * (res.codes[r * c.cols + col] - res.zeros[g]));
-          expect(Math.abs(res.dequant[r * c.cols + col] - want)).toBeLessThanOrEqual(1e-6 * Math.abs(res.scales[g]) * 256);
+          expect(Math.abs(res.dequant[r * c.cols + col] - want)).toBeLessThanOrEqual(
+            1e-6 * Math.abs(res.scales[g]) * 256,
+          );
         }
     });
 });
@@ -102,7 +115,8 @@ describe("blocked GPTQ agrees with the unblocked scalar reference", () => {
       expect(Math.abs(fast.loss / ref.loss - 1)).toBeLessThan(1e-6);
       const maxq = 2 ** cfg.bits - 1;
       for (const c of fast.codes) expect(c).toBeLessThanOrEqual(maxq);
-      for (const d of cfg.dead ?? []) for (let row = 0; row < cfg.rows; row++) expect(fast.dequant[row * cfg.cols + d]).toBe(0);
+      for (const d of cfg.dead ?? [])
+        for (let row = 0; row < cfg.rows; row++) expect(fast.dequant[row * cfg.cols + d]).toBe(0);
     });
 });
 
@@ -113,13 +127,17 @@ describe("gptqQuantize input errors", () => {
   it("names the problem", async () => {
     expect(() => native.gptqQuantizeSync(w, 4, 8, h, 9, 8, true, false, 0.01, 128)).toThrow(/bits must be 2\.\.8/);
     expect(() => native.gptqQuantizeSync(w, 4, 8, h, 4, 0, true, false, 0.01, 128)).toThrow(/groupSize/);
-    expect(() => native.gptqQuantizeSync(w, 4, 8, new Float32Array(10), 4, 8, true, false, 0.01, 128)).toThrow(/h is smaller/);
+    expect(() => native.gptqQuantizeSync(w, 4, 8, new Float32Array(10), 4, 8, true, false, 0.01, 128)).toThrow(
+      /h is smaller/,
+    );
     expect(() => native.gptqQuantizeSync(w.subarray(1), 4, 8, h, 4, 8, true, false, 0.01, 128)).toThrow(/w is smaller/);
     const wn = w.slice();
     wn[13] = Number.NaN;
     expect(() => native.gptqQuantizeSync(wn, 4, 8, h, 4, 8, true, false, 0.01, 128)).toThrow(/w\[1,5\] is not finite/);
     const bad = h.slice();
     bad[9] = -5; // not positive definite even after damping
-    await expect(native.gptqQuantize(w, 4, 8, bad, 4, 8, true, false, 0.01, 128)).rejects.toThrow(/not positive definite/);
+    await expect(native.gptqQuantize(w, 4, 8, bad, 4, 8, true, false, 0.01, 128)).rejects.toThrow(
+      /not positive definite/,
+    );
   });
 });

@@ -37,9 +37,14 @@ export function readSafetensors(path: string): Record<string, { dtype: string; s
     if (name === "__metadata__") continue;
     const bytes = buf.subarray(base + t.data_offsets[0], base + t.data_offsets[1]);
     const copy = new Uint8Array(bytes).buffer; // aligned copy
-    const ctor = { F32: Float32Array, F64: Float64Array, I32: Int32Array, U8: Uint8Array, U16: Uint16Array, I16: Uint16Array }[
-      t.dtype
-    ];
+    const ctor = {
+      F32: Float32Array,
+      F64: Float64Array,
+      I32: Int32Array,
+      U8: Uint8Array,
+      U16: Uint16Array,
+      I16: Uint16Array,
+    }[t.dtype];
     if (!ctor) throw new Error(`${path}: ${name} has unsupported dtype ${t.dtype}`);
     out[name] = { dtype: t.dtype, shape: t.shape, data: new ctor(copy) };
   }

@@ -71,11 +71,13 @@ describe("hessianAccumulate: H += Xᵀ·diag(w)·X", () => {
     expect(() => native.hessianAccumulateSync(new Float32Array(9), x, 4, 3, Float32Array.of(1, 1, -0.5, 1))).toThrow(
       /w\[2\] = -0\.5/,
     );
-    expect(() => native.hessianAccumulateSync(new Float32Array(9), x, 4, 3, Float32Array.of(1, Number.NaN, 1, 1))).toThrow(
-      /w\[1\]/,
-    );
+    expect(() =>
+      native.hessianAccumulateSync(new Float32Array(9), x, 4, 3, Float32Array.of(1, Number.NaN, 1, 1)),
+    ).toThrow(/w\[1\]/);
     expect(() => native.hessianAccumulateSync(new Float32Array(8), x, 4, 3)).toThrow(/h is smaller/);
     expect(() => native.hessianAccumulateSync(new Float32Array(9), x, 5, 3)).toThrow(/x is smaller/);
-    expect(() => native.hessianAccumulateSync(new Float32Array(9), x, 4, 3, new Float32Array(3))).toThrow(/w is shorter/);
+    expect(() => native.hessianAccumulateSync(new Float32Array(9), x, 4, 3, new Float32Array(3))).toThrow(
+      /w is shorter/,
+    );
   });
 });

@@ -1,2 +1,5 @@
 export {};
 export * from "./float.ts";
+export * from "./int.ts";
+export * from "./rtn.ts";
+export * from "./gptq.ts";

@@ -1,0 +1,125 @@
+// Integer weight-only quantization: the result shape shared by RTN and GPTQ, the per-group
+// quantizer (the GPTQ reference's find_params, so RTN and GPTQ agree bit for bit when no error is
+// propagated), and the typed errors.
+//
+// Codes are UNSIGNED: code ∈ [0, 2^b − 1], dequant = scale · (code − zero), with
+//   symmetric:  zero = 2^(b−1) (= (maxq+1)/2), scale = 2·max|x| / (2^b − 1)
+//   asymmetric: zero = round(−min(x,0) / scale) ∈ [0, 2^b − 1], scale = (max(x,0) − min(x,0)) / (2^b − 1)
+// compressed-tensors stores SIGNED values: q_signed = code − 2^(b−1) ∈ [−2^(b−1), 2^(b−1) − 1],
+// and (asymmetric only) weight_zero_point = zero − 2^(b−1); then scale·(q_signed − zp_signed) =
+// scale·(code − zero). Symmetric schemes store no zero point there (it is 0 in the signed
+// convention, i.e. zero = 2^(b−1) here). GPTQ-format checkpoints keep the unsigned code and zero
+// (v1 stores zero − 1); see the formats package.
+import { Data } from "effect";
+
+export class IntQuantInputError extends Data.TaggedError("IntQuantInputError")<{
+  readonly tensor: string;
+  readonly reason: string;
+}> {
+  override get message() {
+    return `${this.tensor}: ${this.reason}`;
+  }
+}
+
+/** GPTQ could not run on valid-shaped input (e.g. a Hessian that is not positive definite). */
+export class GptqNumericalError extends Data.TaggedError("GptqNumericalError")<{
+  readonly tensor: string;
+  readonly reason: string;
+}> {
+  override get message() {
+    return `${this.tensor}: ${this.reason}`;
+  }
+}
+
+export interface IntQuantOptions {
+  /** 2..8 */
+  bits: number;
+  /** input columns per group; −1 = one group per row (per channel) */
+  groupSize: number;
+  symmetric: boolean;
+  /** names the tensor in error messages */
+  name?: string;
+}
+
+export interface IntQuantResult {
+  /** [rows·cols] unsigned codes 0..2^bits−1, original column order */
+  codes: Uint8Array;
+  /** [rows·nGroups], groups in quantization order (column order unless act-order) */
+  scales: Float32Array;
+  /** [rows·nGroups] unsigned zero points */
+  zeros: Int32Array;
+  /** [cols] group of each input column */
+  gIdx: Int32Array;
+  /** [cols] column quantized j-th (act-order); absent = identity */
+  perm?: Int32Array;
+  /** [rows·cols] scale·(code − zero) */
+  dequant: Float32Array;
+  bits: number;
+  groupSize: number;
+  symmetric: boolean;
+}
+
+/** torch.round: half to even. */
+export function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+export const maxCode = (bits: number) => 2 ** bits - 1;
+
+export function groupCount(cols: number, groupSize: number): number {
+  return Math.ceil(cols / (groupSize === -1 ? cols : groupSize));
+}
+
+/** scale / zero from a clipping range [xmin ≤ 0 ≤ xmax] (already symmetrised when sym). */
+export function paramsFromRange(xmin: number, xmax: number, bits: number, symmetric: boolean) {
+  const maxq = maxCode(bits);
+  const scale = (xmax - xmin) / maxq;
+  const zero = symmetric ? (maxq + 1) / 2 : roundHalfEven(-xmin / scale);
+  return { scale, zero };
+}
+
+/** The min/max range of values[start, start+len), clamped to include 0, symmetrised, never empty. */
+export function minMaxRange(values: ArrayLike<number>, start: number, len: number, symmetric: boolean) {
+  let xmin = 0;
+  let xmax = 0;
+  for (let i = start; i < start + len; i++) {
+    const v = values[i];
+    if (v < xmin) xmin = v;
+    if (v > xmax) xmax = v;
+  }
+  if (symmetric) {
+    xmax = Math.max(-xmin, xmax);
+    xmin = -xmax;
+  }
+  if (xmin === 0 && xmax === 0) {
+    xmin = -1;
+    xmax = 1;
+  }
+  return { xmin, xmax };
+}
+
+export function quantCode(x: number, scale: number, zero: number, maxq: number): number {
+  return Math.min(maxq, Math.max(0, roundHalfEven(x / scale) + zero));
+}
+
+export function validateIntOptions(
+  tensor: string,
+  w: Float32Array,
+  rows: number,
+  cols: number,
+  o: { bits: number; groupSize: number },
+): void {
+  const fail = (reason: string) => {
+    throw new IntQuantInputError({ tensor, reason });
+  };
+  if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows <= 0 || cols <= 0)
+    fail(`shape [${rows}, ${cols}] must be positive integers`);
+  if (!(w instanceof Float32Array)) fail("weight must be a Float32Array");
+  if (w.length !== rows * cols) fail(`weight has ${w.length} values, shape [${rows}, ${cols}] needs ${rows * cols}`);
+  if (!Number.isInteger(o.bits) || o.bits < 2 || o.bits > 8) fail(`bits must be an integer in 2..8, got ${o.bits}`);
+  if (!(o.groupSize === -1 || (Number.isInteger(o.groupSize) && o.groupSize > 0)))
+    fail(`groupSize must be -1 (per channel) or a positive integer, got ${o.groupSize}`);
+  for (let i = 0; i < w.length; i++)
+    if (!Number.isFinite(w[i])) fail(`weight[${Math.floor(i / cols)}, ${i % cols}] is ${w[i]}`);
+}
