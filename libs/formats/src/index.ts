@@ -1,1 +1,12 @@
-export {};
+export * from "./checkpoint.ts";
+export { compressedTensors, readCompressedTensors } from "./compressed-tensors.ts";
+export { type DetectedFormat, detectFormat, readerFor, type SideConfigs } from "./detect.ts";
+export { FormatError, UnknownFormatError } from "./errors.ts";
+export { fp8Block, readFp8Block } from "./fp8-block.ts";
+export { gptOssMxfp4, readGptOssMxfp4 } from "./gpt-oss-mxfp4.ts";
+export { type GptqVersion, gptq, gptqV2, readGptq } from "./gptq.ts";
+export { modelopt, readModelopt } from "./modelopt.ts";
+export { deriveUnquantizedModules, parseExpertModule } from "./module-names.ts";
+export { mapSource, type QuantizedReader, type ReadContext, type TensorSource } from "./reader-types.ts";
+export { type FormatName, formatNames, formats, getFormat } from "./registry.ts";
+export type * from "./types.ts";
