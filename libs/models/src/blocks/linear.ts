@@ -1,0 +1,16 @@
+// y[rows, out] = x[rows, in]·Wᵀ (+ b) with W the [out, in] Linear weight, through OpenBLAS.
+import { native } from "@moeq/native";
+import type { LinearSpec } from "../spec.ts";
+import type { F32Weights } from "../weights.ts";
+
+export async function linear(w: F32Weights, spec: LinearSpec, x: Float32Array, rows: number): Promise<Float32Array> {
+  const { outFeatures: n, inFeatures: k } = spec;
+  const W = w.get(spec.weight, n * k);
+  const y = new Float32Array(rows * n);
+  if (spec.bias) {
+    const b = w.get(spec.bias, n);
+    for (let r = 0; r < rows; r++) y.set(b, r * n);
+  }
+  if (rows > 0) await native.gemmF32(x, W, y, rows, n, k, false, true, 1, spec.bias ? 1 : 0);
+  return y;
+}

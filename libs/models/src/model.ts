@@ -1,0 +1,69 @@
+// Opening a model directory: config.json → architecture + spec, the checkpoint as a WeightSource,
+// validated against the tensors the spec expects.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { type Checkpoint, openCheckpoint } from "@moeq/safetensors";
+import type { Architecture } from "./arch.ts";
+import type { RawConfig } from "./config.ts";
+import { Engine, type EngineOptions } from "./engine.ts";
+import { ModelConfigError } from "./errors.ts";
+import { buildSpec } from "./registry.ts";
+import type { ModelSpec } from "./spec.ts";
+import { validateWeights } from "./tensors.ts";
+import { storeSource, type WeightSource } from "./weights.ts";
+
+export interface LoadedModel {
+  readonly dir: string;
+  readonly config: RawConfig;
+  readonly arch: Architecture;
+  readonly spec: ModelSpec;
+  readonly checkpoint: Checkpoint;
+  readonly source: WeightSource;
+  engine(opts?: EngineOptions): Engine;
+  close(): void;
+}
+
+export function readConfig(dir: string): RawConfig {
+  const file = join(dir, "config.json");
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new ModelConfigError({ field: "config.json", message: `${file}: cannot read: ${(e as Error).message}` });
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new ModelConfigError({ field: "config.json", message: `${file}: not valid JSON: ${(e as Error).message}` });
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw))
+    throw new ModelConfigError({ field: "config.json", message: `${file}: expected a JSON object` });
+  // Multimodal wrappers keep the language model's config under text_config.
+  const r = raw as Record<string, unknown>;
+  return r;
+}
+
+/** Opens and validates a model directory (config.json + safetensors). Throws typed errors. */
+export function loadModel(dir: string, opts: { validate?: boolean } = {}): LoadedModel {
+  const config = readConfig(dir);
+  const { arch, spec } = buildSpec(config, join(dir, "config.json"));
+  const checkpoint = openCheckpoint(dir);
+  const source = storeSource(checkpoint, dir);
+  try {
+    if (opts.validate ?? true) validateWeights(spec, source, dir);
+  } catch (e) {
+    checkpoint.close();
+    throw e;
+  }
+  return {
+    dir,
+    config,
+    arch,
+    spec,
+    checkpoint,
+    source,
+    engine: (o) => new Engine(spec, source, o),
+    close: () => checkpoint.close(),
+  };
+}

@@ -1,0 +1,214 @@
+// The resolved description of a model that an architecture file builds from config.json: every
+// block, every weight name with its shape, and the routing rule. The engine, the checkpoint
+// validator, `moeq inspect` and the quantizer read this; nothing downstream parses configs.
+import type { ActivationKind } from "@moeq/native";
+import type { DType } from "@moeq/tensor";
+import type { RopeSpec } from "./blocks/rope.ts";
+
+/** y = x·Wᵀ (+ b); W stored [outFeatures, inFeatures] (PyTorch Linear layout). */
+export interface LinearSpec {
+  readonly weight: string;
+  readonly bias?: string;
+  readonly outFeatures: number;
+  readonly inFeatures: number;
+}
+
+export type NormSpec =
+  | {
+      readonly kind: "rms";
+      /** null: weightless */
+      readonly weight: string | null;
+      readonly dim: number;
+      readonly eps: number;
+      /** (1 + w) zero-centred weights (Qwen3-Next, Gemma) */
+      readonly plusOne?: boolean;
+    }
+  | {
+      readonly kind: "layer";
+      readonly weight: string | null;
+      readonly bias: string | null;
+      readonly dim: number;
+      readonly eps: number;
+    };
+
+export interface QkNormSpec {
+  readonly q: NormSpec;
+  readonly k: NormSpec;
+  /** "head": over each head's headDim (Qwen3, GLM, Hunyuan); "full": over the whole projection (OLMoE, MiniMax-M2). */
+  readonly scope: "head" | "full";
+  /** Hunyuan normalises after RoPE; everyone else before. */
+  readonly afterRope: boolean;
+}
+
+export interface AttentionSpec {
+  readonly kind: "standard";
+  readonly q: LinearSpec;
+  readonly k: LinearSpec;
+  readonly v: LinearSpec;
+  readonly o: LinearSpec;
+  readonly numHeads: number;
+  readonly numKvHeads: number;
+  readonly headDim: number;
+  readonly vHeadDim: number;
+  readonly scale: number;
+  readonly qkNorm?: QkNormSpec;
+  /** null: NoPE layer */
+  readonly rope: RopeSpec | null;
+  /** Sliding window (keys with i − j < window), 0/undefined = full. */
+  readonly window?: number;
+  /** Chunked attention block size. */
+  readonly chunk?: number;
+  /** Per-head sink logits tensor [numHeads]. */
+  readonly sinks?: string;
+  /** Clamp q, k, v to ±clipQkv after projection (OLMoE, DBRX). */
+  readonly clipQkv?: number;
+}
+
+export interface DenseMlpSpec {
+  readonly kind: "dense";
+  readonly gate: LinearSpec;
+  readonly up: LinearSpec;
+  readonly down: LinearSpec;
+  readonly act: ActivationKind;
+}
+
+/** Where expert e's projections live on disk. */
+export type ExpertLayout =
+  | {
+      /** `${prefix}.${e}.${gate|up|down}.weight`, each a 2-D Linear weight. */
+      readonly kind: "per_expert";
+      readonly prefix: string;
+      readonly gate: string;
+      readonly up: string;
+      readonly down: string;
+    }
+  | {
+      /**
+       * Fused 3-D tensors. gateUp: [E, 2I, H] (or [E, H, 2I] when transposed); down: [E, H, I]
+       * (or [E, I, H] when transposed). split: "halves" = [gate; up], "interleaved" = gate at even
+       * rows, up at odd rows (GPT-OSS).
+       */
+      readonly kind: "fused";
+      readonly gateUp: string;
+      readonly down: string;
+      readonly split: "halves" | "interleaved";
+      readonly transposed: boolean;
+      readonly gateUpBias?: string;
+      readonly downBias?: string;
+    };
+
+export interface ExpertsSpec {
+  readonly numExperts: number;
+  readonly hidden: number;
+  readonly intermediate: number;
+  readonly act: ActivationKind;
+  readonly layout: ExpertLayout;
+}
+
+export type RoutingSpec =
+  | {
+      /** p = softmax(z); top-k of p; renormalise if normTopK (Mixtral, Qwen2/3-MoE, OLMoE, Hunyuan). */
+      readonly kind: "softmax_topk";
+      readonly topK: number;
+      readonly normTopK: boolean;
+    }
+  | {
+      /**
+       * s = sigmoid(z); selection on s + bias (optionally group-limited: groups scored by the sum
+       * of their top-2, keep topkGroup groups); w = s[idx] (/ Σ if normTopK) × scale.
+       * DeepSeek-V3 noaux_tc, GLM-4.5, MiniMax-M2.
+       */
+      readonly kind: "sigmoid_bias";
+      readonly topK: number;
+      readonly bias: string | null;
+      /** on-disk shape of the bias when not [E] (ERNIE stores [1, E]) */
+      readonly biasShape?: readonly number[];
+      readonly normTopK: boolean;
+      readonly scale: number;
+      readonly nGroup: number;
+      readonly topkGroup: number;
+    }
+  | {
+      /** p = softmax(z); selection on p + bias; w = p[idx] / max(Σ, normMin) (ERNIE-4.5). */
+      readonly kind: "softmax_bias";
+      readonly topK: number;
+      readonly bias: string;
+      readonly biasShape?: readonly number[];
+      readonly normMin: number;
+    };
+
+export interface SharedExpertSpec {
+  readonly mlp: DenseMlpSpec;
+  /** Qwen2-MoE: output scaled by sigmoid(x·gᵀ), g [1, H]. */
+  readonly gate?: LinearSpec;
+}
+
+export interface MoeSpec {
+  readonly kind: "moe";
+  readonly router: LinearSpec;
+  readonly routing: RoutingSpec;
+  readonly experts: ExpertsSpec;
+  readonly shared?: SharedExpertSpec;
+  /** What transformers returns as router_logits for this block: the raw logits or the scores. */
+  readonly reportedRouterLogits: "logits" | "scores";
+}
+
+export interface LayerSpec {
+  readonly index: number;
+  readonly inputNorm: NormSpec;
+  readonly attention: AttentionSpec;
+  readonly postAttentionNorm: NormSpec;
+  readonly mlp: DenseMlpSpec | MoeSpec;
+}
+
+export interface ModelSpec {
+  readonly modelType: string;
+  readonly hiddenSize: number;
+  readonly vocabSize: number;
+  readonly embed: { readonly weight: string; readonly multiplier?: number };
+  readonly layers: readonly LayerSpec[];
+  readonly finalNorm: NormSpec;
+  readonly lmHead: LinearSpec;
+  /** lm_head reads the embedding matrix (tie_word_embeddings). */
+  readonly tiedEmbeddings: boolean;
+  /** Largest position the RoPE tables must cover (grown on demand). */
+  readonly maxPositions: number;
+}
+
+/** What a quantizable weight is, for the quantizer and the calibrator. */
+export interface WeightRole {
+  readonly tensor: string;
+  readonly layer: number;
+  /** null outside the routed experts (attention, dense MLP, shared expert). */
+  readonly expert: number | null;
+  readonly module: "attention" | "mlp" | "experts" | "shared_expert";
+  readonly projection: "q_proj" | "k_proj" | "v_proj" | "o_proj" | "gate_proj" | "up_proj" | "down_proj";
+  /** [out, in] of this projection (for one expert when fused). */
+  readonly shape: readonly [number, number];
+  /** When several projections/experts share one tensor on disk: where this one sits. */
+  readonly fused?: {
+    readonly expertAxis: 0;
+    /** along the output rows of expert e's slice */
+    readonly rows: "first_half" | "second_half" | "even" | "odd" | "all";
+    readonly transposed: boolean;
+  };
+}
+
+export interface ExpectedTensor {
+  readonly name: string;
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  readonly role:
+    | "embedding"
+    | "lm_head"
+    | "norm"
+    | "attention"
+    | "bias"
+    | "router"
+    | "router_bias"
+    | "shared_expert_gate"
+    | "mlp"
+    | "experts"
+    | "shared_expert"
+    | "sinks";
+}

@@ -1,0 +1,175 @@
+// What a checkpoint must contain for a spec (name, dtype, shape, role), checkpoint validation,
+// and the quantization predicate with the role of each quantizable weight.
+import type { Architecture } from "./arch.ts";
+import { ModelWeightError } from "./errors.ts";
+import type { AttentionSpec, DenseMlpSpec, ExpectedTensor, LinearSpec, ModelSpec, NormSpec, WeightRole } from "./spec.ts";
+import { perExpertName } from "./blocks/experts.ts";
+import type { WeightSource } from "./weights.ts";
+
+type Role = ExpectedTensor["role"];
+
+function linearTensors(l: LinearSpec, role: Role, out: ExpectedTensor[]) {
+  out.push({ name: l.weight, dtype: "BF16", shape: [l.outFeatures, l.inFeatures], role });
+  if (l.bias) out.push({ name: l.bias, dtype: "BF16", shape: [l.outFeatures], role: "bias" });
+}
+
+function normTensors(n: NormSpec, out: ExpectedTensor[]) {
+  if (n.weight) out.push({ name: n.weight, dtype: "BF16", shape: [n.dim], role: "norm" });
+  if (n.kind === "layer" && n.bias) out.push({ name: n.bias, dtype: "BF16", shape: [n.dim], role: "norm" });
+}
+
+function attentionTensors(a: AttentionSpec, out: ExpectedTensor[]) {
+  for (const l of [a.q, a.k, a.v, a.o]) linearTensors(l, "attention", out);
+  if (a.qkNorm) {
+    normTensors(a.qkNorm.q, out);
+    normTensors(a.qkNorm.k, out);
+  }
+  if (a.sinks) out.push({ name: a.sinks, dtype: "BF16", shape: [a.numHeads], role: "sinks" });
+}
+
+function mlpTensors(m: DenseMlpSpec, role: Role, out: ExpectedTensor[]) {
+  for (const l of [m.gate, m.up, m.down]) linearTensors(l, role, out);
+}
+
+/** Every tensor the forward pass reads, in layer order (tied lm_head is not repeated). */
+export function expectedTensors(spec: ModelSpec): ExpectedTensor[] {
+  const out: ExpectedTensor[] = [{ name: spec.embed.weight, dtype: "BF16", shape: [spec.vocabSize, spec.hiddenSize], role: "embedding" }];
+  for (const L of spec.layers) {
+    normTensors(L.inputNorm, out);
+    attentionTensors(L.attention, out);
+    normTensors(L.postAttentionNorm, out);
+    const m = L.mlp;
+    if (m.kind === "dense") {
+      mlpTensors(m, "mlp", out);
+      continue;
+    }
+    linearTensors(m.router, "router", out);
+    const r = m.routing;
+    if (r.kind !== "softmax_topk" && r.bias)
+      out.push({ name: r.bias, dtype: "BF16", shape: r.biasShape ?? [m.experts.numExperts], role: "router_bias" });
+    const { numExperts: E, hidden: H, intermediate: I, layout } = m.experts;
+    if (layout.kind === "per_expert") {
+      for (let e = 0; e < E; e++) {
+        out.push({ name: perExpertName(layout, e, "gate"), dtype: "BF16", shape: [I, H], role: "experts" });
+        out.push({ name: perExpertName(layout, e, "up"), dtype: "BF16", shape: [I, H], role: "experts" });
+        out.push({ name: perExpertName(layout, e, "down"), dtype: "BF16", shape: [H, I], role: "experts" });
+      }
+    } else {
+      out.push({ name: layout.gateUp, dtype: "BF16", shape: layout.transposed ? [E, H, 2 * I] : [E, 2 * I, H], role: "experts" });
+      out.push({ name: layout.down, dtype: "BF16", shape: layout.transposed ? [E, I, H] : [E, H, I], role: "experts" });
+      if (layout.gateUpBias) out.push({ name: layout.gateUpBias, dtype: "BF16", shape: [E, 2 * I], role: "bias" });
+      if (layout.downBias) out.push({ name: layout.downBias, dtype: "BF16", shape: [E, H], role: "bias" });
+    }
+    if (m.shared) {
+      mlpTensors(m.shared.mlp, "shared_expert", out);
+      if (m.shared.gate) linearTensors(m.shared.gate, "shared_expert_gate", out);
+    }
+  }
+  normTensors(spec.finalNorm, out);
+  if (!spec.tiedEmbeddings) linearTensors(spec.lmHead, "lm_head", out);
+  return out;
+}
+
+const FLOAT_DTYPES = new Set(["F32", "F16", "BF16", "F64"]);
+
+/** Throws ModelWeightError naming the first missing or mismatched tensor. */
+export function validateWeights(spec: ModelSpec, source: WeightSource, label = "checkpoint"): void {
+  for (const t of expectedTensors(spec)) {
+    if (!source.has(t.name))
+      throw new ModelWeightError({ tensor: t.name, message: `${label}: tensor '${t.name}' (${t.role}, shape [${t.shape}]) is missing` });
+    const got = source.tensor(t.name);
+    if (got.shape.length !== t.shape.length || got.shape.some((d, i) => d !== t.shape[i]))
+      throw new ModelWeightError({
+        tensor: t.name,
+        message: `${label}: tensor '${t.name}' has shape [${got.shape}], the config implies [${t.shape}]`,
+      });
+    if (!FLOAT_DTYPES.has(got.dtype))
+      throw new ModelWeightError({ tensor: t.name, message: `${label}: tensor '${t.name}' has dtype ${got.dtype}, expected a float dtype` });
+  }
+}
+
+/** Every linear projection weight with its role (quantizable or not). */
+export function weightRoles(spec: ModelSpec): WeightRole[] {
+  const out: WeightRole[] = [];
+  const proj = (l: LinearSpec): readonly [number, number] => [l.outFeatures, l.inFeatures];
+  for (const L of spec.layers) {
+    const a = L.attention;
+    for (const [l, p] of [
+      [a.q, "q_proj"],
+      [a.k, "k_proj"],
+      [a.v, "v_proj"],
+      [a.o, "o_proj"],
+    ] as const)
+      out.push({ tensor: l.weight, layer: L.index, expert: null, module: "attention", projection: p, shape: proj(l) });
+    const mlp = (m: DenseMlpSpec, module: "mlp" | "shared_expert") => {
+      for (const [l, p] of [
+        [m.gate, "gate_proj"],
+        [m.up, "up_proj"],
+        [m.down, "down_proj"],
+      ] as const)
+        out.push({ tensor: l.weight, layer: L.index, expert: null, module, projection: p, shape: proj(l) });
+    };
+    const m = L.mlp;
+    if (m.kind === "dense") {
+      mlp(m, "mlp");
+      continue;
+    }
+    const { numExperts: E, hidden: H, intermediate: I, layout } = m.experts;
+    for (let e = 0; e < E; e++) {
+      if (layout.kind === "per_expert") {
+        out.push({ tensor: perExpertName(layout, e, "gate"), layer: L.index, expert: e, module: "experts", projection: "gate_proj", shape: [I, H] });
+        out.push({ tensor: perExpertName(layout, e, "up"), layer: L.index, expert: e, module: "experts", projection: "up_proj", shape: [I, H] });
+        out.push({ tensor: perExpertName(layout, e, "down"), layer: L.index, expert: e, module: "experts", projection: "down_proj", shape: [H, I] });
+      } else {
+        const t = layout.transposed;
+        const halves = layout.split === "halves";
+        out.push({
+          tensor: layout.gateUp,
+          layer: L.index,
+          expert: e,
+          module: "experts",
+          projection: "gate_proj",
+          shape: [I, H],
+          fused: { expertAxis: 0, rows: halves ? "first_half" : "even", transposed: t },
+        });
+        out.push({
+          tensor: layout.gateUp,
+          layer: L.index,
+          expert: e,
+          module: "experts",
+          projection: "up_proj",
+          shape: [I, H],
+          fused: { expertAxis: 0, rows: halves ? "second_half" : "odd", transposed: t },
+        });
+        out.push({
+          tensor: layout.down,
+          layer: L.index,
+          expert: e,
+          module: "experts",
+          projection: "down_proj",
+          shape: [H, I],
+          fused: { expertAxis: 0, rows: "all", transposed: t },
+        });
+      }
+    }
+    if (m.shared) mlp(m.shared.mlp, "shared_expert");
+  }
+  return out;
+}
+
+/**
+ * Default predicate: attention projections, dense MLPs, routed and shared experts are quantized;
+ * routers, the shared-expert gate, norms, biases, sinks, embeddings and lm_head are not.
+ */
+export const defaultQuantizable = (role: WeightRole): boolean =>
+  role.module === "attention" || role.module === "mlp" || role.module === "experts" || role.module === "shared_expert";
+
+export function quantizableWeights(arch: Architecture, spec: ModelSpec): WeightRole[] {
+  const pred = arch.quantizable ?? defaultQuantizable;
+  return weightRoles(spec).filter(pred);
+}
+
+/** Whether a tensor name is quantized by default under this architecture. */
+export function isQuantizable(arch: Architecture, spec: ModelSpec, tensor: string): boolean {
+  return quantizableWeights(arch, spec).some((r) => r.tensor === tensor);
+}
