@@ -49,7 +49,8 @@ interface HeatmapSpec {
 }
 
 function heatmap(spec: HeatmapSpec, layers: number, experts: number): string {
-  const cw = Math.max(4, Math.min(28, Math.floor(960 / experts)));
+  // Two heatmaps side by side on a laptop screen for up to ~32 experts; wider ones scroll.
+  const cw = Math.max(4, Math.min(20, Math.floor(544 / experts)));
   const ch = Math.max(4, Math.min(22, Math.floor(320 / layers)));
   const left = 44;
   const top = 22;
@@ -95,9 +96,8 @@ function heatmap(spec: HeatmapSpec, layers: number, experts: number): string {
     `<span class="muted">${spec.unit ? `${escapeHtml(spec.unit)}, ` : ""}${spec.log ? "log scale" : "linear scale"}${spec.flagZero ? ', <i class="swatch zero"></i> zero' : ""}, <i class="swatch none"></i> not measured</span>`,
   ].join("");
   return `<section class="panel heat">
-<h3>${escapeHtml(spec.title)}</h3>
+<h3>${escapeHtml(spec.title)} <span class="muted">rows: layers, columns: experts</span></h3>
 <svg class="heatmap" id="${spec.id}" data-layers="${layers}" data-experts="${experts}" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-label="${escapeHtml(spec.title)}: layers by experts">
-<text x="2" y="12" class="axis-title">layer \\ expert</text>
 ${axes.join("\n")}
 ${cells.join("\n")}
 </svg>
@@ -168,13 +168,13 @@ function summaryCards(kld: KldStats | null): string {
 
 const CSS = `
 :root{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d1d1f;background:#fafafa}
-body{margin:0 auto;max-width:1280px;padding:16px 24px}
+body{margin:0 auto;max-width:1400px;padding:16px 24px}
 h1{font-size:22px;margin:4px 0}h2{font-size:18px;margin:22px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}h3{font-size:15px;margin:6px 0}
 .muted{color:#666;font-size:12px}
 .cards{display:flex;flex-wrap:wrap;gap:10px}
 .card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:8px 12px;min-width:140px}
 .card .k{font-size:12px;color:#666}.card .v{font-size:17px;font-weight:600;font-variant-numeric:tabular-nums}
-.grid{display:flex;flex-wrap:wrap;gap:14px}
+.grid{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}
 .panel{background:#fff;border:1px solid #ddd;border-radius:6px;padding:8px 12px;overflow-x:auto}
 svg text{font-size:10px;fill:#444}svg .axis-title{font-size:9px;fill:#888}
 rect.cell:hover{stroke:#000;stroke-width:1.5}
