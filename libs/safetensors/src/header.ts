@@ -29,7 +29,10 @@ export interface ParsedHeader {
 /** Reads the u64 length prefix; checks it against the file size and the 100 MB limit. */
 export function headerLength(prefix: Uint8Array, fileSize: number, file: string): number {
   if (fileSize < LENGTH_PREFIX || prefix.length < LENGTH_PREFIX)
-    throw new SafetensorsError({ file, reason: `truncated: ${fileSize} bytes, too short for the 8-byte header length` });
+    throw new SafetensorsError({
+      file,
+      reason: `truncated: ${fileSize} bytes, too short for the 8-byte header length`,
+    });
   const n = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
   if (n > BigInt(MAX_HEADER_BYTES))
     throw new SafetensorsError({ file, reason: `header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit` });
@@ -87,10 +90,15 @@ export function parseHeader(headerBytes: Uint8Array, fileSize: number, file: str
     if (!isObject(v)) throw new SafetensorsError({ file, tensor: name, reason: "tensor info is not an object" });
     const field = (k: string) => v.entries.find((e) => e[0] === k)?.[1];
     const dtype = field("dtype");
-    if (typeof dtype !== "string") throw new SafetensorsError({ file, tensor: name, reason: "missing or non-string dtype" });
+    if (typeof dtype !== "string")
+      throw new SafetensorsError({ file, tensor: name, reason: "missing or non-string dtype" });
     if (!isDType(dtype)) {
       const why = KNOWN_UNSUPPORTED_DTYPES.includes(dtype) ? "unsupported" : "unknown";
-      throw new SafetensorsError({ file, tensor: name, reason: `${why} dtype "${dtype}" (supported: ${DTYPES.join(", ")})` });
+      throw new SafetensorsError({
+        file,
+        tensor: name,
+        reason: `${why} dtype "${dtype}" (supported: ${DTYPES.join(", ")})`,
+      });
     }
     const shape = field("shape");
     if (!Array.isArray(shape)) throw new SafetensorsError({ file, tensor: name, reason: "missing or non-array shape" });
@@ -112,16 +120,25 @@ export function parseHeader(headerBytes: Uint8Array, fileSize: number, file: str
   let at = 0;
   for (const e of entries) {
     if (e.begin !== at || e.end < e.begin) {
-      const why = e.begin > at ? `a hole (bytes ${at}..${e.begin} belong to no tensor)` : `overlaps the previous tensor (begins at ${e.begin}, expected ${at})`;
-      throw new SafetensorsError({ file, tensor: e.name, reason: `invalid data_offsets [${e.begin}, ${e.end}]: ${e.end < e.begin ? "end before begin" : why}` });
+      const why =
+        e.begin > at
+          ? `a hole (bytes ${at}..${e.begin} belong to no tensor)`
+          : `overlaps the previous tensor (begins at ${e.begin}, expected ${at})`;
+      throw new SafetensorsError({
+        file,
+        tensor: e.name,
+        reason: `invalid data_offsets [${e.begin}, ${e.end}]: ${e.end < e.begin ? "end before begin" : why}`,
+      });
     }
     let n = 1;
     for (const d of e.shape) {
       n *= d;
-      if (!Number.isSafeInteger(n)) throw new SafetensorsError({ file, tensor: e.name, reason: `shape [${e.shape}] overflows` });
+      if (!Number.isSafeInteger(n))
+        throw new SafetensorsError({ file, tensor: e.name, reason: `shape [${e.shape}] overflows` });
     }
     const bytes = n * dtypeBytes(e.dtype);
-    if (!Number.isSafeInteger(bytes)) throw new SafetensorsError({ file, tensor: e.name, reason: `shape [${e.shape}] overflows` });
+    if (!Number.isSafeInteger(bytes))
+      throw new SafetensorsError({ file, tensor: e.name, reason: `shape [${e.shape}] overflows` });
     if (e.end - e.begin !== bytes)
       throw new SafetensorsError({
         file,
@@ -137,7 +154,11 @@ export function parseHeader(headerBytes: Uint8Array, fileSize: number, file: str
       expected > fileSize
         ? `truncated: the header describes ${at} data bytes (file should be ${expected} bytes) but the file has ${fileSize}`
         : `${fileSize - expected} bytes after the last tensor's data (file should be ${expected} bytes)`;
-    throw new SafetensorsError({ file, ...(last !== undefined && expected > fileSize ? { tensor: last } : {}), reason });
+    throw new SafetensorsError({
+      file,
+      ...(last !== undefined && expected > fileSize ? { tensor: last } : {}),
+      reason,
+    });
   }
   return { metadata, entries, headerLength: headerBytes.length, dataLength: at };
 }

@@ -14,12 +14,14 @@ export interface JsonObject {
 }
 
 export class JsonSyntaxError extends Error {
-  constructor(
-    readonly reason: string,
-    readonly position: number,
-    readonly duplicateKey?: string,
-  ) {
-    super(`${reason} at byte ${position}`);
+  readonly reason: string;
+  readonly position: number;
+  readonly duplicateKey: string | undefined;
+  constructor(reason: string, position: number, duplicateKey?: string) {
+    super(`${reason} at character ${position}`);
+    this.reason = reason;
+    this.position = position;
+    this.duplicateKey = duplicateKey;
   }
 }
 
@@ -189,5 +191,7 @@ export function parseJson(s: string): Json {
   return v;
 }
 
-export const isObject = (v: Json): v is JsonObject => typeof v === "object" && v !== null && !Array.isArray(v) && v.kind === "object";
-export const isNumber = (v: Json): v is JsonNumber => typeof v === "object" && v !== null && !Array.isArray(v) && v.kind === "number";
+export const isObject = (v: Json): v is JsonObject =>
+  typeof v === "object" && v !== null && !Array.isArray(v) && v.kind === "object";
+export const isNumber = (v: Json): v is JsonNumber =>
+  typeof v === "object" && v !== null && !Array.isArray(v) && v.kind === "number";

@@ -27,15 +27,21 @@ const compareUtf8 = (a: string, b: string): number => Buffer.compare(Buffer.from
 
 export const tensorByteLength = (t: LayoutInput): number => numel(t.shape) * dtypeBytes(t.dtype);
 
-export function layoutSafetensors(inputs: readonly LayoutInput[], metadata: Record<string, string> | undefined, file: string): Layout {
+export function layoutSafetensors(
+  inputs: readonly LayoutInput[],
+  metadata: Record<string, string> | undefined,
+  file: string,
+): Layout {
   const seen = new Set<string>();
   for (const t of inputs) {
     if (seen.has(t.name)) throw new SafetensorsError({ file, tensor: t.name, reason: "tensor named twice" });
     seen.add(t.name);
-    if (!t.name.isWellFormed()) throw new SafetensorsError({ file, tensor: t.name, reason: "name is not valid Unicode" });
+    if (!t.name.isWellFormed())
+      throw new SafetensorsError({ file, tensor: t.name, reason: "name is not valid Unicode" });
     if (t.name === "__metadata__") throw new SafetensorsError({ file, tensor: t.name, reason: "reserved name" });
     for (const d of t.shape)
-      if (!Number.isSafeInteger(d) || d < 0) throw new SafetensorsError({ file, tensor: t.name, reason: `bad shape [${t.shape}]` });
+      if (!Number.isSafeInteger(d) || d < 0)
+        throw new SafetensorsError({ file, tensor: t.name, reason: `bad shape [${t.shape}]` });
   }
   const sorted = [...inputs].sort(
     (a, b) => safetensorsDtypeRank(b.dtype) - safetensorsDtypeRank(a.dtype) || compareUtf8(a.name, b.name),
@@ -52,12 +58,15 @@ export function layoutSafetensors(inputs: readonly LayoutInput[], metadata: Reco
   const tensors: LaidOut[] = sorted.map((t) => {
     const begin = offset;
     offset += tensorByteLength(t);
-    parts.push(`${JSON.stringify(t.name)}:{"dtype":"${t.dtype}","shape":[${t.shape.join(",")}],"data_offsets":[${begin},${offset}]}`);
+    parts.push(
+      `${JSON.stringify(t.name)}:{"dtype":"${t.dtype}","shape":[${t.shape.join(",")}],"data_offsets":[${begin},${offset}]}`,
+    );
     return { name: t.name, dtype: t.dtype, shape: [...t.shape], begin, end: offset };
   });
   const json = enc.encode(`{${parts.join(",")}}`);
   const padded = Math.ceil(json.length / 8) * 8;
-  if (padded > MAX_HEADER_BYTES) throw new SafetensorsError({ file, reason: `header would be ${padded} bytes, over the limit` });
+  if (padded > MAX_HEADER_BYTES)
+    throw new SafetensorsError({ file, reason: `header would be ${padded} bytes, over the limit` });
   const header = new Uint8Array(8 + padded).fill(0x20);
   new DataView(header.buffer).setBigUint64(0, BigInt(padded), true);
   header.set(json, 8);

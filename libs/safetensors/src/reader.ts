@@ -76,20 +76,33 @@ class ShardedCheckpoint implements Checkpoint {
   private readonly byName = new Map<string, { shard: Shard; entry: TensorEntry }>();
   private closed = false;
 
-  constructor(
-    readonly dir: string,
-    private readonly shards: Shard[],
-  ) {
+  readonly dir: string;
+  private readonly shards: Shard[];
+
+  constructor(dir: string, shards: Shard[]) {
+    this.dir = dir;
+    this.shards = shards;
     for (const shard of [...shards].reverse()) Object.assign(this.metadata, shard.header.metadata ?? {});
     for (const shard of shards) {
       const base = LENGTH_PREFIX + shard.header.headerLength;
       for (const e of shard.header.entries) {
         const prev = this.byName.get(e.name);
         if (prev)
-          throw new SafetensorsError({ file: shard.file, tensor: e.name, reason: `tensor named twice (also in ${prev.shard.file})` });
+          throw new SafetensorsError({
+            file: shard.file,
+            tensor: e.name,
+            reason: `tensor named twice (also in ${prev.shard.file})`,
+          });
         this.byName.set(e.name, {
           shard,
-          entry: { name: e.name, dtype: e.dtype, shape: e.shape, file: shard.file, dataOffset: base + e.begin, byteLength: e.end - e.begin },
+          entry: {
+            name: e.name,
+            dtype: e.dtype,
+            shape: e.shape,
+            file: shard.file,
+            dataOffset: base + e.begin,
+            byteLength: e.end - e.begin,
+          },
         });
       }
     }
@@ -125,7 +138,11 @@ class ShardedCheckpoint implements Checkpoint {
     }
     if (shard.buffer.byteLength < entry.dataOffset + entry.byteLength)
       throw new SafetensorsError({ file: shard.file, tensor: n, reason: "file was truncated after it was opened" });
-    return { dtype: entry.dtype, shape: [...entry.shape], data: new Uint8Array(shard.buffer, entry.dataOffset, entry.byteLength) };
+    return {
+      dtype: entry.dtype,
+      shape: [...entry.shape],
+      data: new Uint8Array(shard.buffer, entry.dataOffset, entry.byteLength),
+    };
   }
   f32(n: string): Float32Array {
     const t = this.tensor(n);
@@ -199,7 +216,12 @@ export function openCheckpoint(dir: string): Checkpoint {
       const header = readShardHeader(file);
       const present = new Set(header.entries.map((e) => e.name));
       for (const t of tensors)
-        if (!present.has(t)) throw new SafetensorsError({ file, tensor: t, reason: `${INDEX_FILE} maps the tensor to this shard, which lacks it` });
+        if (!present.has(t))
+          throw new SafetensorsError({
+            file,
+            tensor: t,
+            reason: `${INDEX_FILE} maps the tensor to this shard, which lacks it`,
+          });
       shards.push({ file, header });
     }
     return new ShardedCheckpoint(dir, shards);
@@ -209,7 +231,8 @@ export function openCheckpoint(dir: string): Checkpoint {
   const files = readdirSync(dir)
     .filter((f) => f.endsWith(".safetensors"))
     .sort();
-  if (files.length === 0) throw new SafetensorsError({ file: dir, reason: "no .safetensors files (and no index) in the directory" });
+  if (files.length === 0)
+    throw new SafetensorsError({ file: dir, reason: "no .safetensors files (and no index) in the directory" });
   return new ShardedCheckpoint(
     dir,
     files.map((f) => ({ file: join(dir, f), header: readShardHeader(join(dir, f)) })),

@@ -19,7 +19,11 @@ export function serializeSafetensors(tensors: Array<[string, Tensor]>, metadata?
   for (const t of layout.tensors) {
     const data = (byName.get(t.name) as Tensor).data;
     if (data.length !== t.end - t.begin)
-      throw new SafetensorsError({ file, tensor: t.name, reason: `has ${data.length} bytes, ${t.dtype} [${t.shape}] needs ${t.end - t.begin}` });
+      throw new SafetensorsError({
+        file,
+        tensor: t.name,
+        reason: `has ${data.length} bytes, ${t.dtype} [${t.shape}] needs ${t.end - t.begin}`,
+      });
     out.set(data, layout.header.length + t.begin);
   }
   return out;
@@ -37,7 +41,10 @@ export const DEFAULT_MAX_SHARD_BYTES = 5_000_000_000; // huggingface_hub's MAX_S
  * plan order; a tensor larger than the limit gets a shard of its own, appended at once; a tensor
  * that would push the open shard past the limit closes it first. Returns shard file names and,
  * per shard, its tensors in plan order. */
-export function planShards(plan: readonly PlannedTensor[], maxShardBytes: number): Array<{ file: string; tensors: PlannedTensor[] }> {
+export function planShards(
+  plan: readonly PlannedTensor[],
+  maxShardBytes: number,
+): Array<{ file: string; tensors: PlannedTensor[] }> {
   const shards: PlannedTensor[][] = [];
   let current: PlannedTensor[] = [];
   let size = 0;
@@ -90,7 +97,11 @@ const byCodePoint = (a: string, b: string) => {
   for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i] - y[i];
   return x.length - y.length;
 };
-function pyIndexJson(totalSize: number, weightMap: Record<string, string>, extraMetadata: Record<string, string | number>): string {
+function pyIndexJson(
+  totalSize: number,
+  weightMap: Record<string, string>,
+  extraMetadata: Record<string, string | number>,
+): string {
   const meta: Record<string, string | number> = { ...extraMetadata, total_size: totalSize };
   const metaLines = Object.keys(meta)
     .sort(byCodePoint)
@@ -130,13 +141,19 @@ interface OpenShard {
 
 const CHUNK = 1 << 30; // writeSync takes at most 2 GiB per call
 
-export function createCheckpointWriter(outDir: string, plan: PlannedTensor[], opts: CheckpointWriterOptions = {}): CheckpointWriter {
+export function createCheckpointWriter(
+  outDir: string,
+  plan: PlannedTensor[],
+  opts: CheckpointWriterOptions = {},
+): CheckpointWriter {
   const maxShardBytes = opts.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES;
-  if (!(maxShardBytes > 0)) throw new SafetensorsError({ file: outDir, reason: `maxShardBytes must be positive, got ${maxShardBytes}` });
+  if (!(maxShardBytes > 0))
+    throw new SafetensorsError({ file: outDir, reason: `maxShardBytes must be positive, got ${maxShardBytes}` });
   const metadata = opts.metadata ?? { format: "pt" };
   const seen = new Set<string>();
   for (const t of plan) {
-    if (seen.has(t.name)) throw new SafetensorsError({ file: outDir, tensor: t.name, reason: "tensor named twice in the plan" });
+    if (seen.has(t.name))
+      throw new SafetensorsError({ file: outDir, tensor: t.name, reason: "tensor named twice in the plan" });
     seen.add(t.name);
   }
   const split = planShards(plan, maxShardBytes);
@@ -177,7 +194,11 @@ export function createCheckpointWriter(outDir: string, plan: PlannedTensor[], op
       const file = join(outDir, w.shard.file);
       if (w.written) throw new SafetensorsError({ file, tensor: name, reason: "written twice" });
       if (data.byteLength !== w.length)
-        throw new SafetensorsError({ file, tensor: name, reason: `got ${data.byteLength} bytes, the plan needs ${w.length}` });
+        throw new SafetensorsError({
+          file,
+          tensor: name,
+          reason: `got ${data.byteLength} bytes, the plan needs ${w.length}`,
+        });
       writeAll(w.shard.fd as number, data, w.begin);
       w.written = true;
       w.shard.pending--;
@@ -185,7 +206,8 @@ export function createCheckpointWriter(outDir: string, plan: PlannedTensor[], op
     finish(extraFiles = {}) {
       ensureOpen("finish");
       for (const [name, w] of where)
-        if (!w.written) throw new SafetensorsError({ file: join(outDir, w.shard.file), tensor: name, reason: "never written" });
+        if (!w.written)
+          throw new SafetensorsError({ file: join(outDir, w.shard.file), tensor: name, reason: "never written" });
       done = true;
       try {
         for (const s of shards) {
@@ -204,7 +226,10 @@ export function createCheckpointWriter(outDir: string, plan: PlannedTensor[], op
         }
         for (const [name, content] of Object.entries(extraFiles)) {
           if (name.includes("/") || name.includes("\\") || name === ".." || name === ".")
-            throw new SafetensorsError({ file: join(outDir, name), reason: "extra file names must be plain file names" });
+            throw new SafetensorsError({
+              file: join(outDir, name),
+              reason: "extra file names must be plain file names",
+            });
           writeFileSync(join(tmp, name), content);
         }
         publish(tmp, outDir);

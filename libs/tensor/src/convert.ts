@@ -21,7 +21,11 @@ export class DTypeError extends Error {
 
 // A typed view when the bytes are aligned for it, else an aligned copy (a tensor's offset inside
 // a safetensors file need not be a multiple of its element size).
-function aligned<T>(data: Uint8Array, size: number, make: (b: ArrayBuffer | SharedArrayBuffer, off: number, n: number) => T): T {
+function aligned<T>(
+  data: Uint8Array,
+  size: number,
+  make: (b: ArrayBuffer | SharedArrayBuffer, off: number, n: number) => T,
+): T {
   const n = Math.floor(data.byteLength / size);
   if (data.byteOffset % size === 0) return make(data.buffer, data.byteOffset, n);
   const copy = data.slice(0, n * size);
@@ -90,19 +94,25 @@ export function toF32(t: Pick<Tensor, "dtype" | "data">, out?: Float32Array): Fl
     }
     case "I16":
     case "U16": {
-      const src = aligned(d, 2, (b, off, k) => (t.dtype === "I16" ? new Int16Array(b, off, k) : new Uint16Array(b, off, k)));
+      const src = aligned(d, 2, (b, off, k) =>
+        t.dtype === "I16" ? new Int16Array(b, off, k) : new Uint16Array(b, off, k),
+      );
       for (let i = 0; i < n; i++) o[i] = src[i];
       break;
     }
     case "I32":
     case "U32": {
-      const src = aligned(d, 4, (b, off, k) => (t.dtype === "I32" ? new Int32Array(b, off, k) : new Uint32Array(b, off, k)));
+      const src = aligned(d, 4, (b, off, k) =>
+        t.dtype === "I32" ? new Int32Array(b, off, k) : new Uint32Array(b, off, k),
+      );
       for (let i = 0; i < n; i++) o[i] = src[i];
       break;
     }
     case "I64":
     case "U64": {
-      const src = aligned(d, 8, (b, off, k) => (t.dtype === "I64" ? new BigInt64Array(b, off, k) : new BigUint64Array(b, off, k)));
+      const src = aligned(d, 8, (b, off, k) =>
+        t.dtype === "I64" ? new BigInt64Array(b, off, k) : new BigUint64Array(b, off, k),
+      );
       for (let i = 0; i < n; i++) o[i] = bigToF32(src[i]);
       break;
     }
@@ -121,7 +131,8 @@ const INT_RANGE: Partial<Record<DType, [number, number]>> = {
   U32: [0, 4294967295],
 };
 
-const toInt = (v: number, lo: number, hi: number): number => (Number.isNaN(v) ? 0 : Math.min(hi, Math.max(lo, Math.trunc(v))));
+const toInt = (v: number, lo: number, hi: number): number =>
+  Number.isNaN(v) ? 0 : Math.min(hi, Math.max(lo, Math.trunc(v)));
 
 export function fromF32(x: Float32Array, dtype: DType, shape: readonly number[]): Tensor {
   const n = numel(shape);

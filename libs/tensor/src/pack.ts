@@ -23,7 +23,8 @@ export function packRows(codes: ArrayLike<number>, rows: number, cols: number, b
   for (let r = 0; r < rows; r++)
     for (let c = 0; c < cols; c++) {
       const v = codes[r * cols + c];
-      if (v < 0 || v > mask || !Number.isInteger(v)) throw new RangeError(`packRows: code ${v} at [${r},${c}] does not fit ${bits} bits`);
+      if (v < 0 || v > mask || !Number.isInteger(v))
+        throw new RangeError(`packRows: code ${v} at [${r},${c}] does not fit ${bits} bits`);
       out[r * w + Math.floor(c / per)] |= v << ((c % per) * bits);
     }
   return out;
@@ -32,12 +33,14 @@ export function packRows(codes: ArrayLike<number>, rows: number, cols: number, b
 export function unpackRows(words: Int32Array, rows: number, cols: number, bits: PackBits): Uint8Array {
   checkBits(bits);
   const w = packedWords(cols, bits);
-  if (words.length !== rows * w) throw new RangeError(`unpackRows: ${words.length} words for [${rows},${cols}] at ${bits} bits`);
+  if (words.length !== rows * w)
+    throw new RangeError(`unpackRows: ${words.length} words for [${rows},${cols}] at ${bits} bits`);
   const out = new Uint8Array(rows * cols);
   const per = 32 / bits;
   const mask = (1 << bits) - 1;
   for (let r = 0; r < rows; r++)
-    for (let c = 0; c < cols; c++) out[r * cols + c] = (words[r * w + Math.floor(c / per)] >>> ((c % per) * bits)) & mask;
+    for (let c = 0; c < cols; c++)
+      out[r * cols + c] = (words[r * w + Math.floor(c / per)] >>> ((c % per) * bits)) & mask;
   return out;
 }
 
@@ -51,7 +54,8 @@ export function packCols(codes: ArrayLike<number>, rows: number, cols: number, b
   for (let r = 0; r < rows; r++)
     for (let c = 0; c < cols; c++) {
       const v = codes[r * cols + c];
-      if (v < 0 || v > mask || !Number.isInteger(v)) throw new RangeError(`packCols: code ${v} at [${r},${c}] does not fit ${bits} bits`);
+      if (v < 0 || v > mask || !Number.isInteger(v))
+        throw new RangeError(`packCols: code ${v} at [${r},${c}] does not fit ${bits} bits`);
       out[Math.floor(r / per) * cols + c] |= v << ((r % per) * bits);
     }
   return out;
@@ -59,12 +63,14 @@ export function packCols(codes: ArrayLike<number>, rows: number, cols: number, b
 
 export function unpackCols(words: Int32Array, rows: number, cols: number, bits: PackBits): Uint8Array {
   checkBits(bits);
-  if (words.length !== packedWords(rows, bits) * cols) throw new RangeError(`unpackCols: ${words.length} words for [${rows},${cols}]`);
+  if (words.length !== packedWords(rows, bits) * cols)
+    throw new RangeError(`unpackCols: ${words.length} words for [${rows},${cols}]`);
   const per = 32 / bits;
   const mask = (1 << bits) - 1;
   const out = new Uint8Array(rows * cols);
   for (let r = 0; r < rows; r++)
-    for (let c = 0; c < cols; c++) out[r * cols + c] = (words[Math.floor(r / per) * cols + c] >>> ((r % per) * bits)) & mask;
+    for (let c = 0; c < cols; c++)
+      out[r * cols + c] = (words[Math.floor(r / per) * cols + c] >>> ((r % per) * bits)) & mask;
   return out;
 }
 
@@ -74,7 +80,8 @@ const offsetCodes = (q: ArrayLike<number>, bits: PackBits): Uint8Array => {
   const out = new Uint8Array(q.length);
   for (let i = 0; i < q.length; i++) {
     const v = q[i];
-    if (!Number.isInteger(v) || v < -off || v >= off) throw new RangeError(`pack: ${v} at ${i} is not a signed ${bits}-bit integer`);
+    if (!Number.isInteger(v) || v < -off || v >= off)
+      throw new RangeError(`pack: ${v} at ${i} is not a signed ${bits}-bit integer`);
     out[i] = v + off;
   }
   return out;
@@ -86,10 +93,14 @@ const signedFromCodes = (codes: Uint8Array, bits: PackBits): Int8Array => {
   return out;
 };
 
-export const packInt4 = (q: ArrayLike<number>, rows: number, cols: number): Int32Array => packRows(offsetCodes(q, 4), rows, cols, 4);
-export const unpackInt4 = (w: Int32Array, rows: number, cols: number): Int8Array => signedFromCodes(unpackRows(w, rows, cols, 4), 4);
-export const packInt8 = (q: ArrayLike<number>, rows: number, cols: number): Int32Array => packRows(offsetCodes(q, 8), rows, cols, 8);
-export const unpackInt8 = (w: Int32Array, rows: number, cols: number): Int8Array => signedFromCodes(unpackRows(w, rows, cols, 8), 8);
+export const packInt4 = (q: ArrayLike<number>, rows: number, cols: number): Int32Array =>
+  packRows(offsetCodes(q, 4), rows, cols, 4);
+export const unpackInt4 = (w: Int32Array, rows: number, cols: number): Int8Array =>
+  signedFromCodes(unpackRows(w, rows, cols, 4), 4);
+export const packInt8 = (q: ArrayLike<number>, rows: number, cols: number): Int32Array =>
+  packRows(offsetCodes(q, 8), rows, cols, 8);
+export const unpackInt8 = (w: Int32Array, rows: number, cols: number): Int8Array =>
+  signedFromCodes(unpackRows(w, rows, cols, 8), 8);
 
 // ---- FP4 E2M1: code = sign<<3 | index into E2M1_VALUES.
 export const E2M1_VALUES: readonly number[] = [0, 0.5, 1, 1.5, 2, 3, 4, 6];
@@ -126,11 +137,13 @@ export function packNibbles(codes: ArrayLike<number>): Uint8Array {
 }
 
 export function unpackNibbles(bytes: Uint8Array, n: number): Uint8Array {
-  if (bytes.length < Math.ceil(n / 2)) throw new RangeError(`unpackNibbles: ${bytes.length} bytes hold fewer than ${n} nibbles`);
+  if (bytes.length < Math.ceil(n / 2))
+    throw new RangeError(`unpackNibbles: ${bytes.length} bytes hold fewer than ${n} nibbles`);
   const out = new Uint8Array(n);
   for (let i = 0; i < n; i++) out[i] = i & 1 ? bytes[i >> 1] >>> 4 : bytes[i >> 1] & 15;
   return out;
 }
 
 export const packE2M1 = (x: ArrayLike<number>): Uint8Array => packNibbles(Array.from(x, e2m1Encode));
-export const unpackE2M1 = (bytes: Uint8Array, n: number): Float32Array => Float32Array.from(unpackNibbles(bytes, n), e2m1Decode);
+export const unpackE2M1 = (bytes: Uint8Array, n: number): Float32Array =>
+  Float32Array.from(unpackNibbles(bytes, n), e2m1Decode);

@@ -43,9 +43,12 @@ describe("conversions against PyTorch 2.11 tables", () => {
       const want = table(`${c.key}.decode`) as Float32Array;
       expect(want.length).toBe(c.key.startsWith("f8") ? 256 : 65536);
       const bad: number[] = [];
-      for (let code = 0; code < want.length; code++) if (!sameFloat(Math.fround(c.decode(code)), want[code])) bad.push(code);
+      for (let code = 0; code < want.length; code++)
+        if (!sameFloat(Math.fround(c.decode(code)), want[code])) bad.push(code);
       expect(bad).toEqual([]);
-      const codes = c.key.startsWith("f8") ? Uint8Array.from({ length: 256 }, (_, i) => i) : Uint16Array.from({ length: 65536 }, (_, i) => i);
+      const codes = c.key.startsWith("f8")
+        ? Uint8Array.from({ length: 256 }, (_, i) => i)
+        : Uint16Array.from({ length: 65536 }, (_, i) => i);
       const bulk = toF32({ dtype: c.dtype, data: new Uint8Array(codes.buffer) });
       for (let code = 0; code < want.length; code++) if (!sameFloat(bulk[code], want[code])) bad.push(code);
       expect(bad).toEqual([]);

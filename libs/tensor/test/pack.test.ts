@@ -78,7 +78,9 @@ describe("int4/int8 packing (formats.md §1 worked examples)", () => {
 describe("FP4 E2M1", () => {
   it("packs [0.5,1,1.5,2,3,4,6,-0.5] into bytes 21 43 65 97 (formats.md §1)", () => {
     expect(Array.from(packE2M1([0.5, 1, 1.5, 2, 3, 4, 6, -0.5]))).toEqual([0x21, 0x43, 0x65, 0x97]);
-    expect(Array.from(unpackE2M1(new Uint8Array([0x21, 0x43, 0x65, 0x97]), 8))).toEqual([0.5, 1, 1.5, 2, 3, 4, 6, -0.5]);
+    expect(Array.from(unpackE2M1(new Uint8Array([0x21, 0x43, 0x65, 0x97]), 8))).toEqual([
+      0.5, 1, 1.5, 2, 3, 4, 6, -0.5,
+    ]);
   });
 
   it("rounds like compressed-tensors: nearest, ties to the smaller magnitude, saturate at 6", () => {

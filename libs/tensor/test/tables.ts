@@ -8,7 +8,10 @@ import { fileURLToPath } from "node:url";
 const file = join(dirname(fileURLToPath(import.meta.url)), "data", "torch-tables.safetensors");
 const raw = readFileSync(file);
 const n = Number(raw.readBigUInt64LE(0));
-const header = JSON.parse(raw.subarray(8, 8 + n).toString("utf8")) as Record<string, { dtype: string; data_offsets: [number, number] }>;
+const header = JSON.parse(raw.subarray(8, 8 + n).toString("utf8")) as Record<
+  string,
+  { dtype: string; data_offsets: [number, number] }
+>;
 
 export const tableMetadata = header.__metadata__ as unknown as Record<string, string>;
 
