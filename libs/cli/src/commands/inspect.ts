@@ -1,0 +1,47 @@
+// `moeq inspect <model-dir> [--json]`: what the registry makes of a checkpoint — architecture,
+// layers (which are MoE), experts, top-k, parameter counts, bytes by dtype, quantizable tensors.
+import { loadModel, type ModelSummary, summarize } from "@moeq/models";
+import { Console, Effect } from "effect";
+import { Argument, Command, Flag } from "effect/cli";
+
+const human = (n: number) =>
+  n >= 1e9 ? `${(n / 1e9).toFixed(2)} G` : n >= 1e6 ? `${(n / 1e6).toFixed(2)} M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} k` : `${n}`;
+
+function render(dir: string, s: ModelSummary): string {
+  const lines = [
+    `model        ${dir}`,
+    `architecture ${s.modelType} (${s.difficulty})`,
+    `layers       ${s.numLayers} (MoE: ${s.moeLayers.length ? s.moeLayers.join(",") : "none"}; dense: ${s.denseLayers.length ? s.denseLayers.join(",") : "none"})`,
+    `hidden       ${s.hiddenSize}, vocab ${s.vocabSize}`,
+    `experts      ${s.experts ?? "-"}, top-k ${s.topK ?? "-"}, routing ${s.routing ?? "-"}, shared expert ${s.sharedExperts ? "yes" : "no"}`,
+    `parameters   ${human(s.parameters.checkpoint)} in checkpoint, ${human(s.parameters.model)} used by the forward pass, ${human(s.parameters.activePerToken)} active per token`,
+    `bytes        ${Object.entries(s.bytesByDtype)
+      .map(([d, b]) => `${d} ${human(b)}B`)
+      .join(", ")}`,
+    `quantizable  ${s.quantizable.tensors} tensors, ${human(s.quantizable.parameters)} parameters (router, shared-expert gate, norms, biases, embeddings, lm_head excluded)`,
+  ];
+  return lines.join("\n");
+}
+
+export const inspect = Command.make(
+  "inspect",
+  {
+    modelDir: Argument.String("model-dir").pipe(Argument.withDescription("Hugging Face model directory (config.json + safetensors)")),
+    json: Flag.Boolean("json").pipe(Flag.withDefault(false), Flag.withDescription("Print the summary as JSON (includes the quantizable tensor names)")),
+  },
+  ({ modelDir, json }) =>
+    Effect.gen(function* () {
+      const summary = yield* Effect.try({
+        try: () => {
+          const m = loadModel(modelDir);
+          try {
+            return summarize(m);
+          } finally {
+            m.close();
+          }
+        },
+        catch: (e) => e as Error,
+      });
+      yield* Console.log(json ? JSON.stringify({ modelDir, ...summary }, null, 2) : render(modelDir, summary));
+    }),
+).pipe(Command.withDescription("Describe a model: architecture, MoE layers, experts, parameters, quantizable tensors"));
