@@ -26,6 +26,7 @@ export {
 } from "./errors.ts";
 export { loadTokenizer, type TextTokenizer } from "./tokenizer.ts";
 export {
+  cachedTokenStream,
   calibrationWindows,
   DEFAULT_WINDOWS,
   seededRandom,

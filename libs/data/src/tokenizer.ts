@@ -1,5 +1,6 @@
 // The model's own tokenizer (tokenizer.json), run by @huggingface/tokenizers, a JS port that
 // reproduces the Rust `tokenizers` ids (checked sample by sample in test/tokenizer.test.ts).
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
@@ -13,12 +14,18 @@ export interface TextTokenizer {
   /** The token that separates documents (the config's eos token, e.g. `<|endoftext|>`). */
   readonly separatorToken: string;
   readonly separatorId: number;
+  /** sha256 of tokenizer.json and tokenizer_config.json: identifies the id mapping (cache keys). */
+  readonly fingerprint: string;
   /** Ids as Hugging Face `tokenizer(text, add_special_tokens=False)` gives them. */
   encode(text: string): Int32Array;
   decode(ids: ArrayLike<number>): string;
 }
 
-function readJson(path: string, optional: boolean): Record<string, unknown> | undefined {
+function readJson(
+  path: string,
+  optional: boolean,
+  hash: ReturnType<typeof createHash>,
+): Record<string, unknown> | undefined {
   let raw: string;
   try {
     raw = readFileSync(path, "utf8");
@@ -26,6 +33,7 @@ function readJson(path: string, optional: boolean): Record<string, unknown> | un
     if (optional && (e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw new TokenizerLoadError({ path, reason: (e as Error).message });
   }
+  hash.update(raw).update("\u0000");
   let parsed: unknown;
   try {
     parsed = JSON.parse(raw);
@@ -46,11 +54,12 @@ function tokenName(value: unknown): string | undefined {
 
 function build(modelDir: string): TextTokenizer {
   const jsonPath = join(modelDir, "tokenizer.json");
-  const tokenizerJson = readJson(jsonPath, false)!;
+  const hash = createHash("sha256");
+  const tokenizerJson = readJson(jsonPath, false, hash)!;
   const model = tokenizerJson.model as { vocab?: unknown } | undefined;
   if (typeof model !== "object" || model === null || typeof model.vocab !== "object" || model.vocab === null)
     throw new TokenizerLoadError({ path: jsonPath, reason: "field model.vocab is missing" });
-  const config = readJson(join(modelDir, "tokenizer_config.json"), true) ?? {};
+  const config = readJson(join(modelDir, "tokenizer_config.json"), true, hash) ?? {};
 
   let tokenizer: Tokenizer;
   try {
@@ -75,6 +84,7 @@ function build(modelDir: string): TextTokenizer {
     vocabSize: maxId + 1,
     separatorToken,
     separatorId,
+    fingerprint: hash.digest("hex"),
     encode: (text) => Int32Array.from(tokenizer.encode(text, { add_special_tokens: false }).ids),
     // The JS port refuses an empty id list; the empty text is its decoding.
     decode: (ids) => (ids.length === 0 ? "" : tokenizer.decode(Array.from(ids))),

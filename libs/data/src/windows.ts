@@ -6,6 +6,13 @@
 // L − N·T spare tokens are divided into N+1 gaps by N sorted uniform draws in [0, L − N·T]
 // (a uniformly random placement of the N windows). Same source + seed → same windows; the
 // windows come out in stream order.
+//
+// Tokenizing the 450 Brown calibration documents takes ~15 s in JS, so the stream can be cached
+// (options.cacheDir): one raw int32 file (host byte order, little-endian on x86-64 and arm64) per (tokenizer fingerprint, documents)
+// hash, written to a temp file and renamed; a cache file that does not fit is recomputed.
+import { createHash } from "node:crypto";
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { Effect } from "effect";
 import { loadBrownDocuments, type Split } from "./brownText.ts";
 import { type CalibSpec, readJsonlDocuments, readTxtDocuments } from "./calibSpec.ts";
@@ -25,6 +32,8 @@ export interface WindowOptions {
   readonly seqLen?: number;
   /** PRNG seed of the window placement (default 0). */
   readonly seed?: number;
+  /** Directory for cached token streams; no caching when absent. */
+  readonly cacheDir?: string;
 }
 
 export interface TokenWindows {
@@ -77,6 +86,49 @@ export function tokenStream(documents: readonly string[], tokenizer: TextTokeniz
   return out;
 }
 
+function streamCacheKey(documents: readonly string[], tokenizer: TextTokenizer): string {
+  const h = createHash("sha256").update(tokenizer.fingerprint);
+  for (const d of documents) h.update("\u0000").update(d);
+  return h.digest("hex").slice(0, 32);
+}
+
+function readCachedStream(path: string, vocabSize: number): Int32Array | undefined {
+  let buf: Buffer;
+  try {
+    buf = readFileSync(path);
+  } catch {
+    return undefined;
+  }
+  if (buf.length % 4 !== 0) return undefined;
+  const ids = new Int32Array(buf.length / 4);
+  for (let i = 0; i < ids.length; i++) {
+    ids[i] = buf.readInt32LE(4 * i);
+    if (ids[i] < 0 || ids[i] >= vocabSize) return undefined;
+  }
+  return ids;
+}
+
+/** tokenStream, memoised on disk under cacheDir. */
+export function cachedTokenStream(
+  documents: readonly string[],
+  tokenizer: TextTokenizer,
+  cacheDir: string,
+): Int32Array {
+  const path = join(cacheDir, `tokens-${streamCacheKey(documents, tokenizer)}.i32`);
+  const cached = readCachedStream(path, tokenizer.vocabSize);
+  if (cached) return cached;
+  const stream = tokenStream(documents, tokenizer);
+  try {
+    mkdirSync(cacheDir, { recursive: true });
+    const tmp = `${path}.${process.pid}.tmp`;
+    writeFileSync(tmp, new Uint8Array(stream.buffer, stream.byteOffset, stream.byteLength));
+    renameSync(tmp, path);
+  } catch {
+    // A cache that cannot be written only costs time; the stream itself is correct.
+  }
+  return stream;
+}
+
 /** The documents a spec names; Brown honours the split, files are used whole. */
 export function specDocuments(spec: CalibSpec, split: Split): Effect.Effect<string[], TextSourceError> {
   switch (spec.source.kind) {
@@ -123,6 +175,13 @@ export function calibrationWindows(
   const seqLen = spec.seqLen ?? options.seqLen ?? DEFAULT_WINDOWS[split].seqLen;
   const source = spec.source.kind === "brown" ? `brown (${split} split)` : spec.source.path;
   return Effect.flatMap(specDocuments(spec, split), (docs) =>
-    windowsFromStream(tokenStream(docs, tokenizer), n, seqLen, options.seed ?? 0, source, docs.length),
+    windowsFromStream(
+      options.cacheDir ? cachedTokenStream(docs, tokenizer, options.cacheDir) : tokenStream(docs, tokenizer),
+      n,
+      seqLen,
+      options.seed ?? 0,
+      source,
+      docs.length,
+    ),
   );
 }

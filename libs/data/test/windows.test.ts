@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Effect } from "effect";
@@ -74,6 +74,26 @@ describe("calibrationWindows", () => {
       seqLen: 9,
     });
     expect(Effect.runSync(calibrationWindows(bare, tokenizer, "eval"))).toMatchObject({ n: 64, seqLen: 256 });
+  });
+
+  it("caches the token stream on disk and recomputes a cache file that does not fit", () => {
+    const path = join(dir, "cached.jsonl");
+    writeFileSync(
+      path,
+      ["alpha beta gamma", "delta epsilon", "zeta eta theta iota"].map((text) => JSON.stringify({ text })).join("\n"),
+    );
+    const spec = Effect.runSync(parseCalibSpec(`${path}:2x4`));
+    const cacheDir = join(dir, "cache");
+    const plain = Effect.runSync(calibrationWindows(spec, tokenizer, "calib", { seed: 3 }));
+    const first = Effect.runSync(calibrationWindows(spec, tokenizer, "calib", { seed: 3, cacheDir }));
+    const [file] = readdirSync(cacheDir);
+    expect(file).toMatch(/^tokens-[0-9a-f]{32}\.i32$/);
+    expect(statSync(join(cacheDir, file)).size).toBe(4 * plain.streamTokens);
+    expect(first.ids).toEqual(plain.ids);
+    expect(Effect.runSync(calibrationWindows(spec, tokenizer, "calib", { seed: 3, cacheDir })).ids).toEqual(plain.ids);
+    writeFileSync(join(cacheDir, file), "garbage");
+    expect(Effect.runSync(calibrationWindows(spec, tokenizer, "calib", { seed: 3, cacheDir })).ids).toEqual(plain.ids);
+    expect(statSync(join(cacheDir, file)).size).toBe(4 * plain.streamTokens);
   });
 
   it("fails with NotEnoughTokensError naming the source when the windows do not fit", () => {
