@@ -90,6 +90,20 @@ export class RunWorkQueues {
     this.options.set(queue, { maxDeliver, backoffMs: o.backoffMs ?? DEFAULTS.backoffMs });
   }
 
+  /**
+   * A worker that did not create the queue takes its settings from the server (so it never
+   * resets what the queue's owner configured); creates it with defaults if it does not exist.
+   */
+  private async adoptQueue(queue: string): Promise<void> {
+    try {
+      const info = await this.bus.jsm.consumers.info(streams.work(this.runId), consumerName(queue));
+      this.options.set(queue, { maxDeliver: info.config.max_deliver ?? DEFAULTS.maxDeliver, backoffMs: DEFAULTS.backoffMs });
+    } catch (e) {
+      if (!/consumer not found|10014/i.test(errorText(e))) throw e;
+      await this.ensureQueue(queue);
+    }
+  }
+
   private readonly options = new Map<string, { maxDeliver: number; backoffMs: ReadonlyArray<number> }>();
 
   /** Publishes an item with its id as Nats-Msg-Id: a repeated publish is a no-op (`duplicate`). */
@@ -150,13 +164,13 @@ export class RunWorkQueues {
 
   /**
    * Runs `handler` for each item of the queue, one at a time, until stop(). Outcomes:
-   * resolved → ack; PermanentFailure or an undecodable message → dead letter + term;
+   * resolved → ack; PermanentFailure or an undecodable message → dead letter, then ack;
    * other errors → nak with backoff, dead letter on the last allowed delivery. Items whose
    * worker died on the last delivery reach the dead letters through the server's
    * max-deliveries advisory.
    */
   async consume(queue: string, handler: WorkHandler, o: ConsumeOptions = {}): Promise<Worker> {
-    if (!this.options.has(queue)) await this.ensureQueue(queue);
+    if (!this.options.has(queue)) await this.adoptQueue(queue);
     const { maxDeliver, backoffMs } = this.options.get(queue)!;
     const stream = streams.work(this.runId);
     const consumer = await this.bus.js.consumers.get(stream, consumerName(queue));
@@ -175,7 +189,7 @@ export class RunWorkQueues {
       if (Result.isFailure(item)) {
         const f = item.failure as MalformedMessage | InvalidMessage;
         await sendToDlq(this.record(queue, base, f._tag === "MalformedMessage" ? "malformed" : "invalid", f));
-        m.term(f.message);
+        await m.ackAck(); // the DLQ holds it now; acking removes it from the work-queue stream
         return;
       }
       const beat = o.heartbeatMs ? setInterval(() => m.working(), o.heartbeatMs) : undefined;
@@ -190,11 +204,11 @@ export class RunWorkQueues {
       } catch (e) {
         if (e instanceof PermanentFailure) {
           await sendToDlq(this.record(queue, base, "rejected", { _tag: e.tag, message: e.message }));
-          m.term(e.message);
+          await m.ackAck();
         } else if (m.info.deliveryCount >= maxDeliver) {
           const err = e as { _tag?: string; message?: string };
           await sendToDlq(this.record(queue, base, "exhausted", { _tag: err._tag, message: `${source}: ${errorText(e)}` }));
-          m.term(errorText(e));
+          await m.ackAck();
         } else {
           o.onRetry?.(item.success, e, m.info.deliveryCount);
           m.nak(backoffMs[Math.min(m.info.deliveryCount - 1, backoffMs.length - 1)]);

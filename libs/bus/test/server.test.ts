@@ -73,7 +73,7 @@ describe("embedded nats-server", () => {
     await new Promise((r) => setTimeout(r, 200));
     expect(alive(info.pid)).toBe(false);
     expect(existsSync(info.dir)).toBe(false);
-  });
+  }, 30_000);
 
   it("a server orphaned by a SIGKILLed parent is reaped by the next start", async () => {
     const owner = spawnNode(join(fixtures, "server-owner.ts"), []);
@@ -84,5 +84,5 @@ describe("embedded nats-server", () => {
     await new Promise((r) => setTimeout(r, 200));
     expect(alive(info.pid)).toBe(false);
     expect(existsSync(info.dir)).toBe(false);
-  });
+  }, 30_000);
 });
