@@ -1,6 +1,6 @@
 // Formats on disk: write a format's output through the streaming safetensors writer (temp dir,
 // then rename), and open any quantized checkpoint for the evaluator.
-import { copyFileSync, existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Checkpoint, createCheckpointWriter, openCheckpoint } from "@moeq/safetensors";
 import type { Tensor } from "@moeq/tensor";

@@ -2,7 +2,7 @@
 // them: pack-quantized (int4/int8), float-quantized (FP8), nvfp4-pack-quantized and
 // mxfp4-pack-quantized, one config group per distinct scheme. Layouts: shared reference
 // formats.md §1 (compressed-tensors 0.18).
-import { dequantizeMxfp4, dequantizeNvfp4, fp8ScaleTile, dequantizeFp8 } from "@moeq/quant";
+import { dequantizeFp8, dequantizeMxfp4, dequantizeNvfp4, fp8ScaleTile } from "@moeq/quant";
 import { packCols, packNibbles, packRows, type Tensor, unpackCols, unpackNibbles, unpackRows } from "@moeq/tensor";
 import { FormatError } from "./errors.ts";
 import { checkFp8, checkMxfp4, checkNvfp4 } from "./float-checks.ts";
@@ -63,7 +63,10 @@ const writeModule = (m: QuantizedModule, out: Map<string, Tensor>, notes: string
     case "int": {
       const lay = checkIntModule(NAME, p, w);
       const r = w.result;
-      out.set(`${p}.weight_packed`, i32Tensor(packRows(r.codes, w.rows, w.cols, lay.bits), [w.rows, Math.ceil((w.cols * lay.bits) / 32)]));
+      out.set(
+        `${p}.weight_packed`,
+        i32Tensor(packRows(r.codes, w.rows, w.cols, lay.bits), [w.rows, Math.ceil((w.cols * lay.bits) / 32)]),
+      );
       const sd = exactDtype(r.scales, ["BF16", "F16", "F32"]);
       if (sd === "F32") notes.push(`${p}: scales are not exact in bf16/f16, stored as F32`);
       out.set(`${p}.weight_scale`, floatTensor(r.scales, sd, [w.rows, lay.nGroups]));
@@ -71,7 +74,10 @@ const writeModule = (m: QuantizedModule, out: Map<string, Tensor>, notes: string
       if (!r.symmetric) {
         out.set(
           `${p}.weight_zero_point`,
-          i32Tensor(packCols(r.zeros, w.rows, lay.nGroups, lay.bits), [Math.ceil((w.rows * lay.bits) / 32), lay.nGroups]),
+          i32Tensor(packCols(r.zeros, w.rows, lay.nGroups, lay.bits), [
+            Math.ceil((w.rows * lay.bits) / 32),
+            lay.nGroups,
+          ]),
         );
       }
       if (lay.needsGIdx) out.set(`${p}.weight_g_idx`, i32Tensor(Int32Array.from(r.gIdx), [w.cols]));
@@ -109,14 +115,19 @@ const writeModule = (m: QuantizedModule, out: Map<string, Tensor>, notes: string
       return {
         format: "nvfp4-pack-quantized",
         weights: floatArgs(4, "tensor_group", group),
-        input_activations: m.inputScale === undefined ? null : floatArgs(4, "tensor_group", { ...group, dynamic: "local" }),
+        input_activations:
+          m.inputScale === undefined ? null : floatArgs(4, "tensor_group", { ...group, dynamic: "local" }),
       };
     }
     case "mxfp4": {
       checkMxfp4(NAME, p, w);
       out.set(`${p}.weight_packed`, u8Tensor(packNibbles(w.codes), [w.rows, w.cols / 2]));
       out.set(`${p}.weight_scale`, u8Tensor(w.scales, [w.rows, w.cols / 32]));
-      return { format: "mxfp4-pack-quantized", weights: floatArgs(4, "group", { group_size: 32 }), input_activations: null };
+      return {
+        format: "mxfp4-pack-quantized",
+        weights: floatArgs(4, "group", { group_size: 32 }),
+        input_activations: null,
+      };
     }
   }
 };
@@ -217,25 +228,47 @@ export const readCompressedTensors = (ctx: ReadContext): QuantizedReader => {
     return modules.has(m) && (SUFFIXES.includes(suffix) || (suffix === "weight" && src.has(`${m}.weight_scale`)));
   };
   const dequantize = (p: string): DequantizedModule => {
-    if (!modules.has(p)) throw new FormatError({ format: NAME, reason: `module "${p}" is not quantized in this checkpoint` });
+    if (!modules.has(p))
+      throw new FormatError({ format: NAME, reason: `module "${p}" is not quantized in this checkpoint` });
     const packed = maybeTensor(src, `${p}.weight_packed`);
     const args = groupFor(ctx.quantizationConfig, p);
     if (packed?.dtype === "I32") {
-      const shapeT = expectTensor(NAME, `${p}.weight_shape`, maybeTensor(src, `${p}.weight_shape`), ["I64", "I32"], [2]);
+      const shapeT = expectTensor(
+        NAME,
+        `${p}.weight_shape`,
+        maybeTensor(src, `${p}.weight_shape`),
+        ["I64", "I32"],
+        [2],
+      );
       const [rows, cols] = shapeT.dtype === "I64" ? asI64(shapeT) : Array.from(asI32(shapeT));
       const bits = Number(args?.num_bits ?? 4);
-      if (bits !== 4 && bits !== 8) throw new FormatError({ format: NAME, reason: `${p}: ${bits}-bit pack-quantized is not supported` });
+      if (bits !== 4 && bits !== 8)
+        throw new FormatError({ format: NAME, reason: `${p}: ${bits}-bit pack-quantized is not supported` });
       expectTensor(NAME, `${p}.weight_packed`, packed, ["I32"], [rows!, Math.ceil((cols! * bits) / 32)]);
-      const scaleT = expectTensor(NAME, `${p}.weight_scale`, maybeTensor(src, `${p}.weight_scale`), ["F32", "F16", "BF16"]);
+      const scaleT = expectTensor(NAME, `${p}.weight_scale`, maybeTensor(src, `${p}.weight_scale`), [
+        "F32",
+        "F16",
+        "BF16",
+      ]);
       if (scaleT.shape.length !== 2 || scaleT.shape[0] !== rows) {
-        throw new FormatError({ format: NAME, reason: `${p}.weight_scale has shape [${scaleT.shape}], expected [${rows}, groups]` });
+        throw new FormatError({
+          format: NAME,
+          reason: `${p}.weight_scale has shape [${scaleT.shape}], expected [${rows}, groups]`,
+        });
       }
       const nGroups = scaleT.shape[1]!;
       const scales = asF32(scaleT);
       const codes = unpackRows(asI32(packed), rows!, cols!, bits);
       const zpT = maybeTensor(src, `${p}.weight_zero_point`);
       const zeros = zpT
-        ? unpackCols(asI32(expectTensor(NAME, `${p}.weight_zero_point`, zpT, ["I32"], [Math.ceil((rows! * bits) / 32), nGroups])), rows!, nGroups, bits)
+        ? unpackCols(
+            asI32(
+              expectTensor(NAME, `${p}.weight_zero_point`, zpT, ["I32"], [Math.ceil((rows! * bits) / 32), nGroups]),
+            ),
+            rows!,
+            nGroups,
+            bits,
+          )
         : new Uint8Array(rows! * nGroups).fill(1 << (bits - 1));
       const gT = maybeTensor(src, `${p}.weight_g_idx`);
       const gs = Number(args?.group_size ?? -1) > 0 ? Number(args?.group_size) : Math.ceil(cols! / nGroups);
@@ -246,7 +279,8 @@ export const readCompressedTensors = (ctx: ReadContext): QuantizedReader => {
       for (let r = 0; r < rows!; r++) {
         for (let c = 0; c < cols!; c++) {
           const g = gIdx[c]!;
-          if (g < 0 || g >= nGroups) throw new FormatError({ format: NAME, reason: `${p}.weight_g_idx[${c}] = ${g} is out of range` });
+          if (g < 0 || g >= nGroups)
+            throw new FormatError({ format: NAME, reason: `${p}.weight_g_idx[${c}] = ${g} is out of range` });
           out[r * cols! + c] = intDequant(codes[r * cols! + c]!, zeros[r * nGroups + g]!, scales[r * nGroups + g]!);
         }
       }
@@ -258,11 +292,23 @@ export const readCompressedTensors = (ctx: ReadContext): QuantizedReader => {
       const codes = unpackNibbles(packed.data, rows * cols);
       const gsT = maybeTensor(src, `${p}.weight_global_scale`);
       if (gsT) {
-        const bs = expectTensor(NAME, `${p}.weight_scale`, maybeTensor(src, `${p}.weight_scale`), ["F8_E4M3"], [rows, cols / 16]);
+        const bs = expectTensor(
+          NAME,
+          `${p}.weight_scale`,
+          maybeTensor(src, `${p}.weight_scale`),
+          ["F8_E4M3"],
+          [rows, cols / 16],
+        );
         const g = asF32(expectTensor(NAME, `${p}.weight_global_scale`, gsT, ["F32"]))[0]!;
         return { name: p, rows, cols, weight: dequantizeNvfp4(codes, bs.data, g, "compressed-tensors", rows, cols) };
       }
-      const sc = expectTensor(NAME, `${p}.weight_scale`, maybeTensor(src, `${p}.weight_scale`), ["U8", "F8_E8M0"], [rows, cols / 32]);
+      const sc = expectTensor(
+        NAME,
+        `${p}.weight_scale`,
+        maybeTensor(src, `${p}.weight_scale`),
+        ["U8", "F8_E8M0"],
+        [rows, cols / 32],
+      );
       return { name: p, rows, cols, weight: dequantizeMxfp4(codes, sc.data, rows, cols) };
     }
     const wT = expectTensor(NAME, `${p}.weight`, maybeTensor(src, `${p}.weight`), ["F8_E4M3"]);
@@ -272,11 +318,20 @@ export const readCompressedTensors = (ctx: ReadContext): QuantizedReader => {
     const scales = asF32(sT);
     let tile: readonly [number, number];
     if (scales.length === 1) tile = fp8ScaleTile("tensor", rows, cols, null);
-    else if (sT.shape.length === 2 && sT.shape[0] === rows && sT.shape[1] === 1) tile = fp8ScaleTile("channel", rows, cols, null);
+    else if (sT.shape.length === 2 && sT.shape[0] === rows && sT.shape[1] === 1)
+      tile = fp8ScaleTile("channel", rows, cols, null);
     else {
       const bs = args?.block_structure as number[] | undefined;
-      if (!bs || sT.shape.length !== 2 || sT.shape[0] !== Math.ceil(rows / bs[0]!) || sT.shape[1] !== Math.ceil(cols / bs[1]!)) {
-        throw new FormatError({ format: NAME, reason: `${p}.weight_scale shape [${sT.shape}] matches no FP8 strategy for [${rows}, ${cols}]` });
+      if (
+        !bs ||
+        sT.shape.length !== 2 ||
+        sT.shape[0] !== Math.ceil(rows / bs[0]!) ||
+        sT.shape[1] !== Math.ceil(cols / bs[1]!)
+      ) {
+        throw new FormatError({
+          format: NAME,
+          reason: `${p}.weight_scale shape [${sT.shape}] matches no FP8 strategy for [${rows}, ${cols}]`,
+        });
       }
       tile = [bs[0]!, bs[1]!];
     }

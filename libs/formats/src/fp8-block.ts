@@ -18,13 +18,22 @@ const write = (input: FormatInput): FormatOutput => {
   for (const m of input.modules) {
     const w = m.weight;
     if (w.kind !== "fp8" || w.strategy !== "block" || !w.block) {
-      throw new FormatError({ format: NAME, reason: `${m.name}: needs FP8 weights quantized in blocks, got ${w.kind === "fp8" ? `fp8 ${w.strategy}` : w.kind}` });
+      throw new FormatError({
+        format: NAME,
+        reason: `${m.name}: needs FP8 weights quantized in blocks, got ${w.kind === "fp8" ? `fp8 ${w.strategy}` : w.kind}`,
+      });
     }
     if (block && (block[0] !== w.block[0] || block[1] !== w.block[1])) {
-      throw new FormatError({ format: NAME, reason: `${m.name}: block [${w.block}] differs from [${block}]; weight_block_size is one per model` });
+      throw new FormatError({
+        format: NAME,
+        reason: `${m.name}: block [${w.block}] differs from [${block}]; weight_block_size is one per model`,
+      });
     }
     if (m.inputScale !== undefined) {
-      throw new FormatError({ format: NAME, reason: `${m.name}: this format quantizes activations dynamically; it has no place for a static input scale` });
+      throw new FormatError({
+        format: NAME,
+        reason: `${m.name}: this format quantizes activations dynamically; it has no place for a static input scale`,
+      });
     }
     block = w.block;
     checkFp8(NAME, m.name, w);
@@ -69,16 +78,24 @@ export const readFp8Block = (ctx: ReadContext): QuantizedReader => {
     return set.has(t.slice(0, dot)) && ["weight", "weight_scale_inv"].includes(t.slice(dot + 1));
   };
   const dequantize = (p: string): DequantizedModule => {
-    if (!set.has(p)) throw new FormatError({ format: NAME, reason: `module "${p}" is not quantized in this checkpoint` });
+    if (!set.has(p))
+      throw new FormatError({ format: NAME, reason: `module "${p}" is not quantized in this checkpoint` });
     const w = expectTensor(NAME, `${p}.weight`, maybeTensor(src, `${p}.weight`), ["F8_E4M3"]);
     if (w.shape.length !== 2) throw new FormatError({ format: NAME, reason: `${p}.weight is not 2-D` });
     const [rows, cols] = w.shape as [number, number];
     const tile: [number, number] = wbs ? [wbs[0]!, wbs[1]!] : [rows, cols];
-    const sT = expectTensor(NAME, `${p}.weight_scale_inv`, maybeTensor(src, `${p}.weight_scale_inv`), ["F32", "BF16", "F16"]);
+    const sT = expectTensor(NAME, `${p}.weight_scale_inv`, maybeTensor(src, `${p}.weight_scale_inv`), [
+      "F32",
+      "BF16",
+      "F16",
+    ]);
     const expect = Math.ceil(rows / tile[0]) * Math.ceil(cols / tile[1]);
     const s = asF32(sT);
     if (s.length !== expect) {
-      throw new FormatError({ format: NAME, reason: `${p}.weight_scale_inv has ${s.length} values; blocks [${tile}] over [${rows}, ${cols}] need ${expect}` });
+      throw new FormatError({
+        format: NAME,
+        reason: `${p}.weight_scale_inv has ${s.length} values; blocks [${tile}] over [${rows}, ${cols}] need ${expect}`,
+      });
     }
     return { name: p, rows, cols, weight: dequantizeFp8(w.data, s, rows, cols, tile) };
   };
@@ -88,10 +105,12 @@ export const readFp8Block = (ctx: ReadContext): QuantizedReader => {
 export const fp8Block: Format = {
   name: NAME,
   describe: {
-    summary: "DeepSeek-V3 FP8 blocks: weight F8_E4M3 + weight_scale_inv F32 per [br, bc] block (partial edge blocks), dynamic activations",
+    summary:
+      "DeepSeek-V3 FP8 blocks: weight F8_E4M3 + weight_scale_inv F32 per [br, bc] block (partial edge blocks), dynamic activations",
     accepts: ["fp8"],
     files: [],
-    loaders: "transformers FineGrainedFP8Config (verified, dequantize=True), vLLM and SGLang quant_method fp8 [UNVERIFIED here]",
+    loaders:
+      "transformers FineGrainedFP8Config (verified, dequantize=True), vLLM and SGLang quant_method fp8 [UNVERIFIED here]",
   },
   write,
 };

@@ -22,7 +22,10 @@ interface Expert {
 
 const mx = (m: QuantizedModule): Mxfp4Quantized => {
   if (m.weight.kind !== "mxfp4") {
-    throw new FormatError({ format: NAME, reason: `${m.name}: GPT-OSS stores MXFP4 experts only, got ${m.weight.kind}` });
+    throw new FormatError({
+      format: NAME,
+      reason: `${m.name}: GPT-OSS stores MXFP4 experts only, got ${m.weight.kind}`,
+    });
   }
   checkMxfp4(NAME, m.name, m.weight);
   return m.weight;
@@ -38,7 +41,10 @@ const stackBias = (name: string, parts: Array<Tensor[]>, rowLen: number): Tensor
   parts.forEach((ts, ei) => {
     ts.forEach((t, k) => {
       if (t.dtype !== dtype || t.data.byteLength !== rowLen * size) {
-        throw new FormatError({ format: NAME, reason: `${name}: expert ${ei} bias has dtype ${t.dtype} and ${t.data.byteLength} bytes` });
+        throw new FormatError({
+          format: NAME,
+          reason: `${name}: expert ${ei} bias has dtype ${t.dtype} and ${t.data.byteLength} bytes`,
+        });
       }
       for (let j = 0; j < rowLen; j++) {
         out.set(t.data.subarray(j * size, (j + 1) * size), ((ei * rowLen + j) * width + k) * size);
@@ -53,10 +59,15 @@ const write = (input: FormatInput): FormatOutput => {
   const layers = new Map<string, Map<number, Expert>>();
   for (const m of input.modules) {
     const e = parseExpertModule(m.name);
-    if (!e) throw new FormatError({ format: NAME, reason: `${m.name}: only experts ("<...>.experts.E.{gate,up,down}_proj") are MXFP4 in GPT-OSS` });
-    if (m.inputScale !== undefined) throw new FormatError({ format: NAME, reason: `${m.name}: MXFP4 here is weight-only; no input scales` });
-    let layer = layers.get(e.prefix);
-    if (!layer) layers.set(e.prefix, (layer = new Map()));
+    if (!e)
+      throw new FormatError({
+        format: NAME,
+        reason: `${m.name}: only experts ("<...>.experts.E.{gate,up,down}_proj") are MXFP4 in GPT-OSS`,
+      });
+    if (m.inputScale !== undefined)
+      throw new FormatError({ format: NAME, reason: `${m.name}: MXFP4 here is weight-only; no input scales` });
+    const layer = layers.get(e.prefix) ?? new Map<number, Expert>();
+    layers.set(e.prefix, layer);
     const ex = layer.get(e.expert) ?? {};
     ex[e.proj === "gate_proj" ? "gate" : e.proj === "up_proj" ? "up" : "down"] = m;
     layer.set(e.expert, ex);
@@ -74,7 +85,10 @@ const write = (input: FormatInput): FormatOutput => {
     for (let e = 0; e < E; e++) {
       const ex = layer.get(e);
       if (!ex?.gate || !ex.up || !ex.down) {
-        throw new FormatError({ format: NAME, reason: `${prefix}.${e}: gate_proj, up_proj and down_proj must all be given (experts 0..${E - 1})` });
+        throw new FormatError({
+          format: NAME,
+          reason: `${prefix}.${e}: gate_proj, up_proj and down_proj must all be given (experts 0..${E - 1})`,
+        });
       }
       const g = mx(ex.gate);
       const u = mx(ex.up);
@@ -83,7 +97,10 @@ const write = (input: FormatInput): FormatOutput => {
       const H = g.cols;
       dims ??= { I, H };
       if (u.rows !== I || u.cols !== H || d.rows !== H || d.cols !== I || dims.I !== I || dims.H !== H) {
-        throw new FormatError({ format: NAME, reason: `${prefix}.${e}: shapes gate [${g.rows}, ${g.cols}], up [${u.rows}, ${u.cols}], down [${d.rows}, ${d.cols}] do not form one [I=${dims.I}, H=${dims.H}] expert` });
+        throw new FormatError({
+          format: NAME,
+          reason: `${prefix}.${e}: shapes gate [${g.rows}, ${g.cols}], up [${u.rows}, ${u.cols}], down [${d.rows}, ${d.cols}] do not form one [I=${dims.I}, H=${dims.H}] expert`,
+        });
       }
       const rowB = H / 2;
       const rowS = H / 32;
@@ -102,7 +119,11 @@ const write = (input: FormatInput): FormatOutput => {
       dn.push(packNibbles(d.codes));
       dns.push(d.scales);
       const biases = [ex.gate.bias, ex.up.bias, ex.down.bias].filter((b) => b !== undefined).length;
-      if (biases !== 0 && biases !== 3) throw new FormatError({ format: NAME, reason: `${prefix}.${e}: give biases for all three projections or none` });
+      if (biases !== 0 && biases !== 3)
+        throw new FormatError({
+          format: NAME,
+          reason: `${prefix}.${e}: give biases for all three projections or none`,
+        });
       if (biases === 3) {
         guBias.push([ex.gate.bias!, ex.up.bias!]);
         dnBias.push([ex.down.bias!]);
@@ -152,7 +173,10 @@ export const readGptOssMxfp4 = (ctx: ReadContext): QuantizedReader => {
   for (const prefix of prefixes) {
     const gu = src.tensor(`${prefix}.gate_up_proj_blocks`);
     if (gu.shape.length !== 4 || gu.shape[3] !== 16) {
-      throw new FormatError({ format: NAME, reason: `${prefix}.gate_up_proj_blocks has shape [${gu.shape}], expected [E, 2I, H/32, 16]` });
+      throw new FormatError({
+        format: NAME,
+        reason: `${prefix}.gate_up_proj_blocks has shape [${gu.shape}], expected [E, 2I, H/32, 16]`,
+      });
     }
     const [E, twoI, hb] = gu.shape as [number, number, number, number];
     shapes.set(prefix, { E, I: twoI / 2, H: hb * 32 });
@@ -180,8 +204,20 @@ export const readGptOssMxfp4 = (ctx: ReadContext): QuantizedReader => {
     const cols = down ? I : H;
     const base = down ? "down_proj" : "gate_up_proj";
     const fusedRows = down ? H : 2 * I;
-    const blocks = expectTensor(NAME, `${w.prefix}.${base}_blocks`, maybeTensor(src, `${w.prefix}.${base}_blocks`), ["U8"], [E, fusedRows, cols / 32, 16]);
-    const scales = expectTensor(NAME, `${w.prefix}.${base}_scales`, maybeTensor(src, `${w.prefix}.${base}_scales`), ["U8", "F8_E8M0"], [E, fusedRows, cols / 32]);
+    const blocks = expectTensor(
+      NAME,
+      `${w.prefix}.${base}_blocks`,
+      maybeTensor(src, `${w.prefix}.${base}_blocks`),
+      ["U8"],
+      [E, fusedRows, cols / 32, 16],
+    );
+    const scales = expectTensor(
+      NAME,
+      `${w.prefix}.${base}_scales`,
+      maybeTensor(src, `${w.prefix}.${base}_scales`),
+      ["U8", "F8_E8M0"],
+      [E, fusedRows, cols / 32],
+    );
     const rowB = cols / 2;
     const rowS = cols / 32;
     const codes = new Uint8Array(rows * cols);
@@ -201,7 +237,8 @@ export const readGptOssMxfp4 = (ctx: ReadContext): QuantizedReader => {
 export const gptOssMxfp4: Format = {
   name: NAME,
   describe: {
-    summary: "GPT-OSS MXFP4: experts fused per layer into *_blocks / *_scales (gate/up interleaved), E8M0 scales per 32 inputs",
+    summary:
+      "GPT-OSS MXFP4: experts fused per layer into *_blocks / *_scales (gate/up interleaved), E8M0 scales per 32 inputs",
     accepts: ["mxfp4"],
     files: [],
     loaders: "transformers (GptOss, Mxfp4Config), vLLM and SGLang gpt_oss [UNVERIFIED here]",

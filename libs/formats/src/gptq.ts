@@ -61,10 +61,14 @@ const makeWrite =
           zerosT[i] = zerosT[i]! - 1;
         }
       }
-      tensors.set(`${m.name}.qzeros`, i32Tensor(packRows(zerosT, lay.nGroups, out, lay.bits), [lay.nGroups, (out * lay.bits) / 32]));
+      tensors.set(
+        `${m.name}.qzeros`,
+        i32Tensor(packRows(zerosT, lay.nGroups, out, lay.bits), [lay.nGroups, (out * lay.bits) / 32]),
+      );
       const scalesT = transpose(r.scales, out, lay.nGroups);
       const sd = exactDtype(scalesT, ["F16", "F32"]);
-      if (sd === "F32") notes.push(`${m.name}: scales are not exact in f16, stored as F32 (GPTQ kernels compute in f16)`);
+      if (sd === "F32")
+        notes.push(`${m.name}: scales are not exact in f16, stored as F32 (GPTQ kernels compute in f16)`);
       tensors.set(`${m.name}.scales`, floatTensor(scalesT, sd, [lay.nGroups, out]));
       tensors.set(`${m.name}.g_idx`, i32Tensor(Int32Array.from(r.gIdx), [inp]));
       if (m.bias) tensors.set(`${m.name}.bias`, m.bias);
@@ -97,7 +101,8 @@ export const readGptq = (ctx: ReadContext): QuantizedReader => {
   const version: GptqVersion = cfg.checkpoint_format === "gptq_v2" ? "gptq_v2" : "gptq";
   const bits = Number(cfg.bits ?? 4);
   const name = version === "gptq" ? "gptq" : "gptq-v2";
-  if (bits !== 4 && bits !== 8) throw new FormatError({ format: name, reason: `quantize_config bits ${bits} is not supported (4 or 8)` });
+  if (bits !== 4 && bits !== 8)
+    throw new FormatError({ format: name, reason: `quantize_config bits ${bits} is not supported (4 or 8)` });
   const modules = src
     .names()
     .filter((n) => n.endsWith(".qweight"))
@@ -109,7 +114,8 @@ export const readGptq = (ctx: ReadContext): QuantizedReader => {
     return set.has(t.slice(0, dot)) && ["qweight", "qzeros", "scales", "g_idx"].includes(t.slice(dot + 1));
   };
   const dequantize = (p: string): DequantizedModule => {
-    if (!set.has(p)) throw new FormatError({ format: name, reason: `module "${p}" is not quantized in this checkpoint` });
+    if (!set.has(p))
+      throw new FormatError({ format: name, reason: `module "${p}" is not quantized in this checkpoint` });
     const qw = expectTensor(name, `${p}.qweight`, maybeTensor(src, `${p}.qweight`), ["I32"]);
     if (qw.shape.length !== 2) throw new FormatError({ format: name, reason: `${p}.qweight is not 2-D` });
     const inp = (qw.shape[0]! * 32) / bits;
@@ -119,7 +125,13 @@ export const readGptq = (ctx: ReadContext): QuantizedReader => {
       throw new FormatError({ format: name, reason: `${p}.scales has shape [${sc.shape}], expected [groups, ${out}]` });
     }
     const nGroups = sc.shape[0]!;
-    const qz = expectTensor(name, `${p}.qzeros`, maybeTensor(src, `${p}.qzeros`), ["I32"], [nGroups, (out * bits) / 32]);
+    const qz = expectTensor(
+      name,
+      `${p}.qzeros`,
+      maybeTensor(src, `${p}.qzeros`),
+      ["I32"],
+      [nGroups, (out * bits) / 32],
+    );
     const gT = maybeTensor(src, `${p}.g_idx`);
     const gs = Number(cfg.group_size ?? -1);
     const gIdx = gT
@@ -132,7 +144,8 @@ export const readGptq = (ctx: ReadContext): QuantizedReader => {
     const w = new Float32Array(out * inp);
     for (let c = 0; c < inp; c++) {
       const g = gIdx[c]!;
-      if (g < 0 || g >= nGroups) throw new FormatError({ format: name, reason: `${p}.g_idx[${c}] = ${g} is out of range` });
+      if (g < 0 || g >= nGroups)
+        throw new FormatError({ format: name, reason: `${p}.g_idx[${c}] = ${g} is out of range` });
       for (let o = 0; o < out; o++) {
         const z = version === "gptq" ? (zeros[g * out + o]! + 1) & (mask * 2 + 1) : zeros[g * out + o]!;
         w[o * inp + c] = intDequant(codes[c * out + o]!, z, scales[g * out + o]!);
@@ -146,7 +159,8 @@ export const readGptq = (ctx: ReadContext): QuantizedReader => {
 export const gptq: Format = {
   name: "gptq",
   describe: {
-    summary: "GPTQ checkpoint_format gptq (v1: qzeros hold zero−1), int4/int8, group or channel, sym/asym, desc_act g_idx",
+    summary:
+      "GPTQ checkpoint_format gptq (v1: qzeros hold zero−1), int4/int8, group or channel, sym/asym, desc_act g_idx",
     accepts: ["int"],
     files: ["quantize_config.json"],
     loaders: "vLLM gptq / gptq_marlin, SGLang, transformers with gptqmodel",

@@ -27,20 +27,21 @@ export const checkIntModule = (format: string, name: string, w: IntQuantized): I
   const nGroups = r.scales.length / rows;
   if (r.zeros.length !== r.scales.length) fail(`${r.zeros.length} zero points for ${r.scales.length} scales`);
   if (r.gIdx.length !== cols) fail(`g_idx has ${r.gIdx.length} entries for ${cols} input columns`);
-  const groupSize = nGroups === 1 ? -1 : r.groupSize;
-  if (nGroups > 1 && (!(groupSize > 0) || Math.ceil(cols / groupSize) !== nGroups)) {
+  const groupSize = r.groupSize > 0 ? r.groupSize : -1;
+  if ((groupSize > 0 ? Math.ceil(cols / groupSize) : 1) !== nGroups) {
     fail(`group size ${r.groupSize} does not give ${nGroups} groups over ${cols} columns`);
   }
   let needsGIdx = false;
   for (let c = 0; c < cols; c++) {
     const g = r.gIdx[c]!;
     if (!Number.isInteger(g) || g < 0 || g >= nGroups) fail(`g_idx[${c}] = ${g} is not a group in 0..${nGroups - 1}`);
-    if (g !== (nGroups === 1 ? 0 : Math.floor(c / groupSize))) needsGIdx = true;
+    if (g !== (groupSize > 0 ? Math.floor(c / groupSize) : 0)) needsGIdx = true;
   }
   const mid = 1 << (bits - 1);
   for (let i = 0; i < r.zeros.length; i++) {
     const z = r.zeros[i]!;
-    if (!Number.isInteger(z) || z < 0 || z > maxCode) fail(`zero point ${z} at ${i} is not an integer in 0..${maxCode}`);
+    if (!Number.isInteger(z) || z < 0 || z > maxCode)
+      fail(`zero point ${z} at ${i} is not an integer in 0..${maxCode}`);
     if (r.symmetric && z !== mid) fail(`symmetric result has zero point ${z} at ${i}, expected ${mid}`);
     const s = r.scales[i]!;
     if (!Number.isFinite(s)) fail(`scale ${s} at ${i} is not finite`);
@@ -50,7 +51,8 @@ export const checkIntModule = (format: string, name: string, w: IntQuantized): I
     for (let c = 0; c < cols; c++) {
       const i = row * cols + c;
       const code = r.codes[i]!;
-      if (!Number.isInteger(code) || code < 0 || code > maxCode) fail(`code ${code} at [${row}, ${c}] does not fit ${bits} bits`);
+      if (!Number.isInteger(code) || code < 0 || code > maxCode)
+        fail(`code ${code} at [${row}, ${c}] does not fit ${bits} bits`);
       const gi = row * nGroups + r.gIdx[c]!;
       const d = intDequant(code, r.zeros[gi]!, Math.fround(r.scales[gi]!));
       if (!Object.is(d, Math.fround(r.dequant[i]!)) && !(d === 0 && r.dequant[i] === 0)) {

@@ -2,8 +2,16 @@
 import { bytesOf, type DType, dtypeBytes, fromF32, numel, type Tensor, toF32 } from "@moeq/tensor";
 import { FormatError } from "./errors.ts";
 
-export const i32Tensor = (x: Int32Array, shape: readonly number[]): Tensor => ({ dtype: "I32", shape, data: bytesOf(x) });
-export const u8Tensor = (x: Uint8Array, shape: readonly number[], dtype: DType = "U8"): Tensor => ({ dtype, shape, data: x });
+export const i32Tensor = (x: Int32Array, shape: readonly number[]): Tensor => ({
+  dtype: "I32",
+  shape,
+  data: bytesOf(x),
+});
+export const u8Tensor = (x: Uint8Array, shape: readonly number[], dtype: DType = "U8"): Tensor => ({
+  dtype,
+  shape,
+  data: x,
+});
 export const i64Tensor = (x: readonly number[], shape: readonly number[]): Tensor => ({
   dtype: "I64",
   shape,
@@ -12,7 +20,8 @@ export const i64Tensor = (x: readonly number[], shape: readonly number[]): Tenso
 export const floatTensor = (x: ArrayLike<number>, dtype: DType, shape: readonly number[]): Tensor =>
   fromF32(Float32Array.from(x), dtype, shape);
 
-const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((v, i) => v === b[i]);
+const sameShape = (a: readonly number[], b: readonly number[]) =>
+  a.length === b.length && a.every((v, i) => v === b[i]);
 
 /** A tensor of one of `dtypes` with exactly `shape`, else a FormatError naming it. */
 export const expectTensor = (
@@ -30,7 +39,10 @@ export const expectTensor = (
     throw new FormatError({ format, reason: `tensor "${name}" has shape [${t.shape}], expected [${shape}]` });
   }
   if (t.data.byteLength !== numel(t.shape) * dtypeBytes(t.dtype)) {
-    throw new FormatError({ format, reason: `tensor "${name}" holds ${t.data.byteLength} bytes, its shape needs ${numel(t.shape) * dtypeBytes(t.dtype)}` });
+    throw new FormatError({
+      format,
+      reason: `tensor "${name}" holds ${t.data.byteLength} bytes, its shape needs ${numel(t.shape) * dtypeBytes(t.dtype)}`,
+    });
   }
   return t;
 };

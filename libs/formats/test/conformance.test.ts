@@ -1,6 +1,7 @@
 // The worked examples of ../shared/reference/formats.md, byte for byte, through the writers.
-import { e4m3ToF32, f32Tensor } from "@moeq/tensor";
+
 import { quantizeFp8, quantizeMxfp4, quantizeNvfp4 } from "@moeq/quant";
+import { e4m3ToF32, f32Tensor } from "@moeq/tensor";
 import { describe, expect, it } from "vitest";
 import {
   compressedTensors,
@@ -31,7 +32,9 @@ describe("compressed-tensors pack-quantized words (formats.md §1)", () => {
     expect(t.dtype).toBe("I32");
     expect(t.shape).toEqual([2, 1]);
     expect(words(t)).toEqual([0x87654321, 0x0fedcba9]);
-    expect(Array.from(out.tensors.get("m.q_proj.weight_packed")!.data.subarray(0, 4))).toEqual([0x21, 0x43, 0x65, 0x87]);
+    expect(Array.from(out.tensors.get("m.q_proj.weight_packed")!.data.subarray(0, 4))).toEqual([
+      0x21, 0x43, 0x65, 0x87,
+    ]);
     expect(out.tensors.has("m.q_proj.weight_zero_point")).toBe(false);
     const shape = out.tensors.get("m.q_proj.weight_shape")!;
     expect(shape.dtype).toBe("I64");
@@ -41,7 +44,13 @@ describe("compressed-tensors pack-quantized words (formats.md §1)", () => {
     const out = compressedTensors.write(input([mod("m.o", handInt(1, 4, [129, 130, 131, 132], { bits: 8 }))]));
     expect(words(out.tensors.get("m.o.weight_packed"))).toEqual([0x84838281]);
     const g = (out.config.quantization_config as any).config_groups.group_0;
-    expect(g.weights).toMatchObject({ num_bits: 8, type: "int", symmetric: true, strategy: "channel", group_size: null });
+    expect(g.weights).toMatchObject({
+      num_bits: 8,
+      type: "int",
+      symmetric: true,
+      strategy: "channel",
+      group_size: null,
+    });
     expect(g.format).toBe("pack-quantized");
   });
   it("asymmetric zero points are packed along the output dim with the same +8 offset, g_idx only for act-order", () => {
@@ -54,7 +63,9 @@ describe("compressed-tensors pack-quantized words (formats.md §1)", () => {
     const zp = out.tensors.get("m.gate_proj.weight_zero_point")!;
     expect(zp.shape).toEqual([1, 2]);
     expect(words(zp)).toEqual([0x76543210, 0x89abcdef]);
-    expect(Array.from(new Int32Array(out.tensors.get("m.gate_proj.weight_g_idx")!.data.slice().buffer))).toEqual([1, 0, 1, 0]);
+    expect(Array.from(new Int32Array(out.tensors.get("m.gate_proj.weight_g_idx")!.data.slice().buffer))).toEqual([
+      1, 0, 1, 0,
+    ]);
     const w = (out.config.quantization_config as any).config_groups.group_0.weights;
     expect(w).toMatchObject({ symmetric: false, strategy: "group", group_size: 2, actorder: "group" });
     expect(out.tensors.get("m.gate_proj.weight_scale")!.dtype).toBe("BF16"); // 0.5 is exact in bf16
@@ -106,7 +117,14 @@ describe("GPTQ words (formats.md §2)", () => {
     expect(words(v1.tensors.get("m.down_proj.qzeros"))).toEqual([0x77777777, 0x77777777]);
     expect(words(v2.tensors.get("m.down_proj.qzeros"))).toEqual([0x88888888, 0x88888888]);
     const qc = JSON.parse(v1.extraFiles.get("quantize_config.json")!);
-    expect(qc).toMatchObject({ bits: 4, group_size: 8, desc_act: false, sym: true, quant_method: "gptq", checkpoint_format: "gptq" });
+    expect(qc).toMatchObject({
+      bits: 4,
+      group_size: 8,
+      desc_act: false,
+      sym: true,
+      quant_method: "gptq",
+      checkpoint_format: "gptq",
+    });
     expect(JSON.parse(v2.extraFiles.get("quantize_config.json")!).checkpoint_format).toBe("gptq_v2");
   });
   it("qweight packs input 8r+j at bits 4j of row r, columns = outputs; scales are [groups, out]", () => {
@@ -157,7 +175,8 @@ describe("MXFP4 scale bytes (formats.md §1, §4)", () => {
   it("GPT-OSS fused layout: [E, 2I, H/32, 16] blocks and [E, 2I, H/32] scales", () => {
     const I = 32;
     const H = 64;
-    const mk = (v: number, rows: number, cols: number) => quantizeMxfp4(new Float32Array(rows * cols).fill(v), rows, cols);
+    const mk = (v: number, rows: number, cols: number) =>
+      quantizeMxfp4(new Float32Array(rows * cols).fill(v), rows, cols);
     const modules = [0, 1].flatMap((e) => [
       mod(`model.layers.0.mlp.experts.${e}.gate_proj`, mk(1 + e, I, H)),
       mod(`model.layers.0.mlp.experts.${e}.up_proj`, mk(4, I, H)),
@@ -223,12 +242,17 @@ describe("format registry and input checks", () => {
       compressedTensors.write(input([mod("l.experts.0.gate_proj", a), mod("l.experts.0.up_proj", b)])),
     ).toThrow(/shared global scale/);
     const shared = quantizeNvfp4(new Float32Array(16).fill(2), 1, 16, { globalScale: a.globalScale });
-    expect(() => compressedTensors.write(input([mod("l.experts.0.gate_proj", a), mod("l.experts.0.up_proj", shared)]))).not.toThrow();
+    expect(() =>
+      compressedTensors.write(input([mod("l.experts.0.gate_proj", a), mod("l.experts.0.up_proj", shared)])),
+    ).not.toThrow();
   });
   it("the ignore list names every unquantized Linear (2-D weight) but not embeddings", () => {
     const out = compressedTensors.write({
       ...input([mod("m.q_proj", handInt(1, 8, [8, 8, 8, 8, 8, 8, 8, 8], { bits: 4 }))]),
-      passthrough: new Map([...passthroughFor(), ["model.layers.0.mlp.gate.weight", f32Tensor(new Float32Array(4), [2, 2])]]),
+      passthrough: new Map([
+        ...passthroughFor(),
+        ["model.layers.0.mlp.gate.weight", f32Tensor(new Float32Array(4), [2, 2])],
+      ]),
     });
     expect(out.ignore).toEqual(["lm_head", "model.layers.0.mlp.gate"]);
     expect((out.config.quantization_config as any).ignore).toEqual(["lm_head", "model.layers.0.mlp.gate"]);

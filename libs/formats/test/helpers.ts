@@ -14,7 +14,9 @@ export const handInt = (
   const mid = 1 << (opts.bits - 1);
   const scales = Float32Array.from(opts.scales ?? new Array(rows).fill(1));
   const zeros = Int32Array.from(opts.zeros ?? new Array(rows * nGroups).fill(mid));
-  const gIdx = Int32Array.from(opts.gIdx ?? Array.from({ length: cols }, (_, c) => (nGroups === 1 ? 0 : Math.floor(c / groupSize))));
+  const gIdx = Int32Array.from(
+    opts.gIdx ?? Array.from({ length: cols }, (_, c) => (nGroups === 1 ? 0 : Math.floor(c / groupSize))),
+  );
   const dequant = new Float32Array(rows * cols);
   for (let r = 0; r < rows; r++)
     for (let c = 0; c < cols; c++) {

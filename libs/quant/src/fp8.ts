@@ -1,9 +1,10 @@
 // FP8 (e4m3fn) weight quantization per tensor, per output channel, or in 2-D blocks.
 // Scale = amax / 448 in f32, codes = e4m3(clamp(w / scale, ±448)), dequant = e4m3 · scale,
 // which is what compressed-tensors, ModelOpt and DeepSeek-V3's `weight_scale_inv` all store.
-import { checkMatrix, FloatQuantInputError } from "./float-errors.ts";
+
 import { e4m3ToF32 as decodeE4m3, f32ToE4m3 as encodeE4m3 } from "@moeq/tensor";
 import { FP8_E4M3_MAX } from "./float-codecs.ts";
+import { checkMatrix, FloatQuantInputError } from "./float-errors.ts";
 
 export type Fp8Strategy = "tensor" | "channel" | "block";
 

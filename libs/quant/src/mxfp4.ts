@@ -3,9 +3,10 @@
 // (`generate_mxfp4_scales`): round the block amax to bfloat16, round that to a power of two
 // upward only when its mantissa is ≥ 1.75 (so the block max does not saturate far beyond 6),
 // then exponent = log2(p) − 2 (2 = emax of e2m1). Bytes are clamped to [0, 254]; 255 is NaN.
-import { checkMatrix, FloatQuantInputError } from "./float-errors.ts";
+
 import { e8m0ToF32 as decodeE8m0, f32ToBf16Bits as encodeBf16 } from "@moeq/tensor";
 import { decodeE2m1, encodeE2m1, FP4_E2M1_MAX, roundBf16 } from "./float-codecs.ts";
+import { checkMatrix, FloatQuantInputError } from "./float-errors.ts";
 
 export const MXFP4_BLOCK = 32;
 

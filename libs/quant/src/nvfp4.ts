@@ -7,9 +7,10 @@
 //    q = e2m1(bf16(w / (block/global))); w' = q · (block/global).
 //  - ModelOpt (`NVFP4QTensor`): scale_2 = amax/2688; block = fp8(amax_b / (6·scale_2)), 0 → 1;
 //    q = e2m1(w / (block·scale_2)); w' = q · (block·scale_2).
-import { checkMatrix, FloatQuantInputError } from "./float-errors.ts";
+
 import { e4m3ToF32 as decodeE4m3, f32ToE4m3 as encodeE4m3 } from "@moeq/tensor";
 import { decodeE2m1, encodeE2m1, FP4_E2M1_MAX, FP8_E4M3_MAX, roundBf16 } from "./float-codecs.ts";
+import { checkMatrix, FloatQuantInputError } from "./float-errors.ts";
 
 export const NVFP4_BLOCK = 16;
 

@@ -1,8 +1,9 @@
 // Static activation scales (W8A8-FP8, NVFP4 W4A4) from calibration ranges. An expert that saw
 // no tokens has no range of its own; instead of the silent 1.0 other tools write, the caller
 // must name where the value comes from, and that provenance travels to the report.
-import { MissingCalibrationError } from "./float-errors.ts";
+
 import { FP4_E2M1_MAX, FP8_E4M3_MAX } from "./float-codecs.ts";
+import { MissingCalibrationError } from "./float-errors.ts";
 import { type Nvfp4Convention, nvfp4GlobalScale } from "./nvfp4.ts";
 
 /** What the calibration policy observed at a module's input. */
@@ -88,7 +89,8 @@ export const resolveExpertInputRanges = (
 };
 
 /** FP8 static per-tensor input scale: absmax / 448 (multiplies the e4m3 activation). */
-export const inputScaleFp8 = (range: ResolvedInputRange): number => Math.fround(Math.fround(range.absmax) / FP8_E4M3_MAX);
+export const inputScaleFp8 = (range: ResolvedInputRange): number =>
+  Math.fround(Math.fround(range.absmax) / FP8_E4M3_MAX);
 
 /**
  * NVFP4 activation tensor scale. compressed-tensors writes `input_global_scale` = 2688/absmax;

@@ -50,7 +50,8 @@ export const floatSchemes: Readonly<Record<FloatSchemeName, FloatSchemeInfo>> = 
     name: "nvfp4",
     weights: "nvfp4",
     activations: "static",
-    description: "NVFP4 weights (16-element blocks, e4m3 block scales, f32 tensor scale) and static input global scales",
+    description:
+      "NVFP4 weights (16-element blocks, e4m3 block scales, f32 tensor scale) and static input global scales",
   },
   "nvfp4-w4a16": {
     name: "nvfp4-w4a16",

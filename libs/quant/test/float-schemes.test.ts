@@ -84,9 +84,7 @@ describe("quantizeFp8", () => {
     }
   });
   it("rejects bad input with a typed error naming the tensor", () => {
-    expect(() => quantizeFp8(new Float32Array(5), 2, 3, { strategy: "tensor", name: "x.weight" })).toThrow(
-      /x\.weight/,
-    );
+    expect(() => quantizeFp8(new Float32Array(5), 2, 3, { strategy: "tensor", name: "x.weight" })).toThrow(/x\.weight/);
     const bad = Float32Array.from([1, Number.NaN]);
     expect(() => quantizeFp8(bad, 1, 2, { strategy: "tensor" })).toThrow(FloatQuantInputError);
   });
@@ -192,7 +190,11 @@ describe("input scales", () => {
     expect(() => resolveInputRange("layers.1.experts.5", { tokens: 0, absmax: 0 })).toThrow(MissingCalibrationError);
     expect(() => resolveInputRange("e", undefined, { absmax: 1, reason: " " })).toThrow(/not usable/);
     const r = resolveInputRange("layers.1.experts.5", { tokens: 0, absmax: 0 }, { absmax: 3, reason: "policy all" });
-    expect(r).toEqual({ absmax: 3, source: "fallback", reason: "layers.1.experts.5 saw no calibration tokens: policy all" });
+    expect(r).toEqual({
+      absmax: 3,
+      source: "fallback",
+      reason: "layers.1.experts.5 saw no calibration tokens: policy all",
+    });
   });
   it("layer-max gives uncalibrated experts the largest sibling range and says so", () => {
     const m = resolveExpertInputRanges(
