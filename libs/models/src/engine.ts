@@ -167,13 +167,13 @@ export class Engine {
   }
 
   /** Router logits, scores, top-k experts and combine weights for MoE layer L on rows of x. */
-  router(L: number, x: Float32Array): Promise<Routing> {
+  async router(L: number, x: Float32Array): Promise<Routing> {
     const m = this.moeSpec(L);
     return routerForward(this.weights, m, x, x.length / this.spec.hiddenSize);
   }
 
   /** Expert e of layer L on the given rows [n, H]; also returns the down_proj input [n, I]. */
-  expert(L: number, e: number, x: Float32Array): Promise<ExpertOutput> {
+  async expert(L: number, e: number, x: Float32Array): Promise<ExpertOutput> {
     const m = this.moeSpec(L);
     if (!Number.isInteger(e) || e < 0 || e >= m.experts.numExperts)
       throw new ModelInputError({ message: `layer ${L}: expert ${e} is out of range (${m.experts.numExperts} experts)` });
@@ -188,7 +188,7 @@ export class Engine {
   }
 
   /** The dense MLP of a non-MoE layer; also returns its down_proj input. */
-  mlp(L: number, x: Float32Array): Promise<{ out: Float32Array; act: Float32Array }> {
+  async mlp(L: number, x: Float32Array): Promise<{ out: Float32Array; act: Float32Array }> {
     const m = this.layer(L).mlp;
     if (m.kind !== "dense") throw new ModelInputError({ message: `layer ${L} is an MoE layer; use moe()` });
     return denseMlp(this.weights, m, x, x.length / this.spec.hiddenSize);
@@ -216,7 +216,7 @@ export class Engine {
   }
 
   /** lm_head over final-normed rows → [rows, V]. */
-  logits(normed: Float32Array): Promise<Float32Array> {
+  async logits(normed: Float32Array): Promise<Float32Array> {
     return linear(this.weights, this.spec.lmHead, normed, normed.length / this.spec.hiddenSize);
   }
 
