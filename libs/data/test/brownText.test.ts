@@ -51,7 +51,9 @@ describe("Brown corpus text", () => {
     expect(docs.find((d) => d.name === "cc09")!.text.startsWith(second.text)).toBe(true);
   });
 
-  it("contains both golden input_ids rows of the trained model in the held-out token stream", () => {
+  it("contains both golden input_ids rows of the trained model in the held-out token stream", {
+    timeout: 60_000,
+  }, () => {
     const tokenizer = Effect.runSync(loadTokenizer(modelDir));
     const docs = Effect.runSync(loadBrownDocuments("eval"));
     const stream = tokenStream(

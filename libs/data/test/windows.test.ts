@@ -105,7 +105,7 @@ describe("calibrationWindows", () => {
     expect(err.message).toContain(path);
   });
 
-  it("evaluates on the held-out Brown split by default: 64 × 256 tokens of held-out text", () => {
+  it("evaluates on the held-out Brown split by default: 64 × 256 tokens of held-out text", { timeout: 60_000 }, () => {
     const spec = Effect.runSync(parseCalibSpec("brown"));
     const w = Effect.runSync(calibrationWindows(spec, tokenizer, "eval"));
     expect([w.n, w.seqLen, w.documents]).toEqual([64, 256, 50]);
