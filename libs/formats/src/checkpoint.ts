@@ -70,7 +70,12 @@ export const writeQuantizedCheckpoint = (
     throw e;
   }
   writer.finish(extra);
-  return { dir: outDir, format: format.name, shards: writer.shards, ignore: out.ignore, notes: out.notes, copied };
+  const notes = [...out.notes];
+  for (const m of input.modules) {
+    if (m.inputRange?.source === "fallback")
+      notes.push(`input scale of ${m.name} is a fallback: ${m.inputRange.reason ?? "no reason given"}`);
+  }
+  return { dir: outDir, format: format.name, shards: writer.shards, ignore: out.ignore, notes, copied };
 };
 
 export interface QuantizedCheckpoint {

@@ -36,6 +36,11 @@ export interface QuantizedModule {
   readonly weight: QuantizedWeight;
   /** Static activation scale for W8A8-FP8 / NVFP4 W4A4, in the units the format stores (see docs/formats.md). */
   readonly inputScale?: number;
+  /**
+   * Where the input range behind inputScale came from (libs/quant resolveInputRange): a
+   * "fallback" (an expert that saw no calibration tokens) is listed in the written notes.
+   */
+  readonly inputRange?: { readonly source: "calibration" | "fallback"; readonly reason?: string };
   /** Unquantized bias, written as "<name>.bias" (GPT-OSS: fused into gate_up_proj_bias). */
   readonly bias?: Tensor;
 }

@@ -15,6 +15,7 @@ import {
   quantizeIntRtn,
   quantizeMxfp4,
   quantizeNvfp4,
+  resolveExpertInputRanges,
   resolveInputRange,
 } from "@moeq/quant";
 import { f32Tensor, fromF32, type Tensor } from "@moeq/tensor";
@@ -279,7 +280,11 @@ describe("round trip scheme × format through files", () => {
       const modules: QuantizedModule[] = [];
       for (const l of ls) {
         const weight = await c.quantize(l);
-        modules.push({ name: l.name, weight, ...(c.input ? { inputScale: c.input(l.name) } : {}) });
+        modules.push({
+          name: l.name,
+          weight,
+          ...(c.input ? { inputScale: c.input(l.name), inputRange: { source: "calibration" as const } } : {}),
+        });
       }
       const dir = join(root, `${c.format}-${c.scheme.replace(/[^a-z0-9]+/gi, "_")}`);
       const pt = passthrough();
@@ -322,6 +327,31 @@ describe("round trip scheme × format through files", () => {
       }
     });
   }
+
+  it("an expert whose input scale is a fallback is named in the notes with the reason", () => {
+    const ls = linears(false).filter((l) => l.name.includes("experts"));
+    const ranges = resolveExpertInputRanges(
+      new Map(
+        ls.map((l) => [l.name, l.name.includes("experts.1.") ? { tokens: 0, absmax: 0 } : { tokens: 5, absmax: 3 }]),
+      ),
+      "layer-max",
+    );
+    const modules: QuantizedModule[] = ls.map((l) => ({
+      name: l.name,
+      weight: quantizeFp8(l.w, l.rows, l.cols, { strategy: "tensor" }),
+      inputScale: inputScaleFp8(ranges.get(l.name)!),
+      inputRange: ranges.get(l.name)!,
+    }));
+    const res = writeQuantizedCheckpoint(join(root, "fallback"), "compressed-tensors", {
+      modules,
+      passthrough: passthrough(),
+      modelConfig: {},
+    });
+    expect(res.notes).toHaveLength(3);
+    expect(res.notes[0]).toMatch(
+      /experts\.1\.gate_proj is a fallback: .*saw no calibration tokens: max input absmax over the 3 calibrated experts/,
+    );
+  });
 
   it("compressed-tensors with mixed schemes writes one config group per scheme, targets by module name", () => {
     const ls = linears(false);

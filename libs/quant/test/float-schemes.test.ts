@@ -8,6 +8,7 @@ import {
   dequantizeFp8,
   dequantizeMxfp4,
   dequantizeNvfp4,
+  encodeE2m1,
   FloatQuantInputError,
   fp8ScaleTile,
   inputScaleFp8,
@@ -145,6 +146,30 @@ describe("quantizeNvfp4", () => {
     expect(() => quantizeNvfp4(new Float32Array(24), 1, 24, { name: "l0.gate_proj.weight" })).toThrow(
       /l0\.gate_proj\.weight.*multiple of the NVFP4 block/,
     );
+  });
+});
+
+describe("encodeE2m1", () => {
+  it("rounds ties to the even mantissa and saturates at 6, with +0 for magnitude zero", () => {
+    const cases: Array<[number, number]> = [
+      [0.25, 0],
+      [0.2500001, 1],
+      [0.75, 2],
+      [0.7499999, 1],
+      [1.25, 2],
+      [1.2500001, 3],
+      [1.75, 4],
+      [2.5, 4],
+      [2.5000002, 5],
+      [3.5, 6],
+      [5, 6],
+      [5.0000005, 7],
+      [100, 7],
+      [-0.75, 10],
+      [-0.1, 0],
+      [-6, 15],
+    ];
+    for (const [x, code] of cases) expect([x, encodeE2m1(x)]).toEqual([x, code]);
   });
 });
 
