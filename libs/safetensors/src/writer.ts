@@ -158,7 +158,11 @@ export function createCheckpointWriter(
   }
   const split = planShards(plan, maxShardBytes);
   const tmp = join(dirname(outDir), `.${basename(outDir)}.tmp-${process.pid}-${Date.now().toString(36)}`);
-  mkdirSync(tmp, { recursive: true });
+  try {
+    mkdirSync(tmp, { recursive: true });
+  } catch (e) {
+    throw new SafetensorsError({ file: outDir, reason: `cannot create ${tmp}: ${(e as Error).message}` });
+  }
   const shards: OpenShard[] = [];
   const where = new Map<string, { shard: OpenShard; begin: number; length: number; written: boolean }>();
   let done = false;
@@ -179,7 +183,8 @@ export function createCheckpointWriter(
     }
   } catch (e) {
     cleanup();
-    throw e;
+    if (e instanceof SafetensorsError) throw e;
+    throw new SafetensorsError({ file: outDir, reason: `cannot create the shards: ${(e as Error).message}` });
   }
 
   const ensureOpen = (what: string) => {
@@ -199,7 +204,11 @@ export function createCheckpointWriter(
           tensor: name,
           reason: `got ${data.byteLength} bytes, the plan needs ${w.length}`,
         });
-      writeAll(w.shard.fd as number, data, w.begin);
+      try {
+        writeAll(w.shard.fd as number, data, w.begin);
+      } catch (e) {
+        throw new SafetensorsError({ file, tensor: name, reason: `write failed: ${(e as Error).message}` });
+      }
       w.written = true;
       w.shard.pending--;
     },
@@ -235,7 +244,8 @@ export function createCheckpointWriter(
         publish(tmp, outDir);
       } catch (e) {
         cleanup();
-        throw e;
+        if (e instanceof SafetensorsError) throw e;
+        throw new SafetensorsError({ file: outDir, reason: `cannot finish the checkpoint: ${(e as Error).message}` });
       }
     },
     abort() {

@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, truncateSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import {
@@ -193,6 +193,24 @@ describe("malformed files give a typed error naming the file and the tensor", ()
     const e = fails(() => openCheckpoint(dir));
     expect(e.tensor).toBe("w");
     expect(e.reason).toMatch(/named twice.*a\.safetensors/);
+  });
+
+  it("a shard deleted or truncated after opening fails on first touch, not with a crash", () => {
+    const p = file("vanish.safetensors", good);
+    const c = openSafetensors(p);
+    unlinkSync(p);
+    expect(fails(() => c.tensor("a")).reason).toMatch(/cannot open/);
+    const q = file("shrink.safetensors", good);
+    const d = openSafetensors(q);
+    truncateSync(q, 10);
+    expect(fails(() => d.tensor("a")).reason).toMatch(/truncated after it was opened/);
+    d.close();
+  });
+
+  it("an unwritable output directory", () => {
+    const blocker = file("blocker", new Uint8Array(1));
+    const e = fails(() => createCheckpointWriter(join(blocker, "out"), [{ name: "x", dtype: "U8", shape: [1] }]));
+    expect(e.reason).toMatch(/cannot create/);
   });
 
   it("an unknown tensor name", () => {

@@ -16,8 +16,7 @@ export type DType =
   | "BOOL"
   | "F8_E4M3"
   | "F8_E5M2"
-  | "F8_E8M0"
-  | "C64";
+  | "F8_E8M0";
 
 const BYTES: Record<DType, number> = {
   F64: 8,
@@ -36,7 +35,6 @@ const BYTES: Record<DType, number> = {
   F8_E4M3: 1,
   F8_E5M2: 1,
   F8_E8M0: 1,
-  C64: 8,
 };
 
 export const DTYPES: readonly DType[] = Object.keys(BYTES) as DType[];
@@ -74,9 +72,16 @@ const SAFETENSORS_ORDER = [
 ];
 export const safetensorsDtypeRank = (d: DType): number => SAFETENSORS_ORDER.indexOf(d);
 
-// Dtypes safetensors knows but this project cannot hold (sub-byte or FNUZ float8): readers
+// Dtypes safetensors knows but this project cannot hold (sub-byte, FNUZ float8, complex): readers
 // report them as unsupported rather than unknown.
-export const KNOWN_UNSUPPORTED_DTYPES: readonly string[] = ["F4", "F6_E2M3", "F6_E3M2", "F8_E4M3FNUZ", "F8_E5M2FNUZ"];
+export const KNOWN_UNSUPPORTED_DTYPES: readonly string[] = [
+  "F4",
+  "F6_E2M3",
+  "F6_E3M2",
+  "F8_E4M3FNUZ",
+  "F8_E5M2FNUZ",
+  "C64",
+];
 
 export const numel = (shape: readonly number[]): number => {
   let n = 1;
