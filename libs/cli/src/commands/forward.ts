@@ -109,5 +109,14 @@ export const forward = Command.make(
       yield* Console.log(
         `${written.modelType}: ${written.tokens} tokens in ${s.toFixed(2)} s, wrote ${written.tensors} tensors to ${out}`,
       );
-    }),
+    }).pipe(
+      // A user error (bad directory, unsupported architecture, bad ids) is one line on stderr and
+      // exit status 1, not a stack trace.
+      Effect.catch((e) =>
+        Effect.sync(() => {
+          process.stderr.write(`moeq forward: ${e instanceof Error ? e.message : String(e)}\n`);
+          process.exitCode = 1;
+        }),
+      ),
+    ),
 ).pipe(Command.withDescription("Run the f32 reference forward pass and write logits (and hidden states / router logits)"));

@@ -43,5 +43,14 @@ export const inspect = Command.make(
         catch: (e) => e as Error,
       });
       yield* Console.log(json ? JSON.stringify({ modelDir, ...summary }, null, 2) : render(modelDir, summary));
-    }),
+    }).pipe(
+      // A user error (bad directory, unsupported architecture, bad ids) is one line on stderr and
+      // exit status 1, not a stack trace.
+      Effect.catch((e) =>
+        Effect.sync(() => {
+          process.stderr.write(`moeq inspect: ${e instanceof Error ? e.message : String(e)}\n`);
+          process.exitCode = 1;
+        }),
+      ),
+    ),
 ).pipe(Command.withDescription("Describe a model: architecture, MoE layers, experts, parameters, quantizable tensors"));
