@@ -74,6 +74,24 @@ Napi::Value ShmCreate(const Napi::CallbackInfo& info) {
   return external(env, p, static_cast<size_t>(bytes), 0, static_cast<size_t>(bytes));
 }
 
+// Creates a segment without mapping it here (the caller maps it into its region).
+Napi::Value ShmCreateUnmapped(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = shmName(info, 0);
+  int64_t bytes = intArg(info, 1, "bytes");
+  require(env, bytes >= 0, "shmCreateUnmapped: negative size");
+  int fd = shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+  if (fd < 0) throw Napi::Error::New(env, errnoText("shmCreate " + name, errno));
+  int rc = ftruncate(fd, static_cast<off_t>(bytes));
+  int err = errno;
+  close(fd);
+  if (rc != 0) {
+    shm_unlink(name.c_str());
+    throw Napi::Error::New(env, errnoText("shmCreate " + name + " ftruncate", err));
+  }
+  return env.Undefined();
+}
+
 // Maps the whole segment; writable=true maps it shared (producers filling it), otherwise the
 // copy-on-write view described above.
 Napi::Value ShmOpen(const Napi::CallbackInfo& info) {
@@ -143,8 +161,99 @@ Napi::Value MapFileRange(const Napi::CallbackInfo& info) {
   return external(env, p, length, skip, static_cast<size_t>(bytes));
 }
 
+// ---- The mapping region ------------------------------------------------------------------
+// Every new external ArrayBuffer adds its length to V8's external-memory count, and a large one
+// (a 256 MB tensor) makes V8 run a full mark-compact GC right away: milliseconds per open. So a
+// process maps segments into one big reserved region instead, exposed once as a single
+// ArrayBuffer: opening a segment is an mmap(MAP_FIXED) into a slot plus a Uint8Array view, with
+// no new backing store. Unused and released slots are anonymous zero pages (MAP_NORESERVE), so a
+// stray access through `view.buffer` reads zeros instead of faulting.
+uint8_t* gRegion = nullptr;
+size_t gRegionBytes = 0;
+Napi::Reference<Napi::ArrayBuffer>* gRegionRef = nullptr;
+napi_env gRegionEnv = nullptr;
+
+bool zeroFill(uint8_t* at, size_t bytes) {
+  return mmap(at, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) != MAP_FAILED;
+}
+
+Napi::Value ShmRegion(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (gRegionRef) {
+    if (gRegionEnv != static_cast<napi_env>(env)) throw Napi::Error::New(env, "shmRegion: the region belongs to another thread");
+    return gRegionRef->Value();
+  }
+  int64_t bytes = intArg(info, 0, "bytes");
+  int64_t page = sysconf(_SC_PAGESIZE);
+  require(env, bytes > 0 && bytes % page == 0, "shmRegion: size must be a positive multiple of the page size");
+  void* p = mmap(nullptr, static_cast<size_t>(bytes), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) throw Napi::Error::New(env, errnoText("shmRegion: reserve " + std::to_string(bytes) + " bytes", errno));
+  gRegion = static_cast<uint8_t*>(p);
+  gRegionBytes = static_cast<size_t>(bytes);
+  gRegionEnv = env;
+  // Lives for the process: the reference keeps it from ever being collected.
+  auto buf = Napi::ArrayBuffer::New(env, p, gRegionBytes);
+  gRegionRef = new Napi::Reference<Napi::ArrayBuffer>(Napi::Persistent(buf));
+  return buf;
+}
+
+void checkSlot(Napi::Env env, int64_t at, int64_t bytes, const std::string& what) {
+  int64_t page = sysconf(_SC_PAGESIZE);
+  require(env, gRegion != nullptr, what + ": call shmRegion first");
+  require(env, at >= 0 && at % page == 0, what + ": slot offset must be page aligned");
+  require(env, bytes >= 0 && static_cast<uint64_t>(at) + static_cast<uint64_t>(bytes) <= gRegionBytes, what + ": slot past the end of the region");
+}
+
+// shmMapAt(name, at, writable, maxBytes) → segment size; maps the segment at region offset `at`.
+Napi::Value ShmMapAt(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = shmName(info, 0);
+  int64_t at = intArg(info, 1, "at");
+  bool writable = boolArg(info, 2, false);
+  int64_t maxBytes = intArg(info, 3, "maxBytes");
+  int fd = shm_open(name.c_str(), writable ? O_RDWR : O_RDONLY, 0);
+  if (fd < 0) throw Napi::Error::New(env, errnoText("shmMapAt " + name, errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int err = errno;
+    close(fd);
+    throw Napi::Error::New(env, errnoText("shmMapAt " + name + " fstat", err));
+  }
+  int64_t bytes = st.st_size;
+  if (bytes > maxBytes) {
+    close(fd);
+    throw Napi::RangeError::New(env, "shmMapAt " + name + ": segment has " + std::to_string(bytes) + " bytes, slot holds " + std::to_string(maxBytes));
+  }
+  checkSlot(env, at, bytes, "shmMapAt " + name);
+  if (bytes > 0) {
+    void* p = mmap(gRegion + at, static_cast<size_t>(bytes), PROT_READ | PROT_WRITE, (writable ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED, fd, 0);
+    int err = errno;
+    close(fd);
+    if (p == MAP_FAILED) throw Napi::Error::New(env, errnoText("shmMapAt " + name + " mmap", err));
+  } else {
+    close(fd);
+  }
+  return Napi::Number::New(env, static_cast<double>(bytes));
+}
+
+// shmUnmapAt(at, bytes): the slot goes back to zero pages (views over it then read zeros).
+Napi::Value ShmUnmapAt(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t at = intArg(info, 0, "at");
+  int64_t bytes = intArg(info, 1, "bytes");
+  checkSlot(env, at, bytes, "shmUnmapAt");
+  int64_t page = sysconf(_SC_PAGESIZE);
+  size_t len = static_cast<size_t>((bytes + page - 1) / page * page);
+  if (len > 0 && !zeroFill(gRegion + at, len)) throw Napi::Error::New(env, errnoText("shmUnmapAt", errno));
+  return env.Undefined();
+}
+
 void exportShm(Napi::Env env, Napi::Object exports) {
+  exports.Set("shmRegion", Napi::Function::New(env, ShmRegion, "shmRegion"));
+  exports.Set("shmMapAt", Napi::Function::New(env, ShmMapAt, "shmMapAt"));
+  exports.Set("shmUnmapAt", Napi::Function::New(env, ShmUnmapAt, "shmUnmapAt"));
   exports.Set("shmCreate", Napi::Function::New(env, ShmCreate, "shmCreate"));
+  exports.Set("shmCreateUnmapped", Napi::Function::New(env, ShmCreateUnmapped, "shmCreateUnmapped"));
   exports.Set("shmOpen", Napi::Function::New(env, ShmOpen, "shmOpen"));
   exports.Set("shmUnlink", Napi::Function::New(env, ShmUnlink, "shmUnlink"));
   exports.Set("mapFileRange", Napi::Function::New(env, MapFileRange, "mapFileRange"));

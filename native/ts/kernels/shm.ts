@@ -4,6 +4,8 @@
 export interface ShmKernels {
   /** Creates a new segment of `bytes` (fails if the name exists) and maps it shared, writable. */
   shmCreate(name: string, bytes: number): ArrayBuffer;
+  /** Creates a new segment of `bytes` without mapping it (map it with shmMapAt). */
+  shmCreateUnmapped(name: string, bytes: number): void;
   /**
    * Maps a whole existing segment. writable=false (default): a private copy-on-write view, so a
    * stray write neither crashes nor reaches the producer's bytes.
@@ -11,6 +13,19 @@ export interface ShmKernels {
   shmOpen(name: string, writable?: boolean): ArrayBuffer;
   /** Removes the name (existing mappings stay valid); false when it did not exist. */
   shmUnlink(name: string): boolean;
+  /**
+   * The process's mapping region (reserved once, `bytes` a multiple of the page size; later calls
+   * return the same buffer). Mapping segments into it avoids a new external ArrayBuffer per open,
+   * which makes V8 run a full GC for large tensors. Free space reads as zeros.
+   */
+  shmRegion(bytes: number): ArrayBuffer;
+  /**
+   * Maps a whole segment at page-aligned region offset `at` (private copy-on-write unless
+   * writable) and returns its size; RangeError when it is larger than `maxBytes`.
+   */
+  shmMapAt(name: string, at: number, writable: boolean, maxBytes: number): number;
+  /** Returns a slot to zero pages; views over it then read zeros. */
+  shmUnmapAt(at: number, bytes: number): void;
   /** Copy-on-write view of bytes [offset, offset + bytes) of a regular file; RangeError past its end. */
   mapFileRange(path: string, offset: number, bytes: number): ArrayBuffer;
 }
