@@ -140,14 +140,14 @@ export const readGptq = (ctx: ReadContext): QuantizedReader => {
     const codes = unpackCols(asI32(qw), inp, out, bits); // [in, out]
     const zeros = unpackRows(asI32(qz), nGroups, out, bits); // [groups, out]
     const scales = asF32(sc);
-    const mask = (1 << bits) - 1;
     const w = new Float32Array(out * inp);
     for (let c = 0; c < inp; c++) {
       const g = gIdx[c]!;
       if (g < 0 || g >= nGroups)
         throw new FormatError({ format: name, reason: `${p}.g_idx[${c}] = ${g} is out of range` });
       for (let o = 0; o < out; o++) {
-        const z = version === "gptq" ? (zeros[g * out + o]! + 1) & (mask * 2 + 1) : zeros[g * out + o]!;
+        // v1 loaders add 1 without masking (a stored 15 means 16), so do we.
+        const z = version === "gptq" ? zeros[g * out + o]! + 1 : zeros[g * out + o]!;
         w[o * inp + c] = intDequant(codes[c * out + o]!, z, scales[g * out + o]!);
       }
     }
