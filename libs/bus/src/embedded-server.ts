@@ -17,6 +17,8 @@ export interface EmbeddedServerOptions {
   readonly baseDir?: string;
   readonly maxPayloadBytes?: number;
   readonly startTimeoutMs?: number;
+  /** JetStream store kept across restarts (a resumable run's); default: inside the temp dir, removed on stop. */
+  readonly storeDir?: string;
 }
 
 export interface EmbeddedServer {
@@ -96,8 +98,8 @@ export async function startNatsServer(opts: EmbeddedServerOptions = {}): Promise
   reapOrphanedServers(baseDir);
   const dir = mkdtempSync(join(baseDir, "moeq-nats-"));
   const token = randomBytes(24).toString("hex");
-  const store = join(dir, "js");
-  mkdirSync(store);
+  const store = opts.storeDir ?? join(dir, "js");
+  mkdirSync(store, { recursive: true });
   const maxPayload = opts.maxPayloadBytes ?? 8 * 1024 * 1024;
   const conf = [
     "host: 127.0.0.1",
