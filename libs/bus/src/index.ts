@@ -6,3 +6,4 @@ export * from "./services.ts";
 export * from "./streams.ts";
 export * from "./subjects.ts";
 export * from "./work-queue.ts";
+export * from "./leases.ts";

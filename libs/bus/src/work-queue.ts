@@ -52,6 +52,13 @@ export interface Worker {
   stop(): Promise<void>;
 }
 
+/**
+ * Errors that retrying cannot fix: PermanentFailure, or any error with `permanent: true`
+ * (the store's DescriptorRejected and ChecksumMismatch carry it).
+ */
+export const isPermanent = (e: unknown): boolean =>
+  e instanceof PermanentFailure || (e as { permanent?: unknown } | null)?.permanent === true;
+
 const DEFAULTS = { maxDeliver: 5, ackWaitMs: 30_000, backoffMs: [1000, 5000, 30_000] };
 
 export class RunWorkQueues {
@@ -202,8 +209,9 @@ export class RunWorkQueues {
         });
         await m.ackAck();
       } catch (e) {
-        if (e instanceof PermanentFailure) {
-          await sendToDlq(this.record(queue, base, "rejected", { _tag: e.tag, message: e.message }));
+        if (isPermanent(e)) {
+          const tag = e instanceof PermanentFailure ? e.tag : ((e as { _tag?: string })._tag ?? "Error");
+          await sendToDlq(this.record(queue, base, "rejected", { _tag: tag, message: errorText(e) }));
           await m.ackAck();
         } else if (m.info.deliveryCount >= maxDeliver) {
           const err = e as { _tag?: string; message?: string };
