@@ -130,25 +130,50 @@ class Float64Growable {
   }
 }
 
-interface RowLogSoftmax {
-  /** ln Σ exp(logit) in f64 (max-shifted). */
-  readonly logSumExp: number;
-  readonly argmax: number;
+interface RowScore {
+  /** ln Σ exp(logit) of each row, in f64. */
+  readonly refLogSumExp: number;
+  readonly qLogSumExp: number;
+  /** First index of the largest logit. */
+  readonly refArgmax: number;
+  readonly qArgmax: number;
+  readonly kld: number;
 }
 
-function rowLogSoftmax(logits: Float32Array, offset: number, vocab: number): RowLogSoftmax {
-  let max = logits[offset];
-  let argmax = 0;
+// KLD = Σ p_i (ln p_i − ln q_i) = Σ p_i (r_i − q_i) − (lse_r − lse_q) because Σ p_i = 1, so one
+// pass of exponentials per row suffices; every sum is f64.
+function scoreRow(ref: Float32Array, q: Float32Array, base: number, vocab: number): RowScore {
+  let maxR = ref[base];
+  let maxQ = q[base];
+  let refArgmax = 0;
+  let qArgmax = 0;
   for (let i = 1; i < vocab; i++) {
-    const v = logits[offset + i];
-    if (v > max) {
-      max = v;
-      argmax = i;
+    const a = ref[base + i];
+    const b = q[base + i];
+    if (a > maxR) {
+      maxR = a;
+      refArgmax = i;
+    }
+    if (b > maxQ) {
+      maxQ = b;
+      qArgmax = i;
     }
   }
-  let sum = 0;
-  for (let i = 0; i < vocab; i++) sum += Math.exp(logits[offset + i] - max);
-  return { logSumExp: max + Math.log(sum), argmax };
+  let sumR = 0;
+  let sumQ = 0;
+  let weighted = 0;
+  for (let i = 0; i < vocab; i++) {
+    const a = ref[base + i];
+    const b = q[base + i];
+    const e = Math.exp(a - maxR);
+    sumR += e;
+    sumQ += Math.exp(b - maxQ);
+    // e = 0 (a −∞ reference logit) contributes nothing; 0·(−∞) would poison the sum.
+    if (e > 0) weighted += e * (a - b);
+  }
+  const refLogSumExp = maxR + Math.log(sumR);
+  const qLogSumExp = maxQ + Math.log(sumQ);
+  return { refLogSumExp, qLogSumExp, refArgmax, qArgmax, kld: weighted / sumR - (refLogSumExp - qLogSumExp) };
 }
 
 const HISTOGRAM_LOW = -6;
@@ -246,27 +271,20 @@ export class KldAccumulator {
     }
     for (let r = 0; r < rows; r++) {
       const base = r * vocab;
-      const ref = rowLogSoftmax(refLogits, base, vocab);
-      const q = rowLogSoftmax(qLogits, base, vocab);
-      if (!Number.isFinite(ref.logSumExp))
+      const row = scoreRow(refLogits, qLogits, base, vocab);
+      if (!Number.isFinite(row.refLogSumExp))
         throw new EvalInputError({ field: `refLogits row ${r}`, reason: "not finite" });
-      if (!Number.isFinite(q.logSumExp)) throw new EvalInputError({ field: `qLogits row ${r}`, reason: "not finite" });
-      let kld = 0;
-      for (let i = 0; i < vocab; i++) {
-        const logP = refLogits[base + i] - ref.logSumExp;
-        const logQ = qLogits[base + i] - q.logSumExp;
-        const p = Math.exp(logP);
-        // p = 0 (a −∞ reference logit) contributes nothing; 0·(−∞) would poison the sum.
-        if (p > 0) kld += p * (logP - logQ);
-      }
+      if (!Number.isFinite(row.qLogSumExp))
+        throw new EvalInputError({ field: `qLogits row ${r}`, reason: "not finite" });
+      const kld = row.kld;
       this.sumKld += kld;
       this.sumKld2 += kld * kld;
       this.kldValues.push(kld);
-      if (ref.argmax === q.argmax) this.sameTop++;
+      if (row.refArgmax === row.qArgmax) this.sameTop++;
       if (targets !== null) {
         const t = targets[r];
-        const nll = q.logSumExp - qLogits[base + t];
-        const nllBase = ref.logSumExp - refLogits[base + t];
+        const nll = row.qLogSumExp - qLogits[base + t];
+        const nllBase = row.refLogSumExp - refLogits[base + t];
         this.sumNll += nll;
         this.sumNll2 += nll * nll;
         this.sumNllBase += nllBase;
