@@ -107,31 +107,56 @@ inline float dot(const float* x, const float* y, int64_t n) {
   return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
-void attendHead(const Attn& a, int64_t b, int64_t h, std::vector<float>& sc, std::vector<float>& acc) {
+// One (batch, head): this head's keys are packed transposed ([D, T]) and its values contiguous
+// ([T, Dv]) so that both inner loops are unit-stride vertical SIMD (scores for many keys at once,
+// then p·v over the value dims) with no horizontal reductions.
+struct Scratch {
+  std::vector<float> kt, v, sc, acc;
+};
+
+void attendHead(const Attn& a, int64_t b, int64_t h, Scratch& w) {
+  const int64_t T = a.T, D = a.D, Dv = a.Dv;
   int64_t hk = h / (a.Hq / a.Hkv);
-  sc.resize(static_cast<size_t>(a.T));
-  acc.resize(static_cast<size_t>(a.Dv));
-  for (int64_t i = 0; i < a.T; i++) {
+  w.kt.resize(static_cast<size_t>(D * T));
+  w.v.resize(static_cast<size_t>(T * Dv));
+  w.sc.resize(static_cast<size_t>(T));
+  w.acc.resize(static_cast<size_t>(Dv));
+  float* kt = w.kt.data();
+  float* vp = w.v.data();
+  float* sc = w.sc.data();
+  float* acc = w.acc.data();
+  for (int64_t j = 0; j < T; j++) {
+    const float* kj = a.k.data + (b * T + j) * a.ks + hk * D;
+    for (int64_t d = 0; d < D; d++) kt[d * T + j] = kj[d];
+    const float* vj = a.v.data + (b * T + j) * a.vs + hk * Dv;
+    std::copy(vj, vj + Dv, vp + j * Dv);
+  }
+  for (int64_t i = 0; i < T; i++) {
     int64_t lo, hi;
     keyRange(a, i, lo, hi);
-    const float* qi = a.q.data + (b * a.T + i) * a.qs + h * a.D;
+    const float* qi = a.q.data + (b * T + i) * a.qs + h * D;
+    std::fill(sc + lo, sc + hi, 0.0f);
+    for (int64_t d = 0; d < D; d++) {
+      const float qd = qi[d];
+      const float* row = kt + d * T;
+      for (int64_t j = lo; j < hi; j++) sc[j] += qd * row[j];
+    }
     float m = a.sinks.data ? a.sinks.data[h] : -INFINITY;
     for (int64_t j = lo; j < hi; j++) {
-      float s = dot(qi, a.k.data + (b * a.T + j) * a.ks + hk * a.D, a.D) * a.scale;
-      sc[j] = s;
-      m = s > m ? s : m;
+      sc[j] *= a.scale;
+      m = sc[j] > m ? sc[j] : m;
     }
     float denom = a.sinks.data ? std::exp(a.sinks.data[h] - m) : 0.0f;
-    std::fill(acc.begin(), acc.end(), 0.0f);
+    std::fill(acc, acc + Dv, 0.0f);
     for (int64_t j = lo; j < hi; j++) {
-      float p = std::exp(sc[j] - m);
+      const float p = std::exp(sc[j] - m);
       denom += p;
-      const float* vj = a.v.data + (b * a.T + j) * a.vs + hk * a.Dv;
-      for (int64_t d = 0; d < a.Dv; d++) acc[d] += p * vj[d];
+      const float* vj = vp + j * Dv;
+      for (int64_t d = 0; d < Dv; d++) acc[d] += p * vj[d];
     }
-    float* o = a.out.data + (b * a.T + i) * a.os + h * a.Dv;
-    float inv = denom > 0 ? 1.0f / denom : 0.0f;
-    for (int64_t d = 0; d < a.Dv; d++) o[d] = acc[d] * inv;
+    float* o = a.out.data + (b * T + i) * a.os + h * Dv;
+    const float inv = denom > 0 ? 1.0f / denom : 0.0f;
+    for (int64_t d = 0; d < Dv; d++) o[d] = acc[d] * inv;
   }
 }
 
@@ -140,8 +165,8 @@ void attentionFast(const Attn& a) {
   int64_t nt = std::max<int64_t>(1, std::min<int64_t>(jobs, std::thread::hardware_concurrency()));
   std::atomic<int64_t> next{0};
   auto worker = [&] {
-    std::vector<float> sc, acc;
-    for (int64_t j; (j = next.fetch_add(1)) < jobs;) attendHead(a, j / a.Hq, j % a.Hq, sc, acc);
+    Scratch w;
+    for (int64_t j; (j = next.fetch_add(1)) < jobs;) attendHead(a, j / a.Hq, j % a.Hq, w);
   };
   std::vector<std::thread> pool;
   for (int64_t t = 1; t < nt; t++) pool.emplace_back(worker);
