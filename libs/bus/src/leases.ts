@@ -3,6 +3,7 @@
 // compare-and-set on the key's revision, and whoever takes it to zero frees the bytes. A
 // consumer that crashes never releases: its segment stays until the run ends (which sweeps
 // every segment of the run), so redelivered work still finds its inputs.
+import { StorageType } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { decode, encode, Lease } from "@moeq/contracts";
 import { Result } from "effect";
@@ -23,7 +24,9 @@ export class LeaseTable {
 
   static async open(bus: Bus, runId: string): Promise<LeaseTable> {
     try {
-      return new LeaseTable(await new Kvm(bus.nc).create(leaseBucket(runId), { history: 1 }), runId);
+      // Memory storage: leases only matter while the run's server lives, and every release is
+      // two KV operations on the consumer's path.
+      return new LeaseTable(await new Kvm(bus.nc).create(leaseBucket(runId), { history: 1, storage: StorageType.Memory }), runId);
     } catch (e) {
       throw new BusFailed({ operation: "leases", message: `open lease bucket ${leaseBucket(runId)}: ${errorText(e)}` });
     }
