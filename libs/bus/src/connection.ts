@@ -1,7 +1,7 @@
-import { connect, type NatsConnection as CoreConnection } from "@nats-io/transport-node";
-import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { Context, Effect, Layer, Schedule } from "effect";
 import { setTimeout as sleep } from "node:timers/promises";
+import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { type NatsConnection as CoreConnection, connect } from "@nats-io/transport-node";
+import { Context, Effect, Layer, Schedule } from "effect";
 import { errorText, NatsConnectFailed } from "./errors.ts";
 
 export interface NatsOptions {
@@ -70,7 +70,8 @@ export class NatsConnection extends Context.Service<NatsConnection, Bus>()("@moe
           Effect.flatMap((nc) =>
             Effect.tryPromise({
               try: async () => ({ nc, js: jetstream(nc), jsm: await jetstreamManager(nc) }),
-              catch: (e) => new NatsConnectFailed({ url: o.url, message: `JetStream unavailable at ${o.url}: ${errorText(e)}` }),
+              catch: (e) =>
+                new NatsConnectFailed({ url: o.url, message: `JetStream unavailable at ${o.url}: ${errorText(e)}` }),
             }),
           ),
         ),

@@ -1,9 +1,10 @@
 // The run's event log: append with optimistic concurrency and Nats-Msg-Id dedupe, replay, fold.
 // An event's envelope `seq` always equals its stream sequence: the writer computes it from the
 // sequence it expects to follow, and the server refuses the append if that expectation is stale.
+
+import { decode, Event, encode, type InvalidMessage, type MalformedMessage, type NewEvent } from "@moeq/contracts";
 import { DeliverPolicy, type JsMsg } from "@nats-io/jetstream";
 import { headers } from "@nats-io/transport-node";
-import { encode, decode, Event, type NewEvent, type InvalidMessage, type MalformedMessage } from "@moeq/contracts";
 import { Result } from "effect";
 import type { Bus } from "./connection.ts";
 import { AppendConflict, BusFailed, errorText } from "./errors.ts";
@@ -24,7 +25,8 @@ export interface Appended {
   readonly duplicate: boolean;
 }
 
-const isWrongLastSeq = (e: unknown) => (e as { code?: unknown })?.code === 10071 || /wrong last sequence/i.test(errorText(e));
+const isWrongLastSeq = (e: unknown) =>
+  (e as { code?: unknown })?.code === 10071 || /wrong last sequence/i.test(errorText(e));
 
 export class RunEventLog {
   private constructor(
@@ -75,7 +77,11 @@ export class RunEventLog {
         });
         return { seq: ack.seq, duplicate: ack.duplicate };
       } catch (e) {
-        if (!isWrongLastSeq(e)) throw new BusFailed({ operation: "append", message: `append ${event.type} to ${this.stream}: ${errorText(e)}` });
+        if (!isWrongLastSeq(e))
+          throw new BusFailed({
+            operation: "append",
+            message: `append ${event.type} to ${this.stream}: ${errorText(e)}`,
+          });
         if (pinned)
           throw new AppendConflict({
             stream: this.stream,
@@ -84,7 +90,10 @@ export class RunEventLog {
           });
       }
     }
-    throw new BusFailed({ operation: "append", message: `append ${event.type} to ${this.stream}: too much contention` });
+    throw new BusFailed({
+      operation: "append",
+      message: `append ${event.type} to ${this.stream}: too much contention`,
+    });
   }
 
   private decodeMsg(m: JsMsg): Event {
@@ -98,7 +107,10 @@ export class RunEventLog {
     const last = await this.lastSeq();
     const out: Event[] = [];
     if (last < fromSeq) return out;
-    const c = await this.bus.js.consumers.get(this.stream, { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: fromSeq });
+    const c = await this.bus.js.consumers.get(this.stream, {
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: fromSeq,
+    });
     const msgs = await c.consume();
     try {
       for await (const m of msgs) {
@@ -126,14 +138,20 @@ export class RunEventLog {
     onEvent: (e: Event) => void,
     onError: (e: MalformedMessage | InvalidMessage) => void = () => undefined,
   ): Promise<{ stop(): Promise<void> }> {
-    const c = await this.bus.js.consumers.get(this.stream, { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, fromSeq) });
+    const c = await this.bus.js.consumers.get(this.stream, {
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: Math.max(1, fromSeq),
+    });
     const msgs = await c.consume();
     const loop = (async () => {
       for await (const m of msgs) {
         try {
           onEvent(this.decodeMsg(m));
         } catch (e) {
-          if ((e as { _tag?: string })._tag === "MalformedMessage" || (e as { _tag?: string })._tag === "InvalidMessage")
+          if (
+            (e as { _tag?: string })._tag === "MalformedMessage" ||
+            (e as { _tag?: string })._tag === "InvalidMessage"
+          )
             onError(e as MalformedMessage);
           else throw e;
         }

@@ -3,13 +3,13 @@
 // compare-and-set on the key's revision, and whoever takes it to zero frees the bytes. A
 // consumer that crashes never releases: its segment stays until the run ends (which sweeps
 // every segment of the run), so redelivered work still finds its inputs.
+
+import { decode, encode, isRunId, Lease } from "@moeq/contracts";
 import { StorageType } from "@nats-io/jetstream";
-import { Kvm, type KV } from "@nats-io/kv";
-import { decode, encode, Lease } from "@moeq/contracts";
+import { type KV, Kvm } from "@nats-io/kv";
 import { Result } from "effect";
 import type { Bus } from "./connection.ts";
 import { BusFailed, errorText } from "./errors.ts";
-import { isRunId } from "@moeq/contracts";
 
 export const leaseBucket = (runId: string) => {
   if (!isRunId(runId)) throw new TypeError(`invalid run id '${runId}'`);
@@ -26,7 +26,10 @@ export class LeaseTable {
     try {
       // Memory storage: leases only matter while the run's server lives, and every release is
       // two KV operations on the consumer's path.
-      return new LeaseTable(await new Kvm(bus.nc).create(leaseBucket(runId), { history: 1, storage: StorageType.Memory }), runId);
+      return new LeaseTable(
+        await new Kvm(bus.nc).create(leaseBucket(runId), { history: 1, storage: StorageType.Memory }),
+        runId,
+      );
     } catch (e) {
       throw new BusFailed({ operation: "leases", message: `open lease bucket ${leaseBucket(runId)}: ${errorText(e)}` });
     }
@@ -38,7 +41,7 @@ export class LeaseTable {
 
   async get(segment: string): Promise<Lease | undefined> {
     const e = await this.kv.get(segment);
-    if (!e || e.operation !== "PUT") return undefined;
+    if (e?.operation !== "PUT") return undefined;
     const r = decode(Lease, e.value, `${leaseBucket(this.runId)}/${segment}`);
     if (Result.isFailure(r)) throw r.failure;
     return r.success;
@@ -48,7 +51,7 @@ export class LeaseTable {
   async release(segment: string): Promise<number> {
     for (let attempt = 0; attempt < 64; attempt++) {
       const e = await this.kv.get(segment);
-      if (!e || e.operation !== "PUT") return 0;
+      if (e?.operation !== "PUT") return 0;
       const r = decode(Lease, e.value, `${leaseBucket(this.runId)}/${segment}`);
       if (Result.isFailure(r)) throw r.failure;
       const holders = Math.max(0, r.success.holders - 1);

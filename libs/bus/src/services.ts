@@ -3,15 +3,16 @@
 import type { DeadLetter, Event, InvalidMessage, MalformedMessage, NewEvent, WorkItem } from "@moeq/contracts";
 import { Cause, Context, Effect, Exit, Layer, type Scope } from "effect";
 import { NatsConnection } from "./connection.ts";
-import { AppendConflict, BusFailed, errorText } from "./errors.ts";
-import { type AppendOptions, type Appended, RunEventLog } from "./event-log.ts";
+import { type AppendConflict, BusFailed, errorText } from "./errors.ts";
+import { type Appended, type AppendOptions, RunEventLog } from "./event-log.ts";
 import { type ConsumeOptions, type QueueOptions, RunWorkQueues, type WorkContext } from "./work-queue.ts";
 
 type ReadError = BusFailed | MalformedMessage | InvalidMessage;
 
 const tagged = (operation: string) => (e: unknown) => {
   const t = (e as { _tag?: string })?._tag;
-  if (t === "AppendConflict" || t === "BusFailed" || t === "MalformedMessage" || t === "InvalidMessage") return e as never;
+  if (t === "AppendConflict" || t === "BusFailed" || t === "MalformedMessage" || t === "InvalidMessage")
+    return e as never;
   return new BusFailed({ operation, message: `${operation}: ${errorText(e)}` });
 };
 
@@ -51,7 +52,11 @@ export interface WorkQueueShape {
   readonly runId: string;
   readonly client: RunWorkQueues;
   ensureQueue(queue: string, o?: QueueOptions): Effect.Effect<void, BusFailed>;
-  publish(queue: string, item: WorkItem, o?: { traceparent?: string }): Effect.Effect<{ seq: number; duplicate: boolean }, BusFailed>;
+  publish(
+    queue: string,
+    item: WorkItem,
+    o?: { traceparent?: string },
+  ): Effect.Effect<{ seq: number; duplicate: boolean }, BusFailed>;
   /** Consumes until the surrounding scope closes. Fail with PermanentFailure to dead-letter at once. */
   consume<E>(
     queue: string,
@@ -68,7 +73,9 @@ export class WorkQueue extends Context.Service<WorkQueue, WorkQueueShape>()("@mo
       WorkQueue,
       Effect.gen(function* () {
         const bus = yield* NatsConnection;
-        const client = yield* attempt<RunWorkQueues, BusFailed>("open work queues", () => RunWorkQueues.open(bus, runId));
+        const client = yield* attempt<RunWorkQueues, BusFailed>("open work queues", () =>
+          RunWorkQueues.open(bus, runId),
+        );
         return {
           runId,
           client,

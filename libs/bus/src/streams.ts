@@ -31,7 +31,12 @@ export async function ensureRunStreams(jsm: JetStreamManager, runId: string, o: 
     max_msg_size: o.maxMsgBytes ?? 8 * 1024 * 1024,
     num_replicas: 1,
   };
-  await ensureStream(jsm, { name: streams.events(runId), subjects: [subjects.events(runId)], retention: RetentionPolicy.Limits, ...common });
+  await ensureStream(jsm, {
+    name: streams.events(runId),
+    subjects: [subjects.events(runId)],
+    retention: RetentionPolicy.Limits,
+    ...common,
+  });
   await ensureStream(jsm, {
     name: streams.work(runId),
     subjects: [subjects.allWork(runId)],
@@ -39,7 +44,12 @@ export async function ensureRunStreams(jsm: JetStreamManager, runId: string, o: 
     discard: DiscardPolicy.Old,
     ...common,
   });
-  await ensureStream(jsm, { name: streams.dlq(runId), subjects: [subjects.allDlq(runId)], retention: RetentionPolicy.Limits, ...common });
+  await ensureStream(jsm, {
+    name: streams.dlq(runId),
+    subjects: [subjects.allDlq(runId)],
+    retention: RetentionPolicy.Limits,
+    ...common,
+  });
 }
 
 /** Deletes a run's streams (after the run has been archived or is no longer needed). */

@@ -9,7 +9,8 @@ const check = (runId: string) => {
   return runId;
 };
 const checkToken = (what: string, t: string) => {
-  if (!/^[A-Za-z0-9_-]{1,64}$/.test(t)) throw new TypeError(`invalid ${what} '${t}': use 1-64 characters of [A-Za-z0-9_-]`);
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(t))
+    throw new TypeError(`invalid ${what} '${t}': use 1-64 characters of [A-Za-z0-9_-]`);
   return t;
 };
 

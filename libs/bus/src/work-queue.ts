@@ -2,8 +2,7 @@
 // queue (filter moeq.<runId>.work.<queue>; nats-server 2.9 allows one filter subject). WorkQueue
 // retention removes an item once acked, so "done" is visible in the stream itself and a queue
 // can have many competing workers (any host) on the same durable consumer.
-import { AckPolicy, DeliverPolicy, type JsMsg } from "@nats-io/jetstream";
-import { headers, nanos } from "@nats-io/transport-node";
+
 import {
   DeadLetter,
   type DeadLetter as DeadLetterT,
@@ -13,6 +12,8 @@ import {
   type MalformedMessage,
   WorkItem,
 } from "@moeq/contracts";
+import { AckPolicy, DeliverPolicy, type JsMsg } from "@nats-io/jetstream";
+import { headers, nanos } from "@nats-io/transport-node";
 import { Result } from "effect";
 import type { Bus } from "./connection.ts";
 import { BusFailed, errorText, PermanentFailure } from "./errors.ts";
@@ -104,7 +105,10 @@ export class RunWorkQueues {
   private async adoptQueue(queue: string): Promise<void> {
     try {
       const info = await this.bus.jsm.consumers.info(streams.work(this.runId), consumerName(queue));
-      this.options.set(queue, { maxDeliver: info.config.max_deliver ?? DEFAULTS.maxDeliver, backoffMs: DEFAULTS.backoffMs });
+      this.options.set(queue, {
+        maxDeliver: info.config.max_deliver ?? DEFAULTS.maxDeliver,
+        backoffMs: DEFAULTS.backoffMs,
+      });
     } catch (e) {
       if (!/consumer not found|10014/i.test(errorText(e))) throw e;
       await this.ensureQueue(queue);
@@ -114,16 +118,26 @@ export class RunWorkQueues {
   private readonly options = new Map<string, { maxDeliver: number; backoffMs: ReadonlyArray<number> }>();
 
   /** Publishes an item with its id as Nats-Msg-Id: a repeated publish is a no-op (`duplicate`). */
-  async publish(queue: string, item: WorkItem, o: { traceparent?: string } = {}): Promise<{ seq: number; duplicate: boolean }> {
+  async publish(
+    queue: string,
+    item: WorkItem,
+    o: { traceparent?: string } = {},
+  ): Promise<{ seq: number; duplicate: boolean }> {
     const h = headers();
     const tp = o.traceparent ?? item.traceparent;
     if (tp) h.set("traceparent", tp);
     h.set("moeq-kind", item.kind);
     try {
-      const ack = await this.bus.js.publish(subjects.work(this.runId, queue), encode(WorkItem, item), { msgID: item.id, headers: h });
+      const ack = await this.bus.js.publish(subjects.work(this.runId, queue), encode(WorkItem, item), {
+        msgID: item.id,
+        headers: h,
+      });
       return { seq: ack.seq, duplicate: ack.duplicate };
     } catch (e) {
-      throw new BusFailed({ operation: "publish", message: `publish work ${item.id} to ${subjects.work(this.runId, queue)}: ${errorText(e)}` });
+      throw new BusFailed({
+        operation: "publish",
+        message: `publish work ${item.id} to ${subjects.work(this.runId, queue)}: ${errorText(e)}`,
+      });
     }
   }
 
@@ -135,10 +149,17 @@ export class RunWorkQueues {
 
   private async deadLetter(queue: string, d: DeadLetterT): Promise<void> {
     // msgID: the same item dead-lettered by two paths (handler + advisory) is recorded once.
-    await this.bus.js.publish(subjects.dlq(this.runId, queue), encode(DeadLetter, d), { msgID: `dlq/${queue}/${d.streamSeq}` });
+    await this.bus.js.publish(subjects.dlq(this.runId, queue), encode(DeadLetter, d), {
+      msgID: `dlq/${queue}/${d.streamSeq}`,
+    });
   }
 
-  private record(queue: string, m: { subject: string; data: Uint8Array; seq: number; deliveries: number; msgId?: string }, reason: DeadLetterT["reason"], error: { _tag?: string; message: string }): DeadLetterT {
+  private record(
+    queue: string,
+    m: { subject: string; data: Uint8Array; seq: number; deliveries: number; msgId?: string },
+    reason: DeadLetterT["reason"],
+    error: { _tag?: string; message: string },
+  ): DeadLetterT {
     return {
       runId: this.runId,
       queue,
@@ -182,7 +203,9 @@ export class RunWorkQueues {
     const stream = streams.work(this.runId);
     const consumer = await this.bus.js.consumers.get(stream, consumerName(queue));
     const msgs = await consumer.consume({ max_messages: 1 });
-    const advisories = this.bus.nc.subscribe(`$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${stream}.${consumerName(queue)}`);
+    const advisories = this.bus.nc.subscribe(
+      `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${stream}.${consumerName(queue)}`,
+    );
 
     const sendToDlq = async (d: DeadLetterT) => {
       await this.deadLetter(queue, d);
@@ -191,7 +214,13 @@ export class RunWorkQueues {
 
     const handle = async (m: JsMsg) => {
       const source = `${m.subject}#${m.seq}`;
-      const base = { subject: m.subject, data: m.data, seq: m.seq, deliveries: m.info.deliveryCount, msgId: m.headers?.get("Nats-Msg-Id") || undefined };
+      const base = {
+        subject: m.subject,
+        data: m.data,
+        seq: m.seq,
+        deliveries: m.info.deliveryCount,
+        msgId: m.headers?.get("Nats-Msg-Id") || undefined,
+      };
       const item = decode(WorkItem, m.data, source);
       if (Result.isFailure(item)) {
         const f = item.failure as MalformedMessage | InvalidMessage;
@@ -215,7 +244,9 @@ export class RunWorkQueues {
           await m.ackAck();
         } else if (m.info.deliveryCount >= maxDeliver) {
           const err = e as { _tag?: string; message?: string };
-          await sendToDlq(this.record(queue, base, "exhausted", { _tag: err._tag, message: `${source}: ${errorText(e)}` }));
+          await sendToDlq(
+            this.record(queue, base, "exhausted", { _tag: err._tag, message: `${source}: ${errorText(e)}` }),
+          );
           await m.ackAck();
         } else {
           o.onRetry?.(item.success, e, m.info.deliveryCount);
@@ -242,9 +273,18 @@ export class RunWorkQueues {
           if (!sm) continue;
           const d = this.record(
             queue,
-            { subject: sm.subject, data: sm.data, seq: adv.stream_seq, deliveries: adv.deliveries, msgId: sm.header?.get("Nats-Msg-Id") || undefined },
+            {
+              subject: sm.subject,
+              data: sm.data,
+              seq: adv.stream_seq,
+              deliveries: adv.deliveries,
+              msgId: sm.header?.get("Nats-Msg-Id") || undefined,
+            },
             "exhausted",
-            { _tag: "MaxDeliveries", message: `${sm.subject}#${adv.stream_seq}: not acked after ${adv.deliveries} deliveries` },
+            {
+              _tag: "MaxDeliveries",
+              message: `${sm.subject}#${adv.stream_seq}: not acked after ${adv.deliveries} deliveries`,
+            },
           );
           await sendToDlq(d);
           await this.bus.jsm.streams.deleteMessage(stream, adv.stream_seq, false).catch(() => undefined);

@@ -12,7 +12,10 @@ export interface Child {
 export function spawnNode(script: string, args: string[]): Child {
   const proc = spawn(process.execPath, [script, ...args], { stdio: ["ignore", "pipe", "pipe"] });
   const lines: Record<string, unknown>[] = [];
-  const waiters: Array<{ pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }> = [];
+  const waiters: Array<{
+    pred: (l: Record<string, unknown>) => boolean;
+    resolve: (l: Record<string, unknown>) => void;
+  }> = [];
   let stderr = "";
   proc.stderr!.on("data", (b) => {
     stderr += b.toString();
@@ -25,7 +28,11 @@ export function spawnNode(script: string, args: string[]): Child {
       return;
     }
     lines.push(l);
-    for (const w of [...waiters]) if (w.pred(l)) (waiters.splice(waiters.indexOf(w), 1), w.resolve(l));
+    for (const w of [...waiters])
+      if (w.pred(l)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(l);
+      }
   });
   const exited = new Promise<void>((r) => proc.once("exit", () => r()));
   return {
@@ -35,8 +42,17 @@ export function spawnNode(script: string, args: string[]): Child {
       new Promise((resolve, reject) => {
         const hit = lines.find(pred);
         if (hit) return resolve(hit);
-        const t = setTimeout(() => reject(new Error(`timeout waiting for child output; stderr: ${stderr.slice(-2000)}`)), timeoutMs);
-        waiters.push({ pred, resolve: (l) => (clearTimeout(t), resolve(l)) });
+        const t = setTimeout(
+          () => reject(new Error(`timeout waiting for child output; stderr: ${stderr.slice(-2000)}`)),
+          timeoutMs,
+        );
+        waiters.push({
+          pred,
+          resolve: (l) => {
+            clearTimeout(t);
+            resolve(l);
+          },
+        });
       }),
     kill: async (sig = "SIGTERM") => {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill(sig);

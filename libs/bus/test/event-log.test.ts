@@ -25,7 +25,9 @@ describe("event log", () => {
     const log = await RunEventLog.open(bus, freshRunId("occ"));
     const a = await log.append("run", { type: "RunCompleted", payload: { seconds: 1 } }, { expectedLastSeq: 0 });
     expect(a).toEqual({ seq: 1, duplicate: false });
-    await expect(log.append("run", { type: "RunCompleted", payload: { seconds: 2 } }, { expectedLastSeq: 0 })).rejects.toMatchObject({
+    await expect(
+      log.append("run", { type: "RunCompleted", payload: { seconds: 2 } }, { expectedLastSeq: 0 }),
+    ).rejects.toMatchObject({
       _tag: "AppendConflict",
       expected: 0,
     });
@@ -45,7 +47,9 @@ describe("event log", () => {
     const runId = freshRunId("race");
     const buses = await Promise.all([nats.connect("w1"), nats.connect("w2"), nats.connect("w3")]);
     const logs = await Promise.all(buses.map((b) => RunEventLog.open(b, runId)));
-    await Promise.all(logs.map((l, w) => Promise.all(Array.from({ length: 8 }, (_, i) => l.append(`s${w}`, quantized(w, i))))));
+    await Promise.all(
+      logs.map((l, w) => Promise.all(Array.from({ length: 8 }, (_, i) => l.append(`s${w}`, quantized(w, i))))),
+    );
     const events = await logs[0].read();
     expect(events.map((e) => e.seq)).toEqual(Array.from({ length: 24 }, (_, i) => i + 1));
     await Promise.all(buses.map((b) => b.nc.drain()));
@@ -62,11 +66,22 @@ describe("event log", () => {
     });
     const tp = childTraceparent();
     const script: NewEvent[] = [
-      { type: "RunStarted", payload: { modelDir: "/models/m", options: { bits: 4 }, graph: { version: 1, stages: [{ name: "loader" }] } } },
+      {
+        type: "RunStarted",
+        payload: { modelDir: "/models/m", options: { bits: 4 }, graph: { version: 1, stages: [{ name: "loader" }] } },
+      },
       { type: "StageStarted", payload: { stage: "loader", instance: "a", host: "h", pid: 1 } },
       {
         type: "ModelOpened",
-        payload: { arch: "qwen3_moe", layers: 2, expertsPerLayer: [4, 4], topK: 2, hiddenSize: 64, dtype: "bf16", config: {} },
+        payload: {
+          arch: "qwen3_moe",
+          layers: 2,
+          expertsPerLayer: [4, 4],
+          topK: 2,
+          hiddenSize: 64,
+          dtype: "bf16",
+          config: {},
+        },
       },
       { type: "LayerLoaded", payload: { layer: 0, tensors: {} } },
       quantized(0, 3),
@@ -79,7 +94,10 @@ describe("event log", () => {
     for (const e of script) await log.append(e.type === "StageStarted" ? "loader" : "run", e, { traceparent: tp });
     for (let i = 0; i < 100 && seen.length < script.length; i++) await new Promise((r) => setTimeout(r, 20));
     await follower.stop();
-    const replayed = await (await RunEventLog.open(await nats.connect("replayer"), runId)).fold(foldRunState, initialRunState);
+    const replayed = await (await RunEventLog.open(await nats.connect("replayer"), runId)).fold(
+      foldRunState,
+      initialRunState,
+    );
     expect(replayed).toEqual(live);
     expect(replayed.status).toBe("completed");
     expect(replayed.quantized).toEqual(["0/1/down_proj", "0/3/down_proj"]);
@@ -98,8 +116,13 @@ describe("event log", () => {
     const exit = await Effect.runPromiseExit(
       Effect.gen(function* () {
         const log = yield* EventLog;
-        yield* log.append("run", { type: "RunFailed", payload: { stage: "packer", error: { tag: "Boom", message: "disk full" } } });
-        const conflict = yield* Effect.flip(log.append("run", { type: "RunCompleted", payload: { seconds: 1 } }, { expectedLastSeq: 0 }));
+        yield* log.append("run", {
+          type: "RunFailed",
+          payload: { stage: "packer", error: { tag: "Boom", message: "disk full" } },
+        });
+        const conflict = yield* Effect.flip(
+          log.append("run", { type: "RunCompleted", payload: { seconds: 1 } }, { expectedLastSeq: 0 }),
+        );
         const state = yield* log.fold(foldRunState, initialRunState);
         return { conflict: conflict._tag, state };
       }).pipe(Effect.provide(layer)),
@@ -114,7 +137,9 @@ describe("event log", () => {
 
   it("refuses schema-invalid events before they reach the stream", async () => {
     const log = await RunEventLog.open(bus, freshRunId("invalid"));
-    await expect(log.append("run", { type: "LayerLoaded", payload: { layer: -2, tensors: {} } })).rejects.toThrow(/layer/);
+    await expect(log.append("run", { type: "LayerLoaded", payload: { layer: -2, tensors: {} } })).rejects.toThrow(
+      /layer/,
+    );
     expect(await log.lastSeq()).toBe(0);
   });
 });

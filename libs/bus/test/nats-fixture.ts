@@ -1,7 +1,7 @@
 // The NATS server the integration tests run against: testcontainers' NATS module where a Docker
 // engine answers, else the local nats-server binary through the embedded-server code.
 import { execFileSync } from "node:child_process";
-import { connectBus, type Bus } from "../src/connection.ts";
+import { type Bus, connectBus } from "../src/connection.ts";
 import { startNatsServer } from "../src/embedded-server.ts";
 
 export interface TestNats {
@@ -28,7 +28,12 @@ export async function startTestNats(): Promise<TestNats> {
     const { NatsContainer } = await import("@testcontainers/nats");
     const user = "moeq";
     const pass = Math.random().toString(36).slice(2);
-    const c = await new NatsContainer("nats:2.10").withJetStream().withUsername(user).withPass(pass).withArg("max_payload", "8388608").start();
+    const c = await new NatsContainer("nats:2.10")
+      .withJetStream()
+      .withUsername(user)
+      .withPass(pass)
+      .withArg("max_payload", "8388608")
+      .start();
     const url = `nats://${c.getHost()}:${c.getMappedPort(4222)}`;
     console.log(`[bus tests] NATS: testcontainers nats:2.10 at ${url}`);
     return {

@@ -4,7 +4,14 @@ import { fileURLToPath } from "node:url";
 import { connect } from "@nats-io/transport-node";
 import { Effect, Exit } from "effect";
 import { describe, expect, it } from "vitest";
-import { connectBus, embeddedNatsServer, NatsConnection, processRunning, reapOrphanedServers, startNatsServer } from "../src/index.ts";
+import {
+  connectBus,
+  embeddedNatsServer,
+  NatsConnection,
+  processRunning,
+  reapOrphanedServers,
+  startNatsServer,
+} from "../src/index.ts";
 import { spawnNode } from "./child.ts";
 
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), "fixtures");
@@ -53,9 +60,11 @@ describe("embedded nats-server", () => {
     const s = await startNatsServer();
     try {
       const exit = await Effect.runPromiseExit(
-        Effect.scoped(Effect.gen(function* () {
-          yield* NatsConnection;
-        }).pipe(Effect.provide(NatsConnection.layer({ url: s.url, token: "nope" })))),
+        Effect.scoped(
+          Effect.gen(function* () {
+            yield* NatsConnection;
+          }).pipe(Effect.provide(NatsConnection.layer({ url: s.url, token: "nope" }))),
+        ),
       );
       expect(Exit.isFailure(exit)).toBe(true);
       expect(JSON.stringify(exit)).toContain("NatsConnectFailed");
@@ -64,16 +73,20 @@ describe("embedded nats-server", () => {
     }
   });
 
-  it.each(["SIGTERM", "SIGINT"] as const)("the parent's %s stops the server and removes its dir", async (sig) => {
-    const owner = spawnNode(join(fixtures, "server-owner.ts"), []);
-    const info = (await owner.waitFor((l) => typeof l.pid === "number")) as { pid: number; dir: string };
-    expect(alive(info.pid)).toBe(true);
-    await owner.kill(sig);
-    expect(owner.proc.signalCode).toBe(sig);
-    await new Promise((r) => setTimeout(r, 200));
-    expect(alive(info.pid)).toBe(false);
-    expect(existsSync(info.dir)).toBe(false);
-  }, 30_000);
+  it.each(["SIGTERM", "SIGINT"] as const)(
+    "the parent's %s stops the server and removes its dir",
+    async (sig) => {
+      const owner = spawnNode(join(fixtures, "server-owner.ts"), []);
+      const info = (await owner.waitFor((l) => typeof l.pid === "number")) as { pid: number; dir: string };
+      expect(alive(info.pid)).toBe(true);
+      await owner.kill(sig);
+      expect(owner.proc.signalCode).toBe(sig);
+      await new Promise((r) => setTimeout(r, 200));
+      expect(alive(info.pid)).toBe(false);
+      expect(existsSync(info.dir)).toBe(false);
+    },
+    30_000,
+  );
 
   it("a server orphaned by a SIGKILLed parent is reaped by the next start", async () => {
     const owner = spawnNode(join(fixtures, "server-owner.ts"), []);

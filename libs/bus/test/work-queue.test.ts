@@ -85,7 +85,11 @@ describe("work queues", () => {
     const worker = await queues.consume(
       "quantize",
       async (w) => {
-        if (w.payload.expert === 13) throw new PermanentFailure({ tag: "DescriptorOutsideRoots", message: `${w.id}: /etc/passwd is outside the run's roots` });
+        if (w.payload.expert === 13)
+          throw new PermanentFailure({
+            tag: "DescriptorOutsideRoots",
+            message: `${w.id}: /etc/passwd is outside the run's roots`,
+          });
         if (w.payload.expert === 66) throw new Error("transient failure that never heals");
         done.push(w.id);
       },
@@ -118,16 +122,13 @@ describe("work queues", () => {
     const queues = await RunWorkQueues.open(bus, runId);
     await queues.ensureQueue("calibrate", { ackWaitMs: 500, maxDeliver: 5 });
     const deliveries: number[] = [];
-    const worker = await queues.consume(
-      "calibrate",
-      async (_w, ctx) => {
-        deliveries.push(ctx.deliveryCount);
-        for (let i = 0; i < 8; i++) {
-          await new Promise((r) => setTimeout(r, 200)); // 1.6 s of "kernel", > 3 ack waits
-          ctx.working();
-        }
-      },
-    );
+    const worker = await queues.consume("calibrate", async (_w, ctx) => {
+      deliveries.push(ctx.deliveryCount);
+      for (let i = 0; i < 8; i++) {
+        await new Promise((r) => setTimeout(r, 200)); // 1.6 s of "kernel", > 3 ack waits
+        ctx.working();
+      }
+    });
     await queues.publish("calibrate", item(runId, 2));
     await until(async () => deliveries.length === 1 && (await queues.pending("calibrate")) === 0, 10_000);
     await worker.stop();
@@ -155,7 +156,9 @@ describe("work queues", () => {
     expect(taken).toEqual([1, 2]);
     // The server checks max deliveries when it next has somewhere to deliver: a healthy worker.
     const healthy: string[] = [];
-    workers.push(await queues.consume("quantize", async (w) => void healthy.push(w.id), { onDeadLetter: (d) => dead.push(d) }));
+    workers.push(
+      await queues.consume("quantize", async (w) => void healthy.push(w.id), { onDeadLetter: (d) => dead.push(d) }),
+    );
     await until(() => dead.length >= 1, 10_000);
     await new Promise((r) => setTimeout(r, 300));
     expect(healthy).toEqual([]);

@@ -8,11 +8,13 @@ const packr = new Packr({ useRecords: false });
 function assertNoForeignTypedArrays(value: unknown, path: string): void {
   // msgpackr writes garbage for typed arrays other than Uint8Array (stack.md); refuse them loudly.
   if (ArrayBuffer.isView(value)) {
-    if (!(value instanceof Uint8Array)) throw new TypeError(`msgpack: ${path} is a ${value.constructor.name}; pack a Uint8Array view`);
+    if (!(value instanceof Uint8Array))
+      throw new TypeError(`msgpack: ${path} is a ${value.constructor.name}; pack a Uint8Array view`);
     return;
   }
-  if (Array.isArray(value)) value.forEach((v, i) => assertNoForeignTypedArrays(v, `${path}[${i}]`));
-  else if (value !== null && typeof value === "object")
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) assertNoForeignTypedArrays(value[i], `${path}[${i}]`);
+  } else if (value !== null && typeof value === "object")
     for (const [k, v] of Object.entries(value)) assertNoForeignTypedArrays(v, `${path}.${k}`);
 }
 
@@ -32,14 +34,17 @@ function containsReservedByte(v: unknown): boolean {
 
 export function unpackValue(bytes: Uint8Array, source: string): Result.Result<unknown, MalformedMessage> {
   try {
-    if (bytes.byteLength === 0) return Result.fail(new MalformedMessage({ source, message: `${source}: empty message` }));
+    if (bytes.byteLength === 0)
+      return Result.fail(new MalformedMessage({ source, message: `${source}: empty message` }));
     // unpackMultiple-free: trailing bytes after one value mean the message is not one of ours.
     const values: unknown[] = [];
     packr.unpackMultiple(bytes as Buffer, (v: unknown) => {
       values.push(v);
     });
     if (values.length !== 1)
-      return Result.fail(new MalformedMessage({ source, message: `${source}: expected one msgpack value, got ${values.length}` }));
+      return Result.fail(
+        new MalformedMessage({ source, message: `${source}: expected one msgpack value, got ${values.length}` }),
+      );
     if (containsReservedByte(values[0]))
       return Result.fail(new MalformedMessage({ source, message: `${source}: not msgpack (reserved byte 0xc1)` }));
     return Result.succeed(values[0]);
@@ -53,7 +58,10 @@ function schemaName(schema: Schema.Top): string {
   return typeof id === "string" ? id : "value";
 }
 
-export function encode<S extends Schema.Codec<unknown, unknown, never, never>>(schema: S, value: S["Type"]): Uint8Array {
+export function encode<S extends Schema.Codec<unknown, unknown, never, never>>(
+  schema: S,
+  value: S["Type"],
+): Uint8Array {
   return packValue(Schema.encodeSync(schema)(value));
 }
 
@@ -76,5 +84,7 @@ export function validate<S extends Schema.Codec<unknown, unknown, never, never>>
   const r = Schema.decodeUnknownResult(schema)(value, { errors: "all" });
   if (Result.isSuccess(r)) return Result.succeed(r.success);
   const name = schemaName(schema);
-  return Result.fail(new InvalidMessage({ source, schema: name, message: `${source}: not a valid ${name}: ${String(r.failure)}` }));
+  return Result.fail(
+    new InvalidMessage({ source, schema: name, message: `${source}: not a valid ${name}: ${String(r.failure)}` }),
+  );
 }

@@ -29,7 +29,11 @@ function binary(node: unknown): unknown {
   const o = node as Record<string, unknown>;
   if (o.type === "string" && o.contentEncoding === "base64") {
     const { type: _t, format: _f, contentEncoding: _c, ...rest } = o;
-    return { ...rest, ...BIN, ...(typeof rest.description === "string" ? { description: `${rest.description}; ${BIN.description}` } : {}) };
+    return {
+      ...rest,
+      ...BIN,
+      ...(typeof rest.description === "string" ? { description: `${rest.description}; ${BIN.description}` } : {}),
+    };
   }
   return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, binary(v)]));
 }

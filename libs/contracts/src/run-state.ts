@@ -53,7 +53,10 @@ export function foldRunState(s: RunState, e: Event): RunState {
     case "LayerLoaded":
       return { ...base, layersLoaded: addSorted(s.layersLoaded, e.payload.layer) };
     case "ExpertCalibrated":
-      return { ...base, calibrated: addSorted(s.calibrated, `${e.payload.layer}/${e.payload.expert}/${e.payload.proj}`) };
+      return {
+        ...base,
+        calibrated: addSorted(s.calibrated, `${e.payload.layer}/${e.payload.expert}/${e.payload.proj}`),
+      };
     case "ExpertQuantized":
       return { ...base, quantized: addSorted(s.quantized, `${e.payload.layer}/${e.payload.expert}/${e.payload.proj}`) };
     case "LayerCompleted":

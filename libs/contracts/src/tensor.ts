@@ -32,7 +32,6 @@ export const Dtype = Schema.Literals(Object.keys(dtypeBits) as Dtype[]).annotate
 
 export const Shape = Schema.Array(NonNegativeInt).annotate({ identifier: "Shape" });
 
-
 export const Checksum = Schema.Struct({
   algo: Schema.Literal("sha256"),
   hex: Sha256Hex,
@@ -43,7 +42,10 @@ export const FileLoc = Schema.Struct({
   path: Schema.String.annotate({ description: "absolute path; must lie under an allowed root of the run" }),
   offset: NonNegativeInt,
   bytes: NonNegativeInt,
-}).annotate({ identifier: "FileLoc", description: "byte range of a file (e.g. a safetensors shard), mapped read-only" });
+}).annotate({
+  identifier: "FileLoc",
+  description: "byte range of a file (e.g. a safetensors shard), mapped read-only",
+});
 
 export const ShmLoc = Schema.Struct({
   kind: Schema.Literal("shm"),

@@ -23,5 +23,9 @@ export function formatTraceparent(t: TraceContext): string {
 export function childTraceparent(parent?: string): string {
   const p = parseTraceparent(parent);
   const spanId = randomBytes(8).toString("hex");
-  return formatTraceparent({ traceId: p?.traceId ?? randomBytes(16).toString("hex"), spanId, sampled: p?.sampled ?? true });
+  return formatTraceparent({
+    traceId: p?.traceId ?? randomBytes(16).toString("hex"),
+    spanId,
+    sampled: p?.sampled ?? true,
+  });
 }

@@ -1,6 +1,6 @@
 import { Schema } from "effect";
-import { Bytes, NonNegativeInt, RunId, Traceparent } from "./ids.ts";
 import { ErrorInfo } from "./events.ts";
+import { Bytes, NonNegativeInt, RunId, Traceparent } from "./ids.ts";
 import { TensorDescriptor } from "./tensor.ts";
 
 export const WorkItem = Schema.Struct({

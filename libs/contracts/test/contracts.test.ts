@@ -7,8 +7,8 @@ import {
   byteLengthOf,
   childTraceparent,
   decode,
-  encode,
   Event,
+  encode,
   foldRunState,
   initialRunState,
   packValue,
@@ -25,7 +25,9 @@ describe("schemas/ drift", () => {
   it("committed JSON Schemas equal what gen-schemas would write", () => {
     const fresh = renderSchemas();
     const dir = join(repoRoot, "schemas");
-    const committed = readdirSync(dir).filter((f) => f.endsWith(".json")).sort();
+    const committed = readdirSync(dir)
+      .filter((f) => f.endsWith(".json"))
+      .sort();
     expect(committed).toEqual(Object.keys(fresh).sort());
     for (const [name, text] of Object.entries(fresh)) {
       // Regenerate with `node libs/contracts/dist/gen-schemas.js` when this fails.
@@ -102,7 +104,11 @@ describe("msgpack codec", () => {
       0x00,
     ]);
     const v = Result.getOrThrow(decode(TensorDescriptor, bytes, "fixmap"));
-    expect(v).toEqual({ dtype: "bf16", shape: [3, 256], loc: { kind: "shm", segment: "moeq-r-1.2", offset: 0, bytes: 1536 } });
+    expect(v).toEqual({
+      dtype: "bf16",
+      shape: [3, 256],
+      loc: { kind: "shm", segment: "moeq-r-1.2", offset: 0, bytes: 1536 },
+    });
     expect(byteLengthOf(v.dtype, v.shape)).toBe(1536);
   });
 
@@ -111,7 +117,12 @@ describe("msgpack codec", () => {
   });
 
   it("rejects malformed msgpack with MalformedMessage naming the source", () => {
-    for (const bad of [new Uint8Array([]), new Uint8Array([0xc1]), new Uint8Array([0x92, 0x01]), new Uint8Array([0x01, 0x02])]) {
+    for (const bad of [
+      new Uint8Array([]),
+      new Uint8Array([0xc1]),
+      new Uint8Array([0x92, 0x01]),
+      new Uint8Array([0x01, 0x02]),
+    ]) {
       const r = decode(WorkItem, bad, "moeq.r1.work.q");
       expect(Result.isFailure(r)).toBe(true);
       if (Result.isFailure(r)) {
@@ -125,9 +136,24 @@ describe("msgpack codec", () => {
     const r = decode(WorkItem, packValue({ id: "x", runId: "bad run id!", kind: "k", payload: {} }), "subj");
     expect(Result.isFailure(r) && r.failure._tag).toBe("InvalidMessage");
     expect(Result.isFailure(r) && r.failure.message).toContain("runId");
-    const e = decode(Event, packValue({ runId: "r", seq: 1, stage: "s", time: "t", type: "LayerLoaded", payload: { layer: -1, tensors: {} } }), "evt");
+    const e = decode(
+      Event,
+      packValue({
+        runId: "r",
+        seq: 1,
+        stage: "s",
+        time: "t",
+        type: "LayerLoaded",
+        payload: { layer: -1, tensors: {} },
+      }),
+      "evt",
+    );
     expect(Result.isFailure(e) && e.failure.message).toContain("layer");
-    const unknownType = decode(Event, packValue({ runId: "r", seq: 1, stage: "s", time: "t", type: "Nope", payload: {} }), "evt");
+    const unknownType = decode(
+      Event,
+      packValue({ runId: "r", seq: 1, stage: "s", time: "t", type: "Nope", payload: {} }),
+      "evt",
+    );
     expect(Result.isFailure(unknownType)).toBe(true);
   });
 
@@ -186,6 +212,8 @@ describe("run state fold", () => {
     const s = [mk(1, 2), mk(2, 1), mk(3, 2)].reduce(foldRunState, initialRunState);
     expect(s.quantized).toEqual(["0/1/up_proj", "0/2/up_proj"]);
     expect(s.lastSeq).toBe(3);
-    expect(workId({ runId: "r", stage: "quantizer", layer: 3, expert: 1, proj: "up_proj" })).toBe("r/3/1/up_proj/quantizer");
+    expect(workId({ runId: "r", stage: "quantizer", layer: 3, expert: 1, proj: "up_proj" })).toBe(
+      "r/3/1/up_proj/quantizer",
+    );
   });
 });

@@ -24,9 +24,13 @@ const runId = `bench${process.pid}`;
 const bus = await connectBus({ url: server.url, token: server.token, name: "bench-producer" });
 const store = await RunTensorStore.open(bus, { runId, allowedRoots: [root], owner: true });
 const here = dirname(fileURLToPath(import.meta.url));
-const child = spawn(process.execPath, [join(here, "consumer.ts"), JSON.stringify({ url: server.url, token: server.token }), runId, root], {
-  stdio: ["ignore", "pipe", "inherit"],
-});
+const child = spawn(
+  process.execPath,
+  [join(here, "consumer.ts"), JSON.stringify({ url: server.url, token: server.token }), runId, root],
+  {
+    stdio: ["ignore", "pipe", "inherit"],
+  },
+);
 await new Promise<void>((resolve) => createInterface({ input: child.stdout! }).once("line", () => resolve()));
 
 const subject = `moeq.${runId}.bench`;
@@ -74,7 +78,9 @@ try {
     const row = { size, rt: median(rts), shm: median(shm), obj: median(obj) };
     rows.push(row);
     if (row.rt > LIMIT_MS) failed = true;
-    console.error(`${size / 1048576} MiB: descriptor ${row.rt.toFixed(2)} ms, shm put+handoff ${row.shm.toFixed(1)} ms, obj ${row.obj.toFixed(1)} ms`);
+    console.error(
+      `${size / 1048576} MiB: descriptor ${row.rt.toFixed(2)} ms, shm put+handoff ${row.shm.toFixed(1)} ms, obj ${row.obj.toFixed(1)} ms`,
+    );
   }
 } finally {
   child.kill();
@@ -84,7 +90,9 @@ try {
   rmSync(root, { recursive: true, force: true });
 }
 
-console.log("| size | descriptor round trip (ms) | shm put + handoff (ms) | object store put + get (ms) | obj / descriptor | obj / shm put |");
+console.log(
+  "| size | descriptor round trip (ms) | shm put + handoff (ms) | object store put + get (ms) | obj / descriptor | obj / shm put |",
+);
 console.log("|---:|---:|---:|---:|---:|---:|");
 for (const r of rows)
   console.log(

@@ -29,7 +29,8 @@ export class AllowedRoots {
         message: `${source}: ${path} (${real}) is outside the run's allowed roots (${this.roots.join(", ")})`,
       });
     const st = statSync(real);
-    if (!st.isFile()) throw new DescriptorRejected({ reason: "missing", source, message: `${source}: ${path} is not a regular file` });
+    if (!st.isFile())
+      throw new DescriptorRejected({ reason: "missing", source, message: `${source}: ${path} is not a regular file` });
     return { real, size: st.size };
   }
 }

@@ -2,8 +2,8 @@
 // moeq-<runId>.run holding the owning process's pid and start time. A segment whose run has no
 // live owner is stale and is swept (by the next run's start, or by anyone calling sweep).
 import { readdirSync, readFileSync } from "node:fs";
-import { native } from "@moeq/native";
 import { isRunId } from "@moeq/contracts";
+import { native } from "@moeq/native";
 
 const SHM_DIR = "/dev/shm";
 const SEGMENT = /^moeq-([A-Za-z0-9_-]{1,64})-(\d+\.\d+)$/;

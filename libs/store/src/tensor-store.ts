@@ -2,16 +2,10 @@
 // ways: the producer fills the mapping, consumers map it copy-on-write) and read-only file
 // ranges; other hosts: the NATS object store; small tensors: inline in the message.
 import { createHash } from "node:crypto";
-import { Objm, type ObjectStore } from "@nats-io/obj";
-import {
-  byteLengthOf,
-  type Dtype,
-  INLINE_MAX_BYTES,
-  locationBytes,
-  type TensorDescriptor,
-} from "@moeq/contracts";
 import { type Bus, LeaseTable } from "@moeq/bus";
+import { byteLengthOf, type Dtype, INLINE_MAX_BYTES, locationBytes, type TensorDescriptor } from "@moeq/contracts";
 import { native } from "@moeq/native";
+import { type ObjectStore, Objm } from "@nats-io/obj";
 import { ChecksumMismatch, DescriptorRejected, StoreFailed } from "./errors.ts";
 import { mapSegment } from "./region.ts";
 import { AllowedRoots } from "./roots.ts";
@@ -108,7 +102,11 @@ export class RunTensorStore {
       this.mappings.delete(seal);
     };
     this.mappings.add(seal);
-    return { descriptor: { dtype, shape: [...shape], loc: { kind: "shm", segment, offset: 0, bytes } }, data: m.data, seal };
+    return {
+      descriptor: { dtype, shape: [...shape], loc: { kind: "shm", segment, offset: 0, bytes } },
+      data: m.data,
+      seal,
+    };
   }
 
   /** Stores a tensor and returns its descriptor. */
@@ -116,7 +114,11 @@ export class RunTensorStore {
     const source = `put ${t.dtype}[${t.shape.join(",")}]`;
     const want = byteLengthOf(t.dtype, t.shape);
     if (t.data.byteLength !== want)
-      throw new DescriptorRejected({ reason: "wrong-size", source, message: `${source}: ${t.data.byteLength} bytes, expected ${want}` });
+      throw new DescriptorRejected({
+        reason: "wrong-size",
+        source,
+        message: `${source}: ${t.data.byteLength} bytes, expected ${want}`,
+      });
     const checksum = o.checksum ? { checksum: { algo: "sha256" as const, hex: sha256(t.data) } } : {};
     const prefer = o.prefer ?? "shm";
     if (prefer === "inline" && want <= INLINE_MAX_BYTES)
@@ -126,7 +128,12 @@ export class RunTensorStore {
       const os = await this.objects();
       await os.putBlob({ name: key }, t.data);
       if ((o.consumers ?? 1) > 0) await this.leases.grant(`obj.${key}`, want, o.consumers ?? 1);
-      return { dtype: t.dtype, shape: [...t.shape], loc: { kind: "obj", bucket: this.objBucket, key, bytes: want }, ...checksum };
+      return {
+        dtype: t.dtype,
+        shape: [...t.shape],
+        loc: { kind: "obj", bucket: this.objBucket, key, bytes: want },
+        ...checksum,
+      };
     }
     const a = await this.allocate(t.dtype, t.shape, o);
     a.data.set(t.data);
@@ -155,12 +162,17 @@ export class RunTensorStore {
     if (d.loc.kind === "file") {
       const { size } = this.roots.resolveFile(d.loc.path, source);
       if (d.loc.offset + d.loc.bytes > size)
-        this.reject("past-end", source, `[${d.loc.offset}, ${d.loc.offset + d.loc.bytes}) is past the end of ${d.loc.path} (${size} bytes)`);
+        this.reject(
+          "past-end",
+          source,
+          `[${d.loc.offset}, ${d.loc.offset + d.loc.bytes}) is past the end of ${d.loc.path} (${size} bytes)`,
+        );
     } else if (d.loc.kind === "shm") {
       if (!d.loc.segment.startsWith(segmentPrefix(this.runId)))
         this.reject("foreign-segment", source, `segment ${d.loc.segment} does not belong to run ${this.runId}`);
     } else if (d.loc.kind === "obj") {
-      if (d.loc.bucket !== this.objBucket) this.reject("foreign-segment", source, `bucket ${d.loc.bucket} is not this run's (${this.objBucket})`);
+      if (d.loc.bucket !== this.objBucket)
+        this.reject("foreign-segment", source, `bucket ${d.loc.bucket} is not this run's (${this.objBucket})`);
     } else if (d.loc.kind === "cuda") {
       this.reject("unsupported", source, "cuda descriptors need the CUDA build of the store");
     }
@@ -182,7 +194,9 @@ export class RunTensorStore {
         data = loc.data;
         break;
       case "file":
-        data = new Uint8Array(native.mapFileRange(this.roots.resolveFile(loc.path, source).real, loc.offset, loc.bytes));
+        data = new Uint8Array(
+          native.mapFileRange(this.roots.resolveFile(loc.path, source).real, loc.offset, loc.bytes),
+        );
         break;
       case "shm": {
         const end = loc.offset + loc.bytes;
@@ -194,7 +208,11 @@ export class RunTensorStore {
         }
         if (end > m.size) {
           m.unmap();
-          this.reject("past-end", source, `[${loc.offset}, ${end}) is past the end of segment ${loc.segment} (${m.size} bytes)`);
+          this.reject(
+            "past-end",
+            source,
+            `[${loc.offset}, ${end}) is past the end of segment ${loc.segment} (${m.size} bytes)`,
+          );
         }
         data = m.data.subarray(loc.offset, end);
         const unmap = () => {
@@ -212,7 +230,12 @@ export class RunTensorStore {
         const os = await this.objects();
         const blob = await os.getBlob(loc.key);
         if (!blob) this.reject("missing", source, `object ${loc.bucket}/${loc.key} does not exist`);
-        if (blob.byteLength !== loc.bytes) this.reject("wrong-size", source, `object ${loc.key} has ${blob.byteLength} bytes, descriptor says ${loc.bytes}`);
+        if (blob.byteLength !== loc.bytes)
+          this.reject(
+            "wrong-size",
+            source,
+            `object ${loc.key} has ${blob.byteLength} bytes, descriptor says ${loc.bytes}`,
+          );
         data = blob;
         release = () => this.releaseKey(`obj.${loc.key}`, () => os.delete(loc.key).then(() => undefined));
         break;
@@ -223,7 +246,12 @@ export class RunTensorStore {
     if (o.verify && d.checksum) {
       const actual = sha256(data);
       if (actual !== d.checksum.hex)
-        throw new ChecksumMismatch({ source, expected: d.checksum.hex, actual, message: `${source}: sha256 ${actual}, descriptor says ${d.checksum.hex}` });
+        throw new ChecksumMismatch({
+          source,
+          expected: d.checksum.hex,
+          actual,
+          message: `${source}: sha256 ${actual}, descriptor says ${d.checksum.hex}`,
+        });
     }
     let released = false;
     return {

@@ -62,7 +62,9 @@ describe("two processes", () => {
         const bad = await ask("verify", { ...b, checksum: { algo: "sha256", hex: hex } });
         expect(bad.reply).toMatchObject({ ok: false, tag: "ChecksumMismatch" });
       }
-      console.log(`[store] descriptor round trip (median of 9): 1 KiB ${timings[1024].toFixed(2)} ms, 256 MiB ${timings[256 * 1024 * 1024].toFixed(2)} ms`);
+      console.log(
+        `[store] descriptor round trip (median of 9): 1 KiB ${timings[1024].toFixed(2)} ms, 256 MiB ${timings[256 * 1024 * 1024].toFixed(2)} ms`,
+      );
       expect(timings[1024]).toBeLessThan(5);
       expect(timings[256 * 1024 * 1024]).toBeLessThan(5);
     } finally {

@@ -1,11 +1,10 @@
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type Bus, RunWorkQueues } from "@moeq/bus";
+import { type Bus, NatsConnection, RunWorkQueues } from "@moeq/bus";
 import { type DeadLetter, type TensorDescriptor, workId } from "@moeq/contracts";
 import { native } from "@moeq/native";
 import { Effect, Exit, Layer } from "effect";
-import { NatsConnection } from "@moeq/bus";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { listSegments, RunTensorStore, segmentPrefix, TensorStore } from "../src/index.ts";
 import { freshRunId, startTestNats, type TestNats, tempRoot, until } from "./helpers.ts";
@@ -25,7 +24,8 @@ afterAll(async () => {
   rmSync(outside, { recursive: true, force: true });
 });
 
-const ownStore = async (tag: string) => RunTensorStore.open(bus, { runId: freshRunId(tag), allowedRoots: [root], owner: true });
+const ownStore = async (tag: string) =>
+  RunTensorStore.open(bus, { runId: freshRunId(tag), allowedRoots: [root], owner: true });
 const segmentsOf = (runId: string) => listSegments().filter((n) => n.startsWith(segmentPrefix(runId)));
 
 describe("put/open round trips", () => {
@@ -38,7 +38,9 @@ describe("put/open round trips", () => {
     ["obj", "i8", [200_001]],
   ] as const)("%s %s%j", async (prefer, dtype, shape) => {
     const store = await ownStore(`rt-${prefer}`);
-    const n = Math.ceil((shape.reduce((a, b) => a * b, 1) * ({ u8: 8, bf16: 16, f32: 32, e2m1: 4, f16: 16, i8: 8 } as const)[dtype]) / 8);
+    const n = Math.ceil(
+      (shape.reduce((a, b) => a * b, 1) * ({ u8: 8, bf16: 16, f32: 32, e2m1: 4, f16: 16, i8: 8 } as const)[dtype]) / 8,
+    );
     const data = randomBytes(n);
     const d = await store.put({ dtype, shape, data }, { prefer, checksum: true });
     expect(d.loc.kind).toBe(prefer);
@@ -88,7 +90,10 @@ describe("leases", () => {
 
   it("obj: the last release deletes the object", async () => {
     const store = await ownStore("objlease");
-    const d = await store.put({ dtype: "u8", shape: [10], data: new Uint8Array(10).fill(1) }, { prefer: "obj", consumers: 1 });
+    const d = await store.put(
+      { dtype: "u8", shape: [10], data: new Uint8Array(10).fill(1) },
+      { prefer: "obj", consumers: 1 },
+    );
     await (await store.open(d)).release();
     await expect(store.open(d)).rejects.toMatchObject({ _tag: "DescriptorRejected", reason: "missing" });
     await store.endRun();
@@ -96,7 +101,8 @@ describe("leases", () => {
 
   it("no segment survives endRun, released or not", async () => {
     const store = await ownStore("end");
-    for (let i = 0; i < 4; i++) await store.put({ dtype: "f32", shape: [i + 1], data: new Uint8Array(4 * (i + 1)) }, { consumers: 3 });
+    for (let i = 0; i < 4; i++)
+      await store.put({ dtype: "f32", shape: [i + 1], data: new Uint8Array(4 * (i + 1)) }, { consumers: 3 });
     expect(segmentsOf(store.runId).length).toBe(4);
     expect(existsSync(`/dev/shm/moeq-${store.runId}.run`)).toBe(true);
     await store.endRun();
@@ -123,9 +129,18 @@ describe("rejections", () => {
     mkdirSync(join(root, "sub"), { recursive: true });
     const link = join(root, "sub", "link.bin");
     if (!existsSync(link)) symlinkSync(secret, link);
-    const d = (path: string): TensorDescriptor => ({ dtype: "u8", shape: [8], loc: { kind: "file", path, offset: 0, bytes: 8 } });
+    const d = (path: string): TensorDescriptor => ({
+      dtype: "u8",
+      shape: [8],
+      loc: { kind: "file", path, offset: 0, bytes: 8 },
+    });
     await expectRejected(store, d(secret), "outside-roots", /secret\.bin.*outside the run's allowed roots/);
-    await expectRejected(store, d(join(root, "..", outside.split("/").pop()!, "secret.bin")), "outside-roots", /outside/);
+    await expectRejected(
+      store,
+      d(join(root, "..", outside.split("/").pop()!, "secret.bin")),
+      "outside-roots",
+      /outside/,
+    );
     await expectRejected(store, d(link), "outside-roots", /link\.bin/);
     await expectRejected(store, d("/etc/passwd"), "outside-roots", /\/etc\/passwd/);
     await expectRejected(store, d(join(root, "nope.bin")), "missing", /nope\.bin/);
@@ -136,7 +151,12 @@ describe("rejections", () => {
     const store = await ownStore("pastend");
     const f = join(root, "small.bin");
     writeFileSync(f, randomBytes(100));
-    await expectRejected(store, { dtype: "u8", shape: [10], loc: { kind: "file", path: f, offset: 95, bytes: 10 } }, "past-end", /small\.bin/);
+    await expectRejected(
+      store,
+      { dtype: "u8", shape: [10], loc: { kind: "file", path: f, offset: 95, bytes: 10 } },
+      "past-end",
+      /small\.bin/,
+    );
     const good = await store.put({ dtype: "u8", shape: [64], data: new Uint8Array(64) }, { consumers: 0 });
     if (good.loc.kind !== "shm") throw new Error("expected shm");
     const forged = { ...good, loc: { ...good.loc, offset: 32 } };
@@ -146,12 +166,27 @@ describe("rejections", () => {
 
   it("wrong sizes, foreign segments, missing segments and bad checksums are rejected", async () => {
     const store = await ownStore("sizes");
-    const good = await store.put({ dtype: "f32", shape: [4], data: new Uint8Array(16) }, { consumers: 0, checksum: true });
+    const good = await store.put(
+      { dtype: "f32", shape: [4], data: new Uint8Array(16) },
+      { consumers: 0, checksum: true },
+    );
     if (good.loc.kind !== "shm") throw new Error("expected shm");
     await expectRejected(store, { ...good, shape: [5] }, "wrong-size", /16 bytes, f32\[5\] needs 20/);
-    await expectRejected(store, { ...good, loc: { ...good.loc, segment: "moeq-otherrun-1.1" } }, "foreign-segment", /otherrun/);
-    await expectRejected(store, { ...good, loc: { ...good.loc, segment: `${segmentPrefix(store.runId)}999.999` } }, "missing", /999\.999/);
-    await expect(store.put({ dtype: "f32", shape: [4], data: new Uint8Array(15) })).rejects.toMatchObject({ reason: "wrong-size" });
+    await expectRejected(
+      store,
+      { ...good, loc: { ...good.loc, segment: "moeq-otherrun-1.1" } },
+      "foreign-segment",
+      /otherrun/,
+    );
+    await expectRejected(
+      store,
+      { ...good, loc: { ...good.loc, segment: `${segmentPrefix(store.runId)}999.999` } },
+      "missing",
+      /999\.999/,
+    );
+    await expect(store.put({ dtype: "f32", shape: [4], data: new Uint8Array(15) })).rejects.toMatchObject({
+      reason: "wrong-size",
+    });
     const tampered = { ...good, checksum: { algo: "sha256" as const, hex: "0".repeat(64) } };
     await expect(store.open(tampered, { verify: true })).rejects.toMatchObject({ _tag: "ChecksumMismatch" });
     await expectRejected(
@@ -187,7 +222,12 @@ describe("rejections", () => {
       [3, good],
     ];
     for (const [expert, weight] of items)
-      await queues.publish("quantize", { id: workId({ runId, stage: "quantizer", layer: 0, expert, proj: "w" }), runId, kind: "quantize-expert", payload: { weight } });
+      await queues.publish("quantize", {
+        id: workId({ runId, stage: "quantizer", layer: 0, expert, proj: "w" }),
+        runId,
+        kind: "quantize-expert",
+        payload: { weight },
+      });
     await until(() => sums.length === 1 && dead.length === 3);
     await worker.stop();
     expect(sums).toEqual([56]);

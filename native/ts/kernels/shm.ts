@@ -20,8 +20,8 @@ export interface ShmKernels {
    */
   shmRegion(bytes: number): ArrayBuffer;
   /**
-   * Maps a whole segment at page-aligned region offset `at` (private copy-on-write unless
-   * writable) and returns its size; RangeError when it is larger than `maxBytes`.
+   * Maps the first min(size, maxBytes) bytes of a segment at page-aligned region offset `at`
+   * (private copy-on-write unless writable) and returns the segment's full size.
    */
   shmMapAt(name: string, at: number, writable: boolean, maxBytes: number): number;
   /** Returns a slot to zero pages; views over it then read zeros. */
