@@ -2,12 +2,12 @@
 // tracer writing into the same OTel provider, so Effect.withSpan / Effect.fn spans and the plain
 // span helpers share one trace tree. Off: Effect's span registration is disabled (TracerEnabled).
 import * as OtelTracer from "@effect/opentelemetry/OtelTracer";
-import { ROOT_CONTEXT, trace } from "@opentelemetry/api";
+import { context, ROOT_CONTEXT, trace } from "@opentelemetry/api";
 import { Context, Effect, Layer, References } from "effect";
 import { Attr } from "./attributes.ts";
 import { TelemetryAlreadyActive, TelemetryConfigInvalid } from "./errors.ts";
-import { extractTraceContext, injectTraceHeaders, type TraceHeaderReader, type TraceHeaderWriter } from "./propagation.ts";
-import { type InitTelemetryOptions, initTelemetry, type Telemetry } from "./telemetry.ts";
+import { extractTraceContext, type TraceHeaderReader, type TraceHeaderWriter } from "./propagation.ts";
+import { activeTelemetry, type InitTelemetryOptions, initTelemetry, type Telemetry } from "./telemetry.ts";
 
 /** The process's Telemetry handle inside Effect programs. */
 export class TelemetryService extends Context.Service<TelemetryService, Telemetry>()("@moeq/telemetry/Telemetry") {}
@@ -26,18 +26,23 @@ const acquire = (o: InitTelemetryOptions) =>
   );
 
 /**
- * Tracing for an Effect program: provides `TelemetryService`, installs the OTel-backed Effect tracer when
- * on, and flushes and shuts down when the layer's scope closes.
+ * Installs the Effect tracer for an already running Telemetry (from initTelemetry), without owning
+ * its lifecycle: for plain-async stages that run Effect programs here and there.
+ */
+export const telemetryLayer = (t: Telemetry): Layer.Layer<TelemetryService> => {
+  const service = Layer.succeed(TelemetryService, t);
+  if (!t.enabled) return Layer.merge(service, Layer.succeed(References.TracerEnabled, false));
+  const tracer = OtelTracer.layerWithoutOtelTracer.pipe(Layer.provide(Layer.succeed(OtelTracer.OtelTracer, t.tracer)));
+  return Layer.merge(service, tracer);
+};
+
+/**
+ * Tracing for an Effect program: runs initTelemetry for the layer's lifetime (flush and shutdown
+ * when its scope closes), provides `TelemetryService`, and installs the OTel-backed Effect tracer
+ * when on.
  */
 export const TelemetryLive = (o: InitTelemetryOptions): Layer.Layer<TelemetryService, TelemetryConfigInvalid | TelemetryAlreadyActive> =>
-  Layer.unwrap(
-    Effect.map(acquire(o), (t) => {
-      const service = Layer.succeed(TelemetryService, t);
-      if (!t.enabled) return Layer.merge(service, Layer.succeed(References.TracerEnabled, false));
-      const tracer = OtelTracer.layerWithoutOtelTracer.pipe(Layer.provide(Layer.succeed(OtelTracer.OtelTracer, t.tracer)));
-      return Layer.merge(service, tracer);
-    }),
-  );
+  Layer.unwrap(Effect.map(acquire(o), telemetryLayer));
 
 function externalParent(headers: TraceHeaderReader | undefined) {
   const sc = trace.getSpanContext(extractTraceContext(headers, ROOT_CONTEXT));
@@ -53,12 +58,19 @@ export const withTraceHeaders =
     return parent === undefined ? self : Effect.withParentSpan(self, parent);
   };
 
+const HEX32 = /^(?!0+$)[0-9a-f]{32}$/;
+const HEX16 = /^(?!0+$)[0-9a-f]{16}$/;
+
 /** Writes the current Effect span's trace context into `headers` (nothing when tracing is off). */
 export const injectTraceHeadersEffect = <H extends TraceHeaderWriter>(headers: H): Effect.Effect<H> =>
   Effect.map(Effect.option(Effect.currentSpan), (span) => {
-    if (span._tag === "None") return headers;
-    headers.set("traceparent", `00-${span.value.traceId}-${span.value.spanId}-${span.value.sampled ? "01" : "00"}`);
-    return injectTraceHeaders(headers);
+    if (span._tag === "None" || activeTelemetry() === undefined) return headers;
+    const { traceId, spanId, sampled } = span.value;
+    if (!HEX32.test(traceId) || !HEX16.test(spanId)) return headers;
+    headers.set("traceparent", `00-${traceId}-${spanId}-${sampled ? "01" : "00"}`);
+    const active = trace.getSpanContext(context.active());
+    if (active?.spanId === spanId && active.traceState) headers.set("tracestate", active.traceState.serialize());
+    return headers;
   });
 
 /**

@@ -5,12 +5,14 @@ import {
   type Attributes,
   type Context,
   context,
+  type HrTime,
   INVALID_SPAN_CONTEXT,
   type Span,
   SpanKind,
   SpanStatusCode,
   trace,
 } from "@opentelemetry/api";
+import { Clock } from "effect";
 import { Attr, type Operation, SpanNames, type WorkAttributes, workAttributes } from "./attributes.ts";
 import { extractTraceContext, type TraceHeaderReader } from "./propagation.ts";
 import { activeTelemetry } from "./telemetry.ts";
@@ -31,11 +33,22 @@ export interface SpanOptions {
   readonly computeTime?: boolean;
 }
 
+// The SDK stamps a span's start with Date.now() (millisecond steps) and its end with start +
+// performance.now() elapsed, so a child can seem to outlive its parent by up to 1 ms. Both ends are
+// taken from Effect's default clock instead (wall-anchored process.hrtime), the clock Effect.withSpan
+// spans use, so plain and Effect spans nest exactly.
+const clock = Clock.Clock.defaultValue();
+const NS_PER_S = 1_000_000_000n;
+function nowHr(): HrTime {
+  const ns = clock.currentTimeNanosUnsafe();
+  return [Number(ns / NS_PER_S), Number(ns % NS_PER_S)];
+}
+
 function start(name: string, attrs: Attributes | undefined, o: SpanOptions | undefined) {
   const t = activeTelemetry()!;
   let parent = o?.parent ?? context.active();
   if (o?.headers) parent = extractTraceContext(o.headers, parent);
-  const span = t.tracer.startSpan(name, { kind: o?.kind ?? SpanKind.INTERNAL, ...(attrs ? { attributes: attrs } : {}) }, parent);
+  const span = t.tracer.startSpan(name, { kind: o?.kind ?? SpanKind.INTERNAL, startTime: nowHr(), ...(attrs ? { attributes: attrs } : {}) }, parent);
   return { span, ctx: trace.setSpan(parent, span), t0: o?.computeTime ? performance.now() : 0 };
 }
 
@@ -48,7 +61,7 @@ function fail(span: Span, e: unknown): void {
 function finish(span: Span, t0: number, o: SpanOptions | undefined): void {
   if (o?.computeTime && !(Attr.computeMs in ((span as unknown as { attributes?: Attributes }).attributes ?? {})))
     span.setAttribute(Attr.computeMs, performance.now() - t0);
-  span.end();
+  span.end(nowHr());
 }
 
 /**

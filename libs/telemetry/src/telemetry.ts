@@ -5,7 +5,7 @@
 import { hostname } from "node:os";
 import { type Context, context, propagation, ROOT_CONTEXT, type Tracer, trace } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
-import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { loggingErrorHandler, setGlobalErrorHandler, W3CTraceContextPropagator } from "@opentelemetry/core";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import {
@@ -48,9 +48,12 @@ export interface Telemetry {
    * process that spawned it (see traceEnv). ROOT_CONTEXT when there is none.
    */
   readonly processParent: Context;
-  /** Exports every ended span now. */
+  /** Exports every ended span now. Never rejects (export failures are reported on stderr). */
   forceFlush(): Promise<void>;
-  /** Exports what is buffered, closes exporters and unregisters the globals. Idempotent. */
+  /**
+   * Exports what is buffered, closes exporters and unregisters the globals. Idempotent; never
+   * rejects: a collector that is down costs its spans, not the stage.
+   */
   shutdown(): Promise<void>;
 }
 
@@ -129,6 +132,17 @@ export function initTelemetry(o: InitTelemetryOptions): Telemetry {
   if (cfg.traceFile !== undefined) processors.push(new BatchSpanProcessor(new TraceFileExporter(cfg.traceFile), batch));
   for (const e of extra) processors.push(new SimpleSpanProcessor(e));
 
+  // Export failures (collector down, bad endpoint) must never fail a stage: the SDK reports them to
+  // its global error handler, which says each distinct problem once on stderr.
+  const reported = new Set<string>();
+  const report = (what: string, e: unknown) => {
+    const text = `${what}: ${e instanceof Error ? e.message : String(e)}`;
+    if (reported.has(text)) return;
+    reported.add(text);
+    process.stderr.write(`moeq telemetry (${cfg.serviceName}): ${text}\n`);
+  };
+  setGlobalErrorHandler((e) => report(`span export failed${cfg.tracesUrl ? ` (${cfg.tracesUrl})` : ""}`, e));
+
   const provider = new BasicTracerProvider({
     resource: resourceFromAttributes(resourceAttributes(o, cfg.serviceName, env)),
     spanProcessors: processors,
@@ -148,13 +162,16 @@ export function initTelemetry(o: InitTelemetryOptions): Telemetry {
     tracer: provider.getTracer(INSTRUMENTATION_SCOPE, o.stageVersion),
     provider,
     processParent,
-    forceFlush: () => provider.forceFlush(),
+    forceFlush: () => provider.forceFlush().catch((e) => report("flushing spans failed", e)),
     shutdown: () => {
       stopped ??= (async () => {
         try {
           await provider.shutdown();
+        } catch (e) {
+          report("flushing spans at shutdown failed", e);
         } finally {
           if (active === t) active = undefined;
+          setGlobalErrorHandler(loggingErrorHandler());
           trace.disable();
           propagation.disable();
           context.disable();
