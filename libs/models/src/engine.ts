@@ -2,8 +2,10 @@
 // weights read through a WeightSource (bf16 on disk, widened per use with a bounded f32 cache).
 import { native } from "@moeq/native";
 import { type SequenceBatch, attentionBlock } from "./blocks/attention.ts";
+import { deltaNetBlock } from "./blocks/deltanet.ts";
 import { type ExpertOutput, expertForward } from "./blocks/experts.ts";
 import { linear } from "./blocks/linear.ts";
+import { mlaBlock } from "./blocks/mla.ts";
 import { denseMlp } from "./blocks/mlp.ts";
 import { moeForward, routerForward } from "./blocks/moe.ts";
 import { applyNorm } from "./blocks/norm.ts";
@@ -160,7 +162,12 @@ export class Engine {
     if (hidden.length !== rows * H) throw new ModelInputError({ message: `layer ${L}: hidden has ${hidden.length} values, expected ${rows}×${H}` });
     const normed = applyNorm(this.weights, spec.inputNorm, hidden, rows);
     const a = spec.attention;
-    const attn = await attentionBlock(this.weights, a, normed, seq, a.rope ? this.rope(a.rope, seq.seqLen) : null);
+    const attn =
+      a.kind === "mla"
+        ? await mlaBlock(this.weights, a, normed, seq, (r) => this.rope(r, seq.seqLen))
+        : a.kind === "gated_deltanet"
+          ? await deltaNetBlock(this.weights, a, normed, seq)
+          : await attentionBlock(this.weights, a, normed, seq, a.rope ? this.rope(a.rope, seq.seqLen) : null);
     const residual = new Float32Array(rows * H);
     for (let i = 0; i < residual.length; i++) residual[i] = hidden[i] + attn[i];
     return { residual, x: applyNorm(this.weights, spec.postAttentionNorm, residual, rows) };

@@ -8,11 +8,12 @@ import { mixtral } from "./archs/mixtral.ts";
 import { olmoe } from "./archs/olmoe.ts";
 import { qwen2_moe } from "./archs/qwen2_moe.ts";
 import { qwen3_moe } from "./archs/qwen3_moe.ts";
+import { HARD_ARCHITECTURES } from "./archs/hard.ts";
 import { ConfigReader, type RawConfig } from "./config.ts";
 import { UnknownArchitectureError } from "./errors.ts";
 import type { ModelSpec } from "./spec.ts";
 
-const ALL: readonly Architecture[] = [mixtral, qwen2_moe, qwen3_moe, olmoe, glm4_moe, minimax_m2, ernie4_5_moe, hunyuan_v1_moe];
+const ALL: readonly Architecture[] = [mixtral, qwen2_moe, qwen3_moe, olmoe, glm4_moe, minimax_m2, ernie4_5_moe, hunyuan_v1_moe, ...HARD_ARCHITECTURES];
 
 export const architectures: ReadonlyMap<string, Architecture> = new Map(ALL.map((a) => [a.modelType, a]));
 

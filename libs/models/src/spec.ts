@@ -62,7 +62,94 @@ export interface AttentionSpec {
   readonly sinks?: string;
   /** Clamp q, k, v to ±clipQkv after projection (OLMoE, DBRX). */
   readonly clipQkv?: number;
+  /** v ×= valueScale after projection (MiMo-V2-Flash attention_value_scale). */
+  readonly valueScale?: number;
+  /**
+   * Qwen3-Next gated attention: q_proj emits [q | gate] per head (2·headDim each), and the
+   * attention output is multiplied by sigmoid(gate) before o_proj.
+   */
+  readonly outputGate?: boolean;
 }
+
+/** DeepSeek-V3.2 sparse-attention indexer (DSA): picks each query's top-k keys for MLA. */
+export interface IndexerSpec {
+  /** [numHeads·headDim, qLoraRank] from the normed q latent */
+  readonly wqB: LinearSpec;
+  /** [headDim, hidden]: one key head */
+  readonly wk: LinearSpec;
+  readonly kNorm: NormSpec;
+  /** [numHeads, hidden]: per-head weights of the relu scores */
+  readonly weightsProj: LinearSpec;
+  readonly numHeads: number;
+  readonly headDim: number;
+  /** keys kept per query */
+  readonly topK: number;
+  /** RoPE on the first rope.rotaryDim dims of q and k (half-split, not interleaved). */
+  readonly rope: RopeSpec;
+}
+
+/**
+ * Multi-head latent attention (DeepSeek-V2/V3, GLM-4.7-Flash): q through a LoRA (q_a → RMSNorm →
+ * q_b) or a plain q_proj; [c | k_rope] = kv_a(x); [k_nope | v] per head = kv_b(RMSNorm(c)); k_rope
+ * is shared by every head; RoPE on the rope slices only.
+ */
+export interface MlaSpec {
+  readonly kind: "mla";
+  /** q_lora_rank null: a plain q_proj */
+  readonly q?: LinearSpec;
+  readonly qA?: LinearSpec;
+  readonly qANorm?: NormSpec;
+  readonly qB?: LinearSpec;
+  readonly kvA: LinearSpec;
+  readonly kvANorm: NormSpec;
+  readonly kvB: LinearSpec;
+  readonly o: LinearSpec;
+  readonly numHeads: number;
+  readonly kvLoraRank: number;
+  readonly qkNopeHeadDim: number;
+  readonly qkRopeHeadDim: number;
+  readonly vHeadDim: number;
+  readonly scale: number;
+  readonly rope: RopeSpec;
+  readonly indexer?: IndexerSpec;
+}
+
+/**
+ * Gated DeltaNet linear attention (Qwen3-Next, Qwen3.5): projections → causal depthwise conv +
+ * SiLU over [q | k | v] → per-head L2-normed q, k → gated delta rule → RMSNorm(o)·silu(z) → out_proj.
+ */
+export interface DeltaNetSpec {
+  readonly kind: "gated_deltanet";
+  /**
+   * "grouped" (Qwen3-Next): in_proj_qkvz rows per key head [q, k, v(r·dv), z(r·dv)] and in_proj_ba
+   * per key head [b(r), a(r)] with r = Hv/Hk. "split" (Qwen3.5): in_proj_qkv = [q | k | v], and
+   * separate in_proj_z, in_proj_b, in_proj_a.
+   */
+  readonly projections:
+    | { readonly layout: "grouped"; readonly qkvz: LinearSpec; readonly ba: LinearSpec }
+    | {
+        readonly layout: "split";
+        readonly qkv: LinearSpec;
+        readonly z: LinearSpec;
+        readonly b: LinearSpec;
+        readonly a: LinearSpec;
+      };
+  /** depthwise conv weight [convDim, 1, kernel], no bias */
+  readonly conv: string;
+  readonly convKernel: number;
+  readonly aLog: string;
+  readonly dtBias: string;
+  /** RMSNorm over each value head (plain w), then × silu(z) */
+  readonly norm: NormSpec;
+  readonly out: LinearSpec;
+  readonly numKHeads: number;
+  readonly numVHeads: number;
+  readonly kHeadDim: number;
+  readonly vHeadDim: number;
+}
+
+/** What mixes tokens in a layer. */
+export type MixerSpec = AttentionSpec | MlaSpec | DeltaNetSpec;
 
 export interface DenseMlpSpec {
   readonly kind: "dense";
@@ -129,6 +216,17 @@ export type RoutingSpec =
       readonly topkGroup: number;
     }
   | {
+      /**
+       * DeepSeek-V2: p = softmax(z); with nGroup > 1 (group_limited_greedy) groups are scored by
+       * their max, all but the best topkGroup zeroed; top-k of p; w = p[idx] × scale, no renorm.
+       */
+      readonly kind: "softmax_group_limited";
+      readonly topK: number;
+      readonly nGroup: number;
+      readonly topkGroup: number;
+      readonly scale: number;
+    }
+  | {
       /** p = softmax(z); selection on p + bias; w = p[idx] / max(Σ, normMin) (ERNIE-4.5). */
       readonly kind: "softmax_bias";
       readonly topK: number;
@@ -156,7 +254,7 @@ export interface MoeSpec {
 export interface LayerSpec {
   readonly index: number;
   readonly inputNorm: NormSpec;
-  readonly attention: AttentionSpec;
+  readonly attention: MixerSpec;
   readonly postAttentionNorm: NormSpec;
   readonly mlp: DenseMlpSpec | MoeSpec;
 }
@@ -181,8 +279,33 @@ export interface WeightRole {
   readonly layer: number;
   /** null outside the routed experts (attention, dense MLP, shared expert). */
   readonly expert: number | null;
-  readonly module: "attention" | "mlp" | "experts" | "shared_expert";
-  readonly projection: "q_proj" | "k_proj" | "v_proj" | "o_proj" | "gate_proj" | "up_proj" | "down_proj";
+  /** "attention" also covers MLA and DeltaNet projections; "indexer" is DeepSeek-V3.2's DSA indexer. */
+  readonly module: "attention" | "mlp" | "experts" | "shared_expert" | "indexer";
+  readonly projection:
+    | "q_proj"
+    | "k_proj"
+    | "v_proj"
+    | "o_proj"
+    | "gate_proj"
+    | "up_proj"
+    | "down_proj"
+    // MLA
+    | "q_a_proj"
+    | "q_b_proj"
+    | "kv_a_proj_with_mqa"
+    | "kv_b_proj"
+    // DSA indexer
+    | "wq_b"
+    | "wk"
+    | "weights_proj"
+    // Gated DeltaNet
+    | "in_proj_qkvz"
+    | "in_proj_ba"
+    | "in_proj_qkv"
+    | "in_proj_z"
+    | "in_proj_b"
+    | "in_proj_a"
+    | "out_proj";
   /** [out, in] of this projection (for one expert when fused). */
   readonly shape: readonly [number, number];
   /** When several projections/experts share one tensor on disk: where this one sits. */
@@ -210,5 +333,6 @@ export interface ExpectedTensor {
     | "mlp"
     | "experts"
     | "shared_expert"
-    | "sinks";
+    | "sinks"
+    | "linear_attention";
 }

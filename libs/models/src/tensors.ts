@@ -2,7 +2,7 @@
 // and the quantization predicate with the role of each quantizable weight.
 import type { Architecture } from "./arch.ts";
 import { ModelWeightError } from "./errors.ts";
-import type { AttentionSpec, DenseMlpSpec, ExpectedTensor, LinearSpec, ModelSpec, NormSpec, WeightRole } from "./spec.ts";
+import type { DenseMlpSpec, ExpectedTensor, LinearSpec, MixerSpec, ModelSpec, NormSpec, WeightRole } from "./spec.ts";
 import { perExpertName } from "./blocks/experts.ts";
 import type { WeightSource } from "./weights.ts";
 
@@ -18,8 +18,49 @@ function normTensors(n: NormSpec, out: ExpectedTensor[]) {
   if (n.kind === "layer" && n.bias) out.push({ name: n.bias, dtype: "BF16", shape: [n.dim], role: "norm" });
 }
 
-function attentionTensors(a: AttentionSpec, out: ExpectedTensor[]) {
-  for (const l of [a.q, a.k, a.v, a.o]) linearTensors(l, "attention", out);
+/** The linear projections of a token mixer, with their projection names (for tensors and roles). */
+export function mixerLinears(a: MixerSpec): { l: LinearSpec; p: WeightRole["projection"]; module: "attention" | "indexer" }[] {
+  const at = (l: LinearSpec | undefined, p: WeightRole["projection"], module: "attention" | "indexer" = "attention") =>
+    l ? [{ l, p, module }] : [];
+  if (a.kind === "standard")
+    return [...at(a.q, "q_proj"), ...at(a.k, "k_proj"), ...at(a.v, "v_proj"), ...at(a.o, "o_proj")];
+  if (a.kind === "mla")
+    return [
+      ...at(a.q, "q_proj"),
+      ...at(a.qA, "q_a_proj"),
+      ...at(a.qB, "q_b_proj"),
+      ...at(a.kvA, "kv_a_proj_with_mqa"),
+      ...at(a.kvB, "kv_b_proj"),
+      ...at(a.o, "o_proj"),
+      ...at(a.indexer?.wqB, "wq_b", "indexer"),
+      ...at(a.indexer?.wk, "wk", "indexer"),
+      ...at(a.indexer?.weightsProj, "weights_proj", "indexer"),
+    ];
+  const p = a.projections;
+  return [
+    ...(p.layout === "grouped"
+      ? [...at(p.qkvz, "in_proj_qkvz"), ...at(p.ba, "in_proj_ba")]
+      : [...at(p.qkv, "in_proj_qkv"), ...at(p.z, "in_proj_z"), ...at(p.b, "in_proj_b"), ...at(p.a, "in_proj_a")]),
+    ...at(a.out, "out_proj"),
+  ];
+}
+
+function attentionTensors(a: MixerSpec, out: ExpectedTensor[]) {
+  for (const { l } of mixerLinears(a)) linearTensors(l, "attention", out);
+  if (a.kind === "mla") {
+    if (a.qANorm) normTensors(a.qANorm, out);
+    normTensors(a.kvANorm, out);
+    if (a.indexer) normTensors(a.indexer.kNorm, out);
+    return;
+  }
+  if (a.kind === "gated_deltanet") {
+    const convDim = 2 * a.numKHeads * a.kHeadDim + a.numVHeads * a.vHeadDim;
+    out.push({ name: a.conv, dtype: "BF16", shape: [convDim, 1, a.convKernel], role: "linear_attention" });
+    out.push({ name: a.aLog, dtype: "BF16", shape: [a.numVHeads], role: "linear_attention" });
+    out.push({ name: a.dtBias, dtype: "BF16", shape: [a.numVHeads], role: "linear_attention" });
+    normTensors(a.norm, out);
+    return;
+  }
   if (a.qkNorm) {
     normTensors(a.qkNorm.q, out);
     normTensors(a.qkNorm.k, out);
@@ -45,7 +86,7 @@ export function expectedTensors(spec: ModelSpec): ExpectedTensor[] {
     }
     linearTensors(m.router, "router", out);
     const r = m.routing;
-    if (r.kind !== "softmax_topk" && r.bias)
+    if ("bias" in r && r.bias)
       out.push({ name: r.bias, dtype: "BF16", shape: r.biasShape ?? [m.experts.numExperts], role: "router_bias" });
     const { numExperts: E, hidden: H, intermediate: I, layout } = m.experts;
     if (layout.kind === "per_expert") {
@@ -93,14 +134,8 @@ export function weightRoles(spec: ModelSpec): WeightRole[] {
   const out: WeightRole[] = [];
   const proj = (l: LinearSpec): readonly [number, number] => [l.outFeatures, l.inFeatures];
   for (const L of spec.layers) {
-    const a = L.attention;
-    for (const [l, p] of [
-      [a.q, "q_proj"],
-      [a.k, "k_proj"],
-      [a.v, "v_proj"],
-      [a.o, "o_proj"],
-    ] as const)
-      out.push({ tensor: l.weight, layer: L.index, expert: null, module: "attention", projection: p, shape: proj(l) });
+    for (const { l, p, module } of mixerLinears(L.attention))
+      out.push({ tensor: l.weight, layer: L.index, expert: null, module, projection: p, shape: proj(l) });
     const mlp = (m: DenseMlpSpec, module: "mlp" | "shared_expert") => {
       for (const [l, p] of [
         [m.gate, "gate_proj"],
@@ -159,7 +194,7 @@ export function weightRoles(spec: ModelSpec): WeightRole[] {
 
 /**
  * Default predicate: attention projections, dense MLPs, routed and shared experts are quantized;
- * routers, the shared-expert gate, norms, biases, sinks, embeddings and lm_head are not.
+ * routers, the shared-expert gate, the DSA indexer, norms, biases, sinks, embeddings and lm_head are not.
  */
 export const defaultQuantizable = (role: WeightRole): boolean =>
   role.module === "attention" || role.module === "mlp" || role.module === "experts" || role.module === "shared_expert";

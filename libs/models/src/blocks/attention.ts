@@ -19,6 +19,17 @@ function clip(x: Float32Array, c: number) {
   for (let i = 0; i < x.length; i++) x[i] = Math.min(c, Math.max(-c, x[i]));
 }
 
+/** [n, 2·d] rows of [q | gate] (Qwen3-Next gated attention) → q [n, d] and gate [n, d]. */
+function splitGate(qg: Float32Array, n: number, d: number): { q: Float32Array; gate: Float32Array } {
+  const q = new Float32Array(n * d);
+  const gate = new Float32Array(n * d);
+  for (let i = 0; i < n; i++) {
+    q.set(qg.subarray(2 * i * d, (2 * i + 1) * d), i * d);
+    gate.set(qg.subarray((2 * i + 1) * d, (2 * i + 2) * d), i * d);
+  }
+  return { q, gate };
+}
+
 function qkNorm(w: F32Weights, norm: NormSpec, scope: "head" | "full", x: Float32Array, rows: number, heads: number) {
   applyNorm(w, norm, x, scope === "head" ? rows * heads : rows, x);
 }
@@ -31,8 +42,10 @@ export async function attentionBlock(
   rope: RopeTables | null,
 ): Promise<Float32Array> {
   const rows = seq.batch * seq.seqLen;
-  const [q, k, v] = await Promise.all([linear(w, spec.q, x, rows), linear(w, spec.k, x, rows), linear(w, spec.v, x, rows)]);
+  const [qRaw, k, v] = await Promise.all([linear(w, spec.q, x, rows), linear(w, spec.k, x, rows), linear(w, spec.v, x, rows)]);
+  const { q, gate } = spec.outputGate ? splitGate(qRaw, rows * spec.numHeads, spec.headDim) : { q: qRaw, gate: null };
   if (spec.clipQkv !== undefined) for (const t of [q, k, v]) clip(t, spec.clipQkv);
+  if (spec.valueScale !== undefined) for (let i = 0; i < v.length; i++) v[i] *= spec.valueScale;
   const n = spec.qkNorm;
   if (n && !n.afterRope) {
     qkNorm(w, n.q, n.scope, q, rows, spec.numHeads);
@@ -61,5 +74,9 @@ export async function attentionBlock(
     chunk: spec.chunk ?? 0,
     sinks: spec.sinks ? w.get(spec.sinks, spec.numHeads) : undefined,
   });
+  if (gate) {
+    native.activationF32("sigmoid", gate, gate);
+    for (let i = 0; i < out.length; i++) out[i] *= gate[i];
+  }
   return linear(w, spec.o, out, rows);
 }

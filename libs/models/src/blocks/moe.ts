@@ -12,7 +12,7 @@ export async function routerForward(w: F32Weights, spec: MoeSpec, x: Float32Arra
   const E = spec.experts.numExperts;
   const logits = await linear(w, spec.router, x, rows);
   const r = spec.routing;
-  const bias = r.kind !== "softmax_topk" && r.bias ? w.get(r.bias, E) : null;
+  const bias = "bias" in r && r.bias ? w.get(r.bias, E) : null;
   return route(r, logits, rows, E, bias);
 }
 

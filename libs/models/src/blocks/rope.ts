@@ -35,6 +35,8 @@ export interface RopeSpec {
   readonly rotaryDim: number;
   /** Pairs (2i, 2i+1) instead of (i, i + rd/2). */
   readonly interleaved: boolean;
+  /** The d of θ^(−2i/d) when it is not rotaryDim (MiMo: an odd int(headDim·factor), rounded up for rotaryDim). */
+  readonly freqDim?: number;
   readonly scaling: RopeScaling;
 }
 
@@ -114,7 +116,8 @@ export function inverseFrequencies(spec: RopeSpec, seqLen: number): { invFreq: F
   if (s.type === "dynamic" && seqLen > s.originalMax)
     base = spec.theta * ((s.factor * seqLen) / s.originalMax - (s.factor - 1)) ** (rd / (rd - 2));
   const inv = new Float64Array(half);
-  for (let i = 0; i < half; i++) inv[i] = f(1 / f(base ** f((2 * i) / rd)));
+  const fd = spec.freqDim ?? rd;
+  for (let i = 0; i < half; i++) inv[i] = f(1 / f(base ** f((2 * i) / fd)));
   let attentionFactor = 1;
   if (s.type === "linear") for (let i = 0; i < half; i++) inv[i] = f(inv[i] / s.factor);
   if (s.type === "llama3") {

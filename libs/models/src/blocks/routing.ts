@@ -42,6 +42,15 @@ export function route(spec: RoutingSpec, logits: Float32Array, rows: number, E: 
     renormalise(weights, rows, k, 0, spec.normMin);
     return { rows, numExperts: E, topK: k, logits, scores, indices, weights };
   }
+  if (spec.kind === "softmax_group_limited") {
+    native.softmaxF32(logits, scores, rows, E);
+    const sel = spec.nGroup > 1 ? scores.slice() : scores;
+    if (spec.nGroup > 1) maskGroups(sel, rows, E, spec.nGroup, spec.topkGroup, 1);
+    const { indices } = topk(sel, rows, E, k);
+    const weights = gather(scores, indices, rows, E, k);
+    if (spec.scale !== 1) for (let i = 0; i < weights.length; i++) weights[i] = Math.fround(weights[i] * spec.scale);
+    return { rows, numExperts: E, topK: k, logits, scores, indices, weights };
+  }
   native.activationF32("sigmoid", logits, scores);
   const sel = addBias(scores, bias, rows, E);
   if (spec.nGroup > 1) maskGroups(sel, rows, E, spec.nGroup, spec.topkGroup);
@@ -75,14 +84,17 @@ function renormalise(w: Float32Array, rows: number, k: number, eps: number, floo
   }
 }
 
-/** DeepSeek-V3 group limit: group score = sum of its top-2; zero (as transformers does) all but the best topkGroup groups. */
-function maskGroups(sel: Float32Array, rows: number, E: number, nGroup: number, topkGroup: number) {
+/**
+ * Group limit: group score = sum of its top-`perGroup` (DeepSeek-V3: 2; DeepSeek-V2: 1, the max);
+ * zero (as transformers does) all but the best topkGroup groups.
+ */
+function maskGroups(sel: Float32Array, rows: number, E: number, nGroup: number, topkGroup: number, perGroup = 2) {
   const g = E / nGroup;
   const gs = new Float32Array(nGroup);
   for (let r = 0; r < rows; r++) {
     const row = sel.subarray(r * E, (r + 1) * E);
     for (let q = 0; q < nGroup; q++) {
-      const { values } = topk(row.subarray(q * g, (q + 1) * g), 1, g, Math.min(2, g));
+      const { values } = topk(row.subarray(q * g, (q + 1) * g), 1, g, Math.min(perGroup, g));
       gs[q] = values.reduce((a, b) => a + b, 0);
     }
     const { indices } = topk(gs, 1, nGroup, topkGroup);
