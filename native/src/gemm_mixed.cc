@@ -14,6 +14,7 @@
 #include "args.h"
 #include "gemm_convert.h"
 #include "gemm_parallel.h"
+#include "gemm_scratch.h"
 #include "registry.h"
 
 namespace moeq {
@@ -40,7 +41,7 @@ void decodeRowsParallel(const uint8_t* w, WeightDtype d, int64_t cols, int64_t r
               minChunk);
 }
 
-void mixedGemm(const MixedGemm& g, WeightDtype d, bool transB, bool accumulate, std::vector<float>& scratch) {
+void mixedGemm(const MixedGemm& g, WeightDtype d, bool transB, bool accumulate, Scratch<float>& scratch) {
   const float beta0 = accumulate ? 1.0f : 0.0f;
   if (g.m == 0 || g.n == 0) return;
   if (g.k == 0) {
@@ -54,21 +55,21 @@ void mixedGemm(const MixedGemm& g, WeightDtype d, bool transB, bool accumulate, 
   }
   if (transB) {  // W [n,k]: blocks of output columns
     int64_t nb = std::clamp<int64_t>(kScratchFloats / g.k, 16, g.n);
-    scratch.resize(static_cast<size_t>(nb * g.k));
+    float* buf = scratch.get(static_cast<size_t>(nb * g.k));
     for (int64_t r0 = 0; r0 < g.n; r0 += nb) {
       int64_t r1 = std::min(g.n, r0 + nb);
-      decodeRowsParallel(g.w, d, g.k, r0, r1, scratch.data(), g.blockScale);
+      decodeRowsParallel(g.w, d, g.k, r0, r1, buf, g.blockScale);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(g.m), int(r1 - r0), int(g.k), 1.0f, g.x, int(g.k),
-                  scratch.data(), int(g.k), beta0, g.y + r0, int(g.n));
+                  buf, int(g.k), beta0, g.y + r0, int(g.n));
     }
   } else {  // W [k,n]: blocks of the reduction dimension, accumulated into Y
     int64_t kb = std::clamp<int64_t>(kScratchFloats / g.n, 16, g.k);
-    scratch.resize(static_cast<size_t>(kb * g.n));
+    float* buf = scratch.get(static_cast<size_t>(kb * g.n));
     for (int64_t p0 = 0; p0 < g.k; p0 += kb) {
       int64_t p1 = std::min(g.k, p0 + kb);
-      decodeRowsParallel(g.w, d, g.n, p0, p1, scratch.data(), g.blockScale);
+      decodeRowsParallel(g.w, d, g.n, p0, p1, buf, g.blockScale);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(g.m), int(g.n), int(p1 - p0), 1.0f, g.x + p0,
-                  int(g.k), scratch.data(), int(g.n), p0 == 0 ? beta0 : 1.0f, g.y, int(g.n));
+                  int(g.k), buf, int(g.n), p0 == 0 ? beta0 : 1.0f, g.y, int(g.n));
     }
   }
 }
@@ -173,14 +174,14 @@ Napi::Value GemmMixed(const Napi::CallbackInfo& info) {
   std::vector<Napi::Value> keep{info[0], info[1], info[2]};
   if (c.g.blockScale) keep.push_back(info[8]);
   return runAsync(info.Env(), [c] {
-    std::vector<float> scratch;
+    Scratch<float> scratch;
     mixedGemm(c.g, c.d, c.transB, c.accumulate, scratch);
   }, keep);
 }
 
 Napi::Value GemmMixedSync(const Napi::CallbackInfo& info) {
   MixedCall c = parseMixed(info);
-  std::vector<float> scratch;
+  Scratch<float> scratch;
   mixedGemm(c.g, c.d, c.transB, c.accumulate, scratch);
   return info.Env().Undefined();
 }
@@ -213,7 +214,7 @@ Napi::Value GemmMixedBatched(const Napi::CallbackInfo& info) {
     keep.push_back(o);
   }
   return runAsync(env, [gs, d, transB, accumulate] {
-    std::vector<float> scratch;
+    Scratch<float> scratch;
     for (auto& g : gs) mixedGemm(g, d, transB, accumulate, scratch);
   }, keep);
 }

@@ -21,6 +21,7 @@
 
 #include "args.h"
 #include "gemm_parallel.h"
+#include "gemm_scratch.h"
 #include "registry.h"
 
 extern "C" {
@@ -89,87 +90,91 @@ inline double quantCode(double x, double scale, double zero, double maxq) {
 
 // Shared preprocessing: f64 copies, dead columns, act-order permutation, damping.
 // Returns W [rows, n] and H [n, n] in quantization (permuted) order; fills io.perm.
-void prepare(const GptqIO& io, const GptqSpec& s, std::vector<double>& W, std::vector<double>& H) {
+void prepare(const GptqIO& io, const GptqSpec& s, double* W, double* H) {
   const int64_t rows = io.rows, n = io.cols;
-  W.assign(io.w, io.w + rows * n);
-  H.resize(static_cast<size_t>(n * n));
-  for (int64_t i = 0; i < n * n; i++) H[i] = io.hd ? io.hd[i] : static_cast<double>(io.hf[i]);
-  for (int64_t j = 0; j < n; j++)
-    if (H[j * n + j] == 0) {
-      H[j * n + j] = 1;
-      for (int64_t r = 0; r < rows; r++) W[r * n + j] = 0;
-    }
+  auto h = [&](int64_t i, int64_t j) { return io.hd ? io.hd[i * n + j] : static_cast<double>(io.hf[i * n + j]); };
+  std::vector<double> diag(static_cast<size_t>(n));
+  std::vector<char> dead(static_cast<size_t>(n));
+  for (int64_t j = 0; j < n; j++) {
+    diag[j] = h(j, j);
+    dead[j] = diag[j] == 0;
+    if (dead[j]) diag[j] = 1;
+  }
   std::vector<int32_t> perm(static_cast<size_t>(n));
   std::iota(perm.begin(), perm.end(), 0);
-  if (s.actOrder) {
-    std::stable_sort(perm.begin(), perm.end(), [&](int32_t a, int32_t b) { return H[a * n + a] > H[b * n + b]; });
-    std::vector<double> W2(W.size()), H2(H.size());
-    for (int64_t r = 0; r < rows; r++)
-      for (int64_t j = 0; j < n; j++) W2[r * n + j] = W[r * n + perm[j]];
-    for (int64_t i = 0; i < n; i++)
-      for (int64_t j = 0; j < n; j++) H2[i * n + j] = H[perm[i] * n + perm[j]];
-    W.swap(W2);
-    H.swap(H2);
-  }
+  if (s.actOrder)
+    std::stable_sort(perm.begin(), perm.end(), [&](int32_t a, int32_t b) { return diag[a] > diag[b]; });
   std::copy(perm.begin(), perm.end(), io.perm);
+  // W and H are gathered straight into quantization order (one pass each)
+  parallelFor(rows, [&](int64_t b, int64_t e, size_t) {
+    for (int64_t r = b; r < e; r++) {
+      const float* src = io.w + r * n;
+      double* dst = W + r * n;
+      for (int64_t j = 0; j < n; j++) dst[j] = dead[perm[j]] ? 0.0 : static_cast<double>(src[perm[j]]);
+    }
+  }, 64);
   double mean = 0;
-  for (int64_t j = 0; j < n; j++) mean += H[j * n + j];
+  for (int64_t j = 0; j < n; j++) mean += diag[perm[j]];
   mean /= static_cast<double>(n);
-  for (int64_t j = 0; j < n; j++) H[j * n + j] += s.damp * mean;
+  for (int64_t i = 0; i < n; i++) {
+    for (int64_t j = 0; j < n; j++) H[i * n + j] = h(perm[i], perm[j]);
+    H[i * n + i] = diag[perm[i]] + s.damp * mean;
+  }
 }
 
 // H ← upper Cholesky factor of H⁻¹ (row-major), as torch.linalg.cholesky(cholesky_inverse(
 // cholesky(H)), upper=True). A symmetric matrix reads the same in both majors; Fortran's 'L'
 // factor of the (symmetric) input, read row-major, is the upper factor we need.
-void inverseCholeskyUpper(std::vector<double>& H, int64_t n) {
+void inverseCholeskyUpper(double* H, int64_t n) {
   int nn = static_cast<int>(n), info = 0;
-  dpotrf_("L", &nn, H.data(), &nn, &info, 1);
+  dpotrf_("L", &nn, H, &nn, &info, 1);
   if (info > 0)
     throw std::runtime_error("Hessian is not positive definite after damping (leading minor " + std::to_string(info) +
                              "); raise damp or check the calibration data");
-  dpotri_("L", &nn, H.data(), &nn, &info, 1);
+  dpotri_("L", &nn, H, &nn, &info, 1);
   if (info != 0) throw std::runtime_error("Hessian inverse failed (LAPACK dpotri info " + std::to_string(info) + ")");
   // dpotri filled Fortran's lower triangle = row-major upper; mirror it to the other half.
   for (int64_t i = 0; i < n; i++)
     for (int64_t j = i + 1; j < n; j++) H[j * n + i] = H[i * n + j];
-  dpotrf_("L", &nn, H.data(), &nn, &info, 1);
+  dpotrf_("L", &nn, H, &nn, &info, 1);
   if (info != 0) throw std::runtime_error("Cholesky of the inverse Hessian failed (leading minor " + std::to_string(info) + ")");
   for (int64_t i = 0; i < n; i++)
     for (int64_t j = 0; j < i; j++) H[i * n + j] = 0;
 }
 
-// Writes codes / dequant back in the original column order, g_idx, and the proxy loss
-// tr((W−Q)·H·(W−Q)ᵀ) against the caller's W and H (dead columns included, as the oracle does).
-void finish(GptqIO& io, const GptqSpec& s, const std::vector<uint8_t>& codesP, const std::vector<double>& qP, bool useBlas) {
+// g_idx, and the proxy loss tr((W−Q)·H·(W−Q)ᵀ) with the caller's W and H (dead columns included,
+// as the oracle does) and the f32 dequant (the oracle's Q.float()). The blocked path forms
+// G = DᵀD with dsyrk (half the flops of D·H) a chunk of rows at a time, then loss = Σ_ij H_ij·G_ij.
+void finish(GptqIO& io, const GptqSpec& s, bool useBlas) {
   const int64_t rows = io.rows, n = io.cols, g = groupOf(s, n);
   for (int64_t j = 0; j < n; j++) io.gIdx[io.perm[j]] = static_cast<int32_t>(j / g);
-  std::vector<double> D(static_cast<size_t>(rows * n));
-  for (int64_t r = 0; r < rows; r++)
-    for (int64_t j = 0; j < n; j++) {
-      int64_t c = io.perm[j];
-      io.codes[r * n + c] = codesP[r * n + j];
-      io.dequant[r * n + c] = static_cast<float>(qP[r * n + j]);
-      D[r * n + c] = static_cast<double>(io.w[r * n + c]) - static_cast<double>(static_cast<float>(qP[r * n + j]));
-    }
-  std::vector<double> Hd;
-  const double* H = io.hd;
-  if (!H) {
-    Hd.assign(io.hf, io.hf + n * n);
-    H = Hd.data();
-  }
+  auto h = [&](int64_t i, int64_t j) { return io.hd ? io.hd[i * n + j] : static_cast<double>(io.hf[i * n + j]); };
   double loss = 0;
-  if (useBlas && rows > 0 && n > 0) {
-    std::vector<double> DH(static_cast<size_t>(rows * n));
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(n), int(n), 1.0, D.data(), int(n), H, int(n), 0.0,
-                DH.data(), int(n));
-    for (int64_t i = 0; i < rows * n; i++) loss += D[i] * DH[i];
+  if (useBlas) {
+    Scratch<double> ds, gs;
+    const int64_t chunk = std::min<int64_t>(rows, 512);
+    double* D = ds.get(size_t(chunk * n));
+    double* G = gs.get(size_t(n * n));
+    for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+      const int64_t cr = std::min(chunk, rows - r0);
+      for (int64_t i = 0; i < cr * n; i++)
+        D[i] = static_cast<double>(io.w[r0 * n + i]) - static_cast<double>(io.dequant[r0 * n + i]);
+      cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, int(n), int(cr), 1.0, D, int(n), r0 == 0 ? 0.0 : 1.0, G, int(n));
+    }
+    for (int64_t i = 0; i < n; i++) {
+      loss += h(i, i) * G[i * n + i];
+      for (int64_t j = i + 1; j < n; j++) loss += (h(i, j) + h(j, i)) * G[i * n + j];
+    }
   } else {
-    for (int64_t r = 0; r < rows; r++)
+    std::vector<double> d(static_cast<size_t>(n));
+    for (int64_t r = 0; r < rows; r++) {
+      for (int64_t j = 0; j < n; j++) d[j] = static_cast<double>(io.w[r * n + j]) - static_cast<double>(io.dequant[r * n + j]);
       for (int64_t i = 0; i < n; i++) {
         double acc = 0;
-        for (int64_t j = 0; j < n; j++) acc += H[i * n + j] * D[r * n + j];
-        loss += D[r * n + i] * acc;
+        for (int64_t j = 0; j < n; j++) acc += h(i, j) * d[j];
+        loss += d[i] * acc;
       }
+    }
   }
   io.loss = loss;
 }
@@ -177,24 +182,28 @@ void finish(GptqIO& io, const GptqSpec& s, const std::vector<uint8_t>& codesP, c
 void gptqBlocked(GptqIO& io, const GptqSpec& s) {
   const int64_t rows = io.rows, n = io.cols, g = groupOf(s, n), nG = nGroups(s, n);
   const double maxq = std::ldexp(1.0, s.bits) - 1;
-  std::vector<double> W, U;
+  Scratch<double> ws, us, es, ps;
+  double* W = ws.get(size_t(rows * n));
+  double* U = us.get(size_t(n * n));
   prepare(io, s, W, U);
   inverseCholeskyUpper(U, n);
-  std::vector<uint8_t> codes(static_cast<size_t>(rows * n));
-  std::vector<double> Q(static_cast<size_t>(rows * n));
   const int64_t bsMax = std::min(s.blockSize, n);
-  std::vector<double> E(static_cast<size_t>(rows * bsMax));
-  std::vector<double> curScale(static_cast<size_t>(rows)), curZero(static_cast<size_t>(rows));
+  double* E = es.get(size_t(rows * bsMax));
+  double* params = ps.get(size_t(2 * rows));  // per row: scale, zero of the current group (f64)
+  const int32_t* perm = io.perm;
   for (int64_t i1 = 0; i1 < n; i1 += s.blockSize) {
     const int64_t i2 = std::min(i1 + s.blockSize, n), bs = i2 - i1;
     parallelFor(rows, [&](int64_t rb, int64_t re, size_t) {
       std::vector<double> w1(static_cast<size_t>(bs));
       for (int64_t r = rb; r < re; r++) {
-        const double* wRow = W.data() + r * n;  // block-start weights (W[:, i1:] is untouched in-block)
+        const double* wRow = W + r * n;  // block-start weights (W[:, i1:] is untouched in-block)
         std::copy(wRow + i1, wRow + i2, w1.begin());
         // a group that began in an earlier block keeps its f64 parameters across blocks
-        double& scale = curScale[r];
-        double& zero = curZero[r];
+        double& scale = params[2 * r];
+        double& zero = params[2 * r + 1];
+        uint8_t* codeRow = io.codes + r * n;
+        float* qRow = io.dequant + r * n;
+        double* eRow = E + r * bs;
         for (int64_t i = 0; i < bs; i++) {
           const int64_t col = i1 + i;
           if (col % g == 0) {
@@ -205,27 +214,27 @@ void gptqBlocked(GptqIO& io, const GptqSpec& s) {
           const double x = w1[i];
           const double code = quantCode(x, scale, zero, maxq);
           const double q = scale * (code - zero);
-          codes[r * n + col] = static_cast<uint8_t>(code);
-          Q[r * n + col] = q;
+          codeRow[perm[col]] = static_cast<uint8_t>(code);
+          qRow[perm[col]] = static_cast<float>(q);
           const double e = (x - q) / U[col * n + col];
-          const double* urow = U.data() + col * n;
-          for (int64_t j = i + 1; j < bs; j++) w1[j] -= e * urow[i1 + j];
-          E[r * bs + i] = e;
+          const double* urow = U + col * n + i1;
+          for (int64_t j = i + 1; j < bs; j++) w1[j] -= e * urow[j];
+          eRow[i] = e;
         }
       }
     }, 8);
     if (i2 < n)
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(n - i2), int(bs), -1.0, E.data(), int(bs),
-                  U.data() + i1 * n + i2, int(n), 1.0, W.data() + i2, int(n));
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(n - i2), int(bs), -1.0, E, int(bs),
+                  U + i1 * n + i2, int(n), 1.0, W + i2, int(n));
   }
-  finish(io, s, codes, Q, true);
+  finish(io, s, true);
 }
 
 void gptqRef(GptqIO& io, const GptqSpec& s) {
   const int64_t rows = io.rows, n = io.cols, g = groupOf(s, n), nG = nGroups(s, n);
   const double maxq = std::ldexp(1.0, s.bits) - 1;
-  std::vector<double> W, H;
-  prepare(io, s, W, H);
+  std::vector<double> W(static_cast<size_t>(rows * n)), H(static_cast<size_t>(n * n));
+  prepare(io, s, W.data(), H.data());
   // scalar Cholesky H = L·Lᵀ, inverse via L⁻¹, then the upper factor of H⁻¹
   std::vector<double> L(static_cast<size_t>(n * n), 0.0);
   for (int64_t j = 0; j < n; j++) {
@@ -264,8 +273,7 @@ void gptqRef(GptqIO& io, const GptqSpec& s) {
       U[i * n + j] = v / U[i * n + i];
     }
   }
-  std::vector<uint8_t> codes(static_cast<size_t>(rows * n));
-  std::vector<double> Q(static_cast<size_t>(rows * n)), snapshot(W);
+  std::vector<double> snapshot(W);
   std::vector<double> scale(static_cast<size_t>(rows)), zero(static_cast<size_t>(rows));
   for (int64_t col = 0; col < n; col++) {
     if (col % s.blockSize == 0) snapshot = W;
@@ -278,13 +286,13 @@ void gptqRef(GptqIO& io, const GptqSpec& s) {
       double x = W[r * n + col];
       double code = quantCode(x, scale[r], zero[r], maxq);
       double q = scale[r] * (code - zero[r]);
-      codes[r * n + col] = static_cast<uint8_t>(code);
-      Q[r * n + col] = q;
+      io.codes[r * n + io.perm[col]] = static_cast<uint8_t>(code);
+      io.dequant[r * n + io.perm[col]] = static_cast<float>(q);
       double e = (x - q) / U[col * n + col];
       for (int64_t j = col + 1; j < n; j++) W[r * n + j] -= e * U[col * n + j];
     }
   }
-  finish(io, s, codes, Q, false);
+  finish(io, s, false);
 }
 
 // (w: Float32Array, rows, cols, h: Float32Array|Float64Array, bits, groupSize, sym, actOrder, damp, blockSize)

@@ -13,6 +13,7 @@
 
 #include "args.h"
 #include "gemm_parallel.h"
+#include "gemm_scratch.h"
 #include "registry.h"
 
 namespace moeq {
@@ -30,22 +31,23 @@ template <typename T>
 void hessianBlas(T* h, const float* x, const float* w, int64_t tokens, int64_t cols) {
   if (tokens == 0 || cols == 0) return;
   const int64_t tb = std::clamp<int64_t>(kTokenBlockFloats / cols, 8, tokens);
-  std::vector<T> block(static_cast<size_t>(tb * cols));
+  Scratch<T> scratch;
+  T* block = scratch.get(static_cast<size_t>(tb * cols));
   for (int64_t t0 = 0; t0 < tokens; t0 += tb) {
     int64_t t1 = std::min(tokens, t0 + tb);
     parallelFor(t1 - t0, [&](int64_t b, int64_t e, size_t) {
       for (int64_t t = t0 + b; t < t0 + e; t++) {
         T s = w ? static_cast<T>(std::sqrt(static_cast<double>(w[t]))) : T(1);
         const float* src = x + t * cols;
-        T* dst = block.data() + (t - t0) * cols;
+        T* dst = block + (t - t0) * cols;
         for (int64_t c = 0; c < cols; c++) dst[c] = static_cast<T>(src[c]) * s;
       }
     }, std::max<int64_t>(1, 16384 / cols));
     if constexpr (std::is_same_v<T, float>)
-      cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, int(cols), int(t1 - t0), 1.0f, block.data(), int(cols), 1.0f, h,
+      cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, int(cols), int(t1 - t0), 1.0f, block, int(cols), 1.0f, h,
                   int(cols));
     else
-      cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, int(cols), int(t1 - t0), 1.0, block.data(), int(cols), 1.0, h,
+      cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, int(cols), int(t1 - t0), 1.0, block, int(cols), 1.0, h,
                   int(cols));
   }
   mirrorUpper(h, cols);
