@@ -60,3 +60,7 @@ export async function startTestNats(): Promise<TestNats> {
 
 let n = 0;
 export const freshRunId = (tag: string) => `t${process.pid}-${tag}-${n++}`;
+
+/** Connection settings for a child process (argv JSON). */
+export const natsArg = (n: { url: string; token?: string; user?: string; pass?: string }) =>
+  JSON.stringify({ url: n.url, token: n.token, user: n.user, pass: n.pass });

@@ -13,7 +13,7 @@ import {
   WorkQueue,
 } from "../src/index.ts";
 import { spawnNode } from "./child.ts";
-import { freshRunId, startTestNats, type TestNats } from "./nats-fixture.ts";
+import { freshRunId, natsArg, startTestNats, type TestNats } from "./nats-fixture.ts";
 
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), "fixtures");
 let nats: TestNats;
@@ -45,12 +45,11 @@ const until = async (cond: () => boolean | Promise<boolean>, timeoutMs = 15_000)
 
 describe("work queues", () => {
   it("a consumer SIGKILLed mid-work: the item is redelivered to another consumer and completed once", async () => {
-    if (!nats.token) return expect(nats.kind).toBe("testcontainers"); // child workers authenticate by token
     const runId = freshRunId("kill");
     const queues = await RunWorkQueues.open(bus, runId);
     await queues.ensureQueue("quantize", { ackWaitMs: 1000, maxDeliver: 4 });
     const tp = childTraceparent();
-    const hanging = spawnNode(join(fixtures, "worker.ts"), [nats.url, nats.token, runId, "quantize", "hang"]);
+    const hanging = spawnNode(join(fixtures, "worker.ts"), [natsArg(nats), runId, "quantize", "hang"]);
     await hanging.waitFor((l) => "ready" in l);
     const w = item(runId, 7);
     expect((await queues.publish("quantize", w, { traceparent: tp })).duplicate).toBe(false);
@@ -59,7 +58,7 @@ describe("work queues", () => {
     expect(got.traceparent).toBe(tp);
     await hanging.kill("SIGKILL");
 
-    const worker = spawnNode(join(fixtures, "worker.ts"), [nats.url, nats.token, runId, "quantize", "work"]);
+    const worker = spawnNode(join(fixtures, "worker.ts"), [natsArg(nats), runId, "quantize", "work"]);
     try {
       const redelivered = await worker.waitFor((l) => l.got === w.id);
       expect(redelivered.delivery).toBe(2);

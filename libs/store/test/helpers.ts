@@ -3,10 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 export { spawnNode } from "../../bus/test/child.ts";
-export { freshRunId, startTestNats, type TestNats } from "../../bus/test/nats-fixture.ts";
-
-export const natsArg = (n: { url: string; token?: string; user?: string; pass?: string }) =>
-  JSON.stringify({ url: n.url, token: n.token, user: n.user, pass: n.pass });
+export { freshRunId, natsArg, startTestNats, type TestNats } from "../../bus/test/nats-fixture.ts";
 
 export const tempRoot = (tag: string) => realpathSync(mkdtempSync(join(tmpdir(), `moeq-store-${tag}-`)));
 
