@@ -11,7 +11,12 @@ function rng(seed: number) {
 }
 
 // Independent JS oracle: materialise the mask and the full score matrix per (b, h).
-function jsAttention(q: Float32Array, k: Float32Array, v: Float32Array, o: Required<Omit<AttentionOptions, "sinks">> & { sinks?: Float32Array }) {
+function jsAttention(
+  q: Float32Array,
+  k: Float32Array,
+  v: Float32Array,
+  o: Required<Omit<AttentionOptions, "sinks">> & { sinks?: Float32Array },
+) {
   const out = new Float64Array(o.batch * o.seqLen * o.outStride);
   const g = o.numHeads / o.numKvHeads;
   for (let b = 0; b < o.batch; b++)
@@ -21,10 +26,14 @@ function jsAttention(q: Float32Array, k: Float32Array, v: Float32Array, o: Requi
         const logits: number[] = [];
         for (let j = 0; j < o.seqLen; j++) {
           const ok =
-            (!o.causal || j <= i) && (o.window === 0 || i - j < o.window) && (o.chunk === 0 || Math.floor(i / o.chunk) === Math.floor(j / o.chunk));
+            (!o.causal || j <= i) &&
+            (o.window === 0 || i - j < o.window) &&
+            (o.chunk === 0 || Math.floor(i / o.chunk) === Math.floor(j / o.chunk));
           let s = 0;
           for (let d = 0; d < o.headDim; d++)
-            s += q[(b * o.seqLen + i) * o.qStride + h * o.headDim + d] * k[(b * o.seqLen + j) * o.kStride + hk * o.headDim + d];
+            s +=
+              q[(b * o.seqLen + i) * o.qStride + h * o.headDim + d] *
+              k[(b * o.seqLen + j) * o.kStride + hk * o.headDim + d];
           logits.push(ok ? s * o.scale : Number.NEGATIVE_INFINITY);
         }
         const all = o.sinks ? [...logits, o.sinks[h]] : logits;
@@ -32,7 +41,8 @@ function jsAttention(q: Float32Array, k: Float32Array, v: Float32Array, o: Requi
         const z = all.reduce((t, s) => t + Math.exp(s - m), 0);
         for (let d = 0; d < o.vHeadDim; d++) {
           let acc = 0;
-          for (let j = 0; j < o.seqLen; j++) acc += (Math.exp(logits[j] - m) / z) * v[(b * o.seqLen + j) * o.vStride + hk * o.vHeadDim + d];
+          for (let j = 0; j < o.seqLen; j++)
+            acc += (Math.exp(logits[j] - m) / z) * v[(b * o.seqLen + j) * o.vStride + hk * o.vHeadDim + d];
           out[(b * o.seqLen + i) * o.outStride + h * o.vHeadDim + d] = acc;
         }
       }
@@ -111,14 +121,14 @@ describe("attentionF32", () => {
     });
   it("rejects numHeads not a multiple of numKvHeads", () => {
     const x = new Float32Array(64);
-    expect(() => native.attentionF32Sync(x, x, x, x, { batch: 1, seqLen: 2, numHeads: 3, numKvHeads: 2, headDim: 4 })).toThrow(
-      /multiple/,
-    );
+    expect(() =>
+      native.attentionF32Sync(x, x, x, x, { batch: 1, seqLen: 2, numHeads: 3, numKvHeads: 2, headDim: 4 }),
+    ).toThrow(/multiple/);
   });
   it("rejects a short q buffer", () => {
     const x = new Float32Array(64);
-    expect(() => native.attentionF32Sync(new Float32Array(3), x, x, x, { batch: 1, seqLen: 2, numHeads: 2, headDim: 4 })).toThrow(
-      /q is too short/,
-    );
+    expect(() =>
+      native.attentionF32Sync(new Float32Array(3), x, x, x, { batch: 1, seqLen: 2, numHeads: 2, headDim: 4 }),
+    ).toThrow(/q is too short/);
   });
 });

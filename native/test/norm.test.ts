@@ -28,7 +28,14 @@ function jsRms(x: Float32Array, w: Float32Array | null, rows: number, cols: numb
   }
   return y;
 }
-function jsLn(x: Float32Array, w: Float32Array | null, b: Float32Array | null, rows: number, cols: number, eps: number) {
+function jsLn(
+  x: Float32Array,
+  w: Float32Array | null,
+  b: Float32Array | null,
+  rows: number,
+  cols: number,
+  eps: number,
+) {
   const y = new Float64Array(x.length);
   for (let r = 0; r < rows; r++) {
     const row = Array.from(x.subarray(r * cols, (r + 1) * cols));

@@ -96,7 +96,7 @@ function erf(x: number): number {
     }
     return Math.sign(x) * ((2 / Math.sqrt(Math.PI)) * sum);
   }
-  return Math.sign(x) * (1 - Math.exp(-t * t) / (t * Math.sqrt(Math.PI)) * (1 - 1 / (2 * t * t)));
+  return Math.sign(x) * (1 - (Math.exp(-t * t) / (t * Math.sqrt(Math.PI))) * (1 - 1 / (2 * t * t)));
 }
 
 describe("SwiGLU", () => {

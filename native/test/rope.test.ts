@@ -23,7 +23,17 @@ function tables(maxPos: number, rd: number, theta: number) {
 }
 
 // Oracle through complex multiplication: pair (a, b) ↦ (a + ib)·e^{iθ}.
-function jsRope(x: Float32Array, pos: Int32Array, rows: number, heads: number, d: number, rd: number, inter: boolean, theta: number, stride: number) {
+function jsRope(
+  x: Float32Array,
+  pos: Int32Array,
+  rows: number,
+  heads: number,
+  d: number,
+  rd: number,
+  inter: boolean,
+  theta: number,
+  stride: number,
+) {
   const y = Float64Array.from(x);
   const half = rd / 2;
   for (let r = 0; r < rows; r++)

@@ -45,6 +45,8 @@ describe("topkF32", () => {
     expect(Array.from(idx)).toEqual([2, 1, 3]);
   });
   it("rejects k > cols", () => {
-    expect(() => native.topkF32(new Float32Array(4), 1, 4, 5, new Int32Array(5), new Float32Array(5))).toThrow(/k must/);
+    expect(() => native.topkF32(new Float32Array(4), 1, 4, 5, new Int32Array(5), new Float32Array(5))).toThrow(
+      /k must/,
+    );
   });
 });

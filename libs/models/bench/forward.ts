@@ -82,7 +82,9 @@ try {
   const ideal = rate / fpt;
   const ratio = tokPerS / ideal;
   console.log(`model          ${modelDir} (${model.spec.modelType})`);
-  console.log(`batch          ${B}×${T} = ${B * T} tokens, ${RUNS} runs: ${times.map((t) => `${t.toFixed(2)} s`).join(", ")}`);
+  console.log(
+    `batch          ${B}×${T} = ${B * T} tokens, ${RUNS} runs: ${times.map((t) => `${t.toFixed(2)} s`).join(", ")}`,
+  );
   console.log(`BLAS threads   ${native.blasThreads()}`);
   console.log(`sgemm rate     ${(rate / 1e9).toFixed(1)} GFLOP/s (1024³, best of 5)`);
   console.log(`model FLOPs    ${(fpt / 1e6).toFixed(2)} MFLOP/token`);

@@ -1,11 +1,14 @@
 // @moeq/models: the architecture registry (one file per architecture in ./archs) and the f32
 // forward engine over WeightSources.
 export type { Architecture } from "./arch.ts";
-export { ConfigReader, type RawConfig } from "./config.ts";
 export { type ExpertOutput, expertForward } from "./blocks/experts.ts";
+export { causalConv1dSilu, type DeltaRuleInputs, gatedDeltaRuleChunked, gatedDeltaRuleRecurrent } from "./blocks/deltanet.ts";
+export { indexerScores, selectKeys, sparseAttention } from "./blocks/dsa-indexer.ts";
+export { dequantizeFp8Block, type Fp8BlockOptions, fp8BlockSize, fp8BlockSource } from "./blocks/fp8-source.ts";
 export { dispatch } from "./blocks/moe.ts";
-export { type Routing, route } from "./blocks/routing.ts";
 export { inverseFrequencies, type RopeScaling, type RopeSpec, type RopeTables, ropeTables } from "./blocks/rope.ts";
+export { type Routing, route } from "./blocks/routing.ts";
+export { ConfigReader, type RawConfig } from "./config.ts";
 export {
   type AttentionResult,
   Engine,
@@ -15,8 +18,8 @@ export {
   type SequenceBatch,
 } from "./engine.ts";
 export {
-  type ModelError,
   ModelConfigError,
+  type ModelError,
   ModelInputError,
   ModelWeightError,
   UnknownArchitectureError,
@@ -33,4 +36,12 @@ export {
   validateWeights,
   weightRoles,
 } from "./tensors.ts";
-export { F32Weights, mapSource, overlaySource, storeSource, type TensorStore, tensorToF32, type WeightSource } from "./weights.ts";
+export {
+  F32Weights,
+  mapSource,
+  overlaySource,
+  storeSource,
+  type TensorStore,
+  tensorToF32,
+  type WeightSource,
+} from "./weights.ts";

@@ -58,6 +58,10 @@ export function summarize(m: LoadedModel): ModelSummary {
     routing: first?.kind === "moe" ? first.routing.kind : null,
     parameters: { checkpoint: ckptParams, model: modelParams, activePerToken: modelParams - inactive },
     bytesByDtype,
-    quantizable: { tensors: qNames.length, parameters: q.reduce((s, r) => s + r.shape[0] * r.shape[1], 0), names: qNames },
+    quantizable: {
+      tensors: qNames.length,
+      parameters: q.reduce((s, r) => s + r.shape[0] * r.shape[1], 0),
+      names: qNames,
+    },
   };
 }

@@ -40,7 +40,10 @@ export function overlaySource(base: WeightSource, overrides: ReadonlyMap<string,
 }
 
 export function mapSource(tensors: ReadonlyMap<string, Tensor>, label = "tensors"): WeightSource {
-  return storeSource({ names: () => [...tensors.keys()], has: (n) => tensors.has(n), tensor: (n) => tensors.get(n) as Tensor }, label);
+  return storeSource(
+    { names: () => [...tensors.keys()], has: (n) => tensors.has(n), tensor: (n) => tensors.get(n) as Tensor },
+    label,
+  );
 }
 
 /** f32 copy of any float tensor (bf16 through the native widening kernel). */
@@ -57,7 +60,10 @@ export function tensorToF32(t: Tensor, name: string): Float32Array {
   try {
     return toF32(t);
   } catch (e) {
-    throw new ModelWeightError({ tensor: name, message: `tensor '${name}' (${t.dtype}) cannot be read as f32: ${String(e)}` });
+    throw new ModelWeightError({
+      tensor: name,
+      message: `tensor '${name}' (${t.dtype}) cannot be read as f32: ${String(e)}`,
+    });
   }
 }
 

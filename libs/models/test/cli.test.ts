@@ -53,12 +53,26 @@ describe("moeq forward", () => {
   it("writes logits, hidden states and router logits that match the golden", () => {
     const dir = join(tinyRandom, "mixtral");
     const out = join(tmp, "mixtral.safetensors");
-    const r = moeq("forward", dir, "--input-ids", join(dir, "golden.safetensors"), "--out", out, "--hidden-states", "--router-logits");
+    const r = moeq(
+      "forward",
+      dir,
+      "--input-ids",
+      join(dir, "golden.safetensors"),
+      "--out",
+      out,
+      "--hidden-states",
+      "--router-logits",
+    );
     expect(r.status, r.stderr).toBe(0);
     const got = openSafetensors(out);
     const golden = openSafetensors(join(dir, "golden.safetensors"));
     try {
-      expect(got.names().sort()).toEqual(golden.names().filter((n) => n !== "input_ids").sort());
+      expect(got.names().sort()).toEqual(
+        golden
+          .names()
+          .filter((n) => n !== "input_ids")
+          .sort(),
+      );
       for (const n of got.names()) {
         expect(got.entry(n).shape, n).toEqual(golden.entry(n).shape);
         expect(got.entry(n).dtype).toBe("F32");

@@ -3,12 +3,12 @@
 import { join } from "node:path";
 import {
   Engine,
+  type ExpertsSpec,
   expertForward,
   F32Weights,
-  type ExpertsSpec,
   loadModel,
-  mapSource,
   ModelInputError,
+  mapSource,
   overlaySource,
   type Routing,
 } from "@moeq/models";
@@ -19,7 +19,8 @@ import { maxRelErr, tinyRandom } from "./fixtures.ts";
 const model = loadModel(join(tinyRandom, "qwen2_moe"));
 afterAll(() => model.close());
 const H = model.spec.hiddenSize;
-const ids = (B: number, T: number, seed = 1) => Array.from({ length: B * T }, (_, i) => (i * 37 + seed * 11) % model.spec.vocabSize);
+const ids = (B: number, T: number, seed = 1) =>
+  Array.from({ length: B * T }, (_, i) => (i * 37 + seed * 11) % model.spec.vocabSize);
 
 describe("layer-at-a-time API", () => {
   it("embed → attention → router → moe → finishLayer → final norm → logits equals forward()", async () => {
@@ -69,7 +70,11 @@ describe("layer-at-a-time API", () => {
     const seq = e.sequences(1, 5);
     const { x } = await e.attention(1, e.embed(ids(1, 5), seq), seq);
     const r = await e.router(1, x);
-    const forced: Routing = { ...r, indices: new Int32Array(r.indices.length).fill(3), weights: new Float32Array(r.weights.length).fill(0.5) };
+    const forced: Routing = {
+      ...r,
+      indices: new Int32Array(r.indices.length).fill(3),
+      weights: new Float32Array(r.weights.length).fill(0.5),
+    };
     const a = await e.moe(1, x, forced);
     const b = await e.moe(1, x, r);
     expect(maxRelErr(a, b)).toBeGreaterThan(1e-3);
@@ -142,7 +147,10 @@ describe("fused expert layouts", () => {
           ["gu", f32Tensor(gu, transposed ? [E, H, 2 * I] : [E, 2 * I, H])],
           ["dn", f32Tensor(dn, transposed ? [E, I, H] : [E, H, I])],
         ]);
-        const fused: ExpertsSpec = { ...m.experts, layout: { kind: "fused", gateUp: "gu", down: "dn", split, transposed } };
+        const fused: ExpertsSpec = {
+          ...m.experts,
+          layout: { kind: "fused", gateUp: "gu", down: "dn", split, transposed },
+        };
         const fw = new F32Weights(mapSource(tensors));
         for (const e of [0, 3, E - 1]) {
           const a = await expertForward(fw, fused, e, x, 5);

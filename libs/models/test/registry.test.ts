@@ -13,7 +13,8 @@ import {
 import { afterAll, describe, expect, it } from "vitest";
 import { tinyRandom } from "./fixtures.ts";
 
-const cfgOf = (name: string) => JSON.parse(readFileSync(join(tinyRandom, name, "config.json"), "utf8")) as Record<string, unknown>;
+const cfgOf = (name: string) =>
+  JSON.parse(readFileSync(join(tinyRandom, name, "config.json"), "utf8")) as Record<string, unknown>;
 const tmp = mkdtempSync(join(tmpdir(), "moeq-models-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -95,14 +96,18 @@ describe("checkpoint validation", () => {
     // a config asking for 9 experts needs experts.8, which the checkpoint lacks
     writeFileSync(join(dir, "config.json"), JSON.stringify({ ...cfgOf("mixtral"), num_local_experts: 9 }));
     expect(() => loadModel(dir)).toThrow(ModelWeightError);
-    expect(() => loadModel(dir)).toThrow(/model\.layers\.0\.block_sparse_moe\.gate\.weight' has shape \[8,64\], the config implies \[9,64\]/);
+    expect(() => loadModel(dir)).toThrow(
+      /model\.layers\.0\.block_sparse_moe\.gate\.weight' has shape \[8,64\], the config implies \[9,64\]/,
+    );
   });
 
   it("a shape mismatch is named", () => {
     const dir = join(tmp, "cfg-inter");
     cpSync(join(tinyRandom, "qwen3_moe"), dir, { recursive: true });
     writeFileSync(join(dir, "config.json"), JSON.stringify({ ...cfgOf("qwen3_moe"), moe_intermediate_size: 40 }));
-    expect(() => loadModel(dir)).toThrow(/experts\.0\.gate_proj\.weight' has shape \[32,64\], the config implies \[40,64\]/);
+    expect(() => loadModel(dir)).toThrow(
+      /experts\.0\.gate_proj\.weight' has shape \[32,64\], the config implies \[40,64\]/,
+    );
   });
 
   it("an absent tensor is reported as missing", () => {
@@ -110,7 +115,9 @@ describe("checkpoint validation", () => {
     cpSync(join(tinyRandom, "mixtral"), dir, { recursive: true });
     // Qwen2-MoE names on a Mixtral checkpoint
     writeFileSync(join(dir, "config.json"), JSON.stringify({ ...cfgOf("qwen2_moe"), model_type: "qwen2_moe" }));
-    expect(() => loadModel(dir)).toThrow(/tensor 'model\.layers\.0\.self_attn\.q_proj\.bias' \(bias, shape \[64\]\) is missing/);
+    expect(() => loadModel(dir)).toThrow(
+      /tensor 'model\.layers\.0\.self_attn\.q_proj\.bias' \(bias, shape \[64\]\) is missing/,
+    );
   });
 
   it("a missing config.json is a ModelConfigError naming the file", () => {

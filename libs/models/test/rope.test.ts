@@ -5,19 +5,34 @@ import { describe, expect, it } from "vitest";
 const base = (rd: number, theta: number) => Array.from({ length: rd / 2 }, (_, i) => 1 / theta ** ((2 * i) / rd));
 const close = (a: ArrayLike<number>, b: ArrayLike<number>, tol = 1e-6) => {
   expect(a.length).toBe(b.length);
-  for (let i = 0; i < a.length; i++) expect(Math.abs(a[i] - b[i])).toBeLessThanOrEqual(tol * Math.max(1, Math.abs(b[i])));
+  for (let i = 0; i < a.length; i++)
+    expect(Math.abs(a[i] - b[i])).toBeLessThanOrEqual(tol * Math.max(1, Math.abs(b[i])));
 };
-const spec = (scaling: RopeSpec["scaling"], rd = 16, theta = 10000): RopeSpec => ({ theta, rotaryDim: rd, interleaved: false, scaling });
+const spec = (scaling: RopeSpec["scaling"], rd = 16, theta = 10000): RopeSpec => ({
+  theta,
+  rotaryDim: rd,
+  interleaved: false,
+  scaling,
+});
 
 describe("RoPE frequencies", () => {
   it("default: θ^(−2i/d), cos/sin of p·f", () => {
     const t = ropeTables(spec({ type: "default" }), 5);
     const f = base(16, 10000);
-    close(t.cos.subarray(3 * 8, 4 * 8), f.map((x) => Math.cos(3 * x)));
-    close(t.sin.subarray(4 * 8, 5 * 8), f.map((x) => Math.sin(4 * x)));
+    close(
+      t.cos.subarray(3 * 8, 4 * 8),
+      f.map((x) => Math.cos(3 * x)),
+    );
+    close(
+      t.sin.subarray(4 * 8, 5 * 8),
+      f.map((x) => Math.sin(4 * x)),
+    );
   });
   it("linear divides the frequencies by the factor", () => {
-    close(inverseFrequencies(spec({ type: "linear", factor: 4 }), 10).invFreq, base(16, 10000).map((x) => x / 4));
+    close(
+      inverseFrequencies(spec({ type: "linear", factor: 4 }), 10).invFreq,
+      base(16, 10000).map((x) => x / 4),
+    );
   });
   it("dynamic NTK is the default up to the original length, then grows the base", () => {
     const s = spec({ type: "dynamic", factor: 2, originalMax: 32 });
@@ -48,7 +63,16 @@ describe("RoPE frequencies", () => {
     expect(invFreq[15] / (f[15] / 16)).toBeCloseTo(1, 5);
     const t = ropeTables(s, 2);
     expect(t.cos[0]).toBeCloseTo(attentionFactor, 6);
-    const m = spec({ type: "yarn", factor: 40, originalMax: 64, betaFast: 32, betaSlow: 1, mscale: 1, mscaleAllDim: 1, truncate: true });
+    const m = spec({
+      type: "yarn",
+      factor: 40,
+      originalMax: 64,
+      betaFast: 32,
+      betaSlow: 1,
+      mscale: 1,
+      mscaleAllDim: 1,
+      truncate: true,
+    });
     expect(inverseFrequencies(m, 8).attentionFactor).toBe(1);
   });
 });

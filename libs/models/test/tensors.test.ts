@@ -1,9 +1,9 @@
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { buildSpec, expectedTensors, isQuantizable, loadModel, quantizableWeights, weightRoles } from "@moeq/models";
 import { openCheckpoint } from "@moeq/safetensors";
 import { describe, expect, it } from "vitest";
 import { fixtureDirs, tinyRandom } from "./fixtures.ts";
-import { readFileSync } from "node:fs";
 
 const registered = fixtureDirs().filter((f) => {
   try {
@@ -60,7 +60,13 @@ describe("quantization predicate", () => {
     const e = q.find((r) => r.tensor === "model.layers.2.mlp.experts.5.down_proj.weight");
     expect(e).toMatchObject({ layer: 2, expert: 5, module: "experts", projection: "down_proj", shape: [64, 32] });
     const s = q.find((r) => r.tensor === "model.layers.0.mlp.shared_expert.up_proj.weight");
-    expect(s).toMatchObject({ layer: 0, expert: null, module: "shared_expert", projection: "up_proj", shape: [48, 64] });
+    expect(s).toMatchObject({
+      layer: 0,
+      expert: null,
+      module: "shared_expert",
+      projection: "up_proj",
+      shape: [48, 64],
+    });
     // 3 layers × (4 attention + 8 experts × 3 + 3 shared)
     expect(q.length).toBe(3 * (4 + 24 + 3));
     expect(weightRoles(spec).length).toBe(q.length);

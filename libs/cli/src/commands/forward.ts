@@ -27,9 +27,13 @@ function fromRows(rows: unknown, file: string): TokenBatch {
   const ids: number[] = [];
   list.forEach((row, b) => {
     if ((row as unknown[]).length !== seqLen)
-      throw bad(file, `sequence ${b} has ${(row as unknown[]).length} tokens, sequence 0 has ${seqLen} (batches need equal lengths)`);
+      throw bad(
+        file,
+        `sequence ${b} has ${(row as unknown[]).length} tokens, sequence 0 has ${seqLen} (batches need equal lengths)`,
+      );
     for (const v of row as unknown[]) {
-      if (!Number.isInteger(v) || (v as number) < 0) throw bad(file, `sequence ${b}: ${JSON.stringify(v)} is not a token id`);
+      if (!Number.isInteger(v) || (v as number) < 0)
+        throw bad(file, `sequence ${b}: ${JSON.stringify(v)} is not a token id`);
       ids.push(v as number);
     }
   });
@@ -43,10 +47,15 @@ export function readTokenIds(file: string): TokenBatch {
     try {
       if (!st.has("input_ids")) throw bad(file, "has no tensor named 'input_ids'");
       const t = st.tensor("input_ids");
-      if (t.dtype !== "I64" && t.dtype !== "I32") throw bad(file, `input_ids has dtype ${t.dtype}, expected I64 or I32`);
-      if (t.shape.length !== 1 && t.shape.length !== 2) throw bad(file, `input_ids has shape [${t.shape}], expected [B, T] or [T]`);
+      if (t.dtype !== "I64" && t.dtype !== "I32")
+        throw bad(file, `input_ids has dtype ${t.dtype}, expected I64 or I32`);
+      if (t.shape.length !== 1 && t.shape.length !== 2)
+        throw bad(file, `input_ids has shape [${t.shape}], expected [B, T] or [T]`);
       const copy = t.data.slice();
-      const vals = t.dtype === "I64" ? Array.from(new BigInt64Array(copy.buffer), Number) : Array.from(new Int32Array(copy.buffer));
+      const vals =
+        t.dtype === "I64"
+          ? Array.from(new BigInt64Array(copy.buffer), Number)
+          : Array.from(new Int32Array(copy.buffer));
       const [batch, seqLen] = t.shape.length === 2 ? t.shape : [1, t.shape[0]];
       if (seqLen === 0 || batch === 0) throw bad(file, "input_ids is empty");
       return { ids: vals, batch, seqLen };
@@ -69,10 +78,18 @@ export const forward = Command.make(
   "forward",
   {
     modelDir: Argument.String("model-dir").pipe(Argument.withDescription("Hugging Face model directory")),
-    inputIds: Flag.String("input-ids").pipe(Flag.withDescription("Token ids: JSON ([[...],...]) or safetensors with input_ids [B,T]")),
+    inputIds: Flag.String("input-ids").pipe(
+      Flag.withDescription("Token ids: JSON ([[...],...]) or safetensors with input_ids [B,T]"),
+    ),
     out: Flag.String("out").pipe(Flag.withDescription("Output safetensors file (f32 logits [B,T,V], ...)")),
-    hiddenStates: Flag.Boolean("hidden-states").pipe(Flag.withDefault(false), Flag.withDescription("Also write hidden.<i> (0 = embeddings, last = final-normed)")),
-    routerLogits: Flag.Boolean("router-logits").pipe(Flag.withDefault(false), Flag.withDescription("Also write router_logits.<j> per MoE layer [B·T, E]")),
+    hiddenStates: Flag.Boolean("hidden-states").pipe(
+      Flag.withDefault(false),
+      Flag.withDescription("Also write hidden.<i> (0 = embeddings, last = final-normed)"),
+    ),
+    routerLogits: Flag.Boolean("router-logits").pipe(
+      Flag.withDefault(false),
+      Flag.withDescription("Also write router_logits.<j> per MoE layer [B·T, E]"),
+    ),
   },
   ({ modelDir, inputIds, out, hiddenStates, routerLogits }) =>
     Effect.gen(function* () {
@@ -85,8 +102,10 @@ export const forward = Command.make(
             const r = await m.engine().forward(tokens.ids, tokens.batch, tokens.seqLen, { hiddenStates, routerLogits });
             const { batch: B, seqLen: T } = tokens;
             const tensors: Array<[string, Tensor]> = [["logits", f32Tensor(r.logits, [B, T, m.spec.vocabSize])]];
-            r.hiddenStates?.forEach((h, i) => tensors.push([`hidden.${i}`, f32Tensor(h, [B, T, m.spec.hiddenSize])]));
-            r.routerLogits?.forEach((x, j) => tensors.push([`router_logits.${j}`, f32Tensor(x, [B * T, x.length / (B * T)])]));
+            for (const [i, h] of (r.hiddenStates ?? []).entries())
+              tensors.push([`hidden.${i}`, f32Tensor(h, [B, T, m.spec.hiddenSize])]);
+            for (const [j, x] of (r.routerLogits ?? []).entries())
+              tensors.push([`router_logits.${j}`, f32Tensor(x, [B * T, x.length / (B * T)])]);
             const bytes = serializeSafetensors(tensors, { producer: "moeq forward", model_type: m.spec.modelType });
             const tmp = join(dirname(out), `.${basename(out)}.${process.pid}.tmp`);
             try {
@@ -119,4 +138,6 @@ export const forward = Command.make(
         }),
       ),
     ),
-).pipe(Command.withDescription("Run the f32 reference forward pass and write logits (and hidden states / router logits)"));
+).pipe(
+  Command.withDescription("Run the f32 reference forward pass and write logits (and hidden states / router logits)"),
+);

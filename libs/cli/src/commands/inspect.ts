@@ -5,7 +5,13 @@ import { Console, Effect } from "effect";
 import { Argument, Command, Flag } from "effect/cli";
 
 const human = (n: number) =>
-  n >= 1e9 ? `${(n / 1e9).toFixed(2)} G` : n >= 1e6 ? `${(n / 1e6).toFixed(2)} M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} k` : `${n}`;
+  n >= 1e9
+    ? `${(n / 1e9).toFixed(2)} G`
+    : n >= 1e6
+      ? `${(n / 1e6).toFixed(2)} M`
+      : n >= 1e3
+        ? `${(n / 1e3).toFixed(1)} k`
+        : `${n}`;
 
 function render(dir: string, s: ModelSummary): string {
   const lines = [
@@ -26,8 +32,13 @@ function render(dir: string, s: ModelSummary): string {
 export const inspect = Command.make(
   "inspect",
   {
-    modelDir: Argument.String("model-dir").pipe(Argument.withDescription("Hugging Face model directory (config.json + safetensors)")),
-    json: Flag.Boolean("json").pipe(Flag.withDefault(false), Flag.withDescription("Print the summary as JSON (includes the quantizable tensor names)")),
+    modelDir: Argument.String("model-dir").pipe(
+      Argument.withDescription("Hugging Face model directory (config.json + safetensors)"),
+    ),
+    json: Flag.Boolean("json").pipe(
+      Flag.withDefault(false),
+      Flag.withDescription("Print the summary as JSON (includes the quantizable tensor names)"),
+    ),
   },
   ({ modelDir, json }) =>
     Effect.gen(function* () {

@@ -2,7 +2,15 @@
 // start ≤ i ≤ end with (i+1) % interval == 0; softmax scores, selection on scores + moe_statics
 // bias, weights = p[idx] / max(Σ, moe_norm_min); shared experts added unweighted.
 import type { Architecture } from "../arch.ts";
-import { coreDims, decoderModel, gatedMlp, lin, llamaAttention, perExpert, ropeFromConfig } from "../blocks/standard.ts";
+import {
+  coreDims,
+  decoderModel,
+  gatedMlp,
+  lin,
+  llamaAttention,
+  perExpert,
+  ropeFromConfig,
+} from "../blocks/standard.ts";
 
 export const ernie4_5_moe: Architecture = {
   modelType: "ernie4_5_moe",
@@ -14,7 +22,10 @@ export const ernie4_5_moe: Architecture = {
     const E = cfg.int("moe_num_experts", 64, 1);
     const bias = cfg.bool("use_bias", false);
     const start = cfg.int("moe_layer_start_index", 1);
-    const end = cfg.has("moe_layer_end_index") && cfg.num("moe_layer_end_index") >= 0 ? cfg.int("moe_layer_end_index") : d.layers - 1;
+    const end =
+      cfg.has("moe_layer_end_index") && cfg.num("moe_layer_end_index") >= 0
+        ? cfg.int("moe_layer_end_index")
+        : d.layers - 1;
     const interval = cfg.int("moe_layer_interval", 1, 1);
     const moeI = cfg.int("moe_intermediate_size", undefined, 1);
     const shared = cfg.int("moe_num_shared_experts", 0);
@@ -36,7 +47,9 @@ export const ernie4_5_moe: Architecture = {
                   normMin: cfg.num("moe_norm_min", 1e-12),
                 },
                 experts: perExpert(`${p}.mlp.experts`, E, d.hidden, moeI, d.act),
-                ...(shared > 0 ? { shared: { mlp: gatedMlp(`${p}.mlp.shared_experts`, d.hidden, moeI * shared, d.act, bias) } } : {}),
+                ...(shared > 0
+                  ? { shared: { mlp: gatedMlp(`${p}.mlp.shared_experts`, d.hidden, moeI * shared, d.act, bias) } }
+                  : {}),
                 reportedRouterLogits: "logits",
               }
             : gatedMlp(`${p}.mlp`, d.hidden, cfg.int("intermediate_size", undefined, 1), d.act, bias),

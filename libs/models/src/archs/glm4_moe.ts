@@ -3,7 +3,16 @@
 // (sigmoid + e_score_correction_bias for selection, group limit, renormalise, × routed_scaling_factor)
 // with shared experts. The MTP layer (index num_hidden_layers) is not part of the forward pass.
 import type { Architecture } from "../arch.ts";
-import { coreDims, decoderModel, gatedMlp, lin, llamaAttention, perExpert, partialRotaryDim, ropeFromConfig } from "../blocks/standard.ts";
+import {
+  coreDims,
+  decoderModel,
+  gatedMlp,
+  lin,
+  llamaAttention,
+  partialRotaryDim,
+  perExpert,
+  ropeFromConfig,
+} from "../blocks/standard.ts";
 
 export const glm4_moe: Architecture = {
   modelType: "glm4_moe",
@@ -37,7 +46,9 @@ export const glm4_moe: Architecture = {
                 topkGroup: cfg.int("topk_group", 1, 1),
               },
               experts: perExpert(`${p}.mlp.experts`, E, d.hidden, moeI, d.act),
-              shared: { mlp: gatedMlp(`${p}.mlp.shared_experts`, d.hidden, moeI * cfg.int("n_shared_experts", 1, 1), d.act) },
+              shared: {
+                mlp: gatedMlp(`${p}.mlp.shared_experts`, d.hidden, moeI * cfg.int("n_shared_experts", 1, 1), d.act),
+              },
               reportedRouterLogits: "logits",
             }
           : gatedMlp(`${p}.mlp`, d.hidden, cfg.int("intermediate_size", undefined, 1), d.act),

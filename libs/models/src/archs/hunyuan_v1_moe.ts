@@ -2,7 +2,15 @@
 // every layer MoE (gate.wg router, softmax top-k renormalised; moe_topk and sizes may be per
 // layer) plus a shared MLP added unweighted.
 import type { Architecture } from "../arch.ts";
-import { coreDims, decoderModel, gatedMlp, lin, llamaAttention, perExpert, ropeFromConfig } from "../blocks/standard.ts";
+import {
+  coreDims,
+  decoderModel,
+  gatedMlp,
+  lin,
+  llamaAttention,
+  perExpert,
+  ropeFromConfig,
+} from "../blocks/standard.ts";
 
 export const hunyuan_v1_moe: Architecture = {
   modelType: "hunyuan_v1_moe",
@@ -20,15 +28,27 @@ export const hunyuan_v1_moe: Architecture = {
         rope,
         qkvBias: bias,
         oBias: bias,
-        ...(qkNorm ? { qkNorm: { q: "query_layernorm", k: "key_layernorm", scope: "head" as const, afterRope: true } } : {}),
+        ...(qkNorm
+          ? { qkNorm: { q: "query_layernorm", k: "key_layernorm", scope: "head" as const, afterRope: true } }
+          : {}),
       }),
       mlp: {
         kind: "moe",
         router: lin(`${p}.mlp.gate.wg`, E, d.hidden),
         routing: { kind: "softmax_topk", topK: cfg.perLayerInt("moe_topk", i, 1), normTopK: true },
-        experts: perExpert(`${p}.mlp.experts`, E, d.hidden, cfg.has("moe_intermediate_size") ? cfg.perLayerInt("moe_intermediate_size", i) : I, d.act),
+        experts: perExpert(
+          `${p}.mlp.experts`,
+          E,
+          d.hidden,
+          cfg.has("moe_intermediate_size") ? cfg.perLayerInt("moe_intermediate_size", i) : I,
+          d.act,
+        ),
         ...(cfg.perLayerInt("num_shared_expert", i, 1) > 0
-          ? { shared: { mlp: gatedMlp(`${p}.mlp.shared_mlp`, d.hidden, I * cfg.perLayerInt("num_shared_expert", i, 1), d.act) } }
+          ? {
+              shared: {
+                mlp: gatedMlp(`${p}.mlp.shared_mlp`, d.hidden, I * cfg.perLayerInt("num_shared_expert", i, 1), d.act),
+              },
+            }
           : {}),
         reportedRouterLogits: "logits",
       },

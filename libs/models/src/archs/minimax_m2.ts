@@ -2,7 +2,15 @@
 // every layer MoE with w1/w3/w2 experts; sigmoid scores, selection on scores + bias, weights
 // renormalised (no scale, no groups).
 import type { Architecture } from "../arch.ts";
-import { coreDims, decoderModel, lin, llamaAttention, perExpert, partialRotaryDim, ropeFromConfig } from "../blocks/standard.ts";
+import {
+  coreDims,
+  decoderModel,
+  lin,
+  llamaAttention,
+  partialRotaryDim,
+  perExpert,
+  ropeFromConfig,
+} from "../blocks/standard.ts";
 
 export const minimax_m2: Architecture = {
   modelType: "minimax_m2",
@@ -32,11 +40,18 @@ export const minimax_m2: Architecture = {
           nGroup: 1,
           topkGroup: 1,
         },
-        experts: perExpert(`${p}.block_sparse_moe.experts`, E, d.hidden, cfg.int("intermediate_size", undefined, 1), d.act, {
-          gate: "w1",
-          up: "w3",
-          down: "w2",
-        }),
+        experts: perExpert(
+          `${p}.block_sparse_moe.experts`,
+          E,
+          d.hidden,
+          cfg.int("intermediate_size", undefined, 1),
+          d.act,
+          {
+            gate: "w1",
+            up: "w3",
+            down: "w2",
+          },
+        ),
         reportedRouterLogits: "logits",
       },
     }));

@@ -18,11 +18,18 @@ export const mixtral: Architecture = {
         kind: "moe",
         router: lin(`${p}.block_sparse_moe.gate`, E, d.hidden),
         routing: { kind: "softmax_topk", topK: cfg.int("num_experts_per_tok", 2, 1), normTopK: true },
-        experts: perExpert(`${p}.block_sparse_moe.experts`, E, d.hidden, cfg.int("intermediate_size", undefined, 1), d.act, {
-          gate: "w1",
-          up: "w3",
-          down: "w2",
-        }),
+        experts: perExpert(
+          `${p}.block_sparse_moe.experts`,
+          E,
+          d.hidden,
+          cfg.int("intermediate_size", undefined, 1),
+          d.act,
+          {
+            gate: "w1",
+            up: "w3",
+            down: "w2",
+          },
+        ),
         reportedRouterLogits: "logits",
       },
     }));

@@ -24,7 +24,11 @@ export const olmoe: Architecture = {
       mlp: {
         kind: "moe",
         router: lin(`${p}.mlp.gate`, E, d.hidden),
-        routing: { kind: "softmax_topk", topK: cfg.int("num_experts_per_tok", 8, 1), normTopK: cfg.bool("norm_topk_prob", false) },
+        routing: {
+          kind: "softmax_topk",
+          topK: cfg.int("num_experts_per_tok", 8, 1),
+          normTopK: cfg.bool("norm_topk_prob", false),
+        },
         experts: perExpert(`${p}.mlp.experts`, E, d.hidden, cfg.int("intermediate_size", undefined, 1), d.act),
         reportedRouterLogits: "logits",
       },

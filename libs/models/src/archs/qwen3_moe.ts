@@ -1,7 +1,15 @@
 // Qwen3-MoE: Qwen2-MoE's layer selection and routing without a shared expert; per-head q/k
 // RMSNorm before RoPE; explicit head_dim; attention_bias on all four projections.
 import type { Architecture } from "../arch.ts";
-import { coreDims, decoderModel, gatedMlp, lin, llamaAttention, perExpert, ropeFromConfig } from "../blocks/standard.ts";
+import {
+  coreDims,
+  decoderModel,
+  gatedMlp,
+  lin,
+  llamaAttention,
+  perExpert,
+  ropeFromConfig,
+} from "../blocks/standard.ts";
 import { qwenMoeLayers, qwenWindow } from "./qwen2_moe.ts";
 
 export const qwen3_moe: Architecture = {
@@ -26,7 +34,11 @@ export const qwen3_moe: Architecture = {
         ? {
             kind: "moe",
             router: lin(`${p}.mlp.gate`, E, d.hidden),
-            routing: { kind: "softmax_topk", topK: cfg.int("num_experts_per_tok", 8, 1), normTopK: cfg.bool("norm_topk_prob", false) },
+            routing: {
+              kind: "softmax_topk",
+              topK: cfg.int("num_experts_per_tok", 8, 1),
+              normTopK: cfg.bool("norm_topk_prob", false),
+            },
             experts: perExpert(`${p}.mlp.experts`, E, d.hidden, cfg.int("moe_intermediate_size", undefined, 1), d.act),
             reportedRouterLogits: "logits",
           }

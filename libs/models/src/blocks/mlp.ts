@@ -1,7 +1,8 @@
 // Gated dense MLP: down(act(gate(x)) ⊙ up(x)). Also returns the down-projection input so the
 // calibrator can collect it.
-import { native } from "@moeq/native";
+
 import type { ActivationKind } from "@moeq/native";
+import { native } from "@moeq/native";
 import type { DenseMlpSpec } from "../spec.ts";
 import type { F32Weights } from "../weights.ts";
 import { linear } from "./linear.ts";
@@ -21,11 +22,9 @@ export function gatedActivation(
     native.swigluF32(gate, up, out, rows, cols, rowStride, colStride);
     return out;
   }
-  for (let r = 0; r < rows; r++)
-    for (let c = 0; c < cols; c++) out[r * cols + c] = gate[r * rowStride + c * colStride];
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[r * cols + c] = gate[r * rowStride + c * colStride];
   native.activationF32(act, out, out);
-  for (let r = 0; r < rows; r++)
-    for (let c = 0; c < cols; c++) out[r * cols + c] *= up[r * rowStride + c * colStride];
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[r * cols + c] *= up[r * rowStride + c * colStride];
   return out;
 }
 

@@ -60,7 +60,10 @@ export function coreDims(cfg: ConfigReader, epsKey = "rms_norm_eps", epsDefault 
   const actName = cfg.str("hidden_act", "silu");
   const act = ACTS[actName];
   if (!act)
-    throw new ModelConfigError({ field: "hidden_act", message: `${cfg.source}: hidden_act '${actName}' is not supported (${Object.keys(ACTS).join(", ")})` });
+    throw new ModelConfigError({
+      field: "hidden_act",
+      message: `${cfg.source}: hidden_act '${actName}' is not supported (${Object.keys(ACTS).join(", ")})`,
+    });
   return {
     hidden,
     layers: cfg.int("num_hidden_layers", undefined, 1),
@@ -82,14 +85,21 @@ export function rotaryDim(cfg: ConfigReader, headDim: number, defaultFactor = 1)
 }
 
 export function partialRotaryDim(cfg: ConfigReader, headDim: number, defaultFactor = 1): number {
-  const factor = cfg.obj("rope_parameters")?.optNum("partial_rotary_factor") ?? cfg.optNum("partial_rotary_factor") ?? defaultFactor;
+  const factor =
+    cfg.obj("rope_parameters")?.optNum("partial_rotary_factor") ?? cfg.optNum("partial_rotary_factor") ?? defaultFactor;
   return Math.floor(headDim * factor);
 }
 
 export interface AttentionOptions {
   readonly qkvBias?: boolean;
   readonly oBias?: boolean;
-  readonly qkNorm?: { readonly q: string; readonly k: string; readonly scope: "head" | "full"; readonly afterRope?: boolean; readonly eps?: number };
+  readonly qkNorm?: {
+    readonly q: string;
+    readonly k: string;
+    readonly scope: "head" | "full";
+    readonly afterRope?: boolean;
+    readonly eps?: number;
+  };
   readonly rope: RopeSpec | null;
   readonly window?: number;
   readonly clipQkv?: number;
@@ -127,7 +137,13 @@ export function llamaAttention(d: CoreDims, prefix: string, o: AttentionOptions)
   };
 }
 
-export function gatedMlp(prefix: string, hidden: number, inter: number, act: ActivationKind, bias = false): DenseMlpSpec {
+export function gatedMlp(
+  prefix: string,
+  hidden: number,
+  inter: number,
+  act: ActivationKind,
+  bias = false,
+): DenseMlpSpec {
   return {
     kind: "dense",
     gate: lin(`${prefix}.gate_proj`, inter, hidden, bias),
