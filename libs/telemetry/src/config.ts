@@ -58,11 +58,15 @@ export function parseOtlpHeaders(setting: string, value: string | undefined): Re
   for (const part of (value ?? "").split(",")) {
     if (part.trim() === "") continue;
     const eq = part.indexOf("=");
-    if (eq <= 0) throw new TelemetryConfigInvalid({ setting, message: `${setting}: "${part.trim()}" is not key=value` });
+    if (eq <= 0)
+      throw new TelemetryConfigInvalid({ setting, message: `${setting}: "${part.trim()}" is not key=value` });
     try {
       out[decodeURIComponent(part.slice(0, eq).trim())] = decodeURIComponent(part.slice(eq + 1).trim());
     } catch {
-      throw new TelemetryConfigInvalid({ setting, message: `${setting}: "${part.trim()}" has a broken percent-encoding` });
+      throw new TelemetryConfigInvalid({
+        setting,
+        message: `${setting}: "${part.trim()}" has a broken percent-encoding`,
+      });
     }
   }
   return out;
@@ -70,7 +74,10 @@ export function parseOtlpHeaders(setting: string, value: string | undefined): Re
 
 export function resolveConfig(o: TelemetryOptions, env: Env): ResolvedConfig {
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(o.serviceName))
-    throw new TelemetryConfigInvalid({ setting: "serviceName", message: `service name "${o.serviceName}" must be 1-64 of [A-Za-z0-9_.-]` });
+    throw new TelemetryConfigInvalid({
+      setting: "serviceName",
+      message: `service name "${o.serviceName}" must be 1-64 of [A-Za-z0-9_.-]`,
+    });
   const serviceName = nonEmpty(env.OTEL_SERVICE_NAME) ?? o.serviceName;
   const traceFile = nonEmpty(o.traceFile);
   if (nonEmpty(env.OTEL_SDK_DISABLED)?.toLowerCase() === "true")
@@ -78,11 +85,17 @@ export function resolveConfig(o: TelemetryOptions, env: Env): ResolvedConfig {
 
   const exporter = nonEmpty(env.OTEL_TRACES_EXPORTER)?.toLowerCase() ?? "otlp";
   if (exporter !== "otlp" && exporter !== "none")
-    throw new TelemetryConfigInvalid({ setting: "OTEL_TRACES_EXPORTER", message: `OTEL_TRACES_EXPORTER=${exporter}: moeq supports otlp or none` });
+    throw new TelemetryConfigInvalid({
+      setting: "OTEL_TRACES_EXPORTER",
+      message: `OTEL_TRACES_EXPORTER=${exporter}: moeq supports otlp or none`,
+    });
   for (const setting of ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"] as const) {
     const p = nonEmpty(env[setting]);
     if (p !== undefined && p !== "http/protobuf")
-      throw new TelemetryConfigInvalid({ setting, message: `${setting}=${p}: moeq exports OTLP as http/protobuf only` });
+      throw new TelemetryConfigInvalid({
+        setting,
+        message: `${setting}=${p}: moeq exports OTLP as http/protobuf only`,
+      });
   }
   const tracesUrl = exporter === "none" ? undefined : resolveTracesUrl(env);
   const headers = {

@@ -41,13 +41,20 @@ export const telemetryLayer = (t: Telemetry): Layer.Layer<TelemetryService> => {
  * when its scope closes), provides `TelemetryService`, and installs the OTel-backed Effect tracer
  * when on.
  */
-export const TelemetryLive = (o: InitTelemetryOptions): Layer.Layer<TelemetryService, TelemetryConfigInvalid | TelemetryAlreadyActive> =>
+export const TelemetryLive = (
+  o: InitTelemetryOptions,
+): Layer.Layer<TelemetryService, TelemetryConfigInvalid | TelemetryAlreadyActive> =>
   Layer.unwrap(Effect.map(acquire(o), telemetryLayer));
 
 function externalParent(headers: TraceHeaderReader | undefined) {
   const sc = trace.getSpanContext(extractTraceContext(headers, ROOT_CONTEXT));
   if (sc === undefined) return undefined;
-  return OtelTracer.makeExternalSpan({ traceId: sc.traceId, spanId: sc.spanId, traceFlags: sc.traceFlags, ...(sc.traceState ? { traceState: sc.traceState } : {}) });
+  return OtelTracer.makeExternalSpan({
+    traceId: sc.traceId,
+    spanId: sc.spanId,
+    traceFlags: sc.traceFlags,
+    ...(sc.traceState ? { traceState: sc.traceState } : {}),
+  });
 }
 
 /** Makes the span in these message headers the parent of `self`'s spans; no-op without valid headers. */
@@ -79,8 +86,13 @@ export const injectTraceHeadersEffect = <H extends TraceHeaderWriter>(headers: H
  */
 export const withStageSpan = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R | TelemetryService> =>
   Effect.flatMap(Effect.service(TelemetryService), (t) => {
-    const spanned = Effect.withSpan(self, t.serviceName, { attributes: { [Attr.runId]: t.runId, [Attr.stage]: t.serviceName } });
+    const spanned = Effect.withSpan(self, t.serviceName, {
+      attributes: { [Attr.runId]: t.runId, [Attr.stage]: t.serviceName },
+    });
     const sc = trace.getSpanContext(t.processParent);
     if (sc === undefined) return spanned;
-    return Effect.withParentSpan(spanned, OtelTracer.makeExternalSpan({ traceId: sc.traceId, spanId: sc.spanId, traceFlags: sc.traceFlags }));
+    return Effect.withParentSpan(
+      spanned,
+      OtelTracer.makeExternalSpan({ traceId: sc.traceId, spanId: sc.spanId, traceFlags: sc.traceFlags }),
+    );
   });

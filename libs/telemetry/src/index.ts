@@ -5,6 +5,12 @@ export * from "./errors.ts";
 export { keyValues, type OtlpJsonRequest, toOtlpJson } from "./otlp-json.ts";
 export * from "./propagation.ts";
 export * from "./spans.ts";
-export { activeTelemetry, INSTRUMENTATION_SCOPE, type InitTelemetryOptions, initTelemetry, type Telemetry } from "./telemetry.ts";
+export {
+  activeTelemetry,
+  INSTRUMENTATION_SCOPE,
+  type InitTelemetryOptions,
+  initTelemetry,
+  type Telemetry,
+} from "./telemetry.ts";
 export { TraceFileExporter } from "./trace-file-exporter.ts";
 export * from "./trace-file-reader.ts";

@@ -4,7 +4,7 @@
 // intValue) as decimal strings, bytes as base64, non-finite doubles as "NaN"/"Infinity"/"-Infinity".
 // Written here rather than taken from @opentelemetry/otlp-transformer's JSON serializer, which
 // writes intValue as a JSON number and non-finite doubles as null.
-import type { AttributeValue, Attributes, HrTime } from "@opentelemetry/api";
+import type { Attributes, AttributeValue, HrTime } from "@opentelemetry/api";
 import type { ReadableSpan } from "@opentelemetry/sdk-trace-base";
 
 export type OtlpAnyValue =
@@ -46,7 +46,8 @@ export function keyValues(a: Attributes): OtlpKeyValue[] {
 }
 
 // OTLP span flags: low byte = W3C trace flags, bit 8 = "has is_remote", bit 9 = "parent is remote".
-const spanFlags = (traceFlags: number, parentRemote: boolean | undefined) => (traceFlags & 0xff) | 0x100 | (parentRemote ? 0x200 : 0);
+const spanFlags = (traceFlags: number, parentRemote: boolean | undefined) =>
+  (traceFlags & 0xff) | 0x100 | (parentRemote ? 0x200 : 0);
 
 function otlpSpan(s: ReadableSpan) {
   const ctx = s.spanContext();
@@ -89,10 +90,16 @@ export function toOtlpJson(spans: readonly ReadableSpan[]) {
   const byResource = new Map<ReadableSpan["resource"], Map<string, ReadableSpan[]>>();
   for (const s of spans) {
     let scopes = byResource.get(s.resource);
-    if (!scopes) byResource.set(s.resource, (scopes = new Map()));
+    if (!scopes) {
+      scopes = new Map();
+      byResource.set(s.resource, scopes);
+    }
     const key = `${s.instrumentationScope.name}\u0000${s.instrumentationScope.version ?? ""}\u0000${s.instrumentationScope.schemaUrl ?? ""}`;
     let list = scopes.get(key);
-    if (!list) scopes.set(key, (list = []));
+    if (!list) {
+      list = [];
+      scopes.set(key, list);
+    }
     list.push(s);
   }
   return {

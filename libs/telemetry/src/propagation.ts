@@ -52,7 +52,11 @@ export function currentTraceparent(ctx: Context = context.active()): string | un
 }
 
 /** A context continuing the trace in a `traceparent` string (and optional `tracestate`). */
-export function contextFromTraceparent(traceparent: string | undefined, tracestate?: string, base: Context = context.active()): Context {
+export function contextFromTraceparent(
+  traceparent: string | undefined,
+  tracestate?: string,
+  base: Context = context.active(),
+): Context {
   if (!traceparent) return base;
   const m = new Map<string, string>([["traceparent", traceparent]]);
   if (tracestate) m.set("tracestate", tracestate);

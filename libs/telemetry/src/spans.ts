@@ -17,8 +17,8 @@ import { Attr, type Operation, SpanNames, type WorkAttributes, workAttributes } 
 import { extractTraceContext, type TraceHeaderReader } from "./propagation.ts";
 import { activeTelemetry } from "./telemetry.ts";
 
-export { SpanKind };
 export type { Span };
+export { SpanKind };
 
 /** What `fn` gets when tracing is off; every method is a no-op. */
 export const NOOP_SPAN: Span = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
@@ -48,7 +48,11 @@ function start(name: string, attrs: Attributes | undefined, o: SpanOptions | und
   const t = activeTelemetry()!;
   let parent = o?.parent ?? context.active();
   if (o?.headers) parent = extractTraceContext(o.headers, parent);
-  const span = t.tracer.startSpan(name, { kind: o?.kind ?? SpanKind.INTERNAL, startTime: nowHr(), ...(attrs ? { attributes: attrs } : {}) }, parent);
+  const span = t.tracer.startSpan(
+    name,
+    { kind: o?.kind ?? SpanKind.INTERNAL, startTime: nowHr(), ...(attrs ? { attributes: attrs } : {}) },
+    parent,
+  );
   return { span, ctx: trace.setSpan(parent, span), t0: o?.computeTime ? performance.now() : 0 };
 }
 
@@ -68,7 +72,12 @@ function finish(span: Span, t0: number, o: SpanOptions | undefined): void {
  * Runs `fn` inside a span named `name` (child of the active span, or of `o.headers`'s span). A
  * thrown error or rejection is recorded on the span (status ERROR) and rethrown.
  */
-export async function withSpan<T>(name: string, attrs: Attributes | undefined, fn: (span: Span) => T | Promise<T>, o?: SpanOptions): Promise<T> {
+export async function withSpan<T>(
+  name: string,
+  attrs: Attributes | undefined,
+  fn: (span: Span) => T | Promise<T>,
+  o?: SpanOptions,
+): Promise<T> {
   if (activeTelemetry() === undefined) return fn(NOOP_SPAN);
   const { span, ctx, t0 } = start(name, attrs, o);
   try {
@@ -82,7 +91,12 @@ export async function withSpan<T>(name: string, attrs: Attributes | undefined, f
 }
 
 /** withSpan for synchronous work. */
-export function withSpanSync<T>(name: string, attrs: Attributes | undefined, fn: (span: Span) => T, o?: SpanOptions): T {
+export function withSpanSync<T>(
+  name: string,
+  attrs: Attributes | undefined,
+  fn: (span: Span) => T,
+  o?: SpanOptions,
+): T {
   if (activeTelemetry() === undefined) return fn(NOOP_SPAN);
   const { span, ctx, t0 } = start(name, attrs, o);
   try {
@@ -120,7 +134,12 @@ export function layerSpan<T>(layer: number, fn: (span: Span) => T | Promise<T>, 
   return withSpan(SpanNames.layer, { [Attr.layer]: layer }, fn, o);
 }
 
-export function expertSpan<T>(layer: number, expert: number, fn: (span: Span) => T | Promise<T>, o?: SpanOptions): Promise<T> {
+export function expertSpan<T>(
+  layer: number,
+  expert: number,
+  fn: (span: Span) => T | Promise<T>,
+  o?: SpanOptions,
+): Promise<T> {
   return withSpan(SpanNames.expert, { [Attr.layer]: layer, [Attr.expert]: expert }, fn, o);
 }
 
@@ -129,7 +148,12 @@ export function expertSpan<T>(layer: number, expert: number, fn: (span: Span) =>
  * `moeq.compute_ms`. Pass the work item's message headers as `o.headers` in a consumer so the span
  * is a child of the producer's, and `queueWaitMs` (publish → receive) in `w`.
  */
-export function projectionSpan<T>(op: Operation, w: WorkAttributes, fn: (span: Span) => T | Promise<T>, o?: SpanOptions): Promise<T> {
+export function projectionSpan<T>(
+  op: Operation,
+  w: WorkAttributes,
+  fn: (span: Span) => T | Promise<T>,
+  o?: SpanOptions,
+): Promise<T> {
   if (activeTelemetry() === undefined) return withSpan(op, undefined, fn);
   return withSpan(op, workAttributes(w), fn, {
     computeTime: true,

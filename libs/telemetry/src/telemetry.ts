@@ -11,9 +11,9 @@ import { resourceFromAttributes } from "@opentelemetry/resources";
 import {
   BasicTracerProvider,
   BatchSpanProcessor,
+  SimpleSpanProcessor,
   type SpanExporter,
   type SpanProcessor,
-  SimpleSpanProcessor,
 } from "@opentelemetry/sdk-trace-base";
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from "@opentelemetry/semantic-conventions";
 import { Attr } from "./attributes.ts";
@@ -80,7 +80,8 @@ function batchConfig(env: Env) {
       continue;
     }
     const n = Number(raw);
-    if (!Number.isInteger(n) || n <= 0) throw new TelemetryConfigInvalid({ setting: name, message: `${name}=${raw} is not a positive integer` });
+    if (!Number.isInteger(n) || n <= 0)
+      throw new TelemetryConfigInvalid({ setting: name, message: `${name}=${raw} is not a positive integer` });
     out[k] = n;
   }
   if (out.maxExportBatchSize > out.maxQueueSize) out.maxExportBatchSize = out.maxQueueSize;
@@ -123,12 +124,20 @@ export function initTelemetry(o: InitTelemetryOptions): Telemetry {
       shutdown: async () => {},
     };
   }
-  if (active) throw new TelemetryAlreadyActive({ message: `telemetry for ${active.serviceName} is still running in this process; shut it down first` });
+  if (active)
+    throw new TelemetryAlreadyActive({
+      message: `telemetry for ${active.serviceName} is still running in this process; shut it down first`,
+    });
 
   const processors: SpanProcessor[] = [];
   const batch = batchConfig(env);
   if (cfg.tracesUrl !== undefined)
-    processors.push(new BatchSpanProcessor(new OTLPTraceExporter({ url: cfg.tracesUrl, headers: cfg.headers, timeoutMillis: o.otlpTimeoutMs ?? 10_000 }), batch));
+    processors.push(
+      new BatchSpanProcessor(
+        new OTLPTraceExporter({ url: cfg.tracesUrl, headers: cfg.headers, timeoutMillis: o.otlpTimeoutMs ?? 10_000 }),
+        batch,
+      ),
+    );
   if (cfg.traceFile !== undefined) processors.push(new BatchSpanProcessor(new TraceFileExporter(cfg.traceFile), batch));
   for (const e of extra) processors.push(new SimpleSpanProcessor(e));
 

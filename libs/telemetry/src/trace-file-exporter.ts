@@ -16,13 +16,22 @@ export class TraceFileExporter implements SpanExporter {
     try {
       this.fd = openSync(path, "a", 0o644);
     } catch (e) {
-      throw new TelemetryConfigInvalid({ setting: "--trace-file", message: `cannot open trace file ${path}: ${errorText(e)}` });
+      throw new TelemetryConfigInvalid({
+        setting: "--trace-file",
+        message: `cannot open trace file ${path}: ${errorText(e)}`,
+      });
     }
   }
 
   export(spans: ReadableSpan[], done: (r: ExportResult) => void): void {
-    if (this.fd === undefined) return done({ code: ExportResultCode.FAILED, error: new Error(`trace file ${this.path} is closed`) });
-    if (spans.length === 0) return done({ code: ExportResultCode.SUCCESS });
+    if (this.fd === undefined) {
+      done({ code: ExportResultCode.FAILED, error: new Error(`trace file ${this.path} is closed`) });
+      return;
+    }
+    if (spans.length === 0) {
+      done({ code: ExportResultCode.SUCCESS });
+      return;
+    }
     try {
       const bytes = Buffer.from(`${JSON.stringify(toOtlpJson(spans))}\n`);
       let off = 0;

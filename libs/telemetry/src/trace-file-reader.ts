@@ -17,7 +17,11 @@ export interface TraceFileSpan {
   readonly startTimeUnixNano: bigint;
   readonly endTimeUnixNano: bigint;
   readonly attributes: Readonly<Record<string, AttributeValueRead>>;
-  readonly events: readonly { readonly name: string; readonly timeUnixNano: bigint; readonly attributes: Readonly<Record<string, AttributeValueRead>> }[];
+  readonly events: readonly {
+    readonly name: string;
+    readonly timeUnixNano: bigint;
+    readonly attributes: Readonly<Record<string, AttributeValueRead>>;
+  }[];
   /** OTLP StatusCode: 0 unset, 1 ok, 2 error. */
   readonly status: { readonly code: number; readonly message?: string };
   readonly resource: Readonly<Record<string, AttributeValueRead>>;
@@ -47,7 +51,8 @@ function str(v: unknown, where: string): string {
 }
 function hex(v: unknown, len: number, where: string): string {
   const s = str(v, where);
-  if (s.length !== len || !/^[0-9a-f]+$/.test(s)) throw new Bad(`${where} is not ${len} lower-case hex digits: ${JSON.stringify(s)}`);
+  if (s.length !== len || !/^[0-9a-f]+$/.test(s))
+    throw new Bad(`${where} is not ${len} lower-case hex digits: ${JSON.stringify(s)}`);
   if (/^0+$/.test(s)) throw new Bad(`${where} is all zeros`);
   return s;
 }
@@ -82,7 +87,10 @@ function value(v: unknown, where: string): AttributeValueRead {
     throw new Bad(`${where}.doubleValue is not a number`);
   }
   if ("bytesValue" in o) return new Uint8Array(Buffer.from(str(o.bytesValue, `${where}.bytesValue`), "base64"));
-  if ("arrayValue" in o) return arr(obj(o.arrayValue, `${where}.arrayValue`).values, `${where}.arrayValue.values`, true).map((x, i) => value(x, `${where}[${i}]`));
+  if ("arrayValue" in o)
+    return arr(obj(o.arrayValue, `${where}.arrayValue`).values, `${where}.arrayValue.values`, true).map((x, i) =>
+      value(x, `${where}[${i}]`),
+    );
   return undefined;
 }
 
@@ -107,17 +115,26 @@ export function parseTraceFileLine(text: string, file: string, line: number): Tr
     }
     arr(obj(req, "request").resourceSpans, "resourceSpans").forEach((rsv, r) => {
       const rs = obj(rsv, `resourceSpans[${r}]`);
-      const resource = attrs(obj(rs.resource ?? {}, `resourceSpans[${r}].resource`).attributes, `resourceSpans[${r}].resource.attributes`);
+      const resource = attrs(
+        obj(rs.resource ?? {}, `resourceSpans[${r}].resource`).attributes,
+        `resourceSpans[${r}].resource.attributes`,
+      );
       const serviceName = typeof resource["service.name"] === "string" ? resource["service.name"] : undefined;
       arr(rs.scopeSpans, `resourceSpans[${r}].scopeSpans`).forEach((ssv, s) => {
         const at = `resourceSpans[${r}].scopeSpans[${s}]`;
         const ss = obj(ssv, at);
         const sc = obj(ss.scope ?? {}, `${at}.scope`);
-        const scope = { name: typeof sc.name === "string" ? sc.name : "", ...(typeof sc.version === "string" ? { version: sc.version } : {}) };
+        const scope = {
+          name: typeof sc.name === "string" ? sc.name : "",
+          ...(typeof sc.version === "string" ? { version: sc.version } : {}),
+        };
         arr(ss.spans, `${at}.spans`).forEach((spv, k) => {
           const w = `${at}.spans[${k}]`;
           const sp = obj(spv, w);
-          const parent = sp.parentSpanId === undefined || sp.parentSpanId === "" ? undefined : hex(sp.parentSpanId, 16, `${w}.parentSpanId`);
+          const parent =
+            sp.parentSpanId === undefined || sp.parentSpanId === ""
+              ? undefined
+              : hex(sp.parentSpanId, 16, `${w}.parentSpanId`);
           const status = obj(sp.status ?? {}, `${w}.status`);
           out.push({
             traceId: hex(sp.traceId, 32, `${w}.traceId`),
@@ -136,7 +153,10 @@ export function parseTraceFileLine(text: string, file: string, line: number): Tr
                 attributes: attrs(eo.attributes, `${w}.events[${e}].attributes`),
               };
             }),
-            status: { code: int(status.code ?? 0, `${w}.status.code`), ...(typeof status.message === "string" ? { message: status.message } : {}) },
+            status: {
+              code: int(status.code ?? 0, `${w}.status.code`),
+              ...(typeof status.message === "string" ? { message: status.message } : {}),
+            },
             resource,
             scope,
             serviceName,

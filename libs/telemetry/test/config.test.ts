@@ -15,14 +15,23 @@ function thrown(f: () => unknown): TelemetryConfigInvalid {
 
 describe("endpoint resolution (OTLP exporter spec)", () => {
   it("appends v1/traces to the base endpoint, with or without a trailing slash or a path", () => {
-    expect(resolveTracesUrl({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://localhost:4318" })).toBe("http://localhost:4318/v1/traces");
-    expect(resolveTracesUrl({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://localhost:4318/" })).toBe("http://localhost:4318/v1/traces");
-    expect(resolveTracesUrl({ OTEL_EXPORTER_OTLP_ENDPOINT: "https://collector.example:443/otlp" })).toBe("https://collector.example/otlp/v1/traces");
+    expect(resolveTracesUrl({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://localhost:4318" })).toBe(
+      "http://localhost:4318/v1/traces",
+    );
+    expect(resolveTracesUrl({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://localhost:4318/" })).toBe(
+      "http://localhost:4318/v1/traces",
+    );
+    expect(resolveTracesUrl({ OTEL_EXPORTER_OTLP_ENDPOINT: "https://collector.example:443/otlp" })).toBe(
+      "https://collector.example/otlp/v1/traces",
+    );
   });
 
   it("uses the traces-specific endpoint as is, and it wins over the base one", () => {
     expect(
-      resolveTracesUrl({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://a:4318", OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "http://b:9999/custom/path" }),
+      resolveTracesUrl({
+        OTEL_EXPORTER_OTLP_ENDPOINT: "http://a:4318",
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "http://b:9999/custom/path",
+      }),
     ).toBe("http://b:9999/custom/path");
   });
 
@@ -37,7 +46,10 @@ describe("endpoint resolution (OTLP exporter spec)", () => {
   it("is on with a trace file alone; OTEL_SDK_DISABLED=true turns everything off", () => {
     const f = resolveConfig({ ...base, traceFile: "/tmp/t.jsonl" }, {});
     expect(f).toMatchObject({ off: false, traceFile: "/tmp/t.jsonl", tracesUrl: undefined });
-    const d = resolveConfig({ ...base, traceFile: "/tmp/t.jsonl" }, { OTEL_SDK_DISABLED: "true", OTEL_EXPORTER_OTLP_ENDPOINT: "http://x:4318" });
+    const d = resolveConfig(
+      { ...base, traceFile: "/tmp/t.jsonl" },
+      { OTEL_SDK_DISABLED: "true", OTEL_EXPORTER_OTLP_ENDPOINT: "http://x:4318" },
+    );
     expect(d).toMatchObject({ off: true, traceFile: undefined, tracesUrl: undefined });
   });
 
@@ -54,11 +66,15 @@ describe("bad settings are typed errors naming the setting", () => {
     expect(e1.message).toContain("localhost:4318");
     const e2 = thrown(() => resolveConfig(base, { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "grpc://x:4317" }));
     expect(e2.setting).toBe("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
-    expect(thrown(() => resolveConfig(base, { OTEL_EXPORTER_OTLP_ENDPOINT: "not a url" })).setting).toBe("OTEL_EXPORTER_OTLP_ENDPOINT");
+    expect(thrown(() => resolveConfig(base, { OTEL_EXPORTER_OTLP_ENDPOINT: "not a url" })).setting).toBe(
+      "OTEL_EXPORTER_OTLP_ENDPOINT",
+    );
   });
 
   it("rejects protocols other than http/protobuf and exporters other than otlp/none", () => {
-    const p = thrown(() => resolveConfig(base, { OTEL_EXPORTER_OTLP_ENDPOINT: "http://x:4318", OTEL_EXPORTER_OTLP_PROTOCOL: "grpc" }));
+    const p = thrown(() =>
+      resolveConfig(base, { OTEL_EXPORTER_OTLP_ENDPOINT: "http://x:4318", OTEL_EXPORTER_OTLP_PROTOCOL: "grpc" }),
+    );
     expect(p.setting).toBe("OTEL_EXPORTER_OTLP_PROTOCOL");
     const t = thrown(() => resolveConfig(base, { OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: "http/json" }));
     expect(t.setting).toBe("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL");
@@ -74,7 +90,9 @@ describe("bad settings are typed errors naming the setting", () => {
   it("parses OTLP headers (percent-encoded values) and rejects malformed pairs", () => {
     expect(parseOtlpHeaders("H", "api-key=a%20b,x=1")).toEqual({ "api-key": "a b", x: "1" });
     expect(parseOtlpHeaders("H", undefined)).toEqual({});
-    expect(thrown(() => parseOtlpHeaders("OTEL_EXPORTER_OTLP_HEADERS", "novalue")).setting).toBe("OTEL_EXPORTER_OTLP_HEADERS");
+    expect(thrown(() => parseOtlpHeaders("OTEL_EXPORTER_OTLP_HEADERS", "novalue")).setting).toBe(
+      "OTEL_EXPORTER_OTLP_HEADERS",
+    );
     expect(thrown(() => parseOtlpHeaders("OTEL_EXPORTER_OTLP_HEADERS", "k=%zz")).message).toContain("percent");
   });
 });

@@ -3,8 +3,8 @@ import { headers as natsHeaders } from "@nats-io/transport-node";
 import { Effect, Exit, Layer, References } from "effect";
 import { describe, expect, it } from "vitest";
 import {
-  activeTelemetry,
   Attr,
+  activeTelemetry,
   injectTraceHeaders,
   injectTraceHeadersEffect,
   projectionSpan,
@@ -36,10 +36,18 @@ describe("TelemetryLive (Effect)", () => {
       // An Effect span inside a plain span continues the plain one.
       const t = yield* TelemetryService;
       yield* Effect.promise(() =>
-        withSpan("plain-outer", undefined, () => Effect.runPromise(Effect.void.pipe(Effect.withSpan("effect-inner"), Effect.provide(telemetryLayer(t))))),
+        withSpan("plain-outer", undefined, () =>
+          Effect.runPromise(Effect.void.pipe(Effect.withSpan("effect-inner"), Effect.provide(telemetryLayer(t)))),
+        ),
       );
     }).pipe(withStageSpan);
-    await Effect.runPromise(program.pipe(Effect.provide(TelemetryLive({ serviceName: "quantizer", runId: "r-eff", stageVersion: "1", traceFile: file, env: {} }))));
+    await Effect.runPromise(
+      program.pipe(
+        Effect.provide(
+          TelemetryLive({ serviceName: "quantizer", runId: "r-eff", stageVersion: "1", traceFile: file, env: {} }),
+        ),
+      ),
+    );
     expect(activeTelemetry()).toBeUndefined(); // the layer's scope closed: shut down
 
     const spans = readTraceFile(file);
@@ -72,7 +80,13 @@ describe("TelemetryLive (Effect)", () => {
       outgoing = h.get("traceparent");
       plainOutgoing = yield* Effect.sync(() => injectTraceHeaders(new Map<string, string>()).get("traceparent"));
     }).pipe(Effect.withSpan("consume"), withTraceHeaders(incoming));
-    await Effect.runPromise(consume.pipe(Effect.provide(TelemetryLive({ serviceName: "packer", runId: "r", stageVersion: "1", traceFile: file, env: {} }))));
+    await Effect.runPromise(
+      consume.pipe(
+        Effect.provide(
+          TelemetryLive({ serviceName: "packer", runId: "r", stageVersion: "1", traceFile: file, env: {} }),
+        ),
+      ),
+    );
     const [span] = readTraceFile(file);
     expect(span.name).toBe("consume");
     expect(span.traceId).toBe(REMOTE_TRACE);
@@ -85,7 +99,18 @@ describe("TelemetryLive (Effect)", () => {
     using tmp = tempDir("effect-env");
     const file = join(tmp.dir, "t.jsonl");
     await Effect.runPromise(
-      Effect.void.pipe(withStageSpan, Effect.provide(TelemetryLive({ serviceName: "loader", runId: "r", stageVersion: "1", traceFile: file, env: { TRACEPARENT: `00-${REMOTE_TRACE}-${REMOTE_SPAN}-01` } }))),
+      Effect.void.pipe(
+        withStageSpan,
+        Effect.provide(
+          TelemetryLive({
+            serviceName: "loader",
+            runId: "r",
+            stageVersion: "1",
+            traceFile: file,
+            env: { TRACEPARENT: `00-${REMOTE_TRACE}-${REMOTE_SPAN}-01` },
+          }),
+        ),
+      ),
     );
     const [span] = readTraceFile(file);
     expect(span).toMatchObject({ name: "loader", traceId: REMOTE_TRACE, parentSpanId: REMOTE_SPAN });
@@ -98,13 +123,25 @@ describe("TelemetryLive (Effect)", () => {
       const h = yield* injectTraceHeadersEffect(new Map<string, string>()).pipe(Effect.withSpan("x"));
       return { enabled: t.enabled, tracerEnabled: enabled, headers: [...h.keys()], active: activeTelemetry() };
     });
-    const r = await Effect.runPromise(probe.pipe(withStageSpan, Effect.provide(TelemetryLive({ serviceName: "loader", runId: "r", stageVersion: "1", env: {} }))));
+    const r = await Effect.runPromise(
+      probe.pipe(
+        withStageSpan,
+        Effect.provide(TelemetryLive({ serviceName: "loader", runId: "r", stageVersion: "1", env: {} })),
+      ),
+    );
     expect(r).toEqual({ enabled: false, tracerEnabled: false, headers: [], active: undefined });
   });
 
   it("fails the layer with TelemetryConfigInvalid on a bad setting", async () => {
     const exit = await Effect.runPromiseExit(
-      Layer.build(TelemetryLive({ serviceName: "loader", runId: "r", stageVersion: "1", env: { OTEL_EXPORTER_OTLP_ENDPOINT: "nope" } })).pipe(Effect.scoped),
+      Layer.build(
+        TelemetryLive({
+          serviceName: "loader",
+          runId: "r",
+          stageVersion: "1",
+          env: { OTEL_EXPORTER_OTLP_ENDPOINT: "nope" },
+        }),
+      ).pipe(Effect.scoped),
     );
     expect(Exit.isFailure(exit)).toBe(true);
     if (Exit.isFailure(exit)) {

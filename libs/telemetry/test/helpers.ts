@@ -47,7 +47,12 @@ export interface ChildResult {
   readonly stderr: string;
 }
 
-export function runChild(script: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs = 20_000): { proc: ChildProcess; done: Promise<ChildResult> } {
+export function runChild(
+  script: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  timeoutMs = 20_000,
+): { proc: ChildProcess; done: Promise<ChildResult> } {
   const proc = spawn(process.execPath, [join(fixtures, script), ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";

@@ -2,7 +2,16 @@ import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { Attr, expertSpan, initTelemetry, projectionSpan, readTraceFile, runSpan, setWork, stageSpan } from "../src/index.ts";
+import {
+  Attr,
+  expertSpan,
+  initTelemetry,
+  projectionSpan,
+  readTraceFile,
+  runSpan,
+  setWork,
+  stageSpan,
+} from "../src/index.ts";
 import { exportTraceServiceRequestType, tempDir } from "./helpers.ts";
 
 interface Received {
@@ -13,24 +22,37 @@ interface Received {
 }
 
 /** A one-purpose OTLP/HTTP receiver: records every request and answers 200 with an empty response. */
-async function otlpListener(status = 200): Promise<{ url: string; received: Received[]; server: Server; close(): Promise<void> }> {
+async function otlpListener(
+  status = 200,
+): Promise<{ url: string; received: Received[]; server: Server; close(): Promise<void> }> {
   const received: Received[] = [];
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
-      received.push({ method: req.method ?? "", path: req.url ?? "", headers: req.headers, body: Buffer.concat(chunks) });
+      received.push({
+        method: req.method ?? "",
+        path: req.url ?? "",
+        headers: req.headers,
+        body: Buffer.concat(chunks),
+      });
       res.writeHead(status, { "content-type": "application/x-protobuf" });
       res.end();
     });
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   const port = (server.address() as { port: number }).port;
-  return { url: `http://127.0.0.1:${port}`, received, server, close: () => new Promise((r) => server.close(() => r())) };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    received,
+    server,
+    close: () => new Promise((r) => server.close(() => r())),
+  };
 }
 
 type KV = { key: string; value: Record<string, unknown> };
-const attrsOf = (kvs: KV[] | undefined) => Object.fromEntries((kvs ?? []).map((kv) => [kv.key, Object.values(kv.value)[0]]));
+const attrsOf = (kvs: KV[] | undefined) =>
+  Object.fromEntries((kvs ?? []).map((kv) => [kv.key, Object.values(kv.value)[0]]));
 const hex = (b64: string | undefined) => (b64 ? Buffer.from(b64, "base64").toString("hex") : undefined);
 
 describe("OTLP protobuf over HTTP", () => {
@@ -48,9 +70,13 @@ describe("OTLP protobuf over HTTP", () => {
         stageSpan(() =>
           expertSpan(4, 9, async () => {
             for (const proj of ["gate_proj", "down_proj"])
-              await projectionSpan("quantize", { layer: 4, expert: 9, proj, algorithm: "rtn", tokensRouted: 33, weightMass: 7.25, queueWaitMs: 1.5 }, async (s) => {
-                setWork(s, { loss: 0.03125, bytes: 1 << 20 });
-              });
+              await projectionSpan(
+                "quantize",
+                { layer: 4, expert: 9, proj, algorithm: "rtn", tokensRouted: 33, weightMass: 7.25, queueWaitMs: 1.5 },
+                async (s) => {
+                  setWork(s, { loss: 0.03125, bytes: 1 << 20 });
+                },
+              );
           }),
         ),
       );
@@ -58,7 +84,18 @@ describe("OTLP protobuf over HTTP", () => {
 
       expect(rx.received.length).toBeGreaterThanOrEqual(1);
       const Req = exportTraceServiceRequestType();
-      const spans: { name: string; traceId?: string; spanId?: string; parentSpanId?: string; kind: number; attributes: Record<string, unknown>; startTimeUnixNano: string; endTimeUnixNano: string; resource: Record<string, unknown>; scope: string }[] = [];
+      const spans: {
+        name: string;
+        traceId?: string;
+        spanId?: string;
+        parentSpanId?: string;
+        kind: number;
+        attributes: Record<string, unknown>;
+        startTimeUnixNano: string;
+        endTimeUnixNano: string;
+        resource: Record<string, unknown>;
+        scope: string;
+      }[] = [];
       for (const r of rx.received) {
         expect(r.method).toBe("POST");
         expect(r.path).toBe("/v1/traces");
@@ -66,7 +103,10 @@ describe("OTLP protobuf over HTTP", () => {
         expect(r.headers["x-api-key"]).toBe("s3cret key");
         const msg = Req.decode(r.body);
         const obj = Req.toObject(msg, { longs: String, enums: Number, bytes: String, defaults: false }) as {
-          resourceSpans: { resource: { attributes: KV[] }; scopeSpans: { scope: { name: string }; spans: (Record<string, unknown> & { attributes: KV[] })[] }[] }[];
+          resourceSpans: {
+            resource: { attributes: KV[] };
+            scopeSpans: { scope: { name: string }; spans: (Record<string, unknown> & { attributes: KV[] })[] }[];
+          }[];
         };
         for (const rs of obj.resourceSpans)
           for (const ss of rs.scopeSpans)
@@ -114,7 +154,12 @@ describe("OTLP protobuf over HTTP", () => {
       }
       for (const s of spans) {
         expect(s.scope).toBe("moeq");
-        expect(s.resource).toMatchObject({ "service.name": "quantizer", "service.version": "2.0.0", "host.name": hostname(), "moeq.run_id": "run-otlp" });
+        expect(s.resource).toMatchObject({
+          "service.name": "quantizer",
+          "service.version": "2.0.0",
+          "host.name": hostname(),
+          "moeq.run_id": "run-otlp",
+        });
       }
     } finally {
       await rx.close();
@@ -126,14 +171,26 @@ describe("OTLP protobuf over HTTP", () => {
     using tmp = tempDir("both");
     const file = join(tmp.dir, "t.jsonl");
     try {
-      const t = initTelemetry({ serviceName: "evaluator", runId: "r", stageVersion: "0", traceFile: file, env: { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `${rx.url}/custom` } });
+      const t = initTelemetry({
+        serviceName: "evaluator",
+        runId: "r",
+        stageVersion: "0",
+        traceFile: file,
+        env: { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `${rx.url}/custom` },
+      });
       await stageSpan(() => projectionSpan("evaluate", { layer: 1, expert: 2, proj: "up_proj" }, async () => {}));
       await t.shutdown();
       const Req = exportTraceServiceRequestType();
       expect(rx.received.map((r) => r.path)).toEqual(["/custom"]);
-      const got = Req.toObject(Req.decode(rx.received[0].body), { bytes: String }) as { resourceSpans: { scopeSpans: { spans: { spanId: string }[] }[] }[] };
-      const httpIds = got.resourceSpans.flatMap((r) => r.scopeSpans.flatMap((s) => s.spans.map((x) => hex(x.spanId)))).sort();
-      const fileIds = readTraceFile(file).map((s) => s.spanId).sort();
+      const got = Req.toObject(Req.decode(rx.received[0].body), { bytes: String }) as {
+        resourceSpans: { scopeSpans: { spans: { spanId: string }[] }[] }[];
+      };
+      const httpIds = got.resourceSpans
+        .flatMap((r) => r.scopeSpans.flatMap((s) => s.spans.map((x) => hex(x.spanId))))
+        .sort();
+      const fileIds = readTraceFile(file)
+        .map((s) => s.spanId)
+        .sort();
       expect(httpIds).toHaveLength(2);
       expect(httpIds).toEqual(fileIds);
     } finally {
@@ -146,7 +203,14 @@ describe("OTLP protobuf over HTTP", () => {
     await rx.close(); // the port is now closed: connection refused
     using tmp = tempDir("refused");
     const file = join(tmp.dir, "t.jsonl");
-    const t = initTelemetry({ serviceName: "loader", runId: "r", stageVersion: "0", traceFile: file, otlpTimeoutMs: 2000, env: { OTEL_EXPORTER_OTLP_ENDPOINT: rx.url } });
+    const t = initTelemetry({
+      serviceName: "loader",
+      runId: "r",
+      stageVersion: "0",
+      traceFile: file,
+      otlpTimeoutMs: 2000,
+      env: { OTEL_EXPORTER_OTLP_ENDPOINT: rx.url },
+    });
     const value = await stageSpan(async () => 42);
     expect(value).toBe(42);
     const t0 = Date.now();

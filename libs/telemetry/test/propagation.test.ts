@@ -1,5 +1,5 @@
-import { ROOT_CONTEXT, TraceFlags, trace } from "@opentelemetry/api";
 import { headers as natsHeaders } from "@nats-io/transport-node";
+import { ROOT_CONTEXT, TraceFlags, trace } from "@opentelemetry/api";
 import { describe, expect, it } from "vitest";
 import {
   contextFromTraceparent,

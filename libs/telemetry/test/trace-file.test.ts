@@ -32,9 +32,13 @@ async function tinyRun(runId: string) {
           for (const expert of [0, 1])
             await expertSpan(layer, expert, async () => {
               for (const [p, proj] of PROJS.entries())
-                await projectionSpan("quantize", { layer, expert, proj, algorithm: "gptq", tokensRouted: 10 * layer + expert, weightMass: 0.5 + p }, async (span) => {
-                  setWork(span, { loss: (layer + 1) * 0.125 + expert + p / 4, bytes: 4096 * (p + 1) });
-                });
+                await projectionSpan(
+                  "quantize",
+                  { layer, expert, proj, algorithm: "gptq", tokensRouted: 10 * layer + expert, weightMass: 0.5 + p },
+                  async (span) => {
+                    setWork(span, { loss: (layer + 1) * 0.125 + expert + p / 4, bytes: 4096 * (p + 1) });
+                  },
+                );
             });
         });
     }),
@@ -47,7 +51,13 @@ describe("--trace-file: OTLP JSON lines", () => {
   it("holds the run → stage → layer → expert → projection tree with one span per (layer, expert, projection)", async () => {
     using tmp = tempDir("tree");
     const file = join(tmp.dir, "trace.jsonl");
-    const t = initTelemetry({ serviceName: "quantizer", runId: "run-7", stageVersion: "1.2.3", traceFile: file, env: {} });
+    const t = initTelemetry({
+      serviceName: "quantizer",
+      runId: "run-7",
+      stageVersion: "1.2.3",
+      traceFile: file,
+      env: {},
+    });
     expect(t.enabled).toBe(true);
     await tinyRun("run-7");
     await t.shutdown();
@@ -73,7 +83,9 @@ describe("--trace-file: OTLP JSON lines", () => {
     }
 
     const quantize = spans.filter((s) => s.name === "quantize");
-    const keys = quantize.map((s) => `${s.attributes[Attr.layer]}/${s.attributes[Attr.expert]}/${s.attributes[Attr.proj]}`);
+    const keys = quantize.map(
+      (s) => `${s.attributes[Attr.layer]}/${s.attributes[Attr.expert]}/${s.attributes[Attr.proj]}`,
+    );
     expect(new Set(keys).size).toBe(12);
     for (const s of quantize) {
       const layer = s.attributes[Attr.layer] as number;
@@ -93,14 +105,24 @@ describe("--trace-file: OTLP JSON lines", () => {
     }
     for (const s of spans) {
       expect(s.serviceName).toBe("quantizer");
-      expect(s.resource).toMatchObject({ "service.version": "1.2.3", "host.name": hostname(), "moeq.run_id": "run-7", "moeq.stage": "quantizer", "process.pid": process.pid });
+      expect(s.resource).toMatchObject({
+        "service.version": "1.2.3",
+        "host.name": hostname(),
+        "moeq.run_id": "run-7",
+        "moeq.stage": "quantizer",
+        "process.pid": process.pid,
+      });
       expect(s.scope).toEqual({ name: "moeq", version: "1.2.3" });
       expect(s.status.code).toBe(0);
     }
     // Children end before their parents.
     for (const s of spans) {
       const p = parentOf(s);
-      if (p) expect(p.endTimeUnixNano >= s.endTimeUnixNano, `${p.name} ${p.startTimeUnixNano}-${p.endTimeUnixNano} ⊇ ${s.name} ${s.startTimeUnixNano}-${s.endTimeUnixNano}`).toBe(true);
+      if (p)
+        expect(
+          p.endTimeUnixNano >= s.endTimeUnixNano,
+          `${p.name} ${p.startTimeUnixNano}-${p.endTimeUnixNano} ⊇ ${s.name} ${s.startTimeUnixNano}-${s.endTimeUnixNano}`,
+        ).toBe(true);
     }
   });
 
@@ -108,10 +130,27 @@ describe("--trace-file: OTLP JSON lines", () => {
     using tmp = tempDir("format");
     const file = join(tmp.dir, "trace.jsonl");
     const t = initTelemetry({ serviceName: "calibrator", runId: "r", stageVersion: "0.0.1", traceFile: file, env: {} });
-    await withSpan("attrs", { s: "x", i: 42, big: 2 ** 40, neg: -3, d: 0.5, nan: Number.NaN, inf: Number.POSITIVE_INFINITY, b: false, arr: [1, 2], sarr: ["a", "b"] }, async () => {});
+    await withSpan(
+      "attrs",
+      {
+        s: "x",
+        i: 42,
+        big: 2 ** 40,
+        neg: -3,
+        d: 0.5,
+        nan: Number.NaN,
+        inf: Number.POSITIVE_INFINITY,
+        b: false,
+        arr: [1, 2],
+        sarr: ["a", "b"],
+      },
+      async () => {},
+    );
     await t.shutdown();
     const Req = exportTraceServiceRequestType();
-    const lines = readFileSync(file, "utf8").split("\n").filter((l) => l !== "");
+    const lines = readFileSync(file, "utf8")
+      .split("\n")
+      .filter((l) => l !== "");
     expect(lines.length).toBeGreaterThanOrEqual(1);
     for (const line of lines) {
       const json = JSON.parse(line);
@@ -143,7 +182,9 @@ describe("--trace-file: OTLP JSON lines", () => {
       const decoded = Req.decode(Req.encode(msg).finish());
       const back = Req.toObject(decoded, { longs: String, enums: Number, bytes: String, defaults: false, json: true });
       expect(normalize(back)).toEqual(normalize(asProto));
-      expect(Buffer.from(back.resourceSpans[0].scopeSpans[0].spans[0].traceId, "base64").toString("hex")).toBe(span.traceId);
+      expect(Buffer.from(back.resourceSpans[0].scopeSpans[0].spans[0].traceId, "base64").toString("hex")).toBe(
+        span.traceId,
+      );
     }
   });
 
@@ -152,10 +193,17 @@ describe("--trace-file: OTLP JSON lines", () => {
     const file = join(tmp.dir, "trace.jsonl");
     const t = initTelemetry({ serviceName: "packer", runId: "r", stageVersion: "0", traceFile: file, env: {} });
     await expect(withSpan("pack", {}, async () => Promise.reject(new Error("disk full")))).rejects.toThrow("disk full");
-    expect(() => withSpanSync("sync", {}, () => { throw new Error("bad shape"); })).toThrow("bad shape");
+    expect(() =>
+      withSpanSync("sync", {}, () => {
+        throw new Error("bad shape");
+      }),
+    ).toThrow("bad shape");
     await t.shutdown();
     const spans = readTraceFile(file);
-    for (const [name, msg] of [["pack", "disk full"], ["sync", "bad shape"]]) {
+    for (const [name, msg] of [
+      ["pack", "disk full"],
+      ["sync", "bad shape"],
+    ]) {
       const s = spans.find((x) => x.name === name)!;
       expect(s.status).toEqual({ code: 2, message: msg });
       expect(s.events.map((e) => e.name)).toEqual(["exception"]);
@@ -172,15 +220,32 @@ describe("--trace-file: OTLP JSON lines", () => {
       await t.shutdown();
     }
     const spans = readTraceFile(file);
-    expect(spans.map((s) => [s.serviceName, s.name])).toEqual([["loader", "loader-work"], ["evaluator", "evaluator-work"]]);
+    expect(spans.map((s) => [s.serviceName, s.name])).toEqual([
+      ["loader", "loader-work"],
+      ["evaluator", "evaluator-work"],
+    ]);
     expect(spans[0].line).toBe(1);
     expect(spans[1].line).toBe(2);
   });
 
   it("refuses a second Telemetry while one runs, and a trace file it cannot create", async () => {
     using tmp = tempDir("refuse");
-    const t = initTelemetry({ serviceName: "loader", runId: "r", stageVersion: "0", traceFile: join(tmp.dir, "a.jsonl"), env: {} });
-    expect(() => initTelemetry({ serviceName: "loader", runId: "r", stageVersion: "0", traceFile: join(tmp.dir, "b.jsonl"), env: {} })).toThrow(TelemetryAlreadyActive);
+    const t = initTelemetry({
+      serviceName: "loader",
+      runId: "r",
+      stageVersion: "0",
+      traceFile: join(tmp.dir, "a.jsonl"),
+      env: {},
+    });
+    expect(() =>
+      initTelemetry({
+        serviceName: "loader",
+        runId: "r",
+        stageVersion: "0",
+        traceFile: join(tmp.dir, "b.jsonl"),
+        env: {},
+      }),
+    ).toThrow(TelemetryAlreadyActive);
     await t.shutdown();
     await t.shutdown(); // idempotent
     const missing = join(tmp.dir, "no-such-dir", "t.jsonl");
@@ -199,14 +264,44 @@ describe("trace file reader", () => {
   it("names the file, line and field of a broken line", () => {
     using tmp = tempDir("reader");
     const good = JSON.stringify({
-      resourceSpans: [{ resource: { attributes: [] }, scopeSpans: [{ scope: { name: "m" }, spans: [{ traceId: "0af7651916cd43dd8448eb211c80319c", spanId: "b7ad6b7169203331", name: "n", kind: 1, startTimeUnixNano: "1", endTimeUnixNano: "2", attributes: [], status: {} }] }] }],
+      resourceSpans: [
+        {
+          resource: { attributes: [] },
+          scopeSpans: [
+            {
+              scope: { name: "m" },
+              spans: [
+                {
+                  traceId: "0af7651916cd43dd8448eb211c80319c",
+                  spanId: "b7ad6b7169203331",
+                  name: "n",
+                  kind: 1,
+                  startTimeUnixNano: "1",
+                  endTimeUnixNano: "2",
+                  attributes: [],
+                  status: {},
+                },
+              ],
+            },
+          ],
+        },
+      ],
     });
     const cases: [string, RegExp][] = [
       ["{not json", /:2: not JSON/],
       [good.replace('"b7ad6b7169203331"', '"B7AD6B7169203331"'), /:2: .*spanId is not 16 lower-case hex/],
-      [good.replace('"startTimeUnixNano":"1"', '"startTimeUnixNano":1'), /:2: .*startTimeUnixNano is not a decimal string/],
-      [good.replace('"0af7651916cd43dd8448eb211c80319c"', '"CvdlGRbNQ92ESOshHIAxnA=="'), /:2: .*traceId is not 32 lower-case hex/],
-      [good.replace('"attributes":[],"status"', '"attributes":[{"key":"k","value":{"intValue":3}}],"status"'), /:2: .*intValue is not a decimal string/],
+      [
+        good.replace('"startTimeUnixNano":"1"', '"startTimeUnixNano":1'),
+        /:2: .*startTimeUnixNano is not a decimal string/,
+      ],
+      [
+        good.replace('"0af7651916cd43dd8448eb211c80319c"', '"CvdlGRbNQ92ESOshHIAxnA=="'),
+        /:2: .*traceId is not 32 lower-case hex/,
+      ],
+      [
+        good.replace('"attributes":[],"status"', '"attributes":[{"key":"k","value":{"intValue":3}}],"status"'),
+        /:2: .*intValue is not a decimal string/,
+      ],
       ['{"resourceSpans":{}}', /:2: resourceSpans is not an array/],
     ];
     for (const [bad, re] of cases) {
