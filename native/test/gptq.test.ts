@@ -141,3 +141,19 @@ describe("gptqQuantize input errors", () => {
     );
   });
 });
+
+describe("gptqQuantize runs off the event loop", () => {
+  it("lets timers fire while a large weight is quantized", async () => {
+    const [rows, cols] = [1024, 512];
+    const r = rng(8);
+    const h = randomHessian(cols, cols + 64, r);
+    const w = Float32Array.from({ length: rows * cols }, () => r() - 0.5);
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    const res = await native.gptqQuantize(w, rows, cols, h, 4, 128, true, true, 0.01, 128);
+    clearInterval(timer);
+    expect(res.codes.length).toBe(rows * cols);
+    // the call takes well over a millisecond; had it blocked the loop, no timer would have fired
+    expect(ticks).toBeGreaterThan(0);
+  });
+});
