@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { type Checkpoint, openCheckpoint } from "@moeq/safetensors";
 import type { Architecture } from "./arch.ts";
 import type { RawConfig } from "./config.ts";
+import { fp8BlockSize, fp8BlockSource } from "./blocks/fp8-source.ts";
 import { Engine, type EngineOptions } from "./engine.ts";
 import { ModelConfigError } from "./errors.ts";
 import { buildSpec } from "./registry.ts";
@@ -49,7 +50,10 @@ export function loadModel(dir: string, opts: { validate?: boolean } = {}): Loade
   const config = readConfig(dir);
   const { arch, spec } = buildSpec(config, join(dir, "config.json"));
   const checkpoint = openCheckpoint(dir);
-  const source = storeSource(checkpoint, dir);
+  // FP8 block-quantized inputs (quant_method "fp8") read as bf16, one tensor at a time.
+  const block = fp8BlockSize(config);
+  const raw = storeSource(checkpoint, dir);
+  const source = block ? fp8BlockSource(raw, { block, label: dir }) : raw;
   try {
     if (opts.validate ?? true) validateWeights(spec, source, dir);
   } catch (e) {
