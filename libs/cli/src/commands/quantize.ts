@@ -1,0 +1,126 @@
+// `moeq quantize <model-dir> --out <dir>`: validate everything, create the run's work dir, start
+// the stage graph over NATS and print the summary. Exit status 0 when the run completed.
+import { existsSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { resolveOptions, type RunInfo, type RunOptions, writeRunInfo } from "@moeq/runtime";
+import { Effect, Option } from "effect";
+import { Argument, Command, Flag } from "effect/cli";
+import { defaultGraph, readGraphFile, resolveGraph } from "../supervisor/graph.ts";
+import { formatSummary, type RunSummary } from "../supervisor/summary.ts";
+import { defaultThreads, supervise } from "../supervisor/supervise.ts";
+import { preflight } from "../supervisor/validate.ts";
+
+export interface QuantizeArgs {
+  readonly modelDir: string;
+  readonly out: string;
+  readonly workDir?: string;
+  readonly graph?: string;
+  readonly nats?: string;
+  readonly threads?: number;
+  readonly options: Partial<Record<keyof RunOptions, unknown>>;
+}
+
+/** Defaults that depend on the model: a model without tokenizer.json gets random token windows. */
+export function modelDefaults(modelDir: string, given: Partial<Record<keyof RunOptions, unknown>>) {
+  if (existsSync(join(modelDir, "tokenizer.json"))) return given;
+  return { calib: "random:64x128", eval: "random:16x128", ...Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)) };
+}
+
+/** Creates the run (validated, work dir + run.json) and returns its work dir; nothing is written on error. */
+export function createRun(a: QuantizeArgs): string {
+  const options = resolveOptions(modelDefaults(a.modelDir, a.options));
+  const pre = preflight(a.modelDir, a.out, a.workDir, options);
+  const graph = a.graph ? readGraphFile(a.graph) : defaultGraph(options.quantizers);
+  const stages = resolveGraph(graph);
+  const info: RunInfo = {
+    runId: `r${Date.now().toString(36)}${randomBytes(3).toString("hex")}`,
+    modelDir: pre.modelDir,
+    outDir: pre.outDir,
+    options,
+    graph,
+    commands: Object.fromEntries(stages.map((s) => [s.name, s.command])),
+    stageOptions: Object.fromEntries(stages.map((s) => [s.name, s.options])),
+    replicas: Object.fromEntries(stages.map((s) => [s.name, s.replicas])),
+    ...(a.nats ? { natsUrl: a.nats } : {}),
+    threads: a.threads ?? defaultThreads(),
+    createdAt: new Date().toISOString(),
+  };
+  mkdirSync(pre.workDir, { recursive: true });
+  writeRunInfo(pre.workDir, info);
+  return pre.workDir;
+}
+
+export async function runAndReport(workDir: string, json: boolean): Promise<RunSummary> {
+  const tty = !json && Boolean(process.stdout.isTTY);
+  const summary = await supervise({ workDir, tty, write: (s) => (json ? process.stderr.write(s) : process.stdout.write(s)) });
+  process.stdout.write(json ? `${JSON.stringify(summary, null, 2)}\n` : `\n${formatSummary(summary)}\n`);
+  if (summary.status !== "completed") process.exitCode = 1;
+  return summary;
+}
+
+const opt = <A>(o: Option.Option<A>) => Option.getOrUndefined(o);
+
+export const userError = (command: string) => (e: unknown) =>
+  Effect.sync(() => {
+    process.stderr.write(`moeq ${command}: ${e instanceof Error || (e as { message?: string })?.message ? (e as Error).message : String(e)}\n`);
+    process.exitCode = 1;
+  });
+
+export const quantize = Command.make(
+  "quantize",
+  {
+    modelDir: Argument.String("model-dir").pipe(Argument.withDescription("Hugging Face model directory (config.json + safetensors)")),
+    out: Flag.String("out").pipe(Flag.withDescription("Output checkpoint directory (must not exist)")),
+    bits: Flag.Int("bits").pipe(Flag.withDefault(4), Flag.withDescription("Weight bits: 4 or 8")),
+    groupSize: Flag.Int("group-size").pipe(Flag.withDefault(32), Flag.withDescription("Input columns per scale group (-1: per channel)")),
+    asymmetric: Flag.Boolean("asymmetric").pipe(Flag.withDefault(false), Flag.withDescription("Asymmetric (zero point) instead of symmetric")),
+    algo: Flag.Literals("algo", ["gptq", "rtn"]).pipe(Flag.withDefault("gptq"), Flag.withDescription("Quantization algorithm")),
+    policy: Flag.Literals("policy", ["routed"]).pipe(Flag.withDefault("routed"), Flag.withDescription("Calibration policy (which tokens feed each expert)")),
+    calib: Flag.String("calib").pipe(Flag.optional, Flag.withDescription("Calibration text: brown[:NxT] (default brown:128x256), file.txt|file.jsonl[:NxT], random:NxT")),
+    evalTexts: Flag.String("eval").pipe(Flag.optional, Flag.withDescription("Evaluation text (default brown:64x256, the held-out split)")),
+    targets: Flag.Literals("targets", ["experts", "experts+attention", "all-linear"]).pipe(Flag.withDefault("experts"), Flag.withDescription("What to quantize")),
+    propagate: Flag.Literals("propagate", ["fp", "quantized"]).pipe(Flag.withDefault("fp"), Flag.withDescription("What flows to the next layer during calibration")),
+    quantizers: Flag.Int("quantizers").pipe(Flag.withDefault(2), Flag.withDescription("Quantizer replicas of the default graph")),
+    seed: Flag.Int("seed").pipe(Flag.withDefault(0), Flag.withDescription("Seed of the window placement")),
+    damp: Flag.Finite("damp").pipe(Flag.withDefault(0.01), Flag.withDescription("GPTQ dampening (fraction of mean diag H)")),
+    actOrder: Flag.Boolean("act-order").pipe(Flag.withDefault(false), Flag.withDescription("GPTQ activation order")),
+    batchWindows: Flag.Int("batch-windows").pipe(Flag.withDefault(16), Flag.withDescription("Windows per forward batch")),
+    threads: Flag.Int("threads").pipe(Flag.optional, Flag.withDescription("BLAS threads per stage process (default min(4, cores))")),
+    nats: Flag.String("nats").pipe(Flag.optional, Flag.withDescription("NATS URL (default: an embedded nats-server)")),
+    graph: Flag.String("graph").pipe(Flag.optional, Flag.withDescription("Graph file (JSON or YAML) choosing each stage's implementation")),
+    workDir: Flag.String("work-dir").pipe(Flag.optional, Flag.withDescription("Run directory (default <out>.moeq-work)")),
+    json: Flag.Boolean("json").pipe(Flag.withDefault(false), Flag.withDescription("Print the summary as JSON")),
+  },
+  (a) =>
+    Effect.tryPromise({
+      try: async () => {
+        const workDir = createRun({
+          modelDir: a.modelDir,
+          out: a.out,
+          workDir: opt(a.workDir),
+          graph: opt(a.graph),
+          nats: opt(a.nats),
+          threads: opt(a.threads),
+          options: {
+            bits: a.bits,
+            groupSize: a.groupSize,
+            symmetric: !a.asymmetric,
+            algorithm: a.algo,
+            policy: a.policy,
+            calib: opt(a.calib),
+            eval: opt(a.evalTexts),
+            targets: a.targets,
+            propagate: a.propagate,
+            quantizers: a.quantizers,
+            seed: a.seed,
+            damp: a.damp,
+            actOrder: a.actOrder,
+            batchWindows: a.batchWindows,
+          },
+        });
+        await runAndReport(workDir, a.json);
+      },
+      catch: (e) => e,
+    }).pipe(Effect.catch(userError("quantize"))),
+).pipe(Command.withDescription("Quantize a checkpoint with the stage pipeline; prints a summary with the KLD table"));

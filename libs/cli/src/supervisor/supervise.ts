@@ -1,0 +1,117 @@
+// The supervisor: starts (or reconnects to) the run's NATS server, appends RunStarted on a new
+// run, spawns the graph's stage processes, follows the events to render progress, restarts
+// crashed stages (bounded), appends RunCompleted once the evaluation is in (or RunFailed), then
+// stops everything and builds the summary. A resumed run goes through the same path: stages
+// replay the events and skip what is done.
+import { cpus } from "node:os";
+import { type Bus, connectBus, type EmbeddedServer, RunEventLog, RunWorkQueues, startNatsServer } from "@moeq/bus";
+import { type Event, foldRunState, initialRunState, type RunState } from "@moeq/contracts";
+import { quantTargets, readRunInfo, type RunInfo, runPaths } from "@moeq/runtime";
+import { buildSpec, type RawConfig } from "@moeq/models";
+import { removeRunSegments } from "@moeq/store";
+import { resolveGraph } from "./graph.ts";
+import { StageProcesses } from "./processes.ts";
+import { Progress } from "./progress.ts";
+import { buildSummary, type RunSummary } from "./summary.ts";
+
+export interface SuperviseOptions {
+  readonly workDir: string;
+  /** write progress and notes (stdout) */
+  readonly write: (s: string) => void;
+  readonly tty: boolean;
+  readonly maxRestarts?: number;
+  /** called with the live process table once stages are spawned (tests use it to kill stages) */
+  readonly onStarted?: (p: StageProcesses, log: RunEventLog) => void;
+}
+
+export const defaultThreads = () => Math.max(1, Math.min(4, cpus().length));
+
+export async function supervise(o: SuperviseOptions): Promise<RunSummary> {
+  const info: RunInfo = readRunInfo(o.workDir);
+  const paths = runPaths(o.workDir);
+  const started = Date.now();
+  let server: EmbeddedServer | undefined;
+  let bus: Bus | undefined;
+  let procs: StageProcesses | undefined;
+  const stopSignals = () => {
+    void procs?.stopAll(1000);
+  };
+  try {
+    let url = info.natsUrl;
+    let token: string | undefined;
+    if (!url) {
+      server = await startNatsServer({ baseDir: o.workDir, storeDir: paths.natsStore });
+      url = server.url;
+      token = server.token;
+    }
+    bus = await connectBus({ url, token, name: "supervisor" });
+    const log = await RunEventLog.open(bus, info.runId);
+    const queues = await RunWorkQueues.open(bus, info.runId);
+    await queues.ensureQueue("quantize", { ackWaitMs: 120_000, maxDeliver: 5 });
+    if ((await log.lastSeq()) === 0)
+      await log.append("run", { type: "RunStarted", payload: { modelDir: info.modelDir, options: info.options as unknown as Record<string, unknown>, graph: info.graph } }, { msgId: `${info.runId}/RunStarted` });
+
+    const events: Event[] = [];
+    let state: RunState = initialRunState;
+    let targetsPerLayer: (L: number) => number = () => 0;
+    const progress = new Progress(o.write, o.tty, (L) => targetsPerLayer(L));
+    let finish!: () => void;
+    const finished = new Promise<void>((r) => {
+      finish = r;
+    });
+    let appendingEnd = false;
+    const follower = await log.follow(1, (e) => {
+      events.push(e);
+      state = foldRunState(state, e);
+      if (e.type === "ModelOpened") {
+        const { arch, spec } = buildSpec(e.payload.config as RawConfig, "ModelOpened.config");
+        const counts = new Map<number, number>();
+        for (const t of quantTargets(arch, spec, info.options.targets)) counts.set(t.layer, (counts.get(t.layer) ?? 0) + 1);
+        targetsPerLayer = (L) => counts.get(L) ?? 0;
+      }
+      progress.on(e);
+      if (e.type === "EvaluationCompleted" && !appendingEnd) {
+        appendingEnd = true;
+        void log
+          .append("run", { type: "RunCompleted", payload: { seconds: (Date.now() - started) / 1000 } }, { msgId: `${info.runId}/RunCompleted` })
+          .catch((err) => progress.note(`cannot append RunCompleted: ${(err as Error).message}`));
+      }
+      if (e.type === "RunCompleted" || e.type === "RunFailed") finish();
+    });
+
+    const already = (await log.read(1)).some((e) => e.type === "RunCompleted" || e.type === "RunFailed");
+    if (!already) {
+      const stages = resolveGraph(info.graph);
+      const giveUp = (stage: string, why: string) => {
+        if (appendingEnd) return;
+        appendingEnd = true;
+        void log
+          .append("run", { type: "RunFailed", payload: { stage, error: { tag: "StageGaveUp", message: why } } }, { msgId: `${info.runId}/RunFailed` })
+          .catch(() => finish());
+      };
+      procs = new StageProcesses(
+        stages,
+        { url, token, runId: info.runId, workDir: o.workDir, threads: info.threads ?? defaultThreads() },
+        paths.logs,
+        o.maxRestarts ?? 3,
+        giveUp,
+        (stage, i, why) => progress.note(`stage ${stage}.${i} died (${why}); restarting`),
+      );
+      process.on("SIGINT", stopSignals);
+      process.on("SIGTERM", stopSignals);
+      procs.startAll();
+      o.onStarted?.(procs, log);
+    }
+    await finished;
+    await procs?.stopAll();
+    await follower.stop();
+    removeRunSegments(info.runId);
+    return buildSummary({ info, workDir: o.workDir, events, state, processes: procs ? [...procs.stats.values()] : [], wallSeconds: (Date.now() - started) / 1000 });
+  } finally {
+    process.removeListener("SIGINT", stopSignals);
+    process.removeListener("SIGTERM", stopSignals);
+    await procs?.stopAll(1000);
+    await bus?.nc.drain().catch(() => undefined);
+    await server?.stop();
+  }
+}

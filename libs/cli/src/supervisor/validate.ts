@@ -1,0 +1,81 @@
+// Everything the supervisor checks before any work: model dir, config, architecture, weights,
+// options, texts, graph, output and work dirs. Failures are typed errors naming the path,
+// tensor or field; nothing has been written when one is thrown.
+import { accessSync, constants, existsSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { loadModel } from "@moeq/models";
+import { OptionsError, quantTargets, type RunOptions } from "@moeq/runtime";
+
+export interface Preflight {
+  readonly modelDir: string;
+  readonly outDir: string;
+  readonly workDir: string;
+  readonly arch: string;
+  readonly layers: number;
+  readonly experts: number;
+  readonly targets: number;
+  readonly modelBytes: number;
+}
+
+const fail = (field: string, message: string): never => {
+  throw new OptionsError({ field, message });
+};
+
+function checkWritableParent(path: string, field: string) {
+  const parent = dirname(path);
+  if (!existsSync(parent)) fail(field, `${parent} (parent of ${path}) does not exist`);
+  try {
+    accessSync(parent, constants.W_OK);
+    const probe = join(parent, `.moeq-probe-${process.pid}`);
+    writeFileSync(probe, "");
+    rmSync(probe);
+  } catch (e) {
+    fail(field, `${parent} is not writable: ${(e as Error).message}`);
+  }
+}
+
+const isEmptyDir = (p: string) => statSync(p).isDirectory() && readdirSync(p).length === 0;
+
+export function preflight(modelDirArg: string, outArg: string, workArg: string | undefined, options: RunOptions): Preflight {
+  const modelDir = resolve(modelDirArg);
+  if (!existsSync(modelDir)) fail("model-dir", `${modelDir} does not exist`);
+  if (!statSync(modelDir).isDirectory()) fail("model-dir", `${modelDir} is not a directory`);
+  const model = loadModel(modelDir);
+  let info: Omit<Preflight, "outDir" | "workDir">;
+  try {
+    const targets = quantTargets(model.arch, model.spec, options.targets);
+    if (targets.length === 0) fail("targets", `${options.targets}: the model has nothing to quantize`);
+    for (const t of targets)
+      if (options.groupSize !== -1 && t.cols % options.groupSize !== 0)
+        fail("group-size", `${t.tensor} has ${t.cols} input columns, not a multiple of group size ${options.groupSize}`);
+    const moe = model.spec.layers.find((l) => l.mlp.kind === "moe")?.mlp;
+    info = {
+      modelDir,
+      arch: model.spec.modelType,
+      layers: model.spec.layers.length,
+      experts: moe && moe.kind === "moe" ? moe.experts.numExperts : 0,
+      targets: targets.length,
+      modelBytes: model.checkpoint.files.reduce((s, f) => s + statSync(f.startsWith("/") ? f : join(modelDir, f)).size, 0),
+    };
+  } finally {
+    model.close();
+  }
+  const hasTokenizer = existsSync(join(modelDir, "tokenizer.json"));
+  for (const [field, spec] of [
+    ["calib", options.calib],
+    ["eval", options.eval],
+  ] as const) {
+    if (spec.startsWith("brown") && !hasTokenizer) fail(field, `${spec} needs ${join(modelDir, "tokenizer.json")}; use random:NxT for a model without a tokenizer`);
+    const file = /^(.*\.(?:txt|jsonl))(?::\d+x\d+)?$/i.exec(spec)?.[1];
+    if (file && !existsSync(file)) fail(field, `${file} does not exist`);
+  }
+  const outDir = resolve(outArg);
+  if (outDir === modelDir) fail("out", `${outDir} is the model directory`);
+  if (existsSync(outDir) && !isEmptyDir(outDir)) fail("out", `${outDir} already exists; choose a new output directory or remove it`);
+  checkWritableParent(outDir, "out");
+  const workDir = resolve(workArg ?? `${outDir}.moeq-work`);
+  if (existsSync(workDir) && !isEmptyDir(workDir))
+    fail("work-dir", `${workDir} already exists (an earlier run?): continue it with \`moeq resume ${workDir}\` or remove it`);
+  checkWritableParent(workDir, "work-dir");
+  return { ...info, outDir, workDir };
+}

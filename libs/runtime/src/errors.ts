@@ -1,0 +1,28 @@
+import { Data } from "effect";
+
+/** A run option (CLI flag, graph option, run.json field) that cannot be used; names the field. */
+export class OptionsError extends Data.TaggedError("OptionsError")<{
+  readonly field: string;
+  readonly message: string;
+}> {}
+
+/** The work dir / run.json is missing, unreadable or not a moeq run. */
+export class RunDirError extends Data.TaggedError("RunDirError")<{
+  readonly path: string;
+  readonly message: string;
+}> {}
+
+/** A stage could not do its job; `permanent` stops the run instead of restarting the stage. */
+export class StageError extends Data.TaggedError("StageError")<{
+  readonly stage: string;
+  readonly message: string;
+  readonly permanent?: boolean;
+}> {}
+
+/** A tensor descriptor this runtime cannot open (kind, size, roots). */
+export class TensorFileError extends Data.TaggedError("TensorFileError")<{
+  readonly source: string;
+  readonly message: string;
+}> {
+  readonly permanent = true;
+}

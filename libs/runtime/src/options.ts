@@ -1,0 +1,104 @@
+// The run's options: what `moeq quantize` flags and graph options resolve to, validated once by
+// the supervisor before any work and carried in RunStarted, so every stage (and a resumed run)
+// sees the same values.
+import { OptionsError } from "./errors.ts";
+
+export type Algorithm = "rtn" | "gptq";
+export type Targets = "experts" | "experts+attention" | "all-linear";
+export type Propagate = "fp" | "quantized";
+export const POLICIES = ["routed"] as const;
+export type PolicyName = (typeof POLICIES)[number];
+
+export interface RunOptions {
+  readonly bits: number;
+  readonly groupSize: number;
+  readonly symmetric: boolean;
+  readonly algorithm: Algorithm;
+  readonly policy: PolicyName;
+  /** calibration text spec (brown, brown:NxT, file.txt, file.jsonl[:NxT], random:NxT) */
+  readonly calib: string;
+  /** evaluation text spec (same forms; Brown uses the held-out split) */
+  readonly eval: string;
+  readonly targets: Targets;
+  readonly propagate: Propagate;
+  readonly format: "compressed-tensors";
+  readonly seed: number;
+  /** GPTQ dampening, fraction of mean(diag H) */
+  readonly damp: number;
+  readonly actOrder: boolean;
+  /** windows per forward batch in calibration and evaluation (bounds activation memory) */
+  readonly batchWindows: number;
+  /** quantizer replicas of the default graph */
+  readonly quantizers: number;
+  readonly maxShardBytes: number;
+}
+
+export const DEFAULT_OPTIONS: RunOptions = {
+  bits: 4,
+  groupSize: 32,
+  symmetric: true,
+  algorithm: "gptq",
+  policy: "routed",
+  calib: "brown:128x256",
+  eval: "brown:64x256",
+  targets: "experts",
+  propagate: "fp",
+  format: "compressed-tensors",
+  seed: 0,
+  damp: 0.01,
+  actOrder: false,
+  batchWindows: 16,
+  quantizers: 2,
+  maxShardBytes: 5 * 1024 ** 3,
+};
+
+const fail = (field: string, message: string): never => {
+  throw new OptionsError({ field, message: `option ${field}: ${message}` });
+};
+
+const intIn = (field: string, v: unknown, lo: number, hi: number): number => {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < lo || v > hi) fail(field, `expected an integer in [${lo}, ${hi}], got ${JSON.stringify(v)}`);
+  return v as number;
+};
+
+const oneOf = <T extends string>(field: string, v: unknown, allowed: readonly T[]): T => {
+  if (typeof v !== "string" || !allowed.includes(v as T)) fail(field, `expected one of ${allowed.join(", ")}, got ${JSON.stringify(v)}`);
+  return v as T;
+};
+
+const SPEC = /^(brown|brown:\d+x\d+|random:\d+x\d+|.+\.(txt|jsonl)(:\d+x\d+)?)$/i;
+
+/** Merges `partial` over the defaults and checks every field; throws OptionsError naming the field. */
+export function resolveOptions(partial: Partial<Record<keyof RunOptions, unknown>>): RunOptions {
+  const known = new Set(Object.keys(DEFAULT_OPTIONS));
+  for (const k of Object.keys(partial)) if (!known.has(k)) fail(k, `unknown option (known: ${[...known].join(", ")})`);
+  const o = { ...DEFAULT_OPTIONS, ...Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined)) } as Record<string, unknown>;
+  const bits = intIn("bits", o.bits, 2, 8);
+  if (bits !== 4 && bits !== 8) fail("bits", `pack-quantized stores 4 or 8 bits, got ${bits}`);
+  const groupSize = intIn("groupSize", o.groupSize, -1, 1 << 20);
+  if (groupSize === 0 || groupSize < -1) fail("groupSize", `expected -1 (per channel) or a positive group size, got ${groupSize}`);
+  if (typeof o.symmetric !== "boolean") fail("symmetric", `expected true or false, got ${JSON.stringify(o.symmetric)}`);
+  if (typeof o.actOrder !== "boolean") fail("actOrder", `expected true or false, got ${JSON.stringify(o.actOrder)}`);
+  for (const f of ["calib", "eval"] as const)
+    if (typeof o[f] !== "string" || !SPEC.test(o[f] as string))
+      fail(f, `expected brown, brown:NxT, random:NxT, <file>.txt or <file>.jsonl (optionally :NxT), got ${JSON.stringify(o[f])}`);
+  if (typeof o.damp !== "number" || !(o.damp >= 0 && o.damp < 1)) fail("damp", `expected a number in [0, 1), got ${JSON.stringify(o.damp)}`);
+  return {
+    bits,
+    groupSize,
+    symmetric: o.symmetric as boolean,
+    algorithm: oneOf("algorithm", o.algorithm, ["rtn", "gptq"] as const),
+    policy: oneOf("policy", o.policy, POLICIES),
+    calib: o.calib as string,
+    eval: o.eval as string,
+    targets: oneOf("targets", o.targets, ["experts", "experts+attention", "all-linear"] as const),
+    propagate: oneOf("propagate", o.propagate, ["fp", "quantized"] as const),
+    format: oneOf("format", o.format, ["compressed-tensors"] as const),
+    seed: intIn("seed", o.seed, 0, 2 ** 31 - 1),
+    damp: o.damp as number,
+    actOrder: o.actOrder as boolean,
+    batchWindows: intIn("batchWindows", o.batchWindows, 1, 4096),
+    quantizers: intIn("quantizers", o.quantizers, 1, 256),
+    maxShardBytes: intIn("maxShardBytes", o.maxShardBytes, 1024, Number.MAX_SAFE_INTEGER),
+  };
+}

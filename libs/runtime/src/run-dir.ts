@@ -1,0 +1,72 @@
+// A run's work dir: run.json (id, options, graph, bus), the embedded server's JetStream store,
+// durable tensors (every descriptor a stage publishes points here, so a restarted stage or a
+// resumed run finds them), activations at layer boundaries, and one log per stage process.
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+import type { Graph } from "@moeq/contracts";
+import { RunDirError } from "./errors.ts";
+import type { RunOptions } from "./options.ts";
+
+export interface RunInfo {
+  readonly runId: string;
+  readonly modelDir: string;
+  readonly outDir: string;
+  readonly options: RunOptions;
+  readonly graph: Graph;
+  /** absolute paths of the graph's stage commands, resolved when the run was created */
+  readonly commands: Readonly<Record<string, readonly string[]>>;
+  readonly stageOptions: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
+  readonly replicas: Readonly<Record<string, number>>;
+  /** set when the run uses an external server (--nats); embedded runs start one on natsStore */
+  readonly natsUrl?: string;
+  /** BLAS threads of every stage process (fixed so a restarted stage accumulates in the same order) */
+  readonly threads?: number;
+  readonly createdAt: string;
+}
+
+export const runPaths = (workDir: string) => ({
+  runJson: join(workDir, "run.json"),
+  natsStore: join(workDir, "nats"),
+  natsBase: workDir,
+  tensors: join(workDir, "tensors"),
+  acts: join(workDir, "acts"),
+  logs: join(workDir, "logs"),
+  report: join(workDir, "report"),
+  stats: join(workDir, "stats"),
+  cache: join(workDir, "cache"),
+});
+
+/** Writes a file through a temp file + fsync + rename, so readers see all of it or none. */
+export function writeFileAtomic(path: string, data: Uint8Array | string): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
+  const bytes = typeof data === "string" ? Buffer.from(data) : data;
+  const fd = openSync(tmp, "w");
+  try {
+    for (let off = 0; off < bytes.byteLength; ) off += writeSync(fd, bytes, off, Math.min(1 << 30, bytes.byteLength - off));
+    fsyncSync(fd);
+  } catch (e) {
+    closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+  closeSync(fd);
+  renameSync(tmp, path);
+}
+
+export function writeRunInfo(workDir: string, info: RunInfo): void {
+  writeFileAtomic(runPaths(workDir).runJson, `${JSON.stringify(info, null, 2)}\n`);
+}
+
+export function readRunInfo(workDir: string): RunInfo {
+  const file = runPaths(workDir).runJson;
+  if (!existsSync(file)) throw new RunDirError({ path: file, message: `${workDir} is not a moeq work dir: ${file} does not exist` });
+  try {
+    const v = JSON.parse(readFileSync(file, "utf8")) as RunInfo;
+    if (typeof v.runId !== "string" || typeof v.modelDir !== "string" || typeof v.outDir !== "string" || !v.graph)
+      throw new Error("missing runId, modelDir, outDir or graph");
+    return v;
+  } catch (e) {
+    throw new RunDirError({ path: file, message: `${file}: not a valid run.json: ${(e as Error).message}` });
+  }
+}

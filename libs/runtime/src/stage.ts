@@ -1,0 +1,229 @@
+// The life of a stage process: connect to the run's bus, replay the run's events (so a restarted
+// stage knows what is done), run the stage's work, append events with deterministic ids, report
+// failures as events, exit when its parent (the supervisor) is gone, and leave its resource
+// usage in the work dir for the summary.
+import { mkdirSync, writeFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { type Bus, connectBus, RunEventLog, RunWorkQueues } from "@moeq/bus";
+import type { Event, EventOf, EventType, NewEvent } from "@moeq/contracts";
+import { StageError } from "./errors.ts";
+import { eventKey } from "./events.ts";
+import type { RunOptions } from "./options.ts";
+import { readRunInfo, runPaths } from "./run-dir.ts";
+import { TensorReader } from "./tensors.ts";
+
+/** What the supervisor passes to every stage process. */
+export const ENV = {
+  url: "MOEQ_NATS_URL",
+  token: "MOEQ_NATS_TOKEN",
+  runId: "MOEQ_RUN_ID",
+  workDir: "MOEQ_WORK_DIR",
+  stage: "MOEQ_STAGE",
+  instance: "MOEQ_INSTANCE",
+  options: "MOEQ_STAGE_OPTIONS",
+} as const;
+
+export interface StageContext {
+  readonly stage: string;
+  readonly instance: string;
+  readonly runId: string;
+  readonly workDir: string;
+  readonly modelDir: string;
+  readonly outDir: string;
+  readonly options: RunOptions;
+  /** this stage's options from the graph */
+  readonly stageOptions: Readonly<Record<string, unknown>>;
+  readonly bus: Bus;
+  readonly log: RunEventLog;
+  readonly queues: RunWorkQueues;
+  readonly reader: TensorReader;
+  readonly paths: ReturnType<typeof runPaths>;
+  readonly events: readonly Event[];
+  has(key: string): boolean;
+  find<T extends EventType>(type: T, pred?: (e: EventOf<T>) => boolean): EventOf<T> | undefined;
+  all<T extends EventType>(type: T, pred?: (e: EventOf<T>) => boolean): EventOf<T>[];
+  waitFor<T extends EventType>(type: T, pred?: (e: EventOf<T>) => boolean): Promise<EventOf<T>>;
+  /** Resolves when `cond` holds over the events seen so far (re-checked on every new event). */
+  until(cond: () => boolean): Promise<void>;
+  /** Appends unless an event with the same key is already in the log. */
+  emit(event: NewEvent): Promise<void>;
+  /** Test hook: sleeps `pauseMs` (graph option) between units of work, so a test can kill mid-run. */
+  pause(): Promise<void>;
+  say(line: string): void;
+}
+
+export interface StageDefinition {
+  readonly name: string;
+  readonly version: string;
+  /** Resolves when the stage's job is done (the process then exits 0); long-lived stages never resolve. */
+  run(ctx: StageContext): Promise<void>;
+}
+
+const errorInfo = (e: unknown) => ({
+  tag: (e as { _tag?: string })?._tag ?? (e instanceof Error ? e.name : "Error"),
+  message: e instanceof Error ? e.message : String((e as { message?: unknown })?.message ?? e),
+  ...(e instanceof Error && e.stack ? { stack: e.stack.slice(0, 4000) } : {}),
+});
+
+/** Errors about the run's inputs that no restart can fix. */
+const PERMANENT_TAGS = new Set([
+  "OptionsError",
+  "ModelConfigError",
+  "ModelWeightError",
+  "UnknownArchitectureError",
+  "TokenizerLoadError",
+  "CalibSpecError",
+  "TextSourceError",
+  "NotEnoughTokensError",
+  "IntQuantInputError",
+  "FormatError",
+  "SafetensorsError",
+]);
+export const isPermanentError = (e: unknown): boolean =>
+  (e as { permanent?: unknown })?.permanent === true || PERMANENT_TAGS.has((e as { _tag?: string })?._tag ?? "");
+
+function writeStats(workDir: string, stage: string, instance: string, started: number) {
+  try {
+    const dir = runPaths(workDir).stats;
+    mkdirSync(dir, { recursive: true });
+    const u = process.resourceUsage();
+    writeFileSync(
+      join(dir, `${stage}.${instance}.${process.pid}.json`),
+      JSON.stringify({ stage, instance, pid: process.pid, wallSeconds: (Date.now() - started) / 1000, maxRssKiB: u.maxRSS, userSeconds: u.userCPUTime / 1e6, systemSeconds: u.systemCPUTime / 1e6 }),
+    );
+  } catch {
+    // stats are best effort: the work dir may be gone after a cleanup
+  }
+}
+
+/** Runs a stage process; never returns (exits 0 when done, 1 to be restarted, 2 on a permanent failure). */
+export async function runStage(def: StageDefinition): Promise<never> {
+  const started = Date.now();
+  const env = (k: keyof typeof ENV) => {
+    const v = process.env[ENV[k]];
+    if (!v) {
+      process.stderr.write(`${def.name}: ${ENV[k]} is not set (stages are started by the moeq supervisor)\n`);
+      process.exit(2);
+    }
+    return v;
+  };
+  const workDir = env("workDir");
+  const runId = env("runId");
+  const stage = process.env[ENV.stage] ?? def.name;
+  const instance = process.env[ENV.instance] ?? "0";
+  const say = (line: string) => process.stdout.write(`${new Date().toISOString()} ${stage}.${instance} ${line}\n`);
+  const parent = process.ppid;
+  const orphanWatch = setInterval(() => {
+    if (process.ppid !== parent) {
+      say("supervisor is gone; exiting");
+      process.exit(1);
+    }
+  }, 500);
+  orphanWatch.unref();
+  for (const sig of ["SIGTERM", "SIGINT"] as const)
+    process.on(sig, () => {
+      writeStats(workDir, stage, instance, started);
+      process.exit(0);
+    });
+
+  let bus: Bus | undefined;
+  let log: RunEventLog | undefined;
+  try {
+    const info = readRunInfo(workDir);
+    bus = await connectBus({ url: env("url"), token: process.env[ENV.token], name: `${stage}.${instance}` });
+    log = await RunEventLog.open(bus, runId);
+    const queues = await RunWorkQueues.open(bus, runId);
+    const events: Event[] = [];
+    const keys = new Set<string>();
+    const waiters = new Set<() => void>();
+    const startSeq = await log.lastSeq();
+    let replayed!: () => void;
+    const replay = new Promise<void>((r) => {
+      replayed = r;
+      if (startSeq === 0) r();
+    });
+    await log.follow(1, (e) => {
+      events.push(e);
+      keys.add(eventKey(e));
+      if (e.seq >= startSeq) replayed();
+      for (const w of [...waiters]) w();
+    });
+    await replay;
+    const until = (cond: () => boolean) =>
+      new Promise<void>((resolve) => {
+        if (cond()) return resolve();
+        const check = () => {
+          if (cond()) {
+            waiters.delete(check);
+            resolve();
+          }
+        };
+        waiters.add(check);
+      });
+    const find = <T extends EventType>(type: T, pred?: (e: EventOf<T>) => boolean) =>
+      events.find((e) => e.type === type && (!pred || pred(e as EventOf<T>))) as EventOf<T> | undefined;
+    const stageOptions = JSON.parse(process.env[ENV.options] ?? "{}") as Record<string, unknown>;
+    const pauseMs = typeof stageOptions.pauseMs === "number" ? stageOptions.pauseMs : 0;
+    const theLog = log;
+    const ctx: StageContext = {
+      stage,
+      instance,
+      runId,
+      workDir,
+      modelDir: info.modelDir,
+      outDir: info.outDir,
+      options: info.options,
+      stageOptions,
+      bus,
+      log,
+      queues,
+      reader: new TensorReader([workDir, info.modelDir]),
+      paths: runPaths(workDir),
+      events,
+      has: (k) => keys.has(k),
+      find,
+      all: (type, pred) => events.filter((e) => e.type === type && (!pred || pred(e as never))) as never,
+      waitFor: async (type, pred) => {
+        await until(() => find(type, pred) !== undefined);
+        return find(type, pred)!;
+      },
+      until,
+      emit: async (event) => {
+        const key = eventKey(event);
+        if (keys.has(key)) return;
+        await theLog.append(stage, event, { msgId: `${runId}/${key}` });
+        keys.add(key);
+      },
+      pause: () => (pauseMs > 0 ? sleep(pauseMs).then(() => undefined) : Promise.resolve()),
+      say,
+    };
+    await log.append(stage, {
+      type: "StageStarted",
+      payload: { stage, instance, host: hostname(), pid: process.pid, version: def.version },
+    });
+    await ctx.waitFor("RunStarted");
+    await def.run(ctx);
+    say("done");
+    writeStats(workDir, stage, instance, started);
+    await bus.nc.drain().catch(() => undefined);
+    process.exit(0);
+  } catch (e) {
+    const permanent = isPermanentError(e);
+    say(`failed${permanent ? " (permanent)" : ""}: ${errorInfo(e).message}`);
+    if (e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);
+    try {
+      if (log) {
+        await log.append(stage, { type: "StageFailed", payload: { stage, instance, error: errorInfo(e) } });
+        if (permanent) await log.append(stage, { type: "RunFailed", payload: { stage, error: errorInfo(e) } }, { msgId: `${runId}/RunFailed` });
+      }
+    } catch {
+      // the bus is gone too: the supervisor sees the exit code
+    }
+    writeStats(workDir, stage, instance, started);
+    process.exit(permanent ? 2 : 1);
+  }
+}
+
+export { StageError };

@@ -1,0 +1,2 @@
+export { runCalibrator } from "./calibrator.ts";
+export { dequantOverlay } from "./dequant.ts";

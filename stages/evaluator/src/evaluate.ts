@@ -1,0 +1,149 @@
+// Evaluation of a packed checkpoint against its reference: the quantized model is read back
+// through the format's own decoder (@moeq/formats), both models run layer by layer on held-out
+// windows, and we accumulate llama.cpp-style KLD statistics of the next-token distributions,
+// the relative error of each MoE block's output (quantized vs reference on the reference's
+// input) and each expert's relative weight error.
+import { readQuantizedCheckpoint } from "@moeq/formats";
+import { buildSpec, Engine, loadModel, type RawConfig, type WeightSource } from "@moeq/models";
+import { KldAccumulator, type KldStats, type LayerStats, RelativeErrorAccumulator } from "@moeq/eval";
+import { tokenWindows } from "@moeq/runtime";
+import { f32Tensor, type Tensor } from "@moeq/tensor";
+
+export interface EvaluateOptions {
+  readonly referenceDir: string;
+  readonly quantizedDir: string;
+  /** eval text spec (default brown:64x256, the held-out split) */
+  readonly texts: string;
+  readonly seed: number;
+  readonly batchWindows: number;
+  readonly cacheDir?: string;
+  readonly onProgress?: (done: number, total: number) => void;
+}
+
+export interface ExpertWeightError {
+  readonly layer: number;
+  readonly expert: number;
+  readonly relError: number;
+}
+
+export interface Evaluation {
+  readonly kld: KldStats;
+  readonly layers: LayerStats[];
+  readonly expertWeightErrors: ExpertWeightError[];
+  readonly windows: { readonly n: number; readonly seqLen: number };
+  readonly format: string;
+  readonly quantizedModules: number;
+  readonly seconds: number;
+}
+
+const EXPERT = /\.layers\.(\d+)\..*\.experts\.(\d+)\./;
+
+export async function evaluateCheckpoint(o: EvaluateOptions): Promise<Evaluation> {
+  const t0 = Date.now();
+  const ref = loadModel(o.referenceDir);
+  const qc = readQuantizedCheckpoint(o.quantizedDir);
+  try {
+    const { spec: qspec } = buildSpec(qc.config as RawConfig, `${o.quantizedDir}/config.json`);
+    const deq = new Map<string, Tensor>();
+    const qmods = new Set(qc.quantizedModules.map((m) => `${m}.weight`));
+    const passthrough = new Set(qc.passthroughNames);
+    const qSource: WeightSource = {
+      has: (n) => qmods.has(n) || passthrough.has(n),
+      tensor: (n) => {
+        if (qmods.has(n)) {
+          let t = deq.get(n);
+          if (!t) {
+            const d = qc.dequantize(n.slice(0, -".weight".length));
+            t = f32Tensor(d.weight, [d.rows, d.cols]);
+            deq.set(n, t);
+          }
+          return t;
+        }
+        return qc.tensor(n);
+      },
+      names: () => [...qmods, ...passthrough],
+    };
+    const refEngine = ref.engine();
+    const qEngine = new Engine(qspec, qSource);
+    const spec = ref.spec;
+    const V = spec.vocabSize;
+    const H = spec.hiddenSize;
+
+    // Weight error per expert over its quantized matrices (‖Wq − W‖ / ‖W‖).
+    const werr = new Map<string, RelativeErrorAccumulator>();
+    for (const n of qmods) {
+      const m = EXPERT.exec(n);
+      if (!m || !ref.source.has(n)) continue;
+      const key = `${m[1]}/${m[2]}`;
+      if (!werr.has(key)) werr.set(key, new RelativeErrorAccumulator());
+      werr.get(key)!.add(refEngine.weights.get(n), qEngine.weights.get(n));
+    }
+
+    const w = await tokenWindows(o.texts, "eval", { modelDir: o.referenceDir, vocab: V, seed: o.seed, cacheDir: o.cacheDir });
+    const { n: N, seqLen: T } = w;
+    const acc = new KldAccumulator();
+    const layerErr = spec.layers.map(() => new RelativeErrorAccumulator());
+    const batch = Math.min(o.batchWindows, N);
+    for (let b0 = 0; b0 < N; b0 += batch) {
+      const nb = Math.min(batch, N - b0);
+      const seq = refEngine.sequences(nb, T);
+      const ids = w.ids.subarray(b0 * T, (b0 + nb) * T);
+      let hr = refEngine.embed(ids, seq);
+      let hq = qEngine.embed(ids, seq);
+      for (let L = 0; L < spec.layers.length; L++) {
+        const ar = await refEngine.attention(L, hr, seq);
+        const aq = await qEngine.attention(L, hq, seq);
+        if (refEngine.isMoe(L)) {
+          const rr = await refEngine.router(L, ar.x);
+          const yr = await refEngine.moe(L, ar.x, rr);
+          layerErr[L].add(yr, await qEngine.moe(L, ar.x, rr));
+          hr = refEngine.finishLayer(ar.residual, yr);
+          hq = qEngine.finishLayer(aq.residual, await qEngine.moe(L, aq.x));
+        } else {
+          hr = refEngine.finishLayer(ar.residual, (await refEngine.mlp(L, ar.x)).out);
+          hq = qEngine.finishLayer(aq.residual, (await qEngine.mlp(L, aq.x)).out);
+        }
+      }
+      const lr = await refEngine.logits(refEngine.finalNorm(hr));
+      const lq = await qEngine.logits(qEngine.finalNorm(hq));
+      // Score every position that has a next token in its window (T − 1 per window).
+      const scored = nb * (T - 1);
+      const r = new Float32Array(scored * V);
+      const q = new Float32Array(scored * V);
+      const targets = new Int32Array(scored);
+      for (let b = 0; b < nb; b++)
+        for (let t = 0; t < T - 1; t++) {
+          const src = (b * T + t) * V;
+          const dst = (b * (T - 1) + t) * V;
+          r.set(lr.subarray(src, src + V), dst);
+          q.set(lq.subarray(src, src + V), dst);
+          targets[b * (T - 1) + t] = ids[b * T + t + 1];
+        }
+      acc.add(r, q, V, targets);
+      o.onProgress?.(b0 + nb, N);
+    }
+    void H;
+    const layers: LayerStats[] = spec.layers.map((_, L) => ({
+      layer: L,
+      outputRelError: layerErr[L].elements > 0 ? layerErr[L].value : null,
+      tokens: layerErr[L].elements / H,
+    }));
+    const expertWeightErrors = [...werr].map(([k, a]) => {
+      const [layer, expert] = k.split("/").map(Number);
+      return { layer, expert, relError: a.value };
+    });
+    expertWeightErrors.sort((a, b) => a.layer - b.layer || a.expert - b.expert);
+    return {
+      kld: acc.finish(),
+      layers,
+      expertWeightErrors,
+      windows: { n: N, seqLen: T },
+      format: qc.format,
+      quantizedModules: qc.quantizedModules.length,
+      seconds: (Date.now() - t0) / 1000,
+    };
+  } finally {
+    qc.close();
+    ref.close();
+  }
+}

@@ -1,0 +1,71 @@
+// The evaluator stage: once the packer is done, evaluates the packed checkpoint against the
+// source model on the held-out windows, writes report.json/html into the work dir's report/
+// and appends EvaluationCompleted with the KLD statistics.
+import { type StageContext } from "@moeq/runtime";
+import { evaluateCheckpoint } from "./evaluate.ts";
+import { reportData, writeRunReport } from "./report.ts";
+
+export async function runEvaluator(ctx: StageContext): Promise<void> {
+  if (ctx.find("EvaluationCompleted")) return;
+  const packed = await ctx.waitFor("CheckpointPacked");
+  const opened = await ctx.waitFor("ModelOpened");
+  const o = ctx.options;
+  await ctx.pause();
+  const evaluation = await evaluateCheckpoint({
+    referenceDir: ctx.modelDir,
+    quantizedDir: packed.payload.dir,
+    texts: o.eval,
+    seed: o.seed,
+    batchWindows: o.batchWindows,
+    cacheDir: ctx.paths.cache,
+    onProgress: (d, n) => ctx.say(`evaluated ${d}/${n} windows`),
+  });
+  const E = Math.max(1, ...opened.payload.expertsPerLayer);
+  const planned = ctx.all("RoutingPlanned");
+  const seconds = new Map<string, number>();
+  for (const q of ctx.all("ExpertQuantized")) {
+    const k = `${q.payload.layer}/${q.payload.expert}`;
+    seconds.set(k, (seconds.get(k) ?? 0) + q.payload.seconds);
+  }
+  const expertRuns = planned.flatMap((p) =>
+    p.payload.coverage.map((c) => ({ layer: p.payload.layer, expert: c.expert, routedTokens: c.tokensRouted, calibWeightMass: c.weightMass, seconds: seconds.get(`${p.payload.layer}/${c.expert}`) ?? 0 })),
+  );
+  const data = reportData({
+    title: `moeq ${o.algorithm.toUpperCase()} W${o.bits} g${o.groupSize} ${o.symmetric ? "sym" : "asym"} (${o.targets})`,
+    modelName: opened.payload.arch,
+    source: ctx.modelDir,
+    layers: opened.payload.layers,
+    experts: E,
+    topK: opened.payload.topK,
+    settings: {
+      algorithm: o.algorithm,
+      bits: o.bits,
+      groupSize: o.groupSize,
+      symmetric: o.symmetric,
+      policy: o.policy,
+      calib: o.calib,
+      eval: o.eval,
+      targets: o.targets,
+      propagate: o.propagate,
+      seed: o.seed,
+      format: o.format,
+    },
+    evaluation,
+    expertRuns,
+    remedy: o.algorithm === "gptq" ? "RTN fallback" : undefined,
+  });
+  const dir = await writeRunReport(ctx.paths.report, data);
+  await ctx.emit({
+    type: "EvaluationCompleted",
+    payload: {
+      stats: {
+        kld: evaluation.kld as unknown as Record<string, unknown>,
+        layers: evaluation.layers,
+        windows: evaluation.windows,
+        reportDir: dir,
+        seconds: evaluation.seconds,
+      },
+    },
+  });
+  ctx.say(`mean KLD ${evaluation.kld.kld.mean.toFixed(5)} over ${evaluation.kld.tokens} tokens; report in ${dir}`);
+}

@@ -1,0 +1,1 @@
+export { runLoader } from "./loader.ts";

@@ -1,0 +1,1 @@
+export { runPacker } from "./packer.ts";

@@ -1,0 +1,1 @@
+export { quantizeItem, runQuantizer } from "./quantizer.ts";

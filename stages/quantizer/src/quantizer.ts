@@ -1,0 +1,95 @@
+// The quantizer: a work-queue consumer (run as many replicas as cores allow, on any host that
+// sees the work dir). One item = one projection of one expert: RTN, or GPTQ with the
+// calibrator's Hessian. Outputs are unpacked codes, scales, zero points and the column → group
+// map, written as tensor files; ExpertQuantized references them. Redelivered or duplicated
+// items find their ExpertQuantized in the log and are acknowledged without redoing the work.
+import { join } from "node:path";
+import { QuantizeExpertWork, validate, type WorkItem } from "@moeq/contracts";
+import { tensorToF32 } from "@moeq/models";
+import { gptq, quantizeIntRtn, type IntQuantResult } from "@moeq/quant";
+import { isPermanentError, type StageContext, StageError, targetKey, writeTensorFile } from "@moeq/runtime";
+import { PermanentFailure } from "@moeq/bus";
+import { Result } from "effect";
+
+interface QuantizeOptions {
+  bits: number;
+  groupSize: number;
+  symmetric: boolean;
+  actOrder?: boolean;
+  damp?: number;
+  hessianWeight?: number;
+  rows: number;
+  cols: number;
+  tensor?: string;
+}
+
+export async function quantizeItem(ctx: StageContext, item: WorkItem, working: () => void): Promise<void> {
+  const v = validate(QuantizeExpertWork, item.payload, `work ${item.id}`);
+  if (Result.isFailure(v)) throw new PermanentFailure({ tag: "InvalidMessage", message: v.failure.message });
+  const p = v.success;
+  const key = targetKey(p);
+  if (ctx.has(`ExpertQuantized/${key}`)) return;
+  const o = p.options as unknown as QuantizeOptions;
+  const name = o.tensor ?? key;
+  const [rows, cols] = p.weight.shape;
+  if (p.weight.shape.length !== 2 || rows !== o.rows || cols !== o.cols)
+    throw new StageError({ stage: ctx.stage, message: `${name}: weight shape [${p.weight.shape}] does not match [${o.rows}, ${o.cols}]`, permanent: true });
+  const t0 = Date.now();
+  const w = Float32Array.from(tensorToF32(ctx.reader.tensor(p.weight, `${name} weight`), name));
+  let res: IntQuantResult;
+  let loss: number;
+  if (p.algorithm === "gptq") {
+    const h = ctx.reader.f32(p.hessian, `${name} hessian`);
+    working();
+    const g = await gptq(w, rows, cols, h, {
+      bits: o.bits,
+      groupSize: o.groupSize,
+      symmetric: o.symmetric,
+      actOrder: o.actOrder ?? false,
+      damp: o.damp ?? 0.01,
+      hessianWeight: o.hessianWeight,
+      name,
+    });
+    res = g;
+    loss = g.loss;
+  } else if (p.algorithm === "rtn") {
+    res = quantizeIntRtn(w, rows, cols, { bits: o.bits, groupSize: o.groupSize, symmetric: o.symmetric, clip: "minmax", name });
+    loss = 0;
+    for (let i = 0; i < w.length; i++) loss += (w[i] - res.dequant[i]) ** 2;
+  } else throw new StageError({ stage: ctx.stage, message: `${name}: unknown algorithm ${p.algorithm}`, permanent: true });
+  const nG = res.scales.length / rows;
+  const dir = join(ctx.paths.tensors, "quant");
+  const base = `L${p.layer}.E${p.expert}.${p.proj}`;
+  const outputs = {
+    codes: writeTensorFile(dir, `${base}.codes`, "u8", [rows, cols], res.codes),
+    scales: writeTensorFile(dir, `${base}.scales`, "f32", [rows, nG], res.scales),
+    zeros: writeTensorFile(dir, `${base}.zeros`, "i32", [rows, nG], res.zeros),
+    g_idx: writeTensorFile(dir, `${base}.g_idx`, "i32", [cols], res.gIdx),
+  };
+  await ctx.pause();
+  await ctx.emit({
+    type: "ExpertQuantized",
+    payload: { layer: p.layer, expert: p.expert, proj: p.proj, outputs, loss, algorithm: p.algorithm, seconds: (Date.now() - t0) / 1000 },
+  });
+}
+
+export async function runQuantizer(ctx: StageContext): Promise<void> {
+  await ctx.queues.consume(
+    "quantize",
+    async (item, wctx) => {
+      try {
+        await quantizeItem(ctx, item, wctx.working);
+      } catch (e) {
+        if (isPermanentError(e) || e instanceof PermanentFailure) {
+          const error = { tag: (e as { _tag?: string })._tag ?? "Error", message: (e as Error).message };
+          await ctx.emit({ type: "RunFailed", payload: { stage: ctx.stage, error } }).catch(() => undefined);
+          throw e instanceof PermanentFailure ? e : new PermanentFailure({ tag: error.tag, message: error.message });
+        }
+        throw e;
+      }
+    },
+    { heartbeatMs: 5000, onRetry: (item, e) => ctx.say(`retrying ${item.id}: ${(e as Error).message}`) },
+  );
+  ctx.say("consuming quantize work");
+  await new Promise<never>(() => undefined);
+}

@@ -1,0 +1,57 @@
+// The router-override stage: answers the calibrator's routing requests (layer + MoE input by
+// descriptor) over NATS request/reply with the real routing and the policy's calibration
+// weights, written as tensor files; appends RoutingPlanned with the coverage table. Stateless,
+// so a restarted instance answers the calibrator's retried request the same way.
+import { join } from "node:path";
+import { packValue, type TensorDescriptor, unpackValue } from "@moeq/contracts";
+import { buildSpec, Engine, type RawConfig } from "@moeq/models";
+import { descriptorSource, type StageContext, StageError, writeTensorFile } from "@moeq/runtime";
+import { Result } from "effect";
+import { coverage, policies } from "./policies.ts";
+
+export const routeSubject = (runId: string) => `moeq.${runId}.rpc.route`;
+
+export interface RouteRequest {
+  readonly layer: number;
+  readonly x: TensorDescriptor;
+}
+
+export interface RoutePlan {
+  readonly indices: TensorDescriptor;
+  readonly weights: TensorDescriptor;
+  readonly calib: TensorDescriptor;
+}
+
+export async function runRouter(ctx: StageContext): Promise<void> {
+  const opened = await ctx.waitFor("ModelOpened");
+  const { spec } = buildSpec(opened.payload.config as RawConfig, "ModelOpened.config");
+  const policy = policies.get(ctx.options.policy);
+  if (!policy) throw new StageError({ stage: ctx.stage, message: `unknown calibration policy ${ctx.options.policy}`, permanent: true });
+  const dir = join(ctx.paths.tensors, "route");
+  const sub = ctx.bus.nc.subscribe(routeSubject(ctx.runId), { queue: "router-override" });
+  ctx.say(`serving ${routeSubject(ctx.runId)} with policy ${policy.name}`);
+  for await (const m of sub) {
+    try {
+      const raw = unpackValue(m.data, m.subject);
+      if (Result.isFailure(raw)) throw raw.failure;
+      const req = raw.success as RouteRequest;
+      const L = req.layer;
+      const loaded = await ctx.waitFor("LayerLoaded", (e) => e.payload.layer === L);
+      const engine = new Engine(spec, descriptorSource(ctx.reader, new Map(Object.entries(loaded.payload.tensors))));
+      const x = ctx.reader.f32(req.x, `route request layer ${L}: x`);
+      await ctx.pause();
+      const r = await engine.router(L, x);
+      const calib = policy.weights(r);
+      const plan: RoutePlan = {
+        indices: writeTensorFile(dir, `L${L}.indices.bin`, "i32", [r.rows, r.topK], r.indices),
+        weights: writeTensorFile(dir, `L${L}.weights.bin`, "f32", [r.rows, r.topK], r.weights),
+        calib: writeTensorFile(dir, `L${L}.calib.bin`, "f32", [r.rows, r.numExperts], calib),
+      };
+      await ctx.emit({ type: "RoutingPlanned", payload: { layer: L, policy: policy.name, tokens: r.rows, coverage: coverage(r, calib) } });
+      m.respond(packValue({ ok: true, plan }));
+    } catch (e) {
+      ctx.say(`request failed: ${(e as Error).message}`);
+      m.respond(packValue({ ok: false, error: { tag: (e as { _tag?: string })._tag ?? "Error", message: (e as Error).message } }));
+    }
+  }
+}
