@@ -1,6 +1,6 @@
 // `moeq inspect` and `moeq forward` as a user runs them: the root launcher in a child process.
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openSafetensors } from "@moeq/safetensors";
@@ -41,9 +41,16 @@ describe("moeq inspect", () => {
   });
 
   it("an unsupported architecture fails with the supported list and the guide", () => {
-    const r = moeq("inspect", join(tinyRandom, "gpt_oss"));
+    const dir = join(tmp, "unknown-arch");
+    mkdirSync(dir);
+    const cfg = JSON.parse(readFileSync(join(tinyRandom, "mixtral", "config.json"), "utf8"));
+    writeFileSync(
+      join(dir, "config.json"),
+      JSON.stringify({ ...cfg, model_type: "not_a_moe", architectures: ["NotAMoe"] }),
+    );
+    const r = moeq("inspect", dir);
     expect(r.status).not.toBe(0);
-    expect(r.stderr).toMatch(/model_type 'gpt_oss' is not a supported architecture/);
+    expect(r.stderr).toMatch(/model_type 'not_a_moe' is not a supported architecture/);
     expect(r.stderr).toMatch(/qwen3_moe/);
     expect(r.stderr).toMatch(/docs\/architectures\.md/);
   });

@@ -2,6 +2,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
+  architectures,
   buildSpec,
   detectArchitecture,
   loadModel,
@@ -19,8 +20,8 @@ const tmp = mkdtempSync(join(tmpdir(), "moeq-models-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe("architecture detection", () => {
-  it("lists the eight easy architectures", () => {
-    expect(supportedModelTypes()).toEqual([
+  it("registers the eight easy architectures as easy", () => {
+    const easy = [
       "ernie4_5_moe",
       "glm4_moe",
       "hunyuan_v1_moe",
@@ -29,21 +30,23 @@ describe("architecture detection", () => {
       "olmoe",
       "qwen2_moe",
       "qwen3_moe",
-    ]);
+    ];
+    for (const t of easy) expect(architectures.get(t)?.difficulty, t).toBe("easy");
+    expect(supportedModelTypes()).toEqual([...supportedModelTypes()].sort());
   });
 
   it("an unknown model_type names the supported ones and the guide", () => {
     let err: unknown;
     try {
-      detectArchitecture({ model_type: "gpt_oss", architectures: ["GptOssForCausalLM"] }, "x/config.json");
+      detectArchitecture({ model_type: "not_a_moe", architectures: ["NotAMoeForCausalLM"] }, "x/config.json");
     } catch (e) {
       err = e;
     }
     expect(err).toBeInstanceOf(UnknownArchitectureError);
     const e = err as UnknownArchitectureError;
-    expect(e.modelType).toBe("gpt_oss");
+    expect(e.modelType).toBe("not_a_moe");
     expect(e.message).toContain("x/config.json");
-    expect(e.message).toContain("'gpt_oss'");
+    expect(e.message).toContain("'not_a_moe'");
     for (const t of supportedModelTypes()) expect(e.message).toContain(t);
     expect(e.message).toContain("docs/architectures.md");
   });
@@ -58,8 +61,8 @@ describe("architecture detection", () => {
     expect(() => buildSpec(cfg, "q/config.json")).toThrow(/q\/config.json: field 'hidden_size'/);
     const kv = { ...cfgOf("mixtral"), num_key_value_heads: 3 };
     expect(() => buildSpec(kv)).toThrow(/num_key_value_heads/);
-    const rope = { ...cfgOf("mixtral"), rope_parameters: { rope_type: "longrope", rope_theta: 1 } };
-    expect(() => buildSpec(rope)).toThrow(/rope_type 'longrope'/);
+    const rope = { ...cfgOf("mixtral"), rope_parameters: { rope_type: "not_a_rope", rope_theta: 1 } };
+    expect(() => buildSpec(rope)).toThrow(/rope_type 'not_a_rope'/);
   });
 });
 
