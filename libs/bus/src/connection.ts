@@ -4,6 +4,10 @@ import { type NatsConnection as CoreConnection, connect } from "@nats-io/transpo
 import { Context, Effect, Layer, Schedule } from "effect";
 import { errorText, NatsConnectFailed } from "./errors.ts";
 
+// JetStream API calls wait up to 30 s (default 5 s): purging a GiB-sized object or creating a
+// stream on a busy disk can take longer than 5 s, and a timeout there would fail a healthy stage.
+const JS_OPTIONS = { timeout: 30_000 };
+
 export interface NatsOptions {
   readonly url: string;
   /** Per-run secret of the embedded server. */
@@ -41,7 +45,7 @@ export async function connectBus(o: NatsOptions): Promise<Bus> {
   for (let i = 0; i < attempts; i++) {
     try {
       const nc = await connect(connectOptions(o));
-      return { nc, js: jetstream(nc), jsm: await jetstreamManager(nc) };
+      return { nc, js: jetstream(nc, JS_OPTIONS), jsm: await jetstreamManager(nc) };
     } catch (e) {
       lastError = e;
       // Authorization failures will not heal by waiting.
@@ -69,7 +73,7 @@ export class NatsConnection extends Context.Service<NatsConnection, Bus>()("@moe
           }),
           Effect.flatMap((nc) =>
             Effect.tryPromise({
-              try: async () => ({ nc, js: jetstream(nc), jsm: await jetstreamManager(nc) }),
+              try: async () => ({ nc, js: jetstream(nc, JS_OPTIONS), jsm: await jetstreamManager(nc) }),
               catch: (e) =>
                 new NatsConnectFailed({ url: o.url, message: `JetStream unavailable at ${o.url}: ${errorText(e)}` }),
             }),

@@ -73,6 +73,23 @@ describe("embedded nats-server", () => {
     }
   });
 
+  it("a missing binary fails with NatsServerFailed naming it", async () => {
+    const exit = await Effect.runPromiseExit(Effect.scoped(embeddedNatsServer({ binary: "/nonexistent/nats-server" })));
+    expect(Exit.isFailure(exit)).toBe(true);
+    expect(JSON.stringify(exit)).toContain('"_tag":"NatsServerFailed"');
+    expect(JSON.stringify(exit)).toContain("cannot run /nonexistent/nats-server");
+  });
+
+  it("no server at the URL: connectBus gives up with NatsConnectFailed naming the URL", async () => {
+    const s = await startNatsServer();
+    const url = s.url;
+    await s.stop();
+    await expect(connectBus({ url, token: s.token, attempts: 2 })).rejects.toMatchObject({
+      _tag: "NatsConnectFailed",
+      url,
+    });
+  });
+
   it.each(["SIGTERM", "SIGINT"] as const)(
     "the parent's %s stops the server and removes its dir",
     async (sig) => {

@@ -12,10 +12,14 @@ const store = await RunTensorStore.open(bus, { runId, allowedRoots: [root] });
 const sub = bus.nc.subscribe(`moeq.${runId}.bench`);
 console.log("ready");
 for await (const m of sub) {
-  const req = Result.getOrThrow(unpackValue(m.data, m.subject)) as { descriptor: unknown; release: boolean };
-  const d = Result.getOrThrow(validate(TensorDescriptor, req.descriptor, m.subject));
-  const o = await store.open(d);
-  const reply = packValue({ bytes: o.tensor.data.byteLength, first: o.tensor.data[0] });
-  if (req.release) await o.release();
-  m.respond(reply);
+  try {
+    const req = Result.getOrThrow(unpackValue(m.data, m.subject)) as { descriptor: unknown; release: boolean };
+    const d = Result.getOrThrow(validate(TensorDescriptor, req.descriptor, m.subject));
+    const o = await store.open(d);
+    const reply = packValue({ bytes: o.tensor.data.byteLength, first: o.tensor.data[0] });
+    if (req.release) await o.release();
+    m.respond(reply);
+  } catch (e) {
+    m.respond(packValue({ error: `${(e as { _tag?: string })._tag ?? "Error"}: ${(e as Error).message}` }));
+  }
 }

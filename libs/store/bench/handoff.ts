@@ -10,7 +10,8 @@ import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { connectBus, startNatsServer } from "@moeq/bus";
-import { packValue } from "@moeq/contracts";
+import { packValue, unpackValue } from "@moeq/contracts";
+import { Result } from "effect";
 import { RunTensorStore } from "../dist/index.js";
 
 const LIMIT_MS = 5;
@@ -36,8 +37,12 @@ await new Promise<void>((resolve) => createInterface({ input: child.stdout! }).o
 const subject = `moeq.${runId}.bench`;
 const ask = async (descriptor: unknown, release: boolean) => {
   const t0 = performance.now();
-  await bus.nc.request(subject, packValue({ descriptor, release }), { timeout: 600_000 });
-  return performance.now() - t0;
+  const reply = await bus.nc.request(subject, packValue({ descriptor, release }), { timeout: 300_000 });
+  const ms = performance.now() - t0;
+  const r = unpackValue(reply.data, subject);
+  if (Result.isFailure(r) || (r.success as { error?: string }).error)
+    throw new Error(`consumer failed: ${JSON.stringify(Result.isFailure(r) ? r.failure.message : r.success)}`);
+  return ms;
 };
 
 interface Row {

@@ -80,7 +80,7 @@ export class RunTensorStore {
   }
 
   private async objects(): Promise<ObjectStore> {
-    this.objStore ??= await new Objm(this.bus.nc).create(this.objBucket);
+    this.objStore ??= await new Objm(this.bus.js).create(this.objBucket);
     return this.objStore;
   }
 
@@ -265,8 +265,13 @@ export class RunTensorStore {
   }
 
   private async releaseKey(key: string, free: () => void | Promise<void>): Promise<void> {
-    const left = await this.leases.release(key);
-    if (left === 0) await free();
+    try {
+      const left = await this.leases.release(key);
+      if (left === 0) await free();
+    } catch (e) {
+      // endRun removes whatever a failed release leaves behind
+      throw new StoreFailed({ operation: "release", message: `release ${key}: ${(e as Error).message}` });
+    }
   }
 
   /** Ends the run's storage: unlinks every segment of the run, drops leases and objects. */
@@ -275,7 +280,7 @@ export class RunTensorStore {
     const removed = removeRunSegments(this.runId);
     await this.leases.destroy();
     try {
-      await (await new Objm(this.bus.nc).open(this.objBucket)).destroy();
+      await (await new Objm(this.bus.js).open(this.objBucket)).destroy();
     } catch {
       // the run never used the object store
     }
