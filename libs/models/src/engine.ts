@@ -169,7 +169,8 @@ export class Engine {
           ? await deltaNetBlock(this.weights, a, normed, seq)
           : await attentionBlock(this.weights, a, normed, seq, a.rope ? this.rope(a.rope, seq.seqLen) : null);
     const residual = new Float32Array(rows * H);
-    for (let i = 0; i < residual.length; i++) residual[i] = hidden[i] + attn[i];
+    const rm = this.spec.residualMultiplier ?? 1;
+    for (let i = 0; i < residual.length; i++) residual[i] = hidden[i] + (rm === 1 ? attn[i] : Math.fround(attn[i] * rm));
     return { residual, x: applyNorm(this.weights, spec.postAttentionNorm, residual, rows) };
   }
 
@@ -204,7 +205,8 @@ export class Engine {
   /** residual + block output (in place into a new array). */
   finishLayer(residual: Float32Array, blockOut: Float32Array): Float32Array {
     const h = new Float32Array(residual.length);
-    for (let i = 0; i < h.length; i++) h[i] = residual[i] + blockOut[i];
+    const rm = this.spec.residualMultiplier ?? 1;
+    for (let i = 0; i < h.length; i++) h[i] = residual[i] + (rm === 1 ? blockOut[i] : Math.fround(blockOut[i] * rm));
     return h;
   }
 
@@ -224,7 +226,10 @@ export class Engine {
 
   /** lm_head over final-normed rows → [rows, V]. */
   async logits(normed: Float32Array): Promise<Float32Array> {
-    return linear(this.weights, this.spec.lmHead, normed, normed.length / this.spec.hiddenSize);
+    const y = await linear(this.weights, this.spec.lmHead, normed, normed.length / this.spec.hiddenSize);
+    const s = this.spec.logitsScaling ?? 1;
+    if (s !== 1) for (let i = 0; i < y.length; i++) y[i] = Math.fround(y[i] / s);
+    return y;
   }
 
   /** Full forward over B equal-length sequences (ids row-major [B, T]). */

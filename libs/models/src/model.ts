@@ -53,7 +53,8 @@ export function loadModel(dir: string, opts: { validate?: boolean } = {}): Loade
   // FP8 block-quantized inputs (quant_method "fp8") read as bf16, one tensor at a time.
   const block = fp8BlockSize(config);
   const raw = storeSource(checkpoint, dir);
-  const source = block ? fp8BlockSource(raw, { block, label: dir }) : raw;
+  const stored = block ? fp8BlockSource(raw, { block, label: dir }) : raw;
+  const source = arch.adaptSource ? arch.adaptSource(stored) : stored;
   try {
     if (opts.validate ?? true) validateWeights(spec, source, dir);
   } catch (e) {

@@ -3,6 +3,7 @@ import type { Architecture } from "./arch.ts";
 import { ernie4_5_moe } from "./archs/ernie4_5_moe.ts";
 import { glm4_moe } from "./archs/glm4_moe.ts";
 import { hunyuan_v1_moe } from "./archs/hunyuan_v1_moe.ts";
+import { MID_ARCHITECTURES } from "./archs/mid.ts";
 import { minimax_m2 } from "./archs/minimax_m2.ts";
 import { mixtral } from "./archs/mixtral.ts";
 import { olmoe } from "./archs/olmoe.ts";
@@ -13,7 +14,7 @@ import { ConfigReader, type RawConfig } from "./config.ts";
 import { UnknownArchitectureError } from "./errors.ts";
 import type { ModelSpec } from "./spec.ts";
 
-const ALL: readonly Architecture[] = [mixtral, qwen2_moe, qwen3_moe, olmoe, glm4_moe, minimax_m2, ernie4_5_moe, hunyuan_v1_moe, ...HARD_ARCHITECTURES];
+const ALL: readonly Architecture[] = [mixtral, qwen2_moe, qwen3_moe, olmoe, glm4_moe, minimax_m2, ernie4_5_moe, hunyuan_v1_moe, ...HARD_ARCHITECTURES, ...MID_ARCHITECTURES];
 
 export const architectures: ReadonlyMap<string, Architecture> = new Map(ALL.map((a) => [a.modelType, a]));
 

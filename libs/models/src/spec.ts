@@ -11,6 +11,11 @@ export interface LinearSpec {
   readonly bias?: string;
   readonly outFeatures: number;
   readonly inFeatures: number;
+  /**
+   * The weight is rows [start, start + outFeatures) of a [totalRows, inFeatures] tensor shared with
+   * other projections (DBRX's fused Wqkv); a bias likewise.
+   */
+  readonly rowSlice?: { readonly start: number; readonly totalRows: number };
 }
 
 export type NormSpec =
@@ -62,6 +67,11 @@ export interface AttentionSpec {
   readonly sinks?: string;
   /** Clamp q, k, v to ±clipQkv after projection (OLMoE, DBRX). */
   readonly clipQkv?: number;
+  /**
+   * Llama 4 NoPE layers: q ×= log1p(floor((pos + 1) / floorScale))·attnScale + 1, after the q/k
+   * norms, before attention.
+   */
+  readonly qTemperature?: { readonly floorScale: number; readonly attnScale: number };
   /** v ×= valueScale after projection (MiMo-V2-Flash attention_value_scale). */
   readonly valueScale?: number;
   /**
@@ -181,8 +191,31 @@ export type ExpertLayout =
       readonly split: "halves" | "interleaved";
       readonly transposed: boolean;
       readonly gateUpBias?: string;
+      /** Per-expert module names serving engines load quantized experts under (see blocks/fused-tensors.ts). */
+      readonly packedAs?: PackedExpertNames;
       readonly downBias?: string;
+    }
+  | {
+      /**
+       * DBRX: three 2-D tensors [E·I, H] stacking the experts along rows. Expert e's gate and up
+       * are rows [e·I, (e+1)·I) used as Linear weights [I, H]; its down slice is [I, H] too, used
+       * as y = act·D (the transpose of a Linear [H, I]) when downTransposed.
+       */
+      readonly kind: "stacked";
+      readonly gate: string;
+      readonly up: string;
+      readonly down: string;
+      readonly downTransposed: boolean;
+      readonly packedAs?: PackedExpertNames;
     };
+
+/** `${prefix}.${e}.${gate|up|down}`: the module names a packer writes one fused expert's matrices under. */
+export interface PackedExpertNames {
+  readonly prefix: string;
+  readonly gate: string;
+  readonly up: string;
+  readonly down: string;
+}
 
 export interface ExpertsSpec {
   readonly numExperts: number;
@@ -190,6 +223,8 @@ export interface ExpertsSpec {
   readonly intermediate: number;
   readonly act: ActivationKind;
   readonly layout: ExpertLayout;
+  /** GPT-OSS clamped SwiGLU: (clamp(up, ±limit) + 1) · g·σ(alpha·g), g = min(gate, limit); replaces act. */
+  readonly clampedGlu?: { readonly alpha: number; readonly limit: number };
 }
 
 export type RoutingSpec =
@@ -198,6 +233,28 @@ export type RoutingSpec =
       readonly kind: "softmax_topk";
       readonly topK: number;
       readonly normTopK: boolean;
+      /** DBRX moe_normalize_expert_weights: renormalise by this p-norm instead of the sum. */
+      readonly normPower?: number;
+    }
+  | {
+      /** top-k on the raw logits, w = softmax over the k selected logits (GPT-OSS, Granite-MoE). */
+      readonly kind: "topk_softmax";
+      readonly topK: number;
+    }
+  | {
+      /** top-k on the raw logits, w = sigmoid(selected logits), no renormalisation (Llama 4). */
+      readonly kind: "topk_sigmoid";
+      readonly topK: number;
+    }
+  | {
+      /**
+       * Phi-MoE inference sparsemixer: per round the max remaining logit m wins; logits with
+       * (m − z)/max(|z|, m) > 2·jitterEps are masked; w = softmax(masked)[winner]; the winner is
+       * then set to −inf. No renormalisation.
+       */
+      readonly kind: "sparsemixer";
+      readonly topK: number;
+      readonly jitterEps: number;
     }
   | {
       /**
@@ -249,6 +306,8 @@ export interface MoeSpec {
   readonly shared?: SharedExpertSpec;
   /** What transformers returns as router_logits for this block: the raw logits or the scores. */
   readonly reportedRouterLogits: "logits" | "scores";
+  /** Llama 4: the routing weight scales the expert's input instead of its output. */
+  readonly weightScalesInput?: boolean;
 }
 
 export interface LayerSpec {
@@ -271,6 +330,10 @@ export interface ModelSpec {
   readonly tiedEmbeddings: boolean;
   /** Largest position the RoPE tables must cover (grown on demand). */
   readonly maxPositions: number;
+  /** Granite: attention and MLP outputs are scaled by this before each residual add. */
+  readonly residualMultiplier?: number;
+  /** Granite: logits are divided by this. */
+  readonly logitsScaling?: number;
 }
 
 /** What a quantizable weight is, for the quantizer and the calibrator. */
@@ -309,11 +372,15 @@ export interface WeightRole {
   /** [out, in] of this projection (for one expert when fused). */
   readonly shape: readonly [number, number];
   /** When several projections/experts share one tensor on disk: where this one sits. */
+  /** A non-expert projection that is a row range of a larger tensor (DBRX Wqkv): rows [start, start + shape[0]) of [totalRows, in]. */
+  readonly rowSlice?: { readonly start: number; readonly totalRows: number };
   readonly fused?: {
     readonly expertAxis: 0;
     /** along the output rows of expert e's slice */
     readonly rows: "first_half" | "second_half" | "even" | "odd" | "all";
     readonly transposed: boolean;
+    /** The tensor is 2-D [E·n, m] (DBRX), read as [E, n, m]; absent: 3-D [E, ·, ·]. */
+    readonly stacked?: boolean;
   };
 }
 

@@ -4,13 +4,17 @@ import type { Architecture } from "./arch.ts";
 import { ModelWeightError } from "./errors.ts";
 import type { DenseMlpSpec, ExpectedTensor, LinearSpec, MixerSpec, ModelSpec, NormSpec, WeightRole } from "./spec.ts";
 import { perExpertName } from "./blocks/experts.ts";
+import { stackedExpertRoles, withRowSlices } from "./blocks/fused-tensors.ts";
 import type { WeightSource } from "./weights.ts";
 
 type Role = ExpectedTensor["role"];
 
 function linearTensors(l: LinearSpec, role: Role, out: ExpectedTensor[]) {
-  out.push({ name: l.weight, dtype: "BF16", shape: [l.outFeatures, l.inFeatures], role });
-  if (l.bias) out.push({ name: l.bias, dtype: "BF16", shape: [l.outFeatures], role: "bias" });
+  // a row range of a shared tensor (DBRX Wqkv): the whole tensor, once
+  if (l.rowSlice && out.some((t) => t.name === l.weight)) return;
+  const rows = l.rowSlice?.totalRows ?? l.outFeatures;
+  out.push({ name: l.weight, dtype: "BF16", shape: [rows, l.inFeatures], role });
+  if (l.bias) out.push({ name: l.bias, dtype: "BF16", shape: [rows], role: "bias" });
 }
 
 function normTensors(n: NormSpec, out: ExpectedTensor[]) {
@@ -89,7 +93,10 @@ export function expectedTensors(spec: ModelSpec): ExpectedTensor[] {
     if ("bias" in r && r.bias)
       out.push({ name: r.bias, dtype: "BF16", shape: r.biasShape ?? [m.experts.numExperts], role: "router_bias" });
     const { numExperts: E, hidden: H, intermediate: I, layout } = m.experts;
-    if (layout.kind === "per_expert") {
+    if (layout.kind === "stacked") {
+      for (const name of [layout.gate, layout.up, layout.down])
+        out.push({ name, dtype: "BF16", shape: [E * I, H], role: "experts" });
+    } else if (layout.kind === "per_expert") {
       for (let e = 0; e < E; e++) {
         out.push({ name: perExpertName(layout, e, "gate"), dtype: "BF16", shape: [I, H], role: "experts" });
         out.push({ name: perExpertName(layout, e, "up"), dtype: "BF16", shape: [I, H], role: "experts" });
@@ -151,7 +158,8 @@ export function weightRoles(spec: ModelSpec): WeightRole[] {
     }
     const { numExperts: E, hidden: H, intermediate: I, layout } = m.experts;
     for (let e = 0; e < E; e++) {
-      if (layout.kind === "per_expert") {
+      if (layout.kind === "stacked") out.push(...stackedExpertRoles(layout, L.index, e, I, H));
+      else if (layout.kind === "per_expert") {
         out.push({ tensor: perExpertName(layout, e, "gate"), layer: L.index, expert: e, module: "experts", projection: "gate_proj", shape: [I, H] });
         out.push({ tensor: perExpertName(layout, e, "up"), layer: L.index, expert: e, module: "experts", projection: "up_proj", shape: [I, H] });
         out.push({ tensor: perExpertName(layout, e, "down"), layer: L.index, expert: e, module: "experts", projection: "down_proj", shape: [H, I] });
@@ -189,7 +197,7 @@ export function weightRoles(spec: ModelSpec): WeightRole[] {
     }
     if (m.shared) mlp(m.shared.mlp, "shared_expert");
   }
-  return out;
+  return withRowSlices(spec, out);
 }
 
 /**

@@ -6,6 +6,7 @@ import type { AttentionSpec, NormSpec } from "../spec.ts";
 import type { F32Weights } from "../weights.ts";
 import { linear } from "./linear.ts";
 import { applyNorm } from "./norm.ts";
+import { applyQTemperature } from "./temperature.ts";
 import type { RopeTables } from "./rope.ts";
 
 export interface SequenceBatch {
@@ -60,6 +61,7 @@ export async function attentionBlock(
     qkNorm(w, n.q, n.scope, q, rows, spec.numHeads);
     qkNorm(w, n.k, n.scope, k, rows, spec.numKvHeads);
   }
+  if (spec.qTemperature) applyQTemperature(q, seq.positions, q.length / rows, spec.qTemperature);
   const out = new Float32Array(rows * spec.numHeads * spec.vHeadDim);
   await native.attentionF32(q, k, v, out, {
     batch: seq.batch,

@@ -5,6 +5,7 @@ import { native } from "@moeq/native";
 import type { ExpertLayout, ExpertsSpec } from "../spec.ts";
 import type { F32Weights } from "../weights.ts";
 import { gatedActivation } from "./mlp.ts";
+import { clampedGlu, stackedExpertForward } from "./stacked-experts.ts";
 
 export interface ExpertOutput {
   /** [rows, hidden] */
@@ -20,6 +21,7 @@ export function perExpertName(layout: Extract<ExpertLayout, { kind: "per_expert"
 export async function expertForward(w: F32Weights, spec: ExpertsSpec, e: number, x: Float32Array, rows: number): Promise<ExpertOutput> {
   const { hidden: H, intermediate: I, layout } = spec;
   if (rows === 0) return { out: new Float32Array(0), act: new Float32Array(0) };
+  if (layout.kind === "stacked") return stackedExpertForward(w, spec, layout, e, x, rows);
   if (layout.kind === "per_expert") {
     const G = w.get(perExpertName(layout, e, "gate"), I * H);
     const U = w.get(perExpertName(layout, e, "up"), I * H);
@@ -42,8 +44,12 @@ export async function expertForward(w: F32Weights, spec: ExpertsSpec, e: number,
   }
   // stored [2I, H] → x·GUᵀ; transposed [H, 2I] → x·GU
   await native.gemmF32(x, GU, gu, rows, 2 * I, H, false, !layout.transposed, 1, layout.gateUpBias ? 1 : 0);
-  const act =
-    layout.split === "halves"
+  const cg = spec.clampedGlu;
+  const act = cg
+    ? layout.split === "halves"
+      ? clampedGlu(cg, gu, gu.subarray(I), rows, I, 2 * I, 1)
+      : clampedGlu(cg, gu, gu.subarray(1), rows, I, 2 * I, 2)
+    : layout.split === "halves"
       ? gatedActivation(spec.act, gu, gu.subarray(I), rows, I, 2 * I, 1)
       : gatedActivation(spec.act, gu, gu.subarray(1), rows, I, 2 * I, 2);
   const out = new Float32Array(rows * H);

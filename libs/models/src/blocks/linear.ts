@@ -5,10 +5,12 @@ import type { F32Weights } from "../weights.ts";
 
 export async function linear(w: F32Weights, spec: LinearSpec, x: Float32Array, rows: number): Promise<Float32Array> {
   const { outFeatures: n, inFeatures: k } = spec;
-  const W = w.get(spec.weight, n * k);
+  // a row range of a fused tensor (DBRX Wqkv) is a zero-copy view of its f32 copy
+  const rs = spec.rowSlice;
+  const W = rs ? w.get(spec.weight, rs.totalRows * k).subarray(rs.start * k, (rs.start + n) * k) : w.get(spec.weight, n * k);
   const y = new Float32Array(rows * n);
   if (spec.bias) {
-    const b = w.get(spec.bias, n);
+    const b = rs ? w.get(spec.bias, rs.totalRows).subarray(rs.start, rs.start + n) : w.get(spec.bias, n);
     for (let r = 0; r < rows; r++) y.set(b, r * n);
   }
   if (rows > 0) await native.gemmF32(x, W, y, rows, n, k, false, true, 1, spec.bias ? 1 : 0);

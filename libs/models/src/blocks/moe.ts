@@ -42,10 +42,13 @@ export async function moeForward(w: F32Weights, spec: MoeSpec, x: Float32Array, 
     if (n === 0) continue;
     const xs = new Float32Array(n * H);
     for (let i = 0; i < n; i++) xs.set(x.subarray(g.rows[i] * H, (g.rows[i] + 1) * H), i * H);
+    // Llama 4 scales the expert's input by its routing weight, and sums the outputs unweighted
+    if (spec.weightScalesInput)
+      for (let i = 0; i < n; i++) for (let c = 0; c < H; c++) xs[i * H + c] = Math.fround(xs[i * H + c] * g.weights[i]);
     const { out: y } = await expertForward(w, spec.experts, e, xs, n);
     for (let i = 0; i < n; i++) {
       const o = g.rows[i] * H;
-      const s = g.weights[i];
+      const s = spec.weightScalesInput ? 1 : g.weights[i];
       for (let c = 0; c < H; c++) out[o + c] += y[i * H + c] * s;
     }
   }

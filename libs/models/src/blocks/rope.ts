@@ -27,7 +27,20 @@ export type RopeScaling =
       readonly truncate: boolean;
     }
   /** Hunyuan "dynamic" with alpha: base ← θ·α^(d/(d−2)), independent of sequence length. */
-  | { readonly type: "ntk_alpha"; readonly alpha: number };
+  | { readonly type: "ntk_alpha"; readonly alpha: number }
+  /**
+   * LongRoPE (Phi-3 / Phi-MoE): per-frequency divisors, the long set once the sequence exceeds
+   * originalMax; cos/sin × attentionFactor, or Phi-MoE's short/long mscale when the config has them.
+   */
+  | {
+      readonly type: "longrope";
+      readonly shortFactor: readonly number[];
+      readonly longFactor: readonly number[];
+      readonly originalMax: number;
+      readonly attentionFactor: number;
+      readonly shortMscale?: number;
+      readonly longMscale?: number;
+    };
 
 export interface RopeSpec {
   readonly theta: number;
@@ -88,6 +101,9 @@ export function ropeFromConfig(cfg: ConfigReader, rotaryDim: number, interleaved
         attentionFactor: params?.optNum("attention_factor"),
         truncate: params?.bool("truncate", true) ?? true,
       };
+      break;
+    case "longrope":
+      scaling = longropeFromConfig(cfg, params, rotaryDim);
       break;
     default:
       throw new ModelConfigError({
@@ -158,6 +174,12 @@ export function inverseFrequencies(spec: RopeSpec, seqLen: number): { invFreq: F
       inv[i] = f(interp * (1 - extrapFactor) + extrap * extrapFactor);
     }
   }
+  if (s.type === "longrope") {
+    const long = seqLen > s.originalMax;
+    const ext = long ? s.longFactor : s.shortFactor;
+    for (let i = 0; i < half; i++) inv[i] = f(1 / f(ext[i] * f(base ** f((2 * i) / rd))));
+    attentionFactor = (long ? s.longMscale : s.shortMscale) ?? s.attentionFactor;
+  }
   return { invFreq: inv, attentionFactor };
 }
 
@@ -174,4 +196,35 @@ export function ropeTables(spec: RopeSpec, positions: number, seqLen = positions
       sin[p * half + i] = Math.sin(a) * attentionFactor;
     }
   return { cos, sin, positions };
+}
+
+function factorList(params: ConfigReader, key: string, half: number): number[] {
+  const v = params.raw[key];
+  if (!Array.isArray(v) || v.length !== half || !v.every((x) => typeof x === "number" && Number.isFinite(x) && x > 0))
+    throw new ModelConfigError({
+      field: `rope_parameters.${key}`,
+      message: `${params.source}: ${key} must be a list of ${half} positive numbers (rotary dim / 2), got ${JSON.stringify(v)}`,
+    });
+  return v as number[];
+}
+
+/** transformers' _compute_longrope_parameters, plus Phi-MoE's short_mscale / long_mscale. */
+function longropeFromConfig(cfg: ConfigReader, params: ConfigReader | undefined, rotaryDim: number): RopeScaling {
+  if (!params)
+    throw new ModelConfigError({ field: "rope_parameters", message: `${cfg.source}: longrope needs rope_parameters` });
+  const maxPos = cfg.num("max_position_embeddings");
+  const originalMax =
+    params.optNum("original_max_position_embeddings") ?? cfg.optNum("original_max_position_embeddings") ?? maxPos;
+  const factor = params.optNum("factor") ?? maxPos / originalMax;
+  const attentionFactor =
+    params.optNum("attention_factor") ?? (factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(originalMax)));
+  return {
+    type: "longrope",
+    shortFactor: factorList(params, "short_factor", rotaryDim / 2),
+    longFactor: factorList(params, "long_factor", rotaryDim / 2),
+    originalMax,
+    attentionFactor,
+    shortMscale: params.optNum("short_mscale"),
+    longMscale: params.optNum("long_mscale"),
+  };
 }

@@ -2,6 +2,7 @@
 // weights. Top-k ties resolve to the lower expert index (native.topkF32's rule).
 import { native } from "@moeq/native";
 import type { RoutingSpec } from "../spec.ts";
+import { isMidRouting, pNormalise, routeMid } from "./routing-mid.ts";
 
 export interface Routing {
   readonly rows: number;
@@ -26,12 +27,14 @@ function topk(x: Float32Array, rows: number, cols: number, k: number) {
 
 /** `bias` is the selection bias (e_score_correction_bias) in f32 when the spec names one. */
 export function route(spec: RoutingSpec, logits: Float32Array, rows: number, E: number, bias: Float32Array | null): Routing {
+  if (isMidRouting(spec)) return routeMid(spec, logits, rows, E);
   const k = spec.topK;
   const scores = new Float32Array(rows * E);
   if (spec.kind === "softmax_topk") {
     native.softmaxF32(logits, scores, rows, E);
     const { indices, values } = topk(scores, rows, E, k);
-    if (spec.normTopK) renormalise(values, rows, k, 0, 0);
+    if (spec.normTopK && spec.normPower !== undefined && spec.normPower !== 1) pNormalise(values, rows, k, spec.normPower);
+    else if (spec.normTopK) renormalise(values, rows, k, 0, 0);
     return { rows, numExperts: E, topK: k, logits, scores, indices, weights: values };
   }
   if (spec.kind === "softmax_bias") {
