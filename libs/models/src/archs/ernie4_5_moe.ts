@@ -21,11 +21,15 @@ export const ernie4_5_moe: Architecture = {
     const rope = ropeFromConfig(cfg, d.headDim, true);
     const E = cfg.int("moe_num_experts", 64, 1);
     const bias = cfg.bool("use_bias", false);
-    const start = cfg.int("moe_layer_start_index", 1);
-    const end =
-      cfg.has("moe_layer_end_index") && cfg.num("moe_layer_end_index") >= 0
-        ? cfg.int("moe_layer_end_index")
-        : d.layers - 1;
+    // Both indices may be per-modality lists (VL checkpoints): the text trunk takes min / max.
+    const index = (key: string, dflt: number, pick: (xs: number[]) => number) => {
+      const v = cfg.raw[key];
+      if (Array.isArray(v)) return pick(cfg.intList(key, []));
+      if (v === undefined || v === null || v === -1) return dflt;
+      return cfg.int(key);
+    };
+    const start = index("moe_layer_start_index", 1, (xs) => Math.min(...xs));
+    const end = index("moe_layer_end_index", d.layers - 1, (xs) => Math.max(...xs));
     const interval = cfg.int("moe_layer_interval", 1, 1);
     const moeI = cfg.int("moe_intermediate_size", undefined, 1);
     const shared = cfg.int("moe_num_shared_experts", 0);

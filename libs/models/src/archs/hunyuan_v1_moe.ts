@@ -22,15 +22,13 @@ export const hunyuan_v1_moe: Architecture = {
     const E = cfg.perLayerInt("num_experts", 0, 16);
     const I = cfg.int("intermediate_size", undefined, 1);
     const bias = cfg.bool("attention_bias", false);
-    const qkNorm = cfg.bool("use_qk_norm", true);
     return decoderModel("hunyuan_v1_moe", d, (i, p) => ({
       attention: llamaAttention(d, `${p}.self_attn`, {
         rope,
         qkvBias: bias,
         oBias: bias,
-        ...(qkNorm
-          ? { qkNorm: { q: "query_layernorm", k: "key_layernorm", scope: "head" as const, afterRope: true } }
-          : {}),
+        // transformers 5.17 builds query/key_layernorm unconditionally (use_qk_norm is not read).
+        qkNorm: { q: "query_layernorm", k: "key_layernorm", scope: "head", afterRope: true },
       }),
       mlp: {
         kind: "moe",

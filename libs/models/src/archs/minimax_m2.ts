@@ -22,11 +22,11 @@ export const minimax_m2: Architecture = {
     // rope_parameters.partial_rotary_factor makes RoPE partial; the goldens confirm full rotation.
     const rope = ropeFromConfig(cfg, partialRotaryDim(cfg, d.headDim), false, 5e6);
     const E = cfg.int("num_local_experts", 256, 1);
-    const qkNorm = cfg.bool("use_qk_norm", true);
     return decoderModel("minimax_m2", d, (_, p) => ({
       attention: llamaAttention(d, `${p}.self_attn`, {
         rope,
-        ...(qkNorm ? { qkNorm: { q: "q_norm", k: "k_norm", scope: "full" as const } } : {}),
+        // FlexOlmo attention: q_norm/k_norm always exist (use_qk_norm is not read by transformers).
+        qkNorm: { q: "q_norm", k: "k_norm", scope: "full" },
       }),
       mlp: {
         kind: "moe",
