@@ -2,7 +2,7 @@ export * from "./attributes.ts";
 export * from "./config.ts";
 export * from "./effect.ts";
 export * from "./errors.ts";
-export { keyValues, type OtlpJsonRequest, toOtlpJson } from "./otlp-json.ts";
+export { type OtlpJsonRequest, otlpJsonLine, toOtlpJson } from "./otlp-json.ts";
 export * from "./propagation.ts";
 export * from "./spans.ts";
 export {

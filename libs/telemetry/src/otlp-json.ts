@@ -3,7 +3,8 @@
 // trace and span ids as lower-case hex (not base64), enums as integers, 64-bit integers (timestamps,
 // intValue) as decimal strings, bytes as base64, non-finite doubles as "NaN"/"Infinity"/"-Infinity".
 // Written here rather than taken from @opentelemetry/otlp-transformer's JSON serializer, which
-// writes intValue as a JSON number and non-finite doubles as null.
+// writes intValue as a JSON number and non-finite doubles as null. Plain objects and one
+// JSON.stringify measured faster than building the text by hand.
 import type { Attributes, AttributeValue, HrTime } from "@opentelemetry/api";
 import type { ReadableSpan } from "@opentelemetry/sdk-trace-base";
 
@@ -21,7 +22,8 @@ export interface OtlpKeyValue {
   value: OtlpAnyValue;
 }
 
-const nanos = (t: HrTime): string => (BigInt(Math.trunc(t[0])) * 1_000_000_000n + BigInt(Math.trunc(t[1]))).toString();
+// [seconds, nanoseconds] → "<seconds><9-digit nanoseconds>": exact without BigInt arithmetic.
+const nanos = (t: HrTime): string => `${Math.trunc(t[0])}${String(Math.trunc(t[1])).padStart(9, "0")}`;
 
 function anyValue(v: AttributeValue | undefined | null | Uint8Array): OtlpAnyValue {
   switch (typeof v) {
@@ -31,7 +33,8 @@ function anyValue(v: AttributeValue | undefined | null | Uint8Array): OtlpAnyVal
       return { boolValue: v };
     case "number":
       // Same typing rule as the SDK's protobuf path, so the file and the collector agree.
-      if (Number.isInteger(v)) return { intValue: String(v) };
+      if (Number.isSafeInteger(v)) return { intValue: String(v) };
+      if (Number.isInteger(v) && Math.abs(v) < 2 ** 63) return { intValue: BigInt(v).toString() };
       return { doubleValue: Number.isFinite(v) ? v : Number.isNaN(v) ? "NaN" : v > 0 ? "Infinity" : "-Infinity" };
   }
   if (v instanceof Uint8Array) return { bytesValue: Buffer.from(v).toString("base64") };
@@ -55,8 +58,9 @@ function otlpSpan(s: ReadableSpan) {
   return {
     traceId: ctx.traceId,
     spanId: ctx.spanId,
-    ...(ctx.traceState ? { traceState: ctx.traceState.serialize() } : {}),
-    ...(parent?.spanId ? { parentSpanId: parent.spanId } : {}),
+    // undefined members are left out by JSON.stringify (cheaper than spreading optional objects).
+    traceState: ctx.traceState?.serialize(),
+    parentSpanId: parent?.spanId || undefined,
     flags: spanFlags(ctx.traceFlags, parent?.isRemote),
     name: s.name,
     // SpanKind in the API starts at INTERNAL = 0; OTLP reserves 0 for UNSPECIFIED.
@@ -75,13 +79,13 @@ function otlpSpan(s: ReadableSpan) {
     links: s.links.map((l) => ({
       traceId: l.context.traceId,
       spanId: l.context.spanId,
-      ...(l.context.traceState ? { traceState: l.context.traceState.serialize() } : {}),
+      traceState: l.context.traceState?.serialize(),
       attributes: keyValues(l.attributes ?? {}),
       droppedAttributesCount: l.droppedAttributesCount ?? 0,
       flags: spanFlags(l.context.traceFlags, l.context.isRemote),
     })),
     droppedLinksCount: s.droppedLinksCount,
-    status: { code: s.status.code, ...(s.status.message ? { message: s.status.message } : {}) },
+    status: { code: s.status.code, message: s.status.message || undefined },
   };
 }
 
@@ -119,3 +123,6 @@ export function toOtlpJson(spans: readonly ReadableSpan[]) {
 }
 
 export type OtlpJsonRequest = ReturnType<typeof toOtlpJson>;
+
+/** One ExportTraceServiceRequest as one line of JSON (no newline). */
+export const otlpJsonLine = (spans: readonly ReadableSpan[]): string => JSON.stringify(toOtlpJson(spans));

@@ -5,7 +5,7 @@ import { closeSync, fsyncSync, openSync, writeSync } from "node:fs";
 import { type ExportResult, ExportResultCode } from "@opentelemetry/core";
 import type { ReadableSpan, SpanExporter } from "@opentelemetry/sdk-trace-base";
 import { errorText, TelemetryConfigInvalid } from "./errors.ts";
-import { toOtlpJson } from "./otlp-json.ts";
+import { otlpJsonLine } from "./otlp-json.ts";
 
 export class TraceFileExporter implements SpanExporter {
   readonly path: string;
@@ -33,7 +33,7 @@ export class TraceFileExporter implements SpanExporter {
       return;
     }
     try {
-      const bytes = Buffer.from(`${JSON.stringify(toOtlpJson(spans))}\n`);
+      const bytes = Buffer.from(`${otlpJsonLine(spans)}\n`);
       let off = 0;
       while (off < bytes.length) off += writeSync(this.fd, bytes, off);
       done({ code: ExportResultCode.SUCCESS });

@@ -144,8 +144,11 @@ describe("--trace-file: OTLP JSON lines", () => {
         arr: [1, 2],
         sarr: ["a", "b"],
       },
-      async () => {},
+      async (span) => {
+        span.addEvent("checkpoint", { "moeq.bytes": 7, note: 'quote " and \\ backslash' });
+      },
     );
+    await withSpan("fails", undefined, () => Promise.reject(new Error('bad "input"'))).catch(() => {});
     await t.shutdown();
     const Req = exportTraceServiceRequestType();
     const lines = readFileSync(file, "utf8")
@@ -154,7 +157,22 @@ describe("--trace-file: OTLP JSON lines", () => {
     expect(lines.length).toBeGreaterThanOrEqual(1);
     for (const line of lines) {
       const json = JSON.parse(line);
-      const span = json.resourceSpans[0].scopeSpans[0].spans[0];
+      const spans = json.resourceSpans[0].scopeSpans[0].spans;
+      const span = spans.find((x: { name: string }) => x.name === "attrs");
+      const failed = spans.find((x: { name: string }) => x.name === "fails");
+      expect(failed.status).toEqual({ code: 2, message: 'bad "input"' });
+      expect(failed.parentSpanId).toBeUndefined();
+      expect(span.events).toEqual([
+        {
+          timeUnixNano: expect.stringMatching(/^\d{19}$/),
+          name: "checkpoint",
+          attributes: [
+            { key: "moeq.bytes", value: { intValue: "7" } },
+            { key: "note", value: { stringValue: 'quote " and \\ backslash' } },
+          ],
+          droppedAttributesCount: 0,
+        },
+      ]);
       // OTLP JSON: hex ids, 64-bit integers as strings, enums as integers.
       expect(span.traceId).toMatch(/^[0-9a-f]{32}$/);
       expect(span.spanId).toMatch(/^[0-9a-f]{16}$/);
