@@ -144,7 +144,9 @@ export async function runStage(def: StageDefinition): Promise<never> {
       replayed = r;
       if (startSeq === 0) r();
     });
+    let lastKnown = startSeq;
     await log.follow(1, (e) => {
+      lastKnown = Math.max(lastKnown, e.seq);
       events.push(e);
       keys.add(eventKey(e));
       if (e.seq >= startSeq) replayed();
@@ -193,7 +195,17 @@ export async function runStage(def: StageDefinition): Promise<never> {
       emit: async (event) => {
         const key = eventKey(event);
         if (keys.has(key)) return;
-        await theLog.append(stage, event, { msgId: `${runId}/${key}` });
+        const msgId = `${runId}/${key}`;
+        // Appending at the last sequence we know saves the stream-info round trip; when another
+        // stage got there first, the log's own retry loop takes over.
+        let appended: { seq: number };
+        try {
+          appended = await theLog.append(stage, event, { msgId, expectedLastSeq: lastKnown });
+        } catch (e) {
+          if ((e as { _tag?: string })._tag !== "AppendConflict") throw e;
+          appended = await theLog.append(stage, event, { msgId });
+        }
+        lastKnown = Math.max(lastKnown, appended.seq);
         keys.add(key);
       },
       pause: () => (pauseMs > 0 ? sleep(pauseMs).then(() => undefined) : Promise.resolve()),
@@ -203,6 +215,7 @@ export async function runStage(def: StageDefinition): Promise<never> {
       type: "StageStarted",
       payload: { stage, instance, host: hostname(), pid: process.pid, version: def.version },
     });
+    say(`started (pid ${process.pid})`);
     await ctx.waitFor("RunStarted");
     await def.run(ctx);
     say("done");

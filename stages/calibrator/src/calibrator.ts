@@ -185,6 +185,8 @@ async function moeLayer(
   const routing: Routing = { rows, numExperts: E, topK: k, logits: new Float32Array(0), scores: new Float32Array(0), indices, weights };
 
   const ctxAlgorithm = ctx.options.algorithm;
+  // Statistics first (CPU), then the events in order, with the work items published alongside.
+  const pending: Promise<unknown>[] = [];
   for (let e = 0; e < E; e++) {
     const expertTargets = targets.filter((t) => t.module === "experts" && t.expert === e);
     if (expertTargets.length === 0) continue;
@@ -221,9 +223,10 @@ async function moeLayer(
         payload: { layer: L, expert: e, proj: t.proj, hessian, tokens: used.length, weightMass: mass, inputAbsmax: isDown ? downAbs : inAbs },
       });
       const fallback = ctxAlgorithm === "gptq" && used.length === 0 ? "no calibration tokens under the policy: RTN" : undefined;
-      await publishWork(ctx, t, descs.get(t.tensor), hessian, needHessian ? "gptq" : "rtn", mass, fallback);
+      pending.push(publishWork(ctx, t, descs.get(t.tensor), hessian, needHessian ? "gptq" : "rtn", mass, fallback));
     }
   }
+  await Promise.all(pending);
   await publishRtn(ctx, L, targets, descs);
   const tCal = Date.now();
   ctx.say(`layer ${L}: plan ${((tPlan - tStart) / 1000).toFixed(2)} s, statistics + work items ${((tCal - tPlan) / 1000).toFixed(2)} s`);

@@ -10,6 +10,7 @@ export async function runEvaluator(ctx: StageContext): Promise<void> {
   const packed = await ctx.waitFor("CheckpointPacked");
   const opened = await ctx.waitFor("ModelOpened");
   const o = ctx.options;
+  ctx.say(`evaluating ${packed.payload.dir}`);
   await ctx.pause();
   const evaluation = await evaluateCheckpoint({
     referenceDir: ctx.modelDir,

@@ -41,9 +41,9 @@ export async function runLoader(ctx: StageContext): Promise<void> {
       byLayer.get(layer)![name] = d;
     }
     for (let L = 0; L < spec.layers.length; L++) {
-      await ctx.pause();
       await ctx.emit({ type: "LayerLoaded", payload: { layer: L, tensors: byLayer.get(L) ?? {} } });
       ctx.say(`layer ${L}: ${Object.keys(byLayer.get(L) ?? {}).length} tensors`);
+      await ctx.pause();
     }
   } finally {
     model.close();

@@ -45,6 +45,7 @@ export async function runPacker(ctx: StageContext): Promise<void> {
   // A packer killed mid-write leaves its temp dir beside the output; remove such leftovers.
   const parent = dirname(ctx.outDir);
   for (const f of readdirSync(parent)) if (f.startsWith(`.${basename(ctx.outDir)}.tmp-`)) rmSync(join(parent, f), { recursive: true, force: true });
+  ctx.say(`writing ${targets.length} quantized modules and ${passthrough.size} other tensors`);
   await ctx.pause();
   let written: ReturnType<typeof writeQuantizedCheckpoint>;
   try {

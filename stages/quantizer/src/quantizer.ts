@@ -71,6 +71,7 @@ export async function quantizeItem(ctx: StageContext, item: WorkItem, working: (
     type: "ExpertQuantized",
     payload: { layer: p.layer, expert: p.expert, proj: p.proj, outputs, loss, algorithm: p.algorithm, seconds: (Date.now() - t0) / 1000 },
   });
+  ctx.say(`quantized ${key} (${p.algorithm})`);
 }
 
 export async function runQuantizer(ctx: StageContext): Promise<void> {

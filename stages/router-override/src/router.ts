@@ -39,6 +39,7 @@ export async function runRouter(ctx: StageContext): Promise<void> {
       const loaded = await ctx.waitFor("LayerLoaded", (e) => e.payload.layer === L);
       const engine = new Engine(spec, descriptorSource(ctx.reader, new Map(Object.entries(loaded.payload.tensors))));
       const x = ctx.reader.f32(req.x, `route request layer ${L}: x`);
+      ctx.say(`planning layer ${L}`);
       await ctx.pause();
       const r = await engine.router(L, x);
       const calib = policy.weights(r);
@@ -49,6 +50,7 @@ export async function runRouter(ctx: StageContext): Promise<void> {
       };
       await ctx.emit({ type: "RoutingPlanned", payload: { layer: L, policy: policy.name, tokens: r.rows, coverage: coverage(r, calib) } });
       m.respond(packValue({ ok: true, plan }));
+      ctx.say(`planned layer ${L}: ${r.rows} tokens`);
     } catch (e) {
       ctx.say(`request failed: ${(e as Error).message}`);
       m.respond(packValue({ ok: false, error: { tag: (e as { _tag?: string })._tag ?? "Error", message: (e as Error).message } }));
