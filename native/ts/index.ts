@@ -23,3 +23,4 @@ function load(): NativeKernels {
 }
 
 export const native: NativeKernels = load();
+export * from "./device.ts";

@@ -3,18 +3,36 @@
 // Async variants run on the libuv pool (off the event loop); *Sync run on the caller's thread
 // for small inputs; *Ref are the plain scalar references the optimised paths are tested against.
 import type { AttentionKernels } from "./kernels/attention.ts";
+import type { CudaKernels } from "./kernels/cuda.ts";
 import type { GemmKernels } from "./kernels/gemm.ts";
 import type { IoKernels } from "./kernels/io.ts";
 import type { OpsKernels } from "./kernels/ops.ts";
 import type { QuantKernels } from "./kernels/quant.ts";
 import type { ShmKernels } from "./kernels/shm.ts";
 
-export type { AttentionKernels, GemmKernels, IoKernels, OpsKernels, QuantKernels, ShmKernels };
+export type { AttentionKernels, CudaKernels, GemmKernels, IoKernels, OpsKernels, QuantKernels, ShmKernels };
 export type { GemmMixedItem, GemmMixedKernels, WeightDtype } from "./kernels/gemm.ts";
 export type { GptqNativeResult } from "./kernels/quant.ts";
 
-export interface NativeKernels extends GemmKernels, IoKernels, ShmKernels, OpsKernels, AttentionKernels, QuantKernels {
+/** The CUDA entry points exist only when withCuda is true (use cudaKernels() from ./device.ts). */
+export interface NativeKernels
+  extends GemmKernels,
+    IoKernels,
+    ShmKernels,
+    OpsKernels,
+    AttentionKernels,
+    QuantKernels,
+    Partial<CudaKernels> {
   readonly withCuda: boolean;
 }
+export type {
+  CudaBuffer,
+  CudaDeviceInfo,
+  CudaGptqResult,
+  CudaIpcEvent,
+  CudaIpcExport,
+  CudaMoeCalibration,
+  CudaPrecision,
+} from "./kernels/cuda.ts";
 export type { AttentionOptions } from "./kernels/attention.ts";
 export type { ActivationKind } from "./kernels/ops.ts";

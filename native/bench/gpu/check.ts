@@ -1,0 +1,36 @@
+// Runs the GPU-vs-CPU checks of test/cuda_checks.ts without vitest (the GPU machine has Node but
+// no node_modules): `node native/bench/gpu/check.ts [out.json]`. Exit 1 when any check fails.
+import { writeFileSync } from "node:fs";
+import { native } from "../../ts/index.ts";
+import * as c from "../../test/cuda_checks.ts";
+
+const rows: Array<{ check: string; ok: boolean; seconds: number; detail: string }> = [];
+async function run(name: string, f: () => Promise<string> | string) {
+  const t0 = performance.now();
+  try {
+    const detail = await f();
+    rows.push({ check: name, ok: true, seconds: (performance.now() - t0) / 1000, detail });
+  } catch (e) {
+    rows.push({ check: name, ok: false, seconds: (performance.now() - t0) / 1000, detail: (e as Error).stack ?? String(e) });
+  }
+  const r = rows[rows.length - 1];
+  console.log(`${r.ok ? "PASS" : "FAIL"} ${name} (${r.seconds.toFixed(2)} s): ${r.detail}`);
+}
+
+if (!native.withCuda) {
+  console.error("this addon was built without CUDA");
+  process.exit(2);
+}
+console.log(JSON.stringify(native.cudaDeviceInfo?.(0)));
+await run("gemm", () => c.checkGemm(11));
+await run("hessian", () => c.checkHessian(12));
+await run("elementwise", () => c.checkElementwise(13));
+await run("gptq-oracle", () => c.checkGptqOracle());
+await run("gptq-batched", () => c.checkGptqBatched(14));
+await run("moe-calibrate", () => c.checkMoeCalibrate(15));
+await run("rejections", () => c.checkRejections());
+await run("ipc-two-process", () => c.checkIpc());
+if (process.argv[2]) writeFileSync(process.argv[2], JSON.stringify(rows, null, 1));
+const failed = rows.filter((r) => !r.ok).length;
+console.log(`checks: ${rows.length - failed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# One call on the GPU machine (device tool), from the repository root, carrying .gpu-carry,
+# node_modules/node-addon-api and node_modules/node-api-headers:
+#   bash native/bench/gpu/run.sh [checks|bench|all]     (logs and JSON under $OUT)
+# Builds the addon with -DWITH_CUDA=ON (cmake directly: no npm there), runs the GPU-vs-CPU checks
+# (native/bench/gpu/check.ts), perf_anchor.py and the layer benchmark (native/bench/gpu/layer.ts).
+# .gpu-carry holds: Node + nats-server (../shared/device/prepare.sh), openblas.tar.xz (the Debian
+# OpenBLAS .so + libgfortran + headers: the CPU kernels of the same addon need it), fixtures/gptq
+# and perf_anchor.py copied from ../shared (which does not travel).
+set -uo pipefail
+what=${1:-all}
+OUT=${OUT:-/tmp/moeq-gpu-out}
+mkdir -p "$OUT"
+root=$(pwd)
+source .gpu-carry/activate.sh
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+mkdir -p /tmp/oblas && tar xJf .gpu-carry/openblas.tar.xz -C /tmp/oblas
+export LD_LIBRARY_PATH=/tmp/oblas/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+# tests locate ../shared beside the checkout
+mkdir -p ../shared/fixtures && cp -r .gpu-carry/fixtures/gptq ../shared/fixtures/
+nvcc_bin=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+build() {
+  cmake -S native -B native/build-gpu -DWITH_CUDA=ON -DCMAKE_BUILD_TYPE=Release "$@" \
+    -DCMAKE_CUDA_COMPILER="$nvcc_bin" -DCMAKE_JS_INC="$root/node_modules/node-api-headers/include" \
+    -DCBLAS_INCLUDE_DIR=/tmp/oblas/include -DOPENBLAS_LIB=/tmp/oblas/lib/libopenblas.so.0 &&
+    cmake --build native/build-gpu -j"$(nproc)"
+}
+t0=$(date +%s)
+if ! build >"$OUT/build.log" 2>&1; then
+  echo "static cuBLAS/cuSOLVER build failed; trying the shared libraries" | tee -a "$OUT/build.log"
+  tail -30 "$OUT/build.log"
+  rm -rf native/build-gpu
+  build -DMOEQ_CUDA_SHARED_LIBS=ON >>"$OUT/build.log" 2>&1 || { tail -60 "$OUT/build.log"; exit 3; }
+fi
+echo "build: $(( $(date +%s) - t0 )) s"
+export MOEQ_NATIVE_ADDON=$root/native/build-gpu/moeq_native.node
+ldd "$MOEQ_NATIVE_ADDON" | grep -E 'cublas|cusolver|cudart|openblas' || true
+rc=0
+if [[ $what == checks || $what == all ]]; then
+  node native/bench/gpu/check.ts "$OUT/checks.json" 2>&1 | tee "$OUT/checks.log"
+  rc=$(( rc | ${PIPESTATUS[0]} ))
+fi
+if [[ $what == bench || $what == all ]]; then
+  PYTHONUNBUFFERED=1 python3 .gpu-carry/perf_anchor.py "$OUT/anchor.json" 65536 8 >"$OUT/anchor.log" 2>&1
+  tail -25 "$OUT/anchor.log"
+  node native/bench/gpu/layer.ts --anchor "$OUT/anchor.json" --out "$OUT/layer.json" 2>&1 | tee "$OUT/layer.log"
+  rc=$(( rc | ${PIPESTATUS[0]} ))
+fi
+exit $rc

@@ -1,0 +1,187 @@
+// CUDA kernels (owner: gpu; C++ in ../../src/cuda, built only with -DWITH_CUDA=ON). On the CPU
+// build none of these exist: reach them through `cudaKernels()` (../device.ts), which throws a
+// CudaUnavailable error naming the build instead of an undefined-function crash.
+// Matrices are row-major f32 unless named; a CudaBuffer is a byte range of a device allocation.
+
+/** A byte range of device memory. Views share the allocation; it is freed when the last goes. */
+export interface CudaBuffer {
+  readonly bytes: number;
+  readonly device: number;
+}
+
+/** cuBLAS math mode of the f32 GEMMs: exact f32, TF32 tensor cores, or bf16 tensor cores (f32 accumulate). */
+export type CudaPrecision = "f32" | "tf32" | "bf16";
+
+export interface CudaDeviceInfo {
+  name: string;
+  major: number;
+  minor: number;
+  multiprocessors: number;
+  totalBytes: number;
+  freeBytes: number;
+  /** bytes moeq holds in cudaMalloc allocations now / at most since the last cudaResetPeak */
+  allocatedBytes: number;
+  peakBytes: number;
+}
+
+/** All experts of a layer quantized together; layout [experts, rows, cols] etc. */
+export interface CudaGptqResult {
+  /** u8 [E, rows, cols], original column order */
+  codes: CudaBuffer;
+  /** f32 [E, rows, nGroups], quantization order (as gptqQuantize) */
+  scales: CudaBuffer;
+  /** i32 [E, rows, nGroups] */
+  zeros: CudaBuffer;
+  /** f32 [E, rows, cols] */
+  dequant: CudaBuffer;
+  /** [E, cols]: group of each original column / column quantized j-th */
+  gIdx: Int32Array;
+  perm: Int32Array;
+  /** [E]: tr((W−Q)·H·(W−Q)ᵀ) with the H passed in */
+  loss: Float64Array;
+  seconds: { prepare: number; factor: number; sweep: number; loss: number };
+}
+
+export interface CudaMoeCalibration {
+  /** f32 [tokens, experts]: softmax of the router logits */
+  probs: CudaBuffer;
+  /** f32 [E, hidden, hidden]: Σ_t p[t,e]·x_t·x_tᵀ (raw weighted sums) */
+  hIn: CudaBuffer;
+  /** f32 [E, inter, inter]: Σ_t p[t,e]·a_t·a_tᵀ, a = silu(x·gateᵀ)·(x·upᵀ) */
+  hDown: CudaBuffer;
+  /** per phase; only measured (else 0) when timePhases is set, which serialises the phases */
+  seconds: { router: number; hessianIn: number; act: number; hessianDown: number };
+}
+
+export interface CudaIpcExport {
+  /** 64-byte cudaIpcMemHandle_t of the allocation's base */
+  handle: Uint8Array;
+  /** byte offset of this buffer inside the allocation */
+  offset: number;
+  allocationBytes: number;
+}
+
+/** An interprocess CUDA event (ordering across processes without a host round trip). */
+export interface CudaIpcEvent {
+  readonly handle: Uint8Array;
+  readonly device: number;
+}
+
+export interface CudaKernels {
+  /** 0 when no driver / GPU is visible. */
+  cudaDeviceCount(): number;
+  cudaDeviceInfo(device?: number): CudaDeviceInfo;
+  cudaResetPeak(device?: number): void;
+  cudaAlloc(bytes: number, device?: number): CudaBuffer;
+  cudaView(buf: CudaBuffer, byteOffset: number, bytes: number): CudaBuffer;
+  /** Drops this handle; the memory goes once no view or running kernel uses it. */
+  cudaFree(buf: CudaBuffer): void;
+  cudaUpload(dst: CudaBuffer, src: ArrayBufferView, dstByteOffset?: number): void;
+  cudaDownload(src: CudaBuffer, dst: ArrayBufferView, srcByteOffset?: number): void;
+  cudaSynchronize(device?: number): void;
+  /** count f32 uniform in [lo, hi) from (seed, index) — benchmark and test data made on the device */
+  cudaFillUniform(buf: CudaBuffer, count: number, seed: number, lo: number, hi: number): void;
+  /** As gemmF32: C[m,n] = alpha·op(A)·op(B) + beta·C (precision default "f32"). */
+  cudaGemmF32(
+    a: CudaBuffer,
+    b: CudaBuffer,
+    c: CudaBuffer,
+    m: number,
+    n: number,
+    k: number,
+    transA?: boolean,
+    transB?: boolean,
+    alpha?: number,
+    beta?: number,
+    precision?: CudaPrecision,
+  ): void;
+  /** `batch` contiguous products (strides m·k, k·n, m·n). */
+  cudaGemmBatchedF32(
+    a: CudaBuffer,
+    b: CudaBuffer,
+    c: CudaBuffer,
+    m: number,
+    n: number,
+    k: number,
+    batch: number,
+    transA?: boolean,
+    transB?: boolean,
+    alpha?: number,
+    beta?: number,
+    precision?: CudaPrecision,
+  ): void;
+  /** As hessianAccumulate: H[cols,cols] += Xᵀ·diag(w)·X (f32 accumulator; precision default "f32"). */
+  cudaHessianAccumulate(
+    h: CudaBuffer,
+    x: CudaBuffer,
+    tokens: number,
+    cols: number,
+    w?: CudaBuffer | null,
+    precision?: CudaPrecision,
+  ): Promise<void>;
+  cudaSoftmaxF32(x: CudaBuffer, out: CudaBuffer, rows: number, cols: number): void;
+  /** As topkF32 (descending, ties: lower index, NaN first); indices i32, values f32 [rows, k]. */
+  cudaTopkF32(x: CudaBuffer, rows: number, cols: number, k: number, indices: CudaBuffer, values: CudaBuffer): void;
+  cudaSwigluF32(
+    gate: CudaBuffer,
+    up: CudaBuffer,
+    out: CudaBuffer,
+    rows: number,
+    cols: number,
+    rowStride?: number,
+    colStride?: number,
+  ): void;
+  cudaRmsNormF32(
+    x: CudaBuffer,
+    weight: CudaBuffer | null,
+    out: CudaBuffer,
+    rows: number,
+    cols: number,
+    eps: number,
+    plusOne?: boolean,
+  ): void;
+  /**
+   * GPTQ of `experts` matrices W [E, rows, cols] with Hessians h [E, cols, cols] in one pass (the
+   * algorithm and conventions of gptqQuantize, f64 inside); blockSize 1..128.
+   */
+  cudaGptqBatched(
+    w: CudaBuffer,
+    h: CudaBuffer,
+    experts: number,
+    rows: number,
+    cols: number,
+    bits: number,
+    groupSize: number,
+    symmetric: boolean,
+    actOrder: boolean,
+    damp: number,
+    blockSize: number,
+  ): Promise<CudaGptqResult>;
+  /**
+   * Soft-weighted calibration of one MoE layer: router softmax over all experts, then every
+   * expert's input and down-projection Hessians weighted by its router probability.
+   * x [tokens, hidden], router [E, hidden], gateUp [E, 2·inter, hidden] (gate rows, then up rows).
+   */
+  cudaMoeCalibrate(
+    x: CudaBuffer,
+    tokens: number,
+    hidden: number,
+    router: CudaBuffer,
+    gateUp: CudaBuffer,
+    experts: number,
+    inter: number,
+    precision?: CudaPrecision,
+    timePhases?: boolean,
+  ): Promise<CudaMoeCalibration>;
+  /** Handle for another process on this host; only for allocations this process made. */
+  cudaIpcExport(buf: CudaBuffer): CudaIpcExport;
+  /** Maps another process's allocation; rejects ranges past the allocation's end. */
+  cudaIpcOpen(handle: Uint8Array, device: number, offset: number, bytes: number): CudaBuffer;
+  cudaIpcEventCreate(device?: number): CudaIpcEvent;
+  cudaIpcEventOpen(handle: Uint8Array, device?: number): CudaIpcEvent;
+  /** Records on the device's stream (after everything moeq queued there). */
+  cudaEventRecord(ev: CudaIpcEvent): void;
+  /** The device's stream waits on the GPU for the event. */
+  cudaEventWait(ev: CudaIpcEvent): void;
+  cudaEventSynchronize(ev: CudaIpcEvent): void;
+}
