@@ -48,7 +48,8 @@ void mixedGemm(const MixedGemm& g, WeightDtype d, bool transB, bool accumulate, 
     if (!accumulate) std::fill(g.y, g.y + g.m * g.n, 0.0f);
     return;
   }
-  if (d == WeightDtype::F32 && !g.blockScale) {  // nothing to decode: straight to sgemm
+  const bool aligned = reinterpret_cast<uintptr_t>(g.w) % alignof(float) == 0;
+  if (d == WeightDtype::F32 && !g.blockScale && aligned) {  // nothing to decode: straight to sgemm
     cblas_sgemm(CblasRowMajor, CblasNoTrans, transB ? CblasTrans : CblasNoTrans, int(g.m), int(g.n), int(g.k), 1.0f,
                 g.x, int(g.k), reinterpret_cast<const float*>(g.w), transB ? int(g.k) : int(g.n), beta0, g.y, int(g.n));
     return;

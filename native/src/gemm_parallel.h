@@ -24,6 +24,7 @@ class RowPool {
   size_t threads() const { return workers_.size() + 1; }
 
   // fn(begin, end, worker) over [0, n) in contiguous chunks; worker < threads(). Blocks until done.
+  // Not reentrant: fn must not call parallelFor itself (it would wait on the call mutex forever).
   void parallelFor(int64_t n, const std::function<void(int64_t, int64_t, size_t)>& fn, int64_t minChunk = 1) {
     if (n <= 0) return;
     int64_t parts = std::min<int64_t>(static_cast<int64_t>(threads()), std::max<int64_t>(1, n / std::max<int64_t>(1, minChunk)));

@@ -2,7 +2,8 @@
 // malloc and every first touch of a page faults; on sandboxed hosts that costs ~10 ms per MiB,
 // more than the arithmetic of a GPTQ block. The calibrator quantizes hundreds of same-shaped
 // experts in a row, so buffers are leased from a free list and handed back instead of freed.
-// Buffers above kMaxRetainedBytes are freed on release, which bounds what stays resident.
+// What stays resident is bounded: at most kMaxRetainedBytes in total across the free list (a
+// buffer that would exceed it is freed on release).
 #pragma once
 #include <cstddef>
 #include <memory>
@@ -14,8 +15,7 @@ namespace moeq {
 template <typename T>
 class ScratchPool {
  public:
-  static constexpr size_t kMaxRetainedBytes = size_t(512) << 20;
-  static constexpr size_t kMaxRetainedBuffers = 16;
+  static constexpr size_t kMaxRetainedBytes = size_t(1) << 30;
 
   class Lease {
    public:
@@ -46,15 +46,19 @@ class ScratchPool {
     if (free_.empty()) return std::make_unique<std::vector<T>>();
     auto b = std::move(free_.back());
     free_.pop_back();
+    retained_ -= b->size() * sizeof(T);
     return b;
   }
   void give(std::unique_ptr<std::vector<T>> b) {
-    if (b->size() * sizeof(T) > kMaxRetainedBytes) return;
+    const size_t bytes = b->size() * sizeof(T);
     std::lock_guard<std::mutex> g(m_);
-    if (free_.size() < kMaxRetainedBuffers) free_.push_back(std::move(b));
+    if (retained_ + bytes > kMaxRetainedBytes) return;  // freed here
+    retained_ += bytes;
+    free_.push_back(std::move(b));
   }
   std::mutex m_;
   std::vector<std::unique_ptr<std::vector<T>>> free_;
+  size_t retained_ = 0;
 };
 
 template <typename T>

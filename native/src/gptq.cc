@@ -143,28 +143,46 @@ void inverseCholeskyUpper(double* H, int64_t n) {
 }
 
 // g_idx, and the proxy loss tr((W−Q)·H·(W−Q)ᵀ) with the caller's W and H (dead columns included,
-// as the oracle does) and the f32 dequant (the oracle's Q.float()). The blocked path forms
-// G = DᵀD with dsyrk (half the flops of D·H) a chunk of rows at a time, then loss = Σ_ij H_ij·G_ij.
+// as the oracle does) and the f32 dequant (the oracle's Q.float()). The blocked path works a chunk
+// of rows D at a time: up to kSyrkMaxCols columns it forms G = DᵀD with dsyrk (half the flops of
+// D·H) and sums H_ij·G_ij; wider weights use D·H by dgemm, whose scratch is chunk × cols instead
+// of cols².
+constexpr int64_t kSyrkMaxCols = 2048;
+
 void finish(GptqIO& io, const GptqSpec& s, bool useBlas) {
   const int64_t rows = io.rows, n = io.cols, g = groupOf(s, n);
   for (int64_t j = 0; j < n; j++) io.gIdx[io.perm[j]] = static_cast<int32_t>(j / g);
   auto h = [&](int64_t i, int64_t j) { return io.hd ? io.hd[i * n + j] : static_cast<double>(io.hf[i * n + j]); };
   double loss = 0;
   if (useBlas) {
-    Scratch<double> ds, gs;
+    Scratch<double> ds, gs, hs;
     const int64_t chunk = std::min<int64_t>(rows, 512);
+    const bool syrk = n <= kSyrkMaxCols;
     double* D = ds.get(size_t(chunk * n));
-    double* G = gs.get(size_t(n * n));
+    double* G = gs.get(size_t(syrk ? n * n : chunk * n));
+    const double* H = io.hd;
+    if (!syrk && !H) {
+      double* hd = hs.get(size_t(n * n));
+      for (int64_t i = 0; i < n * n; i++) hd[i] = io.hf[i];
+      H = hd;
+    }
     for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
       const int64_t cr = std::min(chunk, rows - r0);
       for (int64_t i = 0; i < cr * n; i++)
         D[i] = static_cast<double>(io.w[r0 * n + i]) - static_cast<double>(io.dequant[r0 * n + i]);
-      cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, int(n), int(cr), 1.0, D, int(n), r0 == 0 ? 0.0 : 1.0, G, int(n));
+      if (syrk) {
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, int(n), int(cr), 1.0, D, int(n), r0 == 0 ? 0.0 : 1.0, G, int(n));
+      } else {
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(cr), int(n), int(n), 1.0, D, int(n), H, int(n), 0.0, G,
+                    int(n));
+        for (int64_t i = 0; i < cr * n; i++) loss += D[i] * G[i];
+      }
     }
-    for (int64_t i = 0; i < n; i++) {
-      loss += h(i, i) * G[i * n + i];
-      for (int64_t j = i + 1; j < n; j++) loss += (h(i, j) + h(j, i)) * G[i * n + j];
-    }
+    if (syrk)
+      for (int64_t i = 0; i < n; i++) {
+        loss += h(i, i) * G[i * n + i];
+        for (int64_t j = i + 1; j < n; j++) loss += (h(i, j) + h(j, i)) * G[i * n + j];
+      }
   } else {
     std::vector<double> d(static_cast<size_t>(n));
     for (int64_t r = 0; r < rows; r++) {

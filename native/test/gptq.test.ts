@@ -157,3 +157,27 @@ describe("gptqQuantize runs off the event loop", () => {
     expect(ticks).toBeGreaterThan(0);
   });
 });
+
+describe("gptqQuantize proxy loss on wide weights (the D·H path above 2048 columns)", () => {
+  it("matches a JS tr((W−Q)·H·(W−Q)ᵀ)", () => {
+    const [rows, cols] = [3, 2100];
+    const r = rng(21);
+    const h = new Float32Array(cols * cols);
+    for (let i = 0; i < cols; i++) {
+      h[i * cols + i] = 2 + r();
+      if (i + 1 < cols) h[i * cols + i + 1] = h[(i + 1) * cols + i] = 0.5;
+    }
+    const w = Float32Array.from({ length: rows * cols }, () => r() - 0.5);
+    const res = native.gptqQuantizeSync(w, rows, cols, h, 3, 128, false, false, 0.01, 128);
+    let loss = 0;
+    for (let row = 0; row < rows; row++)
+      for (let i = 0; i < cols; i++) {
+        const di = w[row * cols + i] - res.dequant[row * cols + i];
+        let acc = 0;
+        for (const j of [i - 1, i, i + 1])
+          if (j >= 0 && j < cols) acc += h[i * cols + j] * (w[row * cols + j] - res.dequant[row * cols + j]);
+        loss += di * acc;
+      }
+    expect(Math.abs(res.loss / loss - 1)).toBeLessThan(1e-9);
+  });
+});
