@@ -164,6 +164,18 @@ describe("gemmMixed against a JS reference over PyTorch's decode tables", () => 
     expect(relErr(y, want)).toBeLessThan(2e-5);
   });
 
+  it("decodes an f32 weight stored at an unaligned byte offset", () => {
+    const [m, n, k] = [4, 9, 13];
+    const r = rng(17);
+    const x = Float32Array.from({ length: m * k }, () => r() - 0.5);
+    const w0 = randomWeight("f32", n * k, r);
+    const big = new Uint8Array(w0.length + 1);
+    big.set(w0, 1);
+    const y = new Float32Array(m * n);
+    native.gemmMixedSync(x, big.subarray(1), y, m, n, k, "f32", true);
+    expect(relErr(y, jsMixed(x, w0, m, n, k, "f32", true))).toBeLessThan(2e-5);
+  });
+
   it("runs a batch of independent products (experts) in one call", async () => {
     const r = rng(123);
     const dims: Array<[number, number, number]> = [
