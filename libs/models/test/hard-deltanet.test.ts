@@ -1,7 +1,10 @@
 // Gated DeltaNet pieces against independent references: the causal depthwise conv against a
 // direct sum written here, the chunked delta rule against the token recurrence (the definition)
-// over odd sizes and chunk lengths, and both against a one-step closed form.
+// over odd sizes and chunk lengths, and both against a one-step closed form; the native kernels
+// (native/src/hard_deltanet.cc, which the engine runs) against their double-precision references
+// and the TypeScript forms.
 import { causalConv1dSilu, type DeltaRuleInputs, gatedDeltaRuleChunked, gatedDeltaRuleRecurrent } from "@moeq/models";
+import { native } from "@moeq/native";
 import { describe, expect, it } from "vitest";
 
 function rng(seed: number) {
@@ -131,5 +134,69 @@ describe("gated delta rule", () => {
         for (let i = 0; i < 4; i++) qk += x.q[(t * 2 + h) * 4 + i] * x.k[(t * 2 + h) * 4 + i];
         for (let j = 0; j < 3; j++) expect(out[(t * 2 + h) * 3 + j]).toBeCloseTo(x.beta[t * 2 + h] * qk * x.v[(t * 2 + h) * 3 + j], 5);
       }
+  });
+});
+
+describe("native Gated DeltaNet kernels", () => {
+  it("chunked kernel = f32 recurrence = double reference = TypeScript forms (batched, odd sizes, chunk sizes)", async () => {
+    let seed = 500;
+    for (const [B, T, H, dk, dv] of [
+      [1, 1, 1, 1, 1],
+      [2, 9, 3, 5, 7],
+      [3, 70, 2, 16, 8],
+      [1, 131, 4, 12, 10],
+    ])
+      for (const chunk of [1, 5, 64]) {
+        const parts = Array.from({ length: B }, () => inputs(seed++, T, H, dk, dv));
+        const cat = (f: (x: DeltaRuleInputs) => Float32Array) => {
+          const arrs = parts.map(f);
+          const out = new Float32Array(arrs.reduce((n, a) => n + a.length, 0));
+          let o = 0;
+          for (const a of arrs) {
+            out.set(a, o);
+            o += a.length;
+          }
+          return out;
+        };
+        const [q, k, v, g, beta] = [cat((x) => x.q), cat((x) => x.k), cat((x) => x.v), cat((x) => x.g), cat((x) => x.beta)];
+        const n = B * T * H * dv;
+        const fast = new Float32Array(n);
+        const rec = new Float32Array(n);
+        const ref = new Float32Array(n);
+        await native.gatedDeltaRuleF32(q, k, v, g, beta, fast, B, T, H, dk, dv, chunk);
+        native.gatedDeltaRuleRecurrentF32(q, k, v, g, beta, rec, B, T, H, dk, dv);
+        native.gatedDeltaRuleF32Ref(q, k, v, g, beta, ref, B, T, H, dk, dv);
+        const ts = cat((x) => gatedDeltaRuleRecurrent(x));
+        let scale = 0;
+        for (const x of ref) scale = Math.max(scale, Math.abs(x));
+        const what = `B=${B} T=${T} H=${H} dk=${dk} dv=${dv} chunk=${chunk}`;
+        expect(maxAbsDiff(fast, ref) / scale, what).toBeLessThan(2e-5);
+        expect(maxAbsDiff(rec, ref) / scale, what).toBeLessThan(2e-5);
+        expect(maxAbsDiff(ts, ref) / scale, what).toBeLessThan(1e-6);
+      }
+  });
+
+  it("conv kernel = double reference = TypeScript form; wrong sizes are RangeErrors", () => {
+    const r = rng(77);
+    for (const [B, T, C, K] of [
+      [1, 1, 1, 1],
+      [2, 13, 9, 4],
+      [3, 5, 17, 3],
+    ]) {
+      const x = Float32Array.from({ length: B * T * C }, () => r());
+      const w = Float32Array.from({ length: C * K }, () => r());
+      const fast = new Float32Array(x.length);
+      const ref = new Float32Array(x.length);
+      native.causalConv1dSiluF32(x, w, fast, B, T, C, K);
+      native.causalConv1dSiluF32Ref(x, w, ref, B, T, C, K);
+      expect(maxAbsDiff(fast, ref)).toBeLessThan(1e-6);
+      expect(maxAbsDiff(causalConv1dSilu(x, w, B, T, C, K), ref)).toBeLessThan(1e-6);
+    }
+    const x = new Float32Array(12);
+    expect(() => native.causalConv1dSiluF32(x, new Float32Array(8), new Float32Array(12), 1, 4, 3, 4)).toThrow(RangeError);
+    expect(() => native.causalConv1dSiluF32(x, new Float32Array(12), x, 1, 4, 3, 4)).toThrow(/alias/);
+    expect(() =>
+      native.gatedDeltaRuleRecurrentF32(x, x, x, new Float32Array(3), new Float32Array(3), new Float32Array(11), 1, 3, 1, 4, 4),
+    ).toThrow(RangeError);
   });
 });

@@ -60,7 +60,45 @@ type Rope = (
   rowStride?: number,
 ) => void;
 
+/**
+ * Gated delta rule (Qwen3-Next / Qwen3.5 linear attention), rows b·seqLen + t: q, k
+ * [rows, numHeads, kDim] (q already scaled), v and out [rows, numHeads, vDim], g (log decay) and
+ * beta [rows, numHeads]. Per (b, head): S ← e^g·S; S += k·(β(v − Sᵀk))ᵀ; o = Sᵀq, from S = 0.
+ */
+type DeltaRule<R> = (
+  q: Float32Array,
+  k: Float32Array,
+  v: Float32Array,
+  g: Float32Array,
+  beta: Float32Array,
+  out: Float32Array,
+  batch: number,
+  seqLen: number,
+  numHeads: number,
+  kDim: number,
+  vDim: number,
+) => R;
+/** out[b,t,c] = silu(Σ_j w[c,j]·x[b, t−(K−1)+j, c]) over x, out [batch·seqLen, channels], weight [channels, K]; out ≠ x. */
+type CausalConv = (
+  x: Float32Array,
+  weight: Float32Array,
+  out: Float32Array,
+  batch: number,
+  seqLen: number,
+  channels: number,
+  kernel: number,
+) => void;
+
 export interface OpsKernels {
+  /** The chunked (WY) form (default chunk 64) on the libuv pool, (b, head) pairs over threads. */
+  gatedDeltaRuleF32: (...args: [...Parameters<DeltaRule<void>>, chunk?: number]) => Promise<void>;
+  /** The token recurrence in f32. */
+  gatedDeltaRuleRecurrentF32: DeltaRule<void>;
+  /** The token recurrence in double precision. */
+  gatedDeltaRuleF32Ref: DeltaRule<void>;
+  /** Causal depthwise conv1d (zero left padding, no bias) + SiLU. */
+  causalConv1dSiluF32: CausalConv;
+  causalConv1dSiluF32Ref: CausalConv;
   /** Row softmax, max-subtracted. */
   softmaxF32: RowsKernel;
   softmaxF32Ref: RowsKernel;

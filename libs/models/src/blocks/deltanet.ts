@@ -5,7 +5,8 @@
 //   then RMSNorm(o)·w · silu(z) per value head and out_proj.
 // The delta rule has two forms that must agree: the token recurrence (the definition) and the
 // chunked form transformers and FLA run for prefill (WY representation inside a chunk, the state
-// carried between chunks). The engine runs the chunked form.
+// carried between chunks). The engine runs the native chunked kernel (native/src/hard_deltanet.cc);
+// the TypeScript forms below are its readable, independent twins for the tests.
 import { native } from "@moeq/native";
 import type { DeltaNetSpec } from "../spec.ts";
 import type { F32Weights } from "../weights.ts";
@@ -227,7 +228,8 @@ export async function deltaNetBlock(w: F32Weights, spec: DeltaNetSpec, x: Float3
   const convDim = 2 * keyDim + Hv * dv;
   const r = Hv / Hk;
   const { qkv: raw, z, b, a } = await project(w, spec, x, rows);
-  const qkv = causalConv1dSilu(raw, w.get(spec.conv, convDim * K), B, T, convDim, K);
+  const qkv = new Float32Array(raw.length);
+  native.causalConv1dSiluF32(raw, w.get(spec.conv, convDim * K), qkv, B, T, convDim, K);
 
   // q, k: L2-normalised per key head (eps 1e-6), repeated to the value heads; q × dk^-½
   const qk = new Float32Array(rows * 2 * keyDim);
@@ -258,11 +260,7 @@ export async function deltaNetBlock(w: F32Weights, spec: DeltaNetSpec, x: Float3
   for (let t = 0; t < rows; t++) for (let h = 0; h < Hv; h++) gate[t * Hv + h] *= -Math.exp(aLog[h]);
 
   const o = new Float32Array(rows * Hv * dv);
-  for (let bi = 0; bi < B; bi++) {
-    const sl = (arr: Float32Array, d: number) => arr.subarray(bi * T * Hv * d, (bi + 1) * T * Hv * d);
-    const ob = gatedDeltaRuleChunked({ seqLen: T, numHeads: Hv, kDim: dk, vDim: dv, q: sl(q, dk), k: sl(k, dk), v: sl(v, dv), g: sl(gate, 1), beta: sl(beta, 1) });
-    o.set(ob, bi * T * Hv * dv);
-  }
+  await native.gatedDeltaRuleF32(q, k, v, gate, beta, o, B, T, Hv, dk, dv, 64);
   // RMSNorm per value head (plain w), then × silu(z)
   const nw = spec.norm.weight ? w.get(spec.norm.weight, dv) : null;
   native.rmsNormF32(o, nw, o, rows * Hv, dv, spec.norm.eps, false);
