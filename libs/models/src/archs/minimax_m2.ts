@@ -36,7 +36,8 @@ export const minimax_m2: Architecture = {
           topK: cfg.int("num_experts_per_tok", 8, 1),
           bias: `${p}.block_sparse_moe.e_score_correction_bias`,
           normTopK: true,
-          scale: cfg.num("routed_scaling_factor", 1),
+          // MiniMaxM2TopKRouter renormalises and applies no routed_scaling_factor.
+          scale: 1,
           nGroup: 1,
           topkGroup: 1,
         },
