@@ -78,10 +78,18 @@ if (!native.withCuda) {
     it("weighted Hessian", async () => console.log(await checks.checkHessian(12)), 60_000);
     it("softmax, top-k, SwiGLU, RMSNorm", async () => console.log(await checks.checkElementwise(13)), 60_000);
     it("GPTQ reproduces the oracle cases", async () => console.log(await checks.checkGptqOracle()), 60_000);
-    it("batched GPTQ matches the CPU kernel per expert", async () => console.log(await checks.checkGptqBatched(14)), 120_000);
+    it(
+      "batched GPTQ matches the CPU kernel per expert",
+      async () => console.log(await checks.checkGptqBatched(14)),
+      120_000,
+    );
     it("soft-weighted MoE layer calibration", async () => console.log(await checks.checkMoeCalibrate(15)), 60_000);
     it("typed errors for bad input", () => console.log(checks.checkRejections()));
-    it("two processes share a buffer by IPC handle, ordered by IPC events", async () => console.log(await checks.checkIpc()), 60_000);
+    it(
+      "two processes share a buffer by IPC handle, ordered by IPC events",
+      async () => console.log(await checks.checkIpc()),
+      60_000,
+    );
     it("deviceKernels(cuda) gives the CPU kernels' results", async () => {
       const k = deviceKernels(parseDevice("cuda:0"));
       const r = checks.rng(16);

@@ -3,9 +3,10 @@
 // and result shapes, so a stage swaps devices without other changes. On CUDA the inputs are
 // uploaded, the GPU kernels run (Hessians in f32 GEMMs, GPTQ in f64 as on the CPU) and results
 // come back to host memory; GPU-resident pipelines use cudaKernels() directly.
+
+import { native } from "./index.ts";
 import type { CudaKernels } from "./kernels/cuda.ts";
 import type { GptqNativeResult, QuantKernels } from "./kernels/quant.ts";
-import { native } from "./index.ts";
 
 export type DeviceSpec = { readonly kind: "cpu" } | { readonly kind: "cuda"; readonly index: number };
 
@@ -81,7 +82,9 @@ async function cudaHessian(
   w: Float32Array | null,
 ): Promise<void> {
   if (h.length < cols * cols || x.length < tokens * cols || (w && w.length < tokens))
-    throw new RangeError(`hessianAccumulate (cuda): h, x or w is smaller than ${cols}×${cols}, ${tokens}×${cols}, ${tokens}`);
+    throw new RangeError(
+      `hessianAccumulate (cuda): h, x or w is smaller than ${cols}×${cols}, ${tokens}×${cols}, ${tokens}`,
+    );
   const dh = cu.cudaAlloc(cols * cols * 4, device);
   const dx = cu.cudaAlloc(tokens * cols * 4, device);
   const dw = w ? cu.cudaAlloc(tokens * 4, device) : null;

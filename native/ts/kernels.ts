@@ -10,9 +10,9 @@ import type { OpsKernels } from "./kernels/ops.ts";
 import type { QuantKernels } from "./kernels/quant.ts";
 import type { ShmKernels } from "./kernels/shm.ts";
 
-export type { AttentionKernels, CudaKernels, GemmKernels, IoKernels, OpsKernels, QuantKernels, ShmKernels };
 export type { GemmMixedItem, GemmMixedKernels, WeightDtype } from "./kernels/gemm.ts";
 export type { GptqNativeResult } from "./kernels/quant.ts";
+export type { AttentionKernels, CudaKernels, GemmKernels, IoKernels, OpsKernels, QuantKernels, ShmKernels };
 
 /** The CUDA entry points exist only when withCuda is true (use cudaKernels() from ./device.ts). */
 export interface NativeKernels
@@ -25,6 +25,7 @@ export interface NativeKernels
     Partial<CudaKernels> {
   readonly withCuda: boolean;
 }
+export type { AttentionOptions } from "./kernels/attention.ts";
 export type {
   CudaBuffer,
   CudaDeviceInfo,
@@ -34,5 +35,4 @@ export type {
   CudaMoeCalibration,
   CudaPrecision,
 } from "./kernels/cuda.ts";
-export type { AttentionOptions } from "./kernels/attention.ts";
 export type { ActivationKind } from "./kernels/ops.ts";

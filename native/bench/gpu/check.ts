@@ -1,8 +1,8 @@
 // Runs the GPU-vs-CPU checks of test/cuda_checks.ts without vitest (the GPU machine has Node but
 // no node_modules): `node native/bench/gpu/check.ts [out.json]`. Exit 1 when any check fails.
 import { writeFileSync } from "node:fs";
-import { native } from "../../ts/index.ts";
 import * as c from "../../test/cuda_checks.ts";
+import { native } from "../../ts/index.ts";
 
 const rows: Array<{ check: string; ok: boolean; seconds: number; detail: string }> = [];
 async function run(name: string, f: () => Promise<string> | string) {
@@ -11,7 +11,12 @@ async function run(name: string, f: () => Promise<string> | string) {
     const detail = await f();
     rows.push({ check: name, ok: true, seconds: (performance.now() - t0) / 1000, detail });
   } catch (e) {
-    rows.push({ check: name, ok: false, seconds: (performance.now() - t0) / 1000, detail: (e as Error).stack ?? String(e) });
+    rows.push({
+      check: name,
+      ok: false,
+      seconds: (performance.now() - t0) / 1000,
+      detail: (e as Error).stack ?? String(e),
+    });
   }
   const r = rows[rows.length - 1];
   console.log(`${r.ok ? "PASS" : "FAIL"} ${name} (${r.seconds.toFixed(2)} s): ${r.detail}`);

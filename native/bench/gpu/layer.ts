@@ -38,7 +38,12 @@ interface LayerRun {
 }
 
 // One layer: calibration (router, Hessians) then GPTQ of gate_up [E, 2I, H] and down [E, H, I].
-async function layer(n: number, e: number, prec: CudaPrecision, timePhases: boolean): Promise<LayerRun & { hDown: CudaBuffer; dn: CudaBuffer }> {
+async function layer(
+  n: number,
+  e: number,
+  prec: CudaPrecision,
+  timePhases: boolean,
+): Promise<LayerRun & { hDown: CudaBuffer; dn: CudaBuffer }> {
   const x = fill(n * H * 4, 1, 1); // uniform ±1: std 0.58, the anchor's 0.5·randn in scale
   const g = fill(e * H * 4, 2, 0.0346); // ±0.0346: std 0.02 as the anchor's 0.02·randn
   const gu = fill(e * 2 * I * H * 4, 3, 0.0346);
@@ -53,7 +58,21 @@ async function layer(n: number, e: number, prec: CudaPrecision, timePhases: bool
   const seconds = (performance.now() - t0) / 1000;
   const peakBytes = cu.cudaDeviceInfo(0).peakBytes;
   const sum = (a: Float64Array) => a.reduce((s, v) => s + v, 0);
-  for (const b of [x, g, gu, cal.probs, cal.hIn, q1.codes, q1.scales, q1.zeros, q1.dequant, q2.codes, q2.scales, q2.zeros, q2.dequant])
+  for (const b of [
+    x,
+    g,
+    gu,
+    cal.probs,
+    cal.hIn,
+    q1.codes,
+    q1.scales,
+    q1.zeros,
+    q1.dequant,
+    q2.codes,
+    q2.scales,
+    q2.zeros,
+    q2.dequant,
+  ])
     cu.cudaFree(b);
   return {
     seconds,
@@ -85,7 +104,19 @@ for (let rep = 0; rep < 2; rep++) {
     cu.cudaDownload(r.hDown, h);
     cu.cudaDownload(r.dn, w);
     const cpu = await native.gptqQuantize(w, H, I, h, 4, 128, false, false, 0.01, 128);
-    const one = await cu.cudaGptqBatched(cu.cudaView(r.dn, 0, H * I * 4), cu.cudaView(r.hDown, 0, I * I * 4), 1, H, I, 4, 128, false, false, 0.01, 128);
+    const one = await cu.cudaGptqBatched(
+      cu.cudaView(r.dn, 0, H * I * 4),
+      cu.cudaView(r.hDown, 0, I * I * 4),
+      1,
+      H,
+      I,
+      4,
+      128,
+      false,
+      false,
+      0.01,
+      128,
+    );
     const codes = new Uint8Array(H * I);
     cu.cudaDownload(one.codes, codes);
     let same = 0;
@@ -108,7 +139,9 @@ cu.cudaFree(phased.dn);
 
 const best = Math.min(...runs.map((r) => r.seconds));
 const flops = E * (2 * N * H * H + 2 * N * H * 2 * I + 2 * N * I * I);
-const anchor = args.get("anchor") ? (JSON.parse(readFileSync(args.get("anchor") as string, "utf8")) as Record<string, number>) : null;
+const anchor = args.get("anchor")
+  ? (JSON.parse(readFileSync(args.get("anchor") as string, "utf8")) as Record<string, number>)
+  : null;
 const floorBf16 = anchor ? flops / (anchor.bf16_tflops * 1e12) : Number.NaN;
 const floorTf32 = anchor ? flops / (anchor.tf32_tflops * 1e12) : Number.NaN;
 const ratio = anchor ? anchor.layer_s_est / best : Number.NaN;
@@ -121,7 +154,12 @@ const result = {
   precision,
   moeq_layer_s: runs.map((r) => r.seconds),
   moeq_best_s: best,
-  phases_serialised: { calibrate: phased.calibrate, gptqGateUp: phased.gptqGateUp, gptqDown: phased.gptqDown, total_s: phased.seconds },
+  phases_serialised: {
+    calibrate: phased.calibrate,
+    gptqGateUp: phased.gptqGateUp,
+    gptqDown: phased.gptqDown,
+    total_s: phased.seconds,
+  },
   peak_gpu_bytes: Math.max(...runs.map((r) => r.peakBytes)),
   calibration_flops: flops,
   floor_s_bf16: floorBf16,
@@ -136,10 +174,14 @@ if (args.get("out")) writeFileSync(args.get("out") as string, JSON.stringify(res
 console.log(JSON.stringify(result, null, 1));
 console.log("| what | value |\n| --- | --- |");
 console.log(`| GPU | ${info.name} |`);
-console.log(`| moeq layer (calibration + GPTQ, ${precision}) | ${best.toFixed(3)} s (runs: ${runs.map((r) => r.seconds.toFixed(3)).join(", ")}) |`);
+console.log(
+  `| moeq layer (calibration + GPTQ, ${precision}) | ${best.toFixed(3)} s (runs: ${runs.map((r) => r.seconds.toFixed(3)).join(", ")}) |`,
+);
 console.log(`| PyTorch per-expert reference (perf_anchor.py) | ${anchor ? anchor.layer_s_est.toFixed(2) : "n/a"} s |`);
 console.log(`| ratio | ${ratio.toFixed(1)}× (target ≥ ${minRatio}×) |`);
-console.log(`| FLOP floor (calibration GEMMs at measured bf16 / tf32 peak) | ${floorBf16.toFixed(3)} / ${floorTf32.toFixed(3)} s → moeq at ${(best / floorBf16).toFixed(1)}× / ${(best / floorTf32).toFixed(1)}× |`);
+console.log(
+  `| FLOP floor (calibration GEMMs at measured bf16 / tf32 peak) | ${floorBf16.toFixed(3)} / ${floorTf32.toFixed(3)} s → moeq at ${(best / floorBf16).toFixed(1)}× / ${(best / floorTf32).toFixed(1)}× |`,
+);
 console.log(`| peak moeq GPU memory | ${(result.peak_gpu_bytes / 2 ** 30).toFixed(2)} GiB |`);
 if (anchor && !(ratio >= minRatio)) {
   console.error(`FAIL: ${ratio.toFixed(1)}× < ${minRatio}×`);
