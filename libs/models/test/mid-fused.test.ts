@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { loadModel, quantizableWeights, type WeightRole, weightRoles } from "@moeq/models";
 import { bf16BitsToF32 } from "@moeq/tensor";
 import { describe, expect, it } from "vitest";
-import { extractRoleMatrix, insertRoleMatrix, packTarget } from "../src/blocks/fused-tensors.ts";
+import { extractRoleMatrix, insertRoleMatrix, packTarget, refuseModules } from "../src/blocks/fused-tensors.ts";
 import { tinyRandom } from "./fixtures.ts";
 
 const bits = (data: Uint8Array) => new Uint16Array(data.slice().buffer);
@@ -182,6 +182,14 @@ describe("what the quantizer and packer see", () => {
         ["v_proj", [32, 64], 96],
         ["o_proj", [64, 64], undefined],
       ]);
+      // re-fusing a whole Wqkv module matrix (here: doubled) fills q, k and v back in place
+      const w = "transformer.blocks.0.norm_attn_norm.attn.Wqkv.weight";
+      const doubled = widen(bits(m.checkpoint.tensor(w).data)).map((v) => v * 2);
+      const re = refuseModules(m.spec, att, m.source, (mod) => (mod === w.slice(0, -7) ? doubled : undefined));
+      expect([...re.keys()]).toEqual([w]);
+      const t = re.get(w);
+      expect(t?.shape).toEqual([128, 64]);
+      expect(Array.from(new Float32Array((t as { data: Uint8Array }).data.buffer))).toEqual(Array.from(doubled));
       expect(packTarget(m.spec, att[2])).toEqual({
         module: "transformer.blocks.0.norm_attn_norm.attn.Wqkv",
         rowOffset: 96,

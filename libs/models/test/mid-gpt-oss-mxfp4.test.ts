@@ -10,7 +10,7 @@ import { Engine, loadModel, overlaySource, type WeightRole, weightRoles } from "
 import { quantizeMxfp4 } from "@moeq/quant";
 import type { Tensor } from "@moeq/tensor";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { extractRoleMatrix, insertRoleMatrix, packTarget } from "../src/blocks/fused-tensors.ts";
+import { extractRoleMatrix, packTarget, refuseModules } from "../src/blocks/fused-tensors.ts";
 import { dequantizeMxfp4Transposed } from "../src/blocks/mxfp4-source.ts";
 import { tinyRandom } from "./fixtures.ts";
 
@@ -142,17 +142,14 @@ describe("GPT-OSS MXFP4 checkpoint made by moeq's writer", () => {
     const q = loadModel(dir);
     const base = loadModel(fixture);
     try {
-      const overrides = new Map<string, Tensor>();
-      for (const r of roles) {
-        const shape = base.checkpoint.tensor(r.tensor).shape;
-        let t = overrides.get(r.tensor);
-        if (!t) {
-          t = { dtype: "F32", shape, data: new Uint8Array(4 * shape.reduce((a, b) => a * b, 1)) };
-          overrides.set(r.tensor, t);
-        }
-        const f = new Float32Array(t.data.buffer);
-        insertRoleMatrix(r, f, shape, quant.get(`${r.layer}:${r.expert}:${r.projection}`) as Float32Array);
-      }
+      const byModule = new Map<string, Float32Array>();
+      for (const r of roles)
+        byModule.set(
+          packTarget(base.spec, r).module,
+          quant.get(`${r.layer}:${r.expert}:${r.projection}`) as Float32Array,
+        );
+      const overrides = refuseModules(base.spec, roles, base.source, (mod) => byModule.get(mod));
+      expect([...overrides.keys()].length).toBe(6);
       const ids = Array.from({ length: 2 * 16 }, (_, i) => (i * 37 + 11) % 257);
       const a = await q.engine().forward(ids, 2, 16, { routerLogits: true });
       const b = await new Engine(base.spec, overlaySource(base.source, overrides)).forward(ids, 2, 16, {

@@ -3,8 +3,10 @@
 // [E·I, H] experts, or a row range of a fused projection (DBRX Wqkv) — and the way back, so the
 // quantizer sees per-expert matrices in Linear orientation and the packer can re-fuse them
 // byte for byte or write them under per-expert module names.
+import type { Tensor } from "@moeq/tensor";
 import { ModelWeightError } from "../errors.ts";
 import type { ExpertLayout, ModelSpec, WeightRole } from "../spec.ts";
+import { tensorToF32, type WeightSource } from "../weights.ts";
 
 type Stacked = Extract<ExpertLayout, { kind: "stacked" }>;
 
@@ -158,4 +160,35 @@ export function packTarget(spec: ModelSpec, role: WeightRole): PackTarget {
     });
   const p = role.projection === "gate_proj" ? names.gate : role.projection === "up_proj" ? names.up : names.down;
   return { module: `${names.prefix}.${role.expert}.${p}`, rowOffset: 0, rows: role.shape[0] };
+}
+
+/**
+ * The way back for an evaluator: f32 copies of the fused tensors (from `base`) with every role's
+ * matrix replaced by the one stored under its packer module (`matrix(module)`, [rows, in]; for a
+ * row slice, the whole fused module). Roles whose module `matrix` does not know keep the base values.
+ */
+export function refuseModules(
+  spec: ModelSpec,
+  roles: readonly WeightRole[],
+  base: WeightSource,
+  matrix: (module: string) => Float32Array | undefined,
+): Map<string, Tensor> {
+  const out = new Map<string, { t: Tensor; f: Float32Array }>();
+  for (const r of roles) {
+    if (!r.fused && !r.rowSlice) continue;
+    const target = packTarget(spec, r);
+    const m = matrix(target.module);
+    if (!m) continue;
+    let slot = out.get(r.tensor);
+    if (!slot) {
+      const src = base.tensor(r.tensor);
+      const f = tensorToF32(src, r.tensor).slice();
+      slot = { t: { dtype: "F32", shape: [...src.shape], data: new Uint8Array(f.buffer) }, f };
+      out.set(r.tensor, slot);
+    }
+    const [rows, inn] = r.shape;
+    const part = r.rowSlice ? m.subarray(target.rowOffset * inn, (target.rowOffset + rows) * inn) : m;
+    insertRoleMatrix(r, slot.f, slot.t.shape, part);
+  }
+  return new Map([...out].map(([k, v]) => [k, v.t]));
 }
