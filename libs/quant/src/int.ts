@@ -8,7 +8,8 @@
 // compressed-tensors stores SIGNED values: q_signed = code − 2^(b−1) ∈ [−2^(b−1), 2^(b−1) − 1],
 // and (asymmetric only) weight_zero_point = zero − 2^(b−1); then scale·(q_signed − zp_signed) =
 // scale·(code − zero). Symmetric schemes store no zero point there (it is 0 in the signed
-// convention, i.e. zero = 2^(b−1) here). GPTQ-format checkpoints keep the unsigned code and zero
+// convention, i.e. zero = 2^(b−1) here). CT's pack-quantized layout then packs u = q_signed +
+// 2^(b−1), which is exactly `code`. GPTQ-format checkpoints keep the unsigned code and zero
 // (v1 stores zero − 1); see the formats package.
 import { Data } from "effect";
 
