@@ -64,6 +64,11 @@ export const CudaLoc = Schema.Struct({
   handle: Bytes.annotate({ description: "64-byte cudaIpcMemHandle_t of the allocation's base" }),
   offset: NonNegativeInt,
   bytes: NonNegativeInt,
+  event: Schema.optionalKey(
+    Bytes.annotate({
+      description: "64-byte cudaIpcEventHandle_t recorded after the producer's writes; consumers order their GPU work after it",
+    }),
+  ),
 }).annotate({ identifier: "CudaLoc", description: "CUDA IPC allocation (same host, other process)" });
 
 export const ObjLoc = Schema.Struct({
