@@ -204,7 +204,8 @@ void checkSlot(Napi::Env env, int64_t at, int64_t bytes, const std::string& what
   require(env, bytes >= 0 && static_cast<uint64_t>(at) + static_cast<uint64_t>(bytes) <= gRegionBytes, what + ": slot past the end of the region");
 }
 
-// shmMapAt(name, at, writable, maxBytes) → segment size; maps the segment at region offset `at`.
+// shmMapAt(name, at, writable, maxBytes) → the segment's size; maps its first min(size, maxBytes)
+// bytes at region offset `at`.
 Napi::Value ShmMapAt(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string name = shmName(info, 0);
@@ -219,10 +220,11 @@ Napi::Value ShmMapAt(const Napi::CallbackInfo& info) {
     close(fd);
     throw Napi::Error::New(env, errnoText("shmMapAt " + name + " fstat", err));
   }
-  int64_t bytes = st.st_size;
-  if (bytes > maxBytes) {
+  int64_t size = st.st_size;
+  int64_t bytes = size < maxBytes ? size : maxBytes;
+  if (maxBytes < 0) {
     close(fd);
-    throw Napi::RangeError::New(env, "shmMapAt " + name + ": segment has " + std::to_string(bytes) + " bytes, slot holds " + std::to_string(maxBytes));
+    throw Napi::RangeError::New(env, "shmMapAt " + name + ": negative maxBytes");
   }
   checkSlot(env, at, bytes, "shmMapAt " + name);
   if (bytes > 0) {
@@ -233,7 +235,7 @@ Napi::Value ShmMapAt(const Napi::CallbackInfo& info) {
   } else {
     close(fd);
   }
-  return Napi::Number::New(env, static_cast<double>(bytes));
+  return Napi::Number::New(env, static_cast<double>(size));
 }
 
 // shmUnmapAt(at, bytes): the slot goes back to zero pages (views over it then read zeros).

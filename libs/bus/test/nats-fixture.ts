@@ -32,7 +32,6 @@ export async function startTestNats(): Promise<TestNats> {
       .withJetStream()
       .withUsername(user)
       .withPass(pass)
-      .withArg("max_payload", "8388608")
       .start();
     const url = `nats://${c.getHost()}:${c.getMappedPort(4222)}`;
     console.log(`[bus tests] NATS: testcontainers nats:2.10 at ${url}`);
