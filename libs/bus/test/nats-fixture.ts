@@ -28,11 +28,7 @@ export async function startTestNats(): Promise<TestNats> {
     const { NatsContainer } = await import("@testcontainers/nats");
     const user = "moeq";
     const pass = Math.random().toString(36).slice(2);
-    const c = await new NatsContainer("nats:2.10")
-      .withJetStream()
-      .withUsername(user)
-      .withPass(pass)
-      .start();
+    const c = await new NatsContainer("nats:2.10").withJetStream().withUsername(user).withPass(pass).start();
     const url = `nats://${c.getHost()}:${c.getMappedPort(4222)}`;
     console.log(`[bus tests] NATS: testcontainers nats:2.10 at ${url}`);
     return {

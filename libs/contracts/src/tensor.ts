@@ -66,7 +66,8 @@ export const CudaLoc = Schema.Struct({
   bytes: NonNegativeInt,
   event: Schema.optionalKey(
     Bytes.annotate({
-      description: "64-byte cudaIpcEventHandle_t recorded after the producer's writes; consumers order their GPU work after it",
+      description:
+        "64-byte cudaIpcEventHandle_t recorded after the producer's writes; consumers order their GPU work after it",
     }),
   ),
 }).annotate({ identifier: "CudaLoc", description: "CUDA IPC allocation (same host, other process)" });
