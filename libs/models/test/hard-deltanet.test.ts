@@ -132,7 +132,8 @@ describe("gated delta rule", () => {
       for (let h = 0; h < 2; h++) {
         let qk = 0;
         for (let i = 0; i < 4; i++) qk += x.q[(t * 2 + h) * 4 + i] * x.k[(t * 2 + h) * 4 + i];
-        for (let j = 0; j < 3; j++) expect(out[(t * 2 + h) * 3 + j]).toBeCloseTo(x.beta[t * 2 + h] * qk * x.v[(t * 2 + h) * 3 + j], 5);
+        for (let j = 0; j < 3; j++)
+          expect(out[(t * 2 + h) * 3 + j]).toBeCloseTo(x.beta[t * 2 + h] * qk * x.v[(t * 2 + h) * 3 + j], 5);
       }
   });
 });
@@ -158,7 +159,13 @@ describe("native Gated DeltaNet kernels", () => {
           }
           return out;
         };
-        const [q, k, v, g, beta] = [cat((x) => x.q), cat((x) => x.k), cat((x) => x.v), cat((x) => x.g), cat((x) => x.beta)];
+        const [q, k, v, g, beta] = [
+          cat((x) => x.q),
+          cat((x) => x.k),
+          cat((x) => x.v),
+          cat((x) => x.g),
+          cat((x) => x.beta),
+        ];
         const n = B * T * H * dv;
         const fast = new Float32Array(n);
         const rec = new Float32Array(n);
@@ -193,10 +200,24 @@ describe("native Gated DeltaNet kernels", () => {
       expect(maxAbsDiff(causalConv1dSilu(x, w, B, T, C, K), ref)).toBeLessThan(1e-6);
     }
     const x = new Float32Array(12);
-    expect(() => native.causalConv1dSiluF32(x, new Float32Array(8), new Float32Array(12), 1, 4, 3, 4)).toThrow(RangeError);
+    expect(() => native.causalConv1dSiluF32(x, new Float32Array(8), new Float32Array(12), 1, 4, 3, 4)).toThrow(
+      RangeError,
+    );
     expect(() => native.causalConv1dSiluF32(x, new Float32Array(12), x, 1, 4, 3, 4)).toThrow(/alias/);
     expect(() =>
-      native.gatedDeltaRuleRecurrentF32(x, x, x, new Float32Array(3), new Float32Array(3), new Float32Array(11), 1, 3, 1, 4, 4),
+      native.gatedDeltaRuleRecurrentF32(
+        x,
+        x,
+        x,
+        new Float32Array(3),
+        new Float32Array(3),
+        new Float32Array(11),
+        1,
+        3,
+        1,
+        4,
+        4,
+      ),
     ).toThrow(RangeError);
   });
 });

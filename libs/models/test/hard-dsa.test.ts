@@ -3,7 +3,6 @@
 // sparse attention against the dense kernel when every causal key is selected, and the effect of
 // the selection on the forward pass (index_topk < sequence length vs ≥).
 import { join } from "node:path";
-import { native } from "@moeq/native";
 import {
   buildSpec,
   Engine,
@@ -16,6 +15,7 @@ import {
   storeSource,
   tensorToF32,
 } from "@moeq/models";
+import { native } from "@moeq/native";
 import { openSafetensors } from "@moeq/safetensors";
 import { describe, expect, it } from "vitest";
 import { maxRelErr, tinyRandom } from "./fixtures.ts";
@@ -117,12 +117,24 @@ describe("DeepSeek-V3.2 indexer (DSA)", () => {
             sc.push({ s, v: tot });
           }
           sc.sort((u, w) => w.v - u.v);
-          refSel.push(sc.slice(0, ix.topK).map((e) => e.s).sort((u, w) => u - w));
+          refSel.push(
+            sc
+              .slice(0, ix.topK)
+              .map((e) => e.s)
+              .sort((u, w) => u - w),
+          );
         }
       // library, from the same normed input and q latent (as f32)
       const engine = model.engine();
       const seq = engine.sequences(B, T);
-      const scores = await indexerScores(engine.weights, ix, Float32Array.from(x), Float32Array.from(qLat), seq, ropeTables(ix.rope, T));
+      const scores = await indexerScores(
+        engine.weights,
+        ix,
+        Float32Array.from(x),
+        Float32Array.from(qLat),
+        seq,
+        ropeTables(ix.rope, T),
+      );
       const sel = selectKeys(scores, B, T, ix.topK);
       let truncated = 0;
       for (let r = 0; r < B * T; r++) {
@@ -131,7 +143,7 @@ describe("DeepSeek-V3.2 indexer (DSA)", () => {
         if ((r % T) + 1 > ix.topK) truncated++;
       }
       // most queries see more causal keys than index_topk: the selection is doing real work
-      expect(truncated).toBeGreaterThan(B * T / 2);
+      expect(truncated).toBeGreaterThan((B * T) / 2);
     } finally {
       model.close();
     }
@@ -165,7 +177,10 @@ describe("DeepSeek-V3.2 indexer (DSA)", () => {
 
   it("sparse attention over every causal key equals the dense causal kernel (odd sizes)", () => {
     let seed = 9;
-    const r = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32) - 0.5;
+    const r = () => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed / 2 ** 32 - 0.5;
+    };
     for (const [B, T, H, D, Dv] of [
       [1, 1, 1, 3, 2],
       [2, 7, 3, 5, 4],
@@ -177,9 +192,25 @@ describe("DeepSeek-V3.2 indexer (DSA)", () => {
       const sel = new Int32Array(B * T * T).fill(-1);
       for (let row = 0; row < B * T; row++) for (let s = 0; s <= row % T; s++) sel[row * T + s] = s;
       const got = new Float32Array(B * T * H * Dv);
-      sparseAttention(q, k, v, got, sel, { batch: B, seqLen: T, numHeads: H, headDim: D, vHeadDim: Dv, scale: 0.37, topK: T });
+      sparseAttention(q, k, v, got, sel, {
+        batch: B,
+        seqLen: T,
+        numHeads: H,
+        headDim: D,
+        vHeadDim: Dv,
+        scale: 0.37,
+        topK: T,
+      });
       const want = new Float32Array(got.length);
-      native.attentionF32Ref(q, k, v, want, { batch: B, seqLen: T, numHeads: H, headDim: D, vHeadDim: Dv, scale: 0.37, causal: true });
+      native.attentionF32Ref(q, k, v, want, {
+        batch: B,
+        seqLen: T,
+        numHeads: H,
+        headDim: D,
+        vHeadDim: Dv,
+        scale: 0.37,
+        causal: true,
+      });
       expect(maxRelErr(got, want)).toBeLessThan(1e-6);
     }
   });

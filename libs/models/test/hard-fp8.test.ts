@@ -10,8 +10,8 @@ import {
   Engine,
   fp8BlockSource,
   loadModel,
-  mapSource,
   ModelWeightError,
+  mapSource,
   quantizableWeights,
   tensorToF32,
 } from "@moeq/models";
@@ -51,7 +51,11 @@ function writeFp8(fixture: string) {
     const [rows, cols] = r.shape;
     return {
       name: r.tensor.slice(0, -".weight".length),
-      weight: quantizeFp8(tensorToF32(src.source.tensor(r.tensor), r.tensor), rows, cols, { strategy: "block", block: BLOCK, name: r.tensor }),
+      weight: quantizeFp8(tensorToF32(src.source.tensor(r.tensor), r.tensor), rows, cols, {
+        strategy: "block",
+        block: BLOCK,
+        name: r.tensor,
+      }),
     };
   });
   const out = mkdtempSync(join(tmpdir(), `moeq-fp8-${fixture}-`));
@@ -81,7 +85,11 @@ describe("FP8 block-quantized input checkpoints", () => {
           const w = new Float32Array(rows * cols);
           for (let r = 0; r < rows; r++)
             for (let c = 0; c < cols; c++)
-              w[r * cols + c] = bf16Round(Math.fround(e4m3(codes[r * cols + c]) * scales[Math.floor(r / BLOCK[0]) * sc + Math.floor(c / BLOCK[1])]));
+              w[r * cols + c] = bf16Round(
+                Math.fround(
+                  e4m3(codes[r * cols + c]) * scales[Math.floor(r / BLOCK[0]) * sc + Math.floor(c / BLOCK[1])],
+                ),
+              );
           deq.set(`${m.name}.weight`, fromF32(w, "F32", [rows, cols]));
         }
         const ref = new Map<string, Tensor>();
@@ -103,13 +111,23 @@ describe("FP8 block-quantized input checkpoints", () => {
     const codes: Tensor = { dtype: "F8_E4M3", shape: [20, 33], data: new Uint8Array(20 * 33).fill(0x38) };
     const scale = fromF32(new Float32Array(4), "F32", [2, 2]);
     const src = fp8BlockSource(
-      mapSource(new Map([["m.weight", codes], ["m.weight_scale_inv", scale]])),
+      mapSource(
+        new Map([
+          ["m.weight", codes],
+          ["m.weight_scale_inv", scale],
+        ]),
+      ),
       { block: [16, 16] },
     );
     expect(() => src.tensor("m.weight").data).toThrow(ModelWeightError);
     expect(() => src.tensor("m.weight").data).toThrow(/m\.weight_scale_inv.*\[2, 3\]/);
     const ok = fp8BlockSource(
-      mapSource(new Map([["m.weight", codes], ["m.weight_scale_inv", fromF32(new Float32Array(6).fill(2), "F32", [2, 3])]])),
+      mapSource(
+        new Map([
+          ["m.weight", codes],
+          ["m.weight_scale_inv", fromF32(new Float32Array(6).fill(2), "F32", [2, 3])],
+        ]),
+      ),
       { block: [16, 16], dtype: "F32" },
     );
     // 0x38 = 1.0 in e4m3; × 2

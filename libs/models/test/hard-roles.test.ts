@@ -28,7 +28,11 @@ describe("hard architectures: roles and tensors", () => {
       expect(q.has("model.layers.1.self_attn.kv_b_proj.weight")).toBe(true);
       expect([...q].some((n) => n.includes("indexer"))).toBe(false);
       // every checkpoint tensor is expected (nothing read is left unvalidated) and vice versa
-      expect(expectedTensors(m.spec).map((t) => t.name).sort()).toEqual([...m.checkpoint.names()].sort());
+      expect(
+        expectedTensors(m.spec)
+          .map((t) => t.name)
+          .sort(),
+      ).toEqual([...m.checkpoint.names()].sort());
     } finally {
       m.close();
     }
@@ -43,10 +47,16 @@ describe("hard architectures: roles and tensors", () => {
       try {
         const l0 = quantizableWeights(m.arch, m.spec).filter((r) => r.layer === 0 && r.module === "attention");
         expect(l0.map((r) => r.projection)).toEqual(projections);
-        const t = expectedTensors(m.spec).filter((e) => e.role === "linear_attention").map((e) => e.name);
+        const t = expectedTensors(m.spec)
+          .filter((e) => e.role === "linear_attention")
+          .map((e) => e.name);
         expect(t).toContain("model.layers.0.linear_attn.conv1d.weight");
         expect(t).toContain("model.layers.0.linear_attn.A_log");
-        expect(expectedTensors(m.spec).map((e) => e.name).sort()).toEqual([...m.checkpoint.names()].sort());
+        expect(
+          expectedTensors(m.spec)
+            .map((e) => e.name)
+            .sort(),
+        ).toEqual([...m.checkpoint.names()].sort());
       } finally {
         m.close();
       }

@@ -35,7 +35,8 @@ export function mlaAttention(cfg: ConfigReader, p: string, o: MlaOptions): MlaSp
   const rope = ropeFromConfig(cfg, R, o.interleaved);
   let scale = D ** -0.5;
   if (o.yarnMscaleSquared && rope.scaling.type === "yarn") {
-    const all = cfg.obj("rope_parameters")?.optNum("mscale_all_dim") ?? cfg.obj("rope_scaling")?.optNum("mscale_all_dim");
+    const all =
+      cfg.obj("rope_parameters")?.optNum("mscale_all_dim") ?? cfg.obj("rope_scaling")?.optNum("mscale_all_dim");
     if (all) scale *= yarnMscale(rope.scaling.factor, all) ** 2;
   }
   const a = `${p}.self_attn`;
@@ -96,7 +97,13 @@ export function noauxRouting(cfg: ConfigReader, p: string): Extract<RoutingSpec,
 }
 
 /** The DeepSeek MoE block: router `mlp.gate`, experts `mlp.experts.e.*`, shared `mlp.shared_experts`. */
-export function deepseekMoe(cfg: ConfigReader, p: string, hidden: number, routing: RoutingSpec, act: MoeSpec["experts"]["act"]): MoeSpec {
+export function deepseekMoe(
+  cfg: ConfigReader,
+  p: string,
+  hidden: number,
+  routing: RoutingSpec,
+  act: MoeSpec["experts"]["act"],
+): MoeSpec {
   const E = cfg.int("n_routed_experts", undefined, 1);
   const moeI = cfg.int("moe_intermediate_size", undefined, 1);
   const shared = cfg.int("n_shared_experts", 0);
@@ -120,12 +127,16 @@ export function deepseekModel(
 ) {
   const d = coreDims(cfg, "rms_norm_eps", epsDefault);
   const isMoe = deepseekMoeLayers(cfg, d.layers);
-  return decoderModel(modelType, d, (i, p): Omit<LayerSpec, "index" | "inputNorm" | "postAttentionNorm"> => ({
-    attention: mlaAttention(cfg, p, mla),
-    mlp: isMoe(i)
-      ? deepseekMoe(cfg, p, d.hidden, routing(p), d.act)
-      : gatedMlp(`${p}.mlp`, d.hidden, cfg.int("intermediate_size", undefined, 1), d.act),
-  }));
+  return decoderModel(
+    modelType,
+    d,
+    (i, p): Omit<LayerSpec, "index" | "inputNorm" | "postAttentionNorm"> => ({
+      attention: mlaAttention(cfg, p, mla),
+      mlp: isMoe(i)
+        ? deepseekMoe(cfg, p, d.hidden, routing(p), d.act)
+        : gatedMlp(`${p}.mlp`, d.hidden, cfg.int("intermediate_size", undefined, 1), d.act),
+    }),
+  );
 }
 
 export const deepseek_v3: Architecture = {

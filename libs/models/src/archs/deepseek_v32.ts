@@ -4,8 +4,8 @@
 // half-split RoPE on the first qk_rope_head_dim dims (MLA itself stays interleaved), weights_proj
 // per head. RoPE is always interleaved for MLA (rope_interleave is not a V3.2 option).
 import type { Architecture } from "../arch.ts";
-import { lin } from "../blocks/standard.ts";
 import { ropeFromConfig } from "../blocks/rope.ts";
+import { lin } from "../blocks/standard.ts";
 import { deepseekModel, noauxRouting } from "./deepseek_v3.ts";
 
 export const deepseek_v32: Architecture = {
@@ -29,7 +29,13 @@ export const deepseek_v32: Architecture = {
         indexer: (a) => ({
           wqB: lin(`${a}.indexer.wq_b`, Hi * Di, qLora),
           wk: lin(`${a}.indexer.wk`, Di, hidden),
-          kNorm: { kind: "layer", weight: `${a}.indexer.k_norm.weight`, bias: `${a}.indexer.k_norm.bias`, dim: Di, eps: 1e-6 },
+          kNorm: {
+            kind: "layer",
+            weight: `${a}.indexer.k_norm.weight`,
+            bias: `${a}.indexer.k_norm.bias`,
+            dim: Di,
+            eps: 1e-6,
+          },
           weightsProj: lin(`${a}.indexer.weights_proj`, Hi, hidden),
           numHeads: Hi,
           headDim: Di,

@@ -5,18 +5,22 @@
 // split; int(head_dim·factor) may be odd, then θ^(−2i/dim) keeps the odd dim, as transformers
 // does). MLP per mlp_layer_types: dense, or DeepSeek-V3 noaux_tc routing without a shared expert.
 import type { Architecture } from "../arch.ts";
+import type { RopeSpec } from "../blocks/rope.ts";
 import { coreDims, decoderModel, gatedMlp, lin, perExpert, ropeFromConfig } from "../blocks/standard.ts";
 import { ConfigReader } from "../config.ts";
 import { ModelConfigError } from "../errors.ts";
 import type { AttentionSpec, LayerSpec } from "../spec.ts";
-import type { RopeSpec } from "../blocks/rope.ts";
 import { deepseekMoeLayers, noauxRouting } from "./deepseek_v3.ts";
 
 type LayerType = "full_attention" | "sliding_attention";
 
 function layerTypes(cfg: ConfigReader, layers: number): LayerType[] {
   const raw = cfg.raw.layer_types;
-  if (Array.isArray(raw) && raw.length >= layers && raw.slice(0, layers).every((t) => t === "full_attention" || t === "sliding_attention"))
+  if (
+    Array.isArray(raw) &&
+    raw.length >= layers &&
+    raw.slice(0, layers).every((t) => t === "full_attention" || t === "sliding_attention")
+  )
     return raw.slice(0, layers) as LayerType[];
   if (raw !== undefined && raw !== null)
     throw new ModelConfigError({
@@ -24,7 +28,9 @@ function layerTypes(cfg: ConfigReader, layers: number): LayerType[] {
       message: `${cfg.source}: layer_types must give "full_attention" or "sliding_attention" for each of the ${layers} layers`,
     });
   // the released pattern: full at layer 0 and every 6th layer
-  return Array.from({ length: layers }, (_, i) => (i === 0 || (i + 1) % 6 === 0 ? "full_attention" : "sliding_attention"));
+  return Array.from({ length: layers }, (_, i) =>
+    i === 0 || (i + 1) % 6 === 0 ? "full_attention" : "sliding_attention",
+  );
 }
 
 function ropeFor(cfg: ConfigReader, type: LayerType, headDim: number): RopeSpec {
@@ -33,10 +39,17 @@ function ropeFor(cfg: ConfigReader, type: LayerType, headDim: number): RopeSpec 
   const source = `${cfg.source}.rope_parameters.${type}`;
   const factor = params?.optNum("partial_rotary_factor") ?? 0.334;
   const dim = Math.floor(headDim * factor);
-  if (dim < 1) throw new ModelConfigError({ field: `rope_parameters.${type}`, message: `${source}: partial_rotary_factor ${factor} leaves no rotary dims` });
+  if (dim < 1)
+    throw new ModelConfigError({
+      field: `rope_parameters.${type}`,
+      message: `${source}: partial_rotary_factor ${factor} leaves no rotary dims`,
+    });
   const rotaryDim = 2 * Math.ceil(dim / 2);
   const sub = new ConfigReader(
-    { rope_parameters: params?.raw ?? { rope_theta: 10000, rope_type: "default" }, max_position_embeddings: cfg.raw.max_position_embeddings },
+    {
+      rope_parameters: params?.raw ?? { rope_theta: 10000, rope_type: "default" },
+      max_position_embeddings: cfg.raw.max_position_embeddings,
+    },
     cfg.source,
   );
   const spec = ropeFromConfig(sub, rotaryDim, false);
@@ -55,7 +68,10 @@ export const mimo_v2_flash: Architecture = {
     const window = cfg.int("sliding_window", 128, 1);
     const valueScale = cfg.has("attention_value_scale") ? cfg.num("attention_value_scale") : undefined;
     const bias = cfg.bool("attention_bias", false);
-    const ropes = { full_attention: ropeFor(cfg, "full_attention", d.headDim), sliding_attention: ropeFor(cfg, "sliding_attention", d.headDim) };
+    const ropes = {
+      full_attention: ropeFor(cfg, "full_attention", d.headDim),
+      sliding_attention: ropeFor(cfg, "sliding_attention", d.headDim),
+    };
     const isMoe = deepseekMoeLayers(cfg, d.layers);
     const E = cfg.int("n_routed_experts", 256, 1);
     const moeI = cfg.int("moe_intermediate_size", undefined, 1);
@@ -63,7 +79,10 @@ export const mimo_v2_flash: Architecture = {
       const swa = types[i] === "sliding_attention";
       const kv = swa ? swaKv : d.kvHeads;
       if (d.heads % kv !== 0)
-        throw new ModelConfigError({ field: "num_key_value_heads", message: `${cfg.source}: ${d.heads} heads are not a multiple of ${kv} KV heads (layer ${i})` });
+        throw new ModelConfigError({
+          field: "num_key_value_heads",
+          message: `${cfg.source}: ${d.heads} heads are not a multiple of ${kv} KV heads (layer ${i})`,
+        });
       const a = `${p}.self_attn`;
       const attention: AttentionSpec = {
         kind: "standard",

@@ -8,7 +8,16 @@ import type { Architecture } from "../arch.ts";
 import { coreDims, gatedMlp, lin, partialRotaryDim, perExpert, ropeFromConfig } from "../blocks/standard.ts";
 import type { ConfigReader } from "../config.ts";
 import { ModelConfigError } from "../errors.ts";
-import type { AttentionSpec, DeltaNetSpec, LayerSpec, MixerSpec, ModelSpec, MoeSpec, NormSpec, RoutingSpec } from "../spec.ts";
+import type {
+  AttentionSpec,
+  DeltaNetSpec,
+  LayerSpec,
+  MixerSpec,
+  ModelSpec,
+  MoeSpec,
+  NormSpec,
+  RoutingSpec,
+} from "../spec.ts";
 import { qwenMoeLayers } from "./qwen2_moe.ts";
 
 const rms1 = (weight: string, dim: number, eps: number): NormSpec => ({ kind: "rms", weight, dim, eps, plusOne: true });
@@ -44,7 +53,13 @@ export function deltaNetDims(cfg: ConfigReader) {
       field: "linear_num_value_heads",
       message: `${cfg.source}: linear_num_value_heads ${Hv} is not a multiple of linear_num_key_heads ${Hk}`,
     });
-  return { Hk, Hv, dk: cfg.int("linear_key_head_dim", 128, 1), dv: cfg.int("linear_value_head_dim", 128, 1), K: cfg.int("linear_conv_kernel_dim", 4, 1) };
+  return {
+    Hk,
+    Hv,
+    dk: cfg.int("linear_key_head_dim", 128, 1),
+    dv: cfg.int("linear_value_head_dim", 128, 1),
+    K: cfg.int("linear_conv_kernel_dim", 4, 1),
+  };
 }
 
 function groupedDeltaNet(cfg: ConfigReader, p: string, d: { hidden: number; eps: number }): DeltaNetSpec {
@@ -94,7 +109,12 @@ export function qwenHybridModel(cfg: ConfigReader, o: QwenHybridOptions): ModelS
         headDim: d.headDim,
         vHeadDim: d.headDim,
         scale: d.headDim ** -0.5,
-        qkNorm: { q: rms1(`${a}.q_norm.weight`, d.headDim, d.eps), k: rms1(`${a}.k_norm.weight`, d.headDim, d.eps), scope: "head", afterRope: false },
+        qkNorm: {
+          q: rms1(`${a}.q_norm.weight`, d.headDim, d.eps),
+          k: rms1(`${a}.k_norm.weight`, d.headDim, d.eps),
+          scope: "head",
+          afterRope: false,
+        },
         rope,
         outputGate: true,
       };
@@ -107,7 +127,12 @@ export function qwenHybridModel(cfg: ConfigReader, o: QwenHybridOptions): ModelS
           routing: o.routing,
           experts: perExpert(`${p}.mlp.experts`, E, d.hidden, cfg.int("moe_intermediate_size", undefined, 1), d.act),
           shared: {
-            mlp: gatedMlp(`${p}.mlp.shared_expert`, d.hidden, cfg.int("shared_expert_intermediate_size", undefined, 1), d.act),
+            mlp: gatedMlp(
+              `${p}.mlp.shared_expert`,
+              d.hidden,
+              cfg.int("shared_expert_intermediate_size", undefined, 1),
+              d.act,
+            ),
             gate: lin(`${p}.mlp.shared_expert_gate`, 1, d.hidden),
           },
           reportedRouterLogits: "logits",
@@ -128,7 +153,9 @@ export function qwenHybridModel(cfg: ConfigReader, o: QwenHybridOptions): ModelS
     embed: { weight: "model.embed_tokens.weight" },
     layers: Array.from({ length: d.layers }, (_, i) => layer(i)),
     finalNorm: rms1("model.norm.weight", d.hidden, d.eps),
-    lmHead: d.tied ? { weight: "model.embed_tokens.weight", outFeatures: d.vocab, inFeatures: d.hidden } : lin("lm_head", d.vocab, d.hidden),
+    lmHead: d.tied
+      ? { weight: "model.embed_tokens.weight", outFeatures: d.vocab, inFeatures: d.hidden }
+      : lin("lm_head", d.vocab, d.hidden),
     tiedEmbeddings: d.tied,
     maxPositions: d.maxPositions,
   };
@@ -144,7 +171,11 @@ export const qwen3_next: Architecture = {
       modelType: "qwen3_next",
       deltaNet: groupedDeltaNet,
       isMoe: qwenMoeLayers(cfg, layers),
-      routing: { kind: "softmax_topk", topK: cfg.int("num_experts_per_tok", 10, 1), normTopK: cfg.bool("norm_topk_prob", true) },
+      routing: {
+        kind: "softmax_topk",
+        topK: cfg.int("num_experts_per_tok", 10, 1),
+        normTopK: cfg.bool("norm_topk_prob", true),
+      },
     });
   },
 };

@@ -17,7 +17,14 @@ import { linear } from "./linear.ts";
  * out[b,t,c] = silu(Σ_j w[c,j]·x[b, t−(K−1)+j, c]) with zero left padding; x, out [B·T, C]
  * (rows b·T + t), weight [C, K].
  */
-export function causalConv1dSilu(x: Float32Array, weight: Float32Array, batch: number, seqLen: number, channels: number, kernel: number): Float32Array {
+export function causalConv1dSilu(
+  x: Float32Array,
+  weight: Float32Array,
+  batch: number,
+  seqLen: number,
+  channels: number,
+  kernel: number,
+): Float32Array {
   const out = new Float32Array(batch * seqLen * channels);
   for (let b = 0; b < batch; b++)
     for (let t = 0; t < seqLen; t++) {
@@ -187,8 +194,18 @@ export function gatedDeltaRuleChunked(x: DeltaRuleInputs, chunk = 64): Float32Ar
   return out;
 }
 
-function copyCols(src: Float32Array, srcCols: number, srcOff: number, dst: Float32Array, dstCols: number, dstOff: number, n: number, rows: number) {
-  for (let r = 0; r < rows; r++) dst.set(src.subarray(r * srcCols + srcOff, r * srcCols + srcOff + n), r * dstCols + dstOff);
+function copyCols(
+  src: Float32Array,
+  srcCols: number,
+  srcOff: number,
+  dst: Float32Array,
+  dstCols: number,
+  dstOff: number,
+  n: number,
+  rows: number,
+) {
+  for (let r = 0; r < rows; r++)
+    dst.set(src.subarray(r * srcCols + srcOff, r * srcCols + srcOff + n), r * dstCols + dstOff);
 }
 
 /** Projections in the canonical order: qkv [rows, 2·Hk·dk + Hv·dv], z [rows, Hv·dv], b and a [rows, Hv]. */
@@ -196,7 +213,12 @@ async function project(w: F32Weights, spec: DeltaNetSpec, x: Float32Array, rows:
   const { numKHeads: Hk, numVHeads: Hv, kHeadDim: dk, vHeadDim: dv } = spec;
   const p = spec.projections;
   if (p.layout === "split") {
-    const [qkv, z, b, a] = await Promise.all([linear(w, p.qkv, x, rows), linear(w, p.z, x, rows), linear(w, p.b, x, rows), linear(w, p.a, x, rows)]);
+    const [qkv, z, b, a] = await Promise.all([
+      linear(w, p.qkv, x, rows),
+      linear(w, p.z, x, rows),
+      linear(w, p.b, x, rows),
+      linear(w, p.a, x, rows),
+    ]);
     return { qkv, z, b, a };
   }
   const r = Hv / Hk;
@@ -220,7 +242,12 @@ async function project(w: F32Weights, spec: DeltaNetSpec, x: Float32Array, rows:
   return { qkv, z, b, a };
 }
 
-export async function deltaNetBlock(w: F32Weights, spec: DeltaNetSpec, x: Float32Array, seq: SequenceBatch): Promise<Float32Array> {
+export async function deltaNetBlock(
+  w: F32Weights,
+  spec: DeltaNetSpec,
+  x: Float32Array,
+  seq: SequenceBatch,
+): Promise<Float32Array> {
   const { batch: B, seqLen: T } = seq;
   const rows = B * T;
   const { numKHeads: Hk, numVHeads: Hv, kHeadDim: dk, vHeadDim: dv, convKernel: K } = spec;

@@ -7,7 +7,7 @@
 // quantizable-weights list all name the logical weight. Nothing is kept: the engine's bounded f32
 // cache is the only copy, so the model is streamed, never duplicated whole.
 import { native } from "@moeq/native";
-import { type Tensor, fromF32 } from "@moeq/tensor";
+import { fromF32, type Tensor } from "@moeq/tensor";
 import { ModelWeightError } from "../errors.ts";
 import type { WeightSource } from "../weights.ts";
 
@@ -38,7 +38,10 @@ export function dequantizeFp8Block(
   block: readonly [number, number],
 ): Float32Array {
   if (codes.shape.length !== 2)
-    throw new ModelWeightError({ tensor: name, message: `FP8 weight '${name}' has shape [${codes.shape}]; expected 2-D` });
+    throw new ModelWeightError({
+      tensor: name,
+      message: `FP8 weight '${name}' has shape [${codes.shape}]; expected 2-D`,
+    });
   const [rows, cols] = codes.shape as [number, number];
   const [br, bc] = block;
   const sr = Math.ceil(rows / br);
@@ -49,7 +52,10 @@ export function dequantizeFp8Block(
       message: `'${name.slice(0, -".weight".length)}${SCALE}' has ${scales.length} values; ${br}×${bc} blocks over [${rows}, ${cols}] need [${sr}, ${sc}]`,
     });
   if (codes.data.byteLength !== rows * cols)
-    throw new ModelWeightError({ tensor: name, message: `FP8 weight '${name}' holds ${codes.data.byteLength} bytes, not ${rows}×${cols}` });
+    throw new ModelWeightError({
+      tensor: name,
+      message: `FP8 weight '${name}' holds ${codes.data.byteLength} bytes, not ${rows}×${cols}`,
+    });
   const out = new Float32Array(rows * cols);
   native.decodeToF32(codes.data, "f8_e4m3", out, rows * cols);
   for (let r = 0; r < rows; r++) {
@@ -74,7 +80,10 @@ function scalesF32(t: Tensor, name: string): Float32Array {
     else native.f16ToF32(bits, out);
     return out;
   }
-  throw new ModelWeightError({ tensor: name, message: `scale tensor '${name}' has dtype ${t.dtype}; expected F32, BF16 or F16` });
+  throw new ModelWeightError({
+    tensor: name,
+    message: `scale tensor '${name}' has dtype ${t.dtype}; expected F32, BF16 or F16`,
+  });
 }
 
 /** `base` with every FP8 `<m>.weight` + `<m>.weight_scale_inv` pair read as one float weight. */
@@ -89,12 +98,18 @@ export function fp8BlockSource(base: WeightSource, opts: Fp8BlockOptions = {}): 
     names: () => base.names().filter((n) => !isScale(n)),
     tensor: (n) => {
       if (isScale(n))
-        throw new ModelWeightError({ tensor: n, message: `${label}: '${n}' is an FP8 block scale, read through '${n.slice(0, -SCALE.length)}.weight'` });
+        throw new ModelWeightError({
+          tensor: n,
+          message: `${label}: '${n}' is an FP8 block scale, read through '${n.slice(0, -SCALE.length)}.weight'`,
+        });
       const t = base.tensor(n);
       const s = scaleOf(n);
       if (t.dtype !== "F8_E4M3") return t;
       if (!s || !base.has(s))
-        throw new ModelWeightError({ tensor: n, message: `${label}: FP8 weight '${n}' has no '${s ?? `${n}${SCALE}`}' block scales` });
+        throw new ModelWeightError({
+          tensor: n,
+          message: `${label}: FP8 weight '${n}' has no '${s ?? `${n}${SCALE}`}' block scales`,
+        });
       const scales = scalesF32(base.tensor(s), s);
       // Decoded on first access to `data`: validation reads only dtype and shape.
       let data: Uint8Array | null = null;

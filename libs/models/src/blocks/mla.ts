@@ -65,7 +65,15 @@ export async function mlaBlock(
     if (!qLatent) throw new Error(`the DSA indexer needs the q latent (q_a_proj) of ${spec.o.weight}`);
     const scores = await indexerScores(w, ix, x, qLatent, seq, rope(ix.rope));
     const selected = selectKeys(scores, seq.batch, seq.seqLen, ix.topK);
-    sparseAttention(Q, K, Vv, out, selected, { batch: seq.batch, seqLen: seq.seqLen, numHeads: H, headDim: D, vHeadDim: V, scale: spec.scale, topK: ix.topK });
+    sparseAttention(Q, K, Vv, out, selected, {
+      batch: seq.batch,
+      seqLen: seq.seqLen,
+      numHeads: H,
+      headDim: D,
+      vHeadDim: V,
+      scale: spec.scale,
+      topK: ix.topK,
+    });
   } else
     await native.attentionF32(Q, K, Vv, out, {
       batch: seq.batch,
