@@ -197,6 +197,46 @@ void finish(GptqIO& io, const GptqSpec& s, bool useBlas) {
   io.loss = loss;
 }
 
+// Rows [rb, re) through columns [i1, i2): quantize each column, propagate its error to the
+// block's later columns, record the scaled errors E for the cross-block GEMM. Cloned for AVX2
+// (wider vectors for the error update; no FMA, whose single rounding would drift from the
+// oracle's multiply-then-subtract).
+__attribute__((target_clones("avx2", "default")))
+void quantizeBlockRows(GptqIO& io, const GptqSpec& s, const double* W, const double* U, double* E, double* params,
+                       int64_t i1, int64_t i2, int64_t rb, int64_t re, int64_t g, int64_t nG, double maxq) {
+  const int64_t n = io.cols, bs = i2 - i1;
+  const int32_t* perm = io.perm;
+  std::vector<double> w1(static_cast<size_t>(bs));
+  for (int64_t r = rb; r < re; r++) {
+    const double* wRow = W + r * n;  // block-start weights (W[:, i1:] is untouched in-block)
+    std::copy(wRow + i1, wRow + i2, w1.begin());
+    // a group that began in an earlier block keeps its f64 parameters across blocks
+    double& scale = params[2 * r];
+    double& zero = params[2 * r + 1];
+    uint8_t* codeRow = io.codes + r * n;
+    float* qRow = io.dequant + r * n;
+    double* eRow = E + r * bs;
+    for (int64_t i = 0; i < bs; i++) {
+      const int64_t col = i1 + i;
+      if (col % g == 0) {
+        findParams(wRow + col, std::min(g, n - col), s.bits, s.sym, scale, zero);
+        io.scales[r * nG + col / g] = static_cast<float>(scale);
+        io.zeros[r * nG + col / g] = static_cast<int32_t>(zero);
+      }
+      const double x = w1[i];
+      const double code = quantCode(x, scale, zero, maxq);
+      const double q = scale * (code - zero);
+      codeRow[perm[col]] = static_cast<uint8_t>(code);
+      qRow[perm[col]] = static_cast<float>(q);
+      const double e = (x - q) / U[col * n + col];
+      const double* urow = U + col * n + i1;
+      double* w = w1.data();
+      for (int64_t j = i + 1; j < bs; j++) w[j] -= e * urow[j];
+      eRow[i] = e;
+    }
+  }
+}
+
 void gptqBlocked(GptqIO& io, const GptqSpec& s) {
   const int64_t rows = io.rows, n = io.cols, g = groupOf(s, n), nG = nGroups(s, n);
   const double maxq = std::ldexp(1.0, s.bits) - 1;
@@ -208,38 +248,10 @@ void gptqBlocked(GptqIO& io, const GptqSpec& s) {
   const int64_t bsMax = std::min(s.blockSize, n);
   double* E = es.get(size_t(rows * bsMax));
   double* params = ps.get(size_t(2 * rows));  // per row: scale, zero of the current group (f64)
-  const int32_t* perm = io.perm;
   for (int64_t i1 = 0; i1 < n; i1 += s.blockSize) {
     const int64_t i2 = std::min(i1 + s.blockSize, n), bs = i2 - i1;
     parallelFor(rows, [&](int64_t rb, int64_t re, size_t) {
-      std::vector<double> w1(static_cast<size_t>(bs));
-      for (int64_t r = rb; r < re; r++) {
-        const double* wRow = W + r * n;  // block-start weights (W[:, i1:] is untouched in-block)
-        std::copy(wRow + i1, wRow + i2, w1.begin());
-        // a group that began in an earlier block keeps its f64 parameters across blocks
-        double& scale = params[2 * r];
-        double& zero = params[2 * r + 1];
-        uint8_t* codeRow = io.codes + r * n;
-        float* qRow = io.dequant + r * n;
-        double* eRow = E + r * bs;
-        for (int64_t i = 0; i < bs; i++) {
-          const int64_t col = i1 + i;
-          if (col % g == 0) {
-            findParams(wRow + col, std::min(g, n - col), s.bits, s.sym, scale, zero);
-            io.scales[r * nG + col / g] = static_cast<float>(scale);
-            io.zeros[r * nG + col / g] = static_cast<int32_t>(zero);
-          }
-          const double x = w1[i];
-          const double code = quantCode(x, scale, zero, maxq);
-          const double q = scale * (code - zero);
-          codeRow[perm[col]] = static_cast<uint8_t>(code);
-          qRow[perm[col]] = static_cast<float>(q);
-          const double e = (x - q) / U[col * n + col];
-          const double* urow = U + col * n + i1;
-          for (int64_t j = i + 1; j < bs; j++) w1[j] -= e * urow[j];
-          eRow[i] = e;
-        }
-      }
+      quantizeBlockRows(io, s, W, U, E, params, i1, i2, rb, re, g, nG, maxq);
     }, 8);
     if (i2 < n)
       cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(n - i2), int(bs), -1.0, E, int(bs),
