@@ -174,7 +174,7 @@ export class RunTensorStore {
       if (d.loc.bucket !== this.objBucket)
         this.reject("foreign-segment", source, `bucket ${d.loc.bucket} is not this run's (${this.objBucket})`);
     } else if (d.loc.kind === "cuda") {
-      this.reject("unsupported", source, "cuda descriptors need the CUDA build of the store");
+      this.reject("unsupported", source, "cuda descriptors hold device memory: open them with CudaTensorStore (./cuda.ts)");
     }
   }
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # One call on the GPU machine (device tool), from the repository root, carrying .gpu-carry,
 # node_modules/node-addon-api and node_modules/node-api-headers:
-#   bash native/bench/gpu/run.sh [checks|bench|all]     (logs and JSON under $OUT)
+#   bash native/bench/gpu/run.sh [checks|store|bench|all]     (logs and JSON under $OUT)
 # Builds the addon with -DWITH_CUDA=ON (cmake directly: no npm there), runs the GPU-vs-CPU checks
 # (native/bench/gpu/check.ts), perf_anchor.py and the layer benchmark (native/bench/gpu/layer.ts).
 # .gpu-carry holds: Node + nats-server (../shared/device/prepare.sh), openblas.tar.xz (the Debian
 # OpenBLAS .so + libgfortran + headers: the CPU kernels of the same addon need it), fixtures/gptq
-# and perf_anchor.py copied from ../shared (which does not travel).
+# and perf_anchor.py copied from ../shared (which does not travel), bundle/ (bundle.sh).
 set -uo pipefail
 what=${1:-all}
 OUT=${OUT:-/tmp/moeq-gpu-out}
@@ -37,13 +37,20 @@ export MOEQ_NATIVE_ADDON=$root/native/build-gpu/moeq_native.node
 ldd "$MOEQ_NATIVE_ADDON" | grep -E 'cublas|cusolver|cudart|openblas' || true
 rc=0
 if [[ $what == checks || $what == all ]]; then
-  node native/bench/gpu/check.ts "$OUT/checks.json" 2>&1 | tee "$OUT/checks.log"
+  node native/bench/gpu/check.ts /tmp/checks.json 2>&1 | tee "$OUT/checks.log"
+  rc=$(( rc | ${PIPESTATUS[0]} ))
+fi
+if [[ $what == store || $what == all ]]; then
+  # bundled here by native/bench/gpu/bundle.sh (the store needs node_modules)
+  node .gpu-carry/bundle/store-handoff.mjs .gpu-carry/bundle/cuda-consumer.mjs 2>&1 | tee "$OUT/store.log"
   rc=$(( rc | ${PIPESTATUS[0]} ))
 fi
 if [[ $what == bench || $what == all ]]; then
-  PYTHONUNBUFFERED=1 python3 .gpu-carry/perf_anchor.py "$OUT/anchor.json" 65536 8 >"$OUT/anchor.log" 2>&1
-  tail -25 "$OUT/anchor.log"
-  node native/bench/gpu/layer.ts --anchor "$OUT/anchor.json" --out "$OUT/layer.json" 2>&1 | tee "$OUT/layer.log"
-  rc=$(( rc | ${PIPESTATUS[0]} ))
+  PYTHONUNBUFFERED=1 python3 .gpu-carry/perf_anchor.py "$OUT/anchor.json" 65536 8 >/tmp/anchor.log 2>&1
+  tail -25 /tmp/anchor.log
+  for p in ${MOEQ_BENCH_PRECISIONS:-tf32 bf16}; do
+    node native/bench/gpu/layer.ts --anchor "$OUT/anchor.json" --precision "$p" --out "$OUT/layer-$p.json" 2>&1 | tee "/tmp/layer-$p.log"
+    rc=$(( rc | ${PIPESTATUS[0]} ))
+  done
 fi
 exit $rc
