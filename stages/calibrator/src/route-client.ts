@@ -12,11 +12,14 @@ export interface RoutePlan {
   readonly calib: TensorDescriptor;
 }
 
-export async function requestPlan(ctx: StageContext, layer: number, x: TensorDescriptor, timeoutMs = 120_000): Promise<RoutePlan> {
+export async function requestPlan(ctx: StageContext, layer: number, x: TensorDescriptor, firstTimeoutMs = 10_000): Promise<RoutePlan> {
   const subject = `moeq.${ctx.runId}.rpc.route`;
   for (let attempt = 0; ; attempt++) {
     try {
-      const reply = await ctx.bus.nc.request(subject, packValue({ layer, x }), { timeout: timeoutMs });
+      // A router killed mid-request never answers: time out and ask again (a restarted router
+      // computes the same plan); the timeout doubles so a slow router on a big layer gets there.
+      const timeout = Math.min(600_000, firstTimeoutMs * 2 ** Math.min(attempt, 6));
+      const reply = await ctx.bus.nc.request(subject, packValue({ layer, x }), { timeout });
       const r = unpackValue(reply.data, `${subject} reply`);
       if (Result.isFailure(r)) throw r.failure;
       const v = r.success as { ok: boolean; plan?: RoutePlan; error?: { tag: string; message: string } };
