@@ -7,3 +7,4 @@ export * from "./cuda.ts";
 export * from "./host.ts";
 export * from "./host-files.ts";
 export * from "./host-tensors.ts";
+export * from "./cuda.ts";
