@@ -170,7 +170,8 @@ export class Engine {
           : await attentionBlock(this.weights, a, normed, seq, a.rope ? this.rope(a.rope, seq.seqLen) : null);
     const residual = new Float32Array(rows * H);
     const rm = this.spec.residualMultiplier ?? 1;
-    for (let i = 0; i < residual.length; i++) residual[i] = hidden[i] + (rm === 1 ? attn[i] : Math.fround(attn[i] * rm));
+    for (let i = 0; i < residual.length; i++)
+      residual[i] = hidden[i] + (rm === 1 ? attn[i] : Math.fround(attn[i] * rm));
     return { residual, x: applyNorm(this.weights, spec.postAttentionNorm, residual, rows) };
   }
 

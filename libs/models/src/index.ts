@@ -5,8 +5,6 @@ export { type ExpertOutput, expertForward } from "./blocks/experts.ts";
 export { causalConv1dSilu, type DeltaRuleInputs, gatedDeltaRuleChunked, gatedDeltaRuleRecurrent } from "./blocks/deltanet.ts";
 export { indexerScores, selectKeys, sparseAttention } from "./blocks/dsa-indexer.ts";
 export { dequantizeFp8Block, type Fp8BlockOptions, fp8BlockSize, fp8BlockSource } from "./blocks/fp8-source.ts";
-export { dispatch } from "./blocks/moe.ts";
-export { dequantizeMxfp4Transposed, mxfp4ExpertSource } from "./blocks/mxfp4-source.ts";
 export {
   extractRoleMatrix,
   insertRoleMatrix,
@@ -14,6 +12,8 @@ export {
   packTarget,
   refuseModules,
 } from "./blocks/fused-tensors.ts";
+export { dispatch } from "./blocks/moe.ts";
+export { dequantizeMxfp4Transposed, mxfp4ExpertSource } from "./blocks/mxfp4-source.ts";
 export { inverseFrequencies, type RopeScaling, type RopeSpec, type RopeTables, ropeTables } from "./blocks/rope.ts";
 export { type Routing, route } from "./blocks/routing.ts";
 export { ConfigReader, type RawConfig } from "./config.ts";

@@ -372,7 +372,7 @@ export interface WeightRole {
   /** [out, in] of this projection (for one expert when fused). */
   readonly shape: readonly [number, number];
   /** When several projections/experts share one tensor on disk: where this one sits. */
-  /** A non-expert projection that is a row range of a larger tensor (DBRX Wqkv): rows [start, start + shape[0]) of [totalRows, in]. */
+  /** A non-expert projection that is a row range of a larger tensor (DBRX Wqkv): rows [start, start + out) of [totalRows, in]. */
   readonly rowSlice?: { readonly start: number; readonly totalRows: number };
   readonly fused?: {
     readonly expertAxis: 0;

@@ -6,8 +6,8 @@ import type { AttentionSpec, NormSpec } from "../spec.ts";
 import type { F32Weights } from "../weights.ts";
 import { linear } from "./linear.ts";
 import { applyNorm } from "./norm.ts";
-import { applyQTemperature } from "./temperature.ts";
 import type { RopeTables } from "./rope.ts";
+import { applyQTemperature } from "./temperature.ts";
 
 export interface SequenceBatch {
   readonly batch: number;

@@ -7,7 +7,9 @@ export async function linear(w: F32Weights, spec: LinearSpec, x: Float32Array, r
   const { outFeatures: n, inFeatures: k } = spec;
   // a row range of a fused tensor (DBRX Wqkv) is a zero-copy view of its f32 copy
   const rs = spec.rowSlice;
-  const W = rs ? w.get(spec.weight, rs.totalRows * k).subarray(rs.start * k, (rs.start + n) * k) : w.get(spec.weight, n * k);
+  const W = rs
+    ? w.get(spec.weight, rs.totalRows * k).subarray(rs.start * k, (rs.start + n) * k)
+    : w.get(spec.weight, n * k);
   const y = new Float32Array(rows * n);
   if (spec.bias) {
     const b = rs ? w.get(spec.bias, rs.totalRows).subarray(rs.start, rs.start + n) : w.get(spec.bias, n);

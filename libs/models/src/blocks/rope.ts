@@ -203,7 +203,7 @@ function factorList(params: ConfigReader, key: string, half: number): number[] {
   if (!Array.isArray(v) || v.length !== half || !v.every((x) => typeof x === "number" && Number.isFinite(x) && x > 0))
     throw new ModelConfigError({
       field: `rope_parameters.${key}`,
-      message: `${params.source}: ${key} must be a list of ${half} positive numbers (rotary dim / 2), got ${JSON.stringify(v)}`,
+      message: `${params.source}: ${key} must be a list of ${half} positive numbers, got ${JSON.stringify(v)}`,
     });
   return v as number[];
 }

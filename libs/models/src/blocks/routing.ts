@@ -33,7 +33,8 @@ export function route(spec: RoutingSpec, logits: Float32Array, rows: number, E: 
   if (spec.kind === "softmax_topk") {
     native.softmaxF32(logits, scores, rows, E);
     const { indices, values } = topk(scores, rows, E, k);
-    if (spec.normTopK && spec.normPower !== undefined && spec.normPower !== 1) pNormalise(values, rows, k, spec.normPower);
+    if (spec.normTopK && spec.normPower !== undefined && spec.normPower !== 1)
+      pNormalise(values, rows, k, spec.normPower);
     else if (spec.normTopK) renormalise(values, rows, k, 0, 0);
     return { rows, numExperts: E, topK: k, logits, scores, indices, weights: values };
   }
