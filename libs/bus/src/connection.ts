@@ -2,13 +2,15 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { type NatsConnection as CoreConnection, connect } from "@nats-io/transport-node";
 import { Context, Effect, Layer, Schedule } from "effect";
+import { type ClusterOptions, clusterConnectOptions } from "./cluster.ts";
 import { errorText, NatsConnectFailed } from "./errors.ts";
 
 // JetStream API calls wait up to 30 s (default 5 s): purging a GiB-sized object or creating a
 // stream on a busy disk can take longer than 5 s, and a timeout there would fail a healthy stage.
 const JS_OPTIONS = { timeout: 30_000 };
 
-export interface NatsOptions {
+export interface NatsOptions extends ClusterOptions {
+  /** One URL, or several comma-separated seed URLs of a cluster. */
   readonly url: string;
   /** Per-run secret of the embedded server. */
   readonly token?: string;
@@ -28,7 +30,7 @@ export interface Bus {
 
 function connectOptions(o: NatsOptions) {
   return {
-    servers: o.url,
+    ...clusterConnectOptions(o.url, o),
     ...(o.token ? { token: o.token } : {}),
     ...(o.user ? { user: o.user, pass: o.pass } : {}),
     name: o.name,

@@ -8,6 +8,7 @@ import { headers } from "@nats-io/transport-node";
 import { Result } from "effect";
 import type { Bus } from "./connection.ts";
 import { AppendConflict, BusFailed, errorText } from "./errors.ts";
+import { streamReplicas } from "./cluster.ts";
 import { ensureRunStreams, type RunStreamOptions } from "./streams.ts";
 import { streams, subjects } from "./subjects.ts";
 
@@ -35,7 +36,7 @@ export class RunEventLog {
   ) {}
 
   static async open(bus: Bus, runId: string, o: RunStreamOptions = {}): Promise<RunEventLog> {
-    await ensureRunStreams(bus.jsm, runId, o);
+    await ensureRunStreams(bus.jsm, runId, { replicas: streamReplicas(bus.nc), ...o });
     return new RunEventLog(bus, runId);
   }
 

@@ -1,3 +1,4 @@
+export * from "./cluster.ts";
 export * from "./connection.ts";
 export * from "./embedded-server.ts";
 export * from "./errors.ts";

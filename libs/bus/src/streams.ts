@@ -7,6 +7,8 @@ export interface RunStreamOptions {
   readonly duplicateWindowMs?: number;
   /** Largest message the streams accept (default 8 MiB, the embedded server's max_payload). */
   readonly maxMsgBytes?: number;
+  /** JetStream replicas (default 1); a cluster without enough JetStream peers falls back to 1. */
+  readonly replicas?: number;
 }
 
 const isMissing = (e: unknown) => /stream not found|10059/i.test(String((e as Error)?.message ?? e));
@@ -18,7 +20,11 @@ async function ensureStream(jsm: JetStreamManager, cfg: Parameters<JetStreamMana
     if (!isMissing(e)) throw e;
     await jsm.streams.add(cfg).catch(async (err) => {
       // Another stage created it between our info and add.
-      if (!/already in use|10058/i.test(String(err?.message))) throw err;
+      if (/already in use|10058/i.test(String(err?.message))) return;
+      // Replicas the server cannot place (a single server, or too few JetStream peers): one copy.
+      if ((cfg.num_replicas ?? 1) > 1 && /replicas|insufficient resources|10074|10023/i.test(String(err?.message)))
+        return ensureStream(jsm, { ...cfg, num_replicas: 1 });
+      throw err;
     });
   }
 }
@@ -29,7 +35,7 @@ export async function ensureRunStreams(jsm: JetStreamManager, runId: string, o: 
     storage: StorageType.File,
     duplicate_window: nanos(o.duplicateWindowMs ?? 2 * 3600_000),
     max_msg_size: o.maxMsgBytes ?? 8 * 1024 * 1024,
-    num_replicas: 1,
+    num_replicas: o.replicas ?? 1,
   };
   await ensureStream(jsm, {
     name: streams.events(runId),

@@ -17,6 +17,7 @@ import { headers, nanos } from "@nats-io/transport-node";
 import { Result } from "effect";
 import type { Bus } from "./connection.ts";
 import { BusFailed, errorText, PermanentFailure } from "./errors.ts";
+import { streamReplicas } from "./cluster.ts";
 import { ensureRunStreams, type RunStreamOptions } from "./streams.ts";
 import { consumerName, streams, subjects } from "./subjects.ts";
 
@@ -69,7 +70,7 @@ export class RunWorkQueues {
   ) {}
 
   static async open(bus: Bus, runId: string, o: RunStreamOptions = {}): Promise<RunWorkQueues> {
-    await ensureRunStreams(bus.jsm, runId, o);
+    await ensureRunStreams(bus.jsm, runId, { replicas: streamReplicas(bus.nc), ...o });
     return new RunWorkQueues(bus, runId);
   }
 

@@ -4,3 +4,6 @@ export * from "./segments.ts";
 export * from "./services.ts";
 export * from "./tensor-store.ts";
 export * from "./cuda.ts";
+export * from "./host.ts";
+export * from "./host-files.ts";
+export * from "./host-tensors.ts";
