@@ -52,7 +52,7 @@ function maxAbsDiff(a: Float32Array, b: Float32Array) {
   return m;
 }
 
-describe("causal depthwise conv1d + SiLU", () => {
+describe("causal depthwise conv1d + SiLU", { timeout: 60_000 }, () => {
   it("matches a direct left-padded sum for odd batch / length / channels / kernel", () => {
     const r = rng(7);
     for (const [B, T, C, K] of [
@@ -92,7 +92,7 @@ describe("causal depthwise conv1d + SiLU", () => {
   });
 });
 
-describe("gated delta rule", () => {
+describe("gated delta rule", { timeout: 60_000 }, () => {
   it("one step equals the closed form o = β(q·k)·v", () => {
     const x = inputs(11, 1, 3, 5, 4);
     for (const out of [gatedDeltaRuleRecurrent(x), gatedDeltaRuleChunked(x, 4)])
@@ -138,7 +138,7 @@ describe("gated delta rule", () => {
   });
 });
 
-describe("native Gated DeltaNet kernels", () => {
+describe("native Gated DeltaNet kernels", { timeout: 60_000 }, () => {
   it("chunked kernel = f32 recurrence = double reference = TypeScript forms (batched, odd sizes, chunk sizes)", async () => {
     let seed = 500;
     for (const [B, T, H, dk, dv] of [

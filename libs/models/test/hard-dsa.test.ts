@@ -66,7 +66,7 @@ function ropeHalf(x: Float64Array, d: number, rd: number, pos: (row: number) => 
   }
 }
 
-describe("DeepSeek-V3.2 indexer (DSA)", () => {
+describe("DeepSeek-V3.2 indexer (DSA)", { timeout: 60_000 }, () => {
   it("selects the same top-k keys as a plain reference on layer 0", async () => {
     const model = loadModel(dir);
     try {

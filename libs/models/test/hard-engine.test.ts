@@ -6,7 +6,7 @@ import { fromF32 } from "@moeq/tensor";
 import { describe, expect, it } from "vitest";
 import { maxRelErr, tinyRandom } from "./fixtures.ts";
 
-describe("hard architectures under the layer-at-a-time API", () => {
+describe("hard architectures under the layer-at-a-time API", { timeout: 60_000 }, () => {
   for (const fixture of ["deepseek_v32", "mimo_v2_flash", "qwen3_5_moe_text"])
     it(`${fixture}: attention → router → moe per layer reproduces forward; an overlaid weight is used`, async () => {
       const m = loadModel(join(tinyRandom, fixture));
@@ -40,7 +40,7 @@ describe("hard architectures under the layer-at-a-time API", () => {
     });
 });
 
-describe("MLA softmax scale under YaRN", () => {
+describe("MLA softmax scale under YaRN", { timeout: 60_000 }, () => {
   const yarn = {
     rope_type: "yarn",
     rope_theta: 10000,

@@ -64,7 +64,7 @@ function writeFp8(fixture: string) {
   return { src, dir: join(out, "model"), roles, modules };
 }
 
-describe("FP8 block-quantized input checkpoints", () => {
+describe("FP8 block-quantized input checkpoints", { timeout: 60_000 }, () => {
   for (const fixture of ["deepseek_v3", "qwen3_next"])
     it(`${fixture}: forward of the FP8 checkpoint equals the forward of its dequantized weights`, async () => {
       const { src, dir, roles, modules } = writeFp8(fixture);

@@ -14,7 +14,7 @@ import {
 import { describe, expect, it } from "vitest";
 import { tinyRandom } from "./fixtures.ts";
 
-describe("hard architectures: roles and tensors", () => {
+describe("hard architectures: roles and tensors", { timeout: 60_000 }, () => {
   it("MLA projections are quantizable attention weights; the DSA indexer is listed but not quantized", () => {
     const m = loadModel(join(tinyRandom, "deepseek_v32"));
     try {
@@ -42,11 +42,20 @@ describe("hard architectures: roles and tensors", () => {
     ["qwen3_next", ["in_proj_qkvz", "in_proj_ba", "out_proj"]],
     ["qwen3_5_moe_text", ["in_proj_qkv", "in_proj_z", "in_proj_b", "in_proj_a", "out_proj"]],
   ] as const)
-    it(`${fixture}: DeltaNet projections are quantizable; conv, A_log, dt_bias and norms are not`, () => {
+    it(`${fixture}: DeltaNet projections are listed but kept in bf16 by default; gated attention is quantized`, () => {
       const m = loadModel(join(tinyRandom, fixture));
       try {
-        const l0 = quantizableWeights(m.arch, m.spec).filter((r) => r.layer === 0 && r.module === "attention");
+        const l0 = weightRoles(m.spec).filter((r) => r.layer === 0 && r.module === "attention");
         expect(l0.map((r) => r.projection)).toEqual(projections);
+        const q = quantizableWeights(m.arch, m.spec);
+        expect(q.some((r) => r.tensor.includes("linear_attn"))).toBe(false);
+        expect(q.filter((r) => r.layer === 1 && r.module === "attention").map((r) => r.projection)).toEqual([
+          "q_proj",
+          "k_proj",
+          "v_proj",
+          "o_proj",
+        ]);
+        expect(q.some((r) => r.module === "experts" && r.layer === 0)).toBe(true);
         const t = expectedTensors(m.spec)
           .filter((e) => e.role === "linear_attention")
           .map((e) => e.name);

@@ -6,7 +6,7 @@ import type { Architecture } from "../arch.ts";
 import { lin } from "../blocks/standard.ts";
 import type { ConfigReader } from "../config.ts";
 import type { DeltaNetSpec } from "../spec.ts";
-import { deltaNetDims, qwenHybridModel } from "./qwen3_next.ts";
+import { deltaNetDims, qwenHybridModel, withoutLinearAttention } from "./qwen3_next.ts";
 
 function splitDeltaNet(cfg: ConfigReader, p: string, d: { hidden: number; eps: number }): DeltaNetSpec {
   const { Hk, Hv, dk, dv, K } = deltaNetDims(cfg);
@@ -37,6 +37,7 @@ export const qwen3_5_moe_text: Architecture = {
   modelType: "qwen3_5_moe_text",
   hfArchitectures: ["Qwen3_5MoeForCausalLM"],
   difficulty: "hard",
+  quantizable: withoutLinearAttention,
   build(cfg) {
     return qwenHybridModel(cfg, {
       modelType: "qwen3_5_moe_text",

@@ -18,6 +18,7 @@ import type {
   NormSpec,
   RoutingSpec,
 } from "../spec.ts";
+import { defaultQuantizable } from "../tensors.ts";
 import { qwenMoeLayers } from "./qwen2_moe.ts";
 
 const rms1 = (weight: string, dim: number, eps: number): NormSpec => ({ kind: "rms", weight, dim, eps, plusOne: true });
@@ -161,10 +162,29 @@ export function qwenHybridModel(cfg: ConfigReader, o: QwenHybridOptions): ModelS
   };
 }
 
+const DELTANET = new Set([
+  "in_proj_qkvz",
+  "in_proj_ba",
+  "in_proj_qkv",
+  "in_proj_z",
+  "in_proj_b",
+  "in_proj_a",
+  "out_proj",
+]);
+
+/**
+ * The DeltaNet projections stay in bf16 by default, as llm-compressor's Qwen3-Next / Qwen3.5
+ * recipes do (`re:.*linear_attn.*` ignored): on the fixture, 4-bit RTN of in_proj_qkvz alone
+ * costs 0.42 mean KLD, more than all 72 routed experts together (0.09).
+ */
+export const withoutLinearAttention: NonNullable<Architecture["quantizable"]> = (role) =>
+  defaultQuantizable(role) && !(role.module === "attention" && DELTANET.has(role.projection));
+
 export const qwen3_next: Architecture = {
   modelType: "qwen3_next",
   hfArchitectures: ["Qwen3NextForCausalLM"],
   difficulty: "hard",
+  quantizable: withoutLinearAttention,
   build(cfg) {
     const layers = cfg.int("num_hidden_layers", undefined, 1);
     return qwenHybridModel(cfg, {
