@@ -2,16 +2,17 @@
 // stage knows what is done), run the stage's work, append events with deterministic ids, report
 // failures as events, exit when its parent (the supervisor) is gone, and leave its resource
 // usage in the work dir for the summary.
-import { mkdirSync, writeFileSync } from "node:fs";
-import { hostname } from "node:os";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { type Bus, connectBus, RunEventLog, RunWorkQueues } from "@moeq/bus";
+import { type Bus, clusterOptionsFromEnv, connectBus, RunEventLog, RunWorkQueues } from "@moeq/bus";
+import { HostTensors, localHostId } from "@moeq/store";
 import type { Event, EventOf, EventType, NewEvent } from "@moeq/contracts";
 import { StageError } from "./errors.ts";
 import { eventKey } from "./events.ts";
 import type { RunOptions } from "./options.ts";
-import { readRunInfo, runPaths } from "./run-dir.ts";
+import { type RunInfo, readRunInfo, runPaths } from "./run-dir.ts";
 import { TensorReader } from "./tensors.ts";
 
 /** What the supervisor passes to every stage process. */
@@ -41,6 +42,12 @@ export interface StageContext {
   readonly reader: TensorReader;
   readonly paths: ReturnType<typeof runPaths>;
   readonly events: readonly Event[];
+  /** `--host-id` / $MOEQ_HOST_ID (default: hostname) */
+  readonly hostId: string;
+  /** started without the run's work dir (a worker on another host): tensors go through the object store */
+  readonly remote: boolean;
+  /** host-aware tensor access (opened on first use; a remote worker asks the home host who it is) */
+  host(): Promise<HostTensors>;
   has(key: string): boolean;
   find<T extends EventType>(type: T, pred?: (e: EventOf<T>) => boolean): EventOf<T> | undefined;
   all<T extends EventType>(type: T, pred?: (e: EventOf<T>) => boolean): EventOf<T>[];
@@ -109,7 +116,10 @@ export async function runStage(def: StageDefinition): Promise<never> {
     }
     return v;
   };
-  const workDir = env("workDir");
+  // A worker on another host has no work dir: it gets the run's options from RunStarted and a
+  // scratch dir of its own, and moves tensors through the object store (HostTensors).
+  const remote = !process.env[ENV.workDir];
+  const workDir = remote ? mkdtempSync(join(tmpdir(), `moeq-remote-${def.name}-`)) : env("workDir");
   const runId = env("runId");
   const stage = process.env[ENV.stage] ?? def.name;
   const instance = process.env[ENV.instance] ?? "0";
@@ -131,8 +141,9 @@ export async function runStage(def: StageDefinition): Promise<never> {
   let bus: Bus | undefined;
   let log: RunEventLog | undefined;
   try {
-    const info = readRunInfo(workDir);
-    bus = await connectBus({ url: env("url"), token: process.env[ENV.token], name: `${stage}.${instance}` });
+    const hostId = localHostId();
+    const localInfo = remote ? undefined : readRunInfo(workDir);
+    bus = await connectBus({ url: env("url"), token: process.env[ENV.token], name: `${stage}.${instance}@${hostId}`, ...clusterOptionsFromEnv() });
     log = await RunEventLog.open(bus, runId);
     const queues = await RunWorkQueues.open(bus, runId);
     const events: Event[] = [];
@@ -151,6 +162,12 @@ export async function runStage(def: StageDefinition): Promise<never> {
       keys.add(eventKey(e));
       if (e.seq >= startSeq) replayed();
       for (const w of [...waiters]) w();
+      // Nobody stops a worker on another host: it leaves when the run is over.
+      if (remote && (e.type === "RunCompleted" || e.type === "RunFailed")) {
+        say(`run ended (${e.type}); exiting`);
+        writeStats(workDir, stage, instance, started);
+        process.exit(0);
+      }
     });
     await replay;
     const until = (cond: () => boolean) =>
@@ -169,6 +186,14 @@ export async function runStage(def: StageDefinition): Promise<never> {
     const stageOptions = JSON.parse(process.env[ENV.options] ?? "{}") as Record<string, unknown>;
     const pauseMs = typeof stageOptions.pauseMs === "number" ? stageOptions.pauseMs : 0;
     const theLog = log;
+    const info: Pick<RunInfo, "modelDir" | "outDir" | "options"> =
+      localInfo ??
+      (await until(() => find("RunStarted") !== undefined).then(() => {
+        const rs = find("RunStarted")!;
+        return { modelDir: rs.payload.modelDir, outDir: "", options: rs.payload.options as unknown as RunOptions };
+      }));
+    const theBus = bus;
+    let host: Promise<HostTensors> | undefined;
     const ctx: StageContext = {
       stage,
       instance,
@@ -181,9 +206,18 @@ export async function runStage(def: StageDefinition): Promise<never> {
       bus,
       log,
       queues,
-      reader: new TensorReader([workDir, info.modelDir]),
+      reader: new TensorReader(remote ? [workDir] : [workDir, info.modelDir]),
       paths: runPaths(workDir),
       events,
+      hostId,
+      remote,
+      host: () => {
+        host ??= remote ? HostTensors.open(theBus, { runId, hostId }) : Promise.resolve(HostTensors.home(theBus, { runId, hostId, workDir }));
+        host.catch(() => {
+          host = undefined;
+        });
+        return host;
+      },
       has: (k) => keys.has(k),
       find,
       all: (type, pred) => events.filter((e) => e.type === type && (!pred || pred(e as never))) as never,
@@ -213,7 +247,7 @@ export async function runStage(def: StageDefinition): Promise<never> {
     };
     await log.append(stage, {
       type: "StageStarted",
-      payload: { stage, instance, host: hostname(), pid: process.pid, version: def.version },
+      payload: { stage, instance, host: hostId, pid: process.pid, version: def.version },
     });
     say(`started (pid ${process.pid})`);
     await ctx.waitFor("RunStarted");

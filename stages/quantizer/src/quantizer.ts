@@ -3,11 +3,10 @@
 // calibrator's Hessian. Outputs are unpacked codes, scales, zero points and the column → group
 // map, written as tensor files; ExpertQuantized references them. Redelivered or duplicated
 // items find their ExpertQuantized in the log and are acknowledged without redoing the work.
-import { join } from "node:path";
 import { QuantizeExpertWork, validate, type WorkItem } from "@moeq/contracts";
 import { tensorToF32 } from "@moeq/models";
 import { gptq, quantizeIntRtn, type IntQuantResult } from "@moeq/quant";
-import { isPermanentError, type StageContext, StageError, targetKey, writeTensorFile } from "@moeq/runtime";
+import { isPermanentError, type StageContext, StageError, targetKey, writeFileAtomic } from "@moeq/runtime";
 import { PermanentFailure } from "@moeq/bus";
 import { Result } from "effect";
 
@@ -35,11 +34,14 @@ export async function quantizeItem(ctx: StageContext, item: WorkItem, working: (
   if (p.weight.shape.length !== 2 || rows !== o.rows || cols !== o.cols)
     throw new StageError({ stage: ctx.stage, message: `${name}: weight shape [${p.weight.shape}] does not match [${o.rows}, ${o.cols}]`, permanent: true });
   const t0 = Date.now();
-  const w = Float32Array.from(tensorToF32(ctx.reader.tensor(p.weight, `${name} weight`), name));
+  // On another host, `file` inputs come through the object store (HostTensors); here, as they are.
+  const host = await ctx.host();
+  const weight = await host.readable(p.weight, `${name} weight`);
+  const w = Float32Array.from(tensorToF32(ctx.reader.tensor(weight, `${name} weight`), name));
   let res: IntQuantResult;
   let loss: number;
   if (p.algorithm === "gptq") {
-    const h = ctx.reader.f32(p.hessian, `${name} hessian`);
+    const h = ctx.reader.f32(await host.readable(p.hessian, `${name} hessian`), `${name} hessian`);
     working();
     const g = await gptq(w, rows, cols, h, {
       bits: o.bits,
@@ -58,13 +60,16 @@ export async function quantizeItem(ctx: StageContext, item: WorkItem, working: (
     for (let i = 0; i < w.length; i++) loss += (w[i] - res.dequant[i]) ** 2;
   } else throw new StageError({ stage: ctx.stage, message: `${name}: unknown algorithm ${p.algorithm}`, permanent: true });
   const nG = res.scales.length / rows;
-  const dir = join(ctx.paths.tensors, "quant");
-  const base = `L${p.layer}.E${p.expert}.${p.proj}`;
+  const base = `quant/L${p.layer}.E${p.expert}.${p.proj}`;
+  // Outputs land in the work dir's tensors/quant/ whichever host ran the item (imported by the
+  // home host from elsewhere), so ExpertQuantized always names files the packer can read.
+  const out = (suffix: string, dtype: "u8" | "f32" | "i32", shape: number[], data: ArrayBufferView) =>
+    host.output(`${base}.${suffix}`, dtype, shape, data, writeFileAtomic);
   const outputs = {
-    codes: writeTensorFile(dir, `${base}.codes`, "u8", [rows, cols], res.codes),
-    scales: writeTensorFile(dir, `${base}.scales`, "f32", [rows, nG], res.scales),
-    zeros: writeTensorFile(dir, `${base}.zeros`, "i32", [rows, nG], res.zeros),
-    g_idx: writeTensorFile(dir, `${base}.g_idx`, "i32", [cols], res.gIdx),
+    codes: await out("codes", "u8", [rows, cols], res.codes),
+    scales: await out("scales", "f32", [rows, nG], res.scales),
+    zeros: await out("zeros", "i32", [rows, nG], res.zeros),
+    g_idx: await out("g_idx", "i32", [cols], res.gIdx),
   };
   await ctx.pause();
   await ctx.emit({

@@ -86,7 +86,9 @@ export function resolveGraph(graph: Graph): ResolvedStage[] {
     });
     for (const a of command.slice(1)) if (/\.(m?js|cjs)$/.test(a) && !existsSync(a)) throw bad(`graph.stages.${s.name}.manifest`, `${path}: ${a} does not exist (not built?)`);
     const replicas = s.replicas ?? 1;
-    if (replicas < 1) throw bad(`graph.stages.${s.name}.replicas`, `must be ≥ 1, got ${replicas}`);
+    // 0: every worker of this queue runs elsewhere (other hosts join the run's bus on their own).
+    if (replicas < 0 || (replicas === 0 && !manifest.queues.pulls.length))
+      throw bad(`graph.stages.${s.name}.replicas`, `must be ≥ 1 (0 only for a queue consumer whose workers run on other hosts), got ${replicas}`);
     if (replicas > 1 && !manifest.queues.pulls.length) throw bad(`graph.stages.${s.name}.replicas`, `${s.name} pulls no work queue; it runs as a single instance`);
     return { name: s.name, replicas, command, options: s.options ?? {}, manifest };
   });

@@ -4,11 +4,11 @@
 // stops everything and builds the summary. A resumed run goes through the same path: stages
 // replay the events and skip what is done.
 import { cpus } from "node:os";
-import { type Bus, connectBus, type EmbeddedServer, RunEventLog, RunWorkQueues, startNatsServer } from "@moeq/bus";
+import { type Bus, clusterOptionsFromEnv, connectBus, type EmbeddedServer, RunEventLog, RunWorkQueues, startNatsServer, streamReplicas } from "@moeq/bus";
 import { type Event, foldRunState, initialRunState, type RunState } from "@moeq/contracts";
 import { quantTargets, readRunInfo, type RunInfo, runPaths } from "@moeq/runtime";
 import { buildSpec, type RawConfig } from "@moeq/models";
-import { removeRunSegments } from "@moeq/store";
+import { type HostFileServer, localHostId, removeRunSegments, serveHostFiles } from "@moeq/store";
 import { resolveGraph } from "./graph.ts";
 import { StageProcesses } from "./processes.ts";
 import { Progress } from "./progress.ts";
@@ -33,6 +33,7 @@ export async function supervise(o: SuperviseOptions): Promise<RunSummary> {
   let server: EmbeddedServer | undefined;
   let bus: Bus | undefined;
   let procs: StageProcesses | undefined;
+  let hostFiles: HostFileServer | undefined;
   const stopSignals = () => {
     void procs?.stopAll(1000);
   };
@@ -44,10 +45,14 @@ export async function supervise(o: SuperviseOptions): Promise<RunSummary> {
       url = server.url;
       token = server.token;
     }
-    bus = await connectBus({ url, token, name: "supervisor" });
+    bus = await connectBus({ url, token, name: "supervisor", ...(token ? {} : clusterOptionsFromEnv()) });
     const log = await RunEventLog.open(bus, info.runId);
     const queues = await RunWorkQueues.open(bus, info.runId);
-    await queues.ensureQueue("quantize", { ackWaitMs: 120_000, maxDeliver: 5 });
+    // Workers on other hosts read this host's files (and hand their outputs back) through it.
+    hostFiles = await serveHostFiles(bus, { runId: info.runId, hostId: localHostId(), roots: [o.workDir, info.modelDir], workDir: o.workDir, replicas: streamReplicas(bus.nc) });
+    // How soon the item of a worker that died (another host, no supervisor to notice) is redone.
+    const ackWaitMs = info.stageOptions?.quantizer?.ackWaitMs;
+    await queues.ensureQueue("quantize", { ackWaitMs: typeof ackWaitMs === "number" && ackWaitMs >= 1000 ? ackWaitMs : 120_000, maxDeliver: 5 });
     if ((await log.lastSeq()) === 0)
       await log.append("run", { type: "RunStarted", payload: { modelDir: info.modelDir, options: info.options as unknown as Record<string, unknown>, graph: info.graph } }, { msgId: `${info.runId}/RunStarted` });
 
@@ -111,6 +116,7 @@ export async function supervise(o: SuperviseOptions): Promise<RunSummary> {
     process.removeListener("SIGINT", stopSignals);
     process.removeListener("SIGTERM", stopSignals);
     await procs?.stopAll(1000);
+    await hostFiles?.stop();
     await bus?.nc.drain().catch(() => undefined);
     await server?.stop();
   }
