@@ -6,8 +6,10 @@ import { OptionsError } from "./errors.ts";
 export type Algorithm = "rtn" | "gptq";
 export type Targets = "experts" | "experts+attention" | "all-linear";
 export type Propagate = "fp" | "quantized";
-export const POLICIES = ["routed"] as const;
-export type PolicyName = (typeof POLICIES)[number];
+export const POLICIES = ["routed", "all", "soft", "soft2", "routed-w2"] as const;
+/** a fixed name, fill:N, mix:λ (0 ≤ λ ≤ 1) or external:<command> (stages/router-override parses it) */
+export type PolicyName = string;
+const POLICY_SPEC = /^(routed|all|soft|soft2|routed-w2|fill:[1-9]\d*|mix:(0(\.\d+)?|1(\.0*)?|\.\d+)|external:\S.*)$/;
 
 export interface RunOptions {
   readonly bits: number;
@@ -15,6 +17,10 @@ export interface RunOptions {
   readonly symmetric: boolean;
   readonly algorithm: Algorithm;
   readonly policy: PolicyName;
+  /** experts the policy gives no token: `rtn`, or a policy that fills their statistics */
+  readonly zeroTokenFallback: PolicyName;
+  /** coverage warning threshold (tokens routed to an expert); 0 = the expert's input width */
+  readonly minExpertTokens: number;
   /** calibration text spec (brown, brown:NxT, file.txt, file.jsonl[:NxT], random:NxT) */
   readonly calib: string;
   /** evaluation text spec (same forms; Brown uses the held-out split) */
@@ -39,6 +45,8 @@ export const DEFAULT_OPTIONS: RunOptions = {
   symmetric: true,
   algorithm: "gptq",
   policy: "routed",
+  zeroTokenFallback: "rtn",
+  minExpertTokens: 0,
   calib: "brown:128x256",
   eval: "brown:64x256",
   targets: "experts",
@@ -66,6 +74,12 @@ const oneOf = <T extends string>(field: string, v: unknown, allowed: readonly T[
   return v as T;
 };
 
+const policySpec = (field: string, v: unknown): string => {
+  if (typeof v !== "string" || !POLICY_SPEC.test(v))
+    fail(field, `expected ${POLICIES.join(", ")}, fill:N, mix:λ (0 ≤ λ ≤ 1) or external:<command>, got ${JSON.stringify(v)}`);
+  return v as string;
+};
+
 const SPEC = /^(brown|brown:\d+x\d+|random:\d+x\d+|.+\.(txt|jsonl)(:\d+x\d+)?)$/i;
 
 /** Merges `partial` over the defaults and checks every field; throws OptionsError naming the field. */
@@ -88,7 +102,9 @@ export function resolveOptions(partial: Partial<Record<keyof RunOptions, unknown
     groupSize,
     symmetric: o.symmetric as boolean,
     algorithm: oneOf("algorithm", o.algorithm, ["rtn", "gptq"] as const),
-    policy: oneOf("policy", o.policy, POLICIES),
+    policy: policySpec("policy", o.policy),
+    zeroTokenFallback: o.zeroTokenFallback === "rtn" ? "rtn" : policySpec("zeroTokenFallback", o.zeroTokenFallback),
+    minExpertTokens: intIn("minExpertTokens", o.minExpertTokens, 0, 2 ** 31 - 1),
     calib: o.calib as string,
     eval: o.eval as string,
     targets: oneOf("targets", o.targets, ["experts", "experts+attention", "all-linear"] as const),

@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { coverage, routedPolicy } from "../src/policies.ts";
 
 // 5 tokens, 4 experts, top-2; expert 3 is never selected.
+const input = { layer: 0, spec: { kind: "softmax_topk", topK: 2, normTopK: true } } as const;
 const routing: Routing = {
   rows: 5,
   numExperts: 4,
@@ -15,12 +16,12 @@ const routing: Routing = {
 
 describe("routed policy", () => {
   it("gives weight 1 to exactly the routed (token, expert) pairs", () => {
-    const w = routedPolicy.weights(routing);
+    const w = routedPolicy.weights(routing, input);
     expect([...w]).toEqual([1, 1, 0, 0, 0, 1, 1, 0, 1, 0, 1, 0, 1, 1, 0, 0, 0, 1, 1, 0]);
   });
 
   it("reports coverage: routed/used tokens, weight mass, ESS; unrouted experts have zero", () => {
-    const c = coverage(routing, routedPolicy.weights(routing));
+    const c = coverage(routing, routedPolicy.weights(routing, input));
     expect(c).toEqual([
       { expert: 0, tokensRouted: 3, tokensUsed: 3, weightMass: 3, ess: 3 },
       { expert: 1, tokensRouted: 4, tokensUsed: 4, weightMass: 4, ess: 4 },
