@@ -2,7 +2,7 @@
 // and bench/gpu/check.ts (the GPU machine has no vitest: Node runs these files directly). Every
 // check draws fresh random inputs with odd sizes, poisons outputs first, compares with the CPU
 // kernels' scalar references (or the GPTQ oracle cases) and throws with the numbers on failure.
-// Tolerances (‖gpu − cpu‖ / ‖cpu‖ unless said): f32 GEMM/Hessian 1e-5, TF32 5e-3, bf16 2e-2;
+// Tolerances (‖gpu − cpu‖ / ‖cpu‖ unless said): f32 GEMM/Hessian/calibration 1e-5, TF32 5e-3, bf16 2e-2;
 // softmax/swiglu/rmsnorm 1e-5 max-relative; top-k exact; GPTQ codes ≥ 99.9 % identical, loss
 // within 0.5 %; against the CPU kernel only near-tie rows may differ (see checkGptqBatched).
 
@@ -144,6 +144,7 @@ export async function checkHessian(seed: number): Promise<string> {
     for (const [prec, tol] of [
       ["f32", 1e-5],
       ["tf32", 5e-3],
+      ["bf16", 2e-2],
     ] as const) {
       const h0 = randF32(cols * cols, r);
       const dh = d.up(h0);
@@ -387,7 +388,7 @@ export async function checkGptqBatched(seed: number): Promise<string> {
   });
 }
 
-/** The soft-weighted layer calibration against the CPU kernels' references (f32 GEMMs). */
+/** The soft-weighted layer calibration against the CPU kernels' references, each precision. */
 export async function checkMoeCalibrate(seed: number): Promise<string> {
   return withDev(async (d) => {
     const r = rng(seed);
@@ -395,33 +396,52 @@ export async function checkMoeCalibrate(seed: number): Promise<string> {
     const x = randF32(N * H, r);
     const G = randF32(E * H, r, 0.3);
     const GU = randF32(E * 2 * I * H, r, 0.2);
-    const res = await d.cu.cudaMoeCalibrate(d.up(x), N, H, d.up(G), d.up(GU), E, I, "f32");
     const logits = new Float32Array(N * E);
     native.gemmF32Ref(x, G, logits, N, E, H, false, true);
     const p = new Float32Array(N * E);
     native.softmaxF32Ref(logits, p, N, E);
-    const eP = relErr(d.f32(res.probs), p);
-    assert(eP < 1e-5, `moeCalibrate probs: rel err ${eP}`);
-    const hIn = d.f32(res.hIn);
-    const hDown = d.f32(res.hDown);
-    let worstIn = 0;
-    let worstDown = 0;
+    const wantIn: Float64Array[] = [];
+    const wantDown: Float64Array[] = [];
     for (let e = 0; e < E; e++) {
       const w = Float32Array.from({ length: N }, (_, t) => p[t * E + e]);
-      const want = new Float64Array(H * H);
-      native.hessianAccumulateRef(want, x, N, H, w);
-      worstIn = Math.max(worstIn, relErr(hIn.subarray(e * H * H, (e + 1) * H * H), want));
+      const hi = new Float64Array(H * H);
+      native.hessianAccumulateRef(hi, x, N, H, w);
+      wantIn.push(hi);
       const y = new Float32Array(N * 2 * I);
       native.gemmF32Ref(x, GU.subarray(e * 2 * I * H, (e + 1) * 2 * I * H), y, N, 2 * I, H, false, true);
       const a = new Float32Array(N * I);
       native.swigluF32Ref(y, y.subarray(I), a, N, I, 2 * I, 1);
-      const wantD = new Float64Array(I * I);
-      native.hessianAccumulateRef(wantD, a, N, I, w);
-      worstDown = Math.max(worstDown, relErr(hDown.subarray(e * I * I, (e + 1) * I * I), wantD));
+      const hd = new Float64Array(I * I);
+      native.hessianAccumulateRef(hd, a, N, I, w);
+      wantDown.push(hd);
     }
-    assert(worstIn < 1e-5 && worstDown < 1e-5, `moeCalibrate: Hessian rel err in ${worstIn} down ${worstDown}`);
-    for (const b of [res.probs, res.hIn, res.hDown]) d.cu.cudaFree(b);
-    return `N=${N} H=${H} E=${E} I=${I}: probs ${eP.toExponential(2)} hIn ${worstIn.toExponential(2)} hDown ${worstDown.toExponential(2)}`;
+    const out: string[] = [];
+    for (const [prec, tol] of [
+      ["f32", 1e-5],
+      ["tf32", 5e-3],
+      ["bf16", 2e-2],
+    ] as const) {
+      const res = await d.cu.cudaMoeCalibrate(d.up(x), N, H, d.up(G), d.up(GU), E, I, prec);
+      const eP = relErr(d.f32(res.probs), p);
+      assert(eP < 1e-5, `moeCalibrate ${prec} probs: rel err ${eP}`);
+      const hIn = d.f32(res.hIn);
+      const hDown = d.f32(res.hDown);
+      let worstIn = 0;
+      let worstDown = 0;
+      for (let e = 0; e < E; e++) {
+        worstIn = Math.max(worstIn, relErr(hIn.subarray(e * H * H, (e + 1) * H * H), wantIn[e]));
+        worstDown = Math.max(worstDown, relErr(hDown.subarray(e * I * I, (e + 1) * I * I), wantDown[e]));
+      }
+      assert(
+        worstIn < tol && worstDown < tol,
+        `moeCalibrate ${prec}: Hessian rel err in ${worstIn} down ${worstDown} (tol ${tol})`,
+      );
+      for (const b of [res.probs, res.hIn, res.hDown]) d.cu.cudaFree(b);
+      out.push(
+        `${prec}: probs ${eP.toExponential(1)} hIn ${worstIn.toExponential(1)} hDown ${worstDown.toExponential(1)}`,
+      );
+    }
+    return `N=${N} H=${H} E=${E} I=${I}: ${out.join("; ")}`;
   });
 }
 

@@ -1,5 +1,7 @@
 // Elementwise / row kernels of the CUDA build: the same formulas as the CPU kernels in ../ops.cc,
 // ../norm.cc and ../topk.cc (one warp per row where a row reduction is needed).
+#include <cuda_bf16.h>
+
 #include <cmath>
 
 #include "common.h"
@@ -135,6 +137,29 @@ __global__ void swigluWeightedKernel(const float* y, int64_t inter, const float*
   }
 }
 
+__global__ void toBf16Kernel(const float* x, __nv_bfloat16* out, size_t n) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+    out[i] = __float2bfloat16_rn(x[i]);
+}
+
+__global__ void scaleRowsBf16Kernel(const float* x, const float* w, int64_t ws, __nv_bfloat16* out, int64_t rows,
+                                    int64_t cols) {
+  int64_t n = rows * cols;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = __float2bfloat16_rn(x[i] * w[(i / cols) * ws]);
+}
+
+__global__ void swigluWeightedBf16Kernel(const float* y, int64_t inter, const float* w, int64_t ws, __nv_bfloat16* a,
+                                         __nv_bfloat16* aw, int64_t rows) {
+  int64_t n = rows * inter;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t r = i / inter, c = i % inter;
+    float v = silu(y[r * 2 * inter + c]) * y[r * 2 * inter + inter + c];
+    a[i] = __float2bfloat16_rn(v);
+    aw[i] = __float2bfloat16_rn(v * w[r * ws]);
+  }
+}
+
 int gridFor(int64_t n, int threads) {
   int64_t b = (n + threads - 1) / threads;
   return int(b < 1 ? 1 : (b > 65535 * 8 ? 65535 * 8 : b));
@@ -181,6 +206,26 @@ void launchSwigluWeighted(const float* y, int64_t inter, const float* w, int64_t
   if (rows * inter == 0) return;
   swigluWeightedKernel<<<gridFor(rows * inter, 256), 256, 0, s>>>(y, inter, w, ws, a, aw, rows);
   checkLaunch("swigluWeighted");
+}
+
+void launchToBf16(const float* x, void* out, size_t n, cudaStream_t s) {
+  if (n == 0) return;
+  toBf16Kernel<<<gridFor(int64_t(n), 256), 256, 0, s>>>(x, static_cast<__nv_bfloat16*>(out), n);
+  checkLaunch("toBf16");
+}
+void launchScaleRowsBf16(const float* x, const float* w, int64_t ws, void* out, int64_t rows, int64_t cols,
+                         cudaStream_t s) {
+  if (rows * cols == 0) return;
+  scaleRowsBf16Kernel<<<gridFor(rows * cols, 256), 256, 0, s>>>(x, w, ws, static_cast<__nv_bfloat16*>(out), rows,
+                                                                  cols);
+  checkLaunch("scaleRowsBf16");
+}
+void launchSwigluWeightedBf16(const float* y, int64_t inter, const float* w, int64_t ws, void* a, void* aw,
+                              int64_t rows, cudaStream_t s) {
+  if (rows * inter == 0) return;
+  swigluWeightedBf16Kernel<<<gridFor(rows * inter, 256), 256, 0, s>>>(
+      y, inter, w, ws, static_cast<__nv_bfloat16*>(a), static_cast<__nv_bfloat16*>(aw), rows);
+  checkLaunch("swigluWeightedBf16");
 }
 
 }  // namespace moeq::cuda

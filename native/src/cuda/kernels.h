@@ -21,4 +21,11 @@ void launchScaleRows(const float* x, const float* w, int64_t wStride, float* out
 void launchSwigluWeighted(const float* y, int64_t inter, const float* w, int64_t wStride, float* a, float* aw,
                           int64_t rows, cudaStream_t s);
 
+// bf16 (round to nearest even) copies for the tensor-core GEMMs; `out` points to __nv_bfloat16.
+void launchToBf16(const float* x, void* out, size_t n, cudaStream_t s);
+void launchScaleRowsBf16(const float* x, const float* w, int64_t wStride, void* out, int64_t rows, int64_t cols,
+                         cudaStream_t s);
+void launchSwigluWeightedBf16(const float* y, int64_t inter, const float* w, int64_t wStride, void* a, void* aw,
+                              int64_t rows, cudaStream_t s);
+
 }  // namespace moeq::cuda

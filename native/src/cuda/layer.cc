@@ -30,6 +30,27 @@ void moeCalibrate(DeviceContext& ctx, const float* X, int64_t N, int64_t H, cons
   gemmRowMajor(ctx.blas, false, true, N, E, H, 1.0f, X, router, 0.0f, probs, Precision::F32);
   launchSoftmaxRows(probs, probs, N, E, st);
   lap(out.secRouter);
+  if (p == Precision::BF16) {
+    // bf16 copies: x once, x·p[:,e] and the expert's gate/up rows per expert, a and a·p from SwiGLU
+    Allocation xb(size_t(N * H) * 2, dev), xwb(size_t(N * H) * 2, dev), gub(size_t(2 * I * H) * 2, dev),
+        y(size_t(N * 2 * I) * 4, dev), ab(size_t(N * I) * 2, dev), awb(size_t(N * I) * 2, dev);
+    launchToBf16(X, xb.ptr, size_t(N * H), st);
+    for (int64_t e = 0; e < E; e++) {
+      launchScaleRowsBf16(X, probs + e, E, xwb.ptr, N, H, st);
+      gemmRowMajorBf16(ctx.blas, true, false, H, H, N, 1.0f, xwb.ptr, xb.ptr, 0.0f,
+                       static_cast<float*>(out.hIn->ptr) + e * H * H);
+      lap(out.secHessianIn);
+      launchToBf16(gateUp + e * 2 * I * H, gub.ptr, size_t(2 * I * H), st);
+      gemmRowMajorBf16(ctx.blas, false, true, N, 2 * I, H, 1.0f, xb.ptr, gub.ptr, 0.0f, static_cast<float*>(y.ptr));
+      launchSwigluWeightedBf16(static_cast<float*>(y.ptr), I, probs + e, E, ab.ptr, awb.ptr, N, st);
+      lap(out.secAct);
+      gemmRowMajorBf16(ctx.blas, true, false, I, I, N, 1.0f, awb.ptr, ab.ptr, 0.0f,
+                       static_cast<float*>(out.hDown->ptr) + e * I * I);
+      lap(out.secHessianDown);
+    }
+    check(cudaStreamSynchronize(st), "moeCalibrate sync");
+    return;
+  }
   Allocation xw(size_t(N * H) * 4, dev), y(size_t(N * 2 * I) * 4, dev), a(size_t(N * I) * 4, dev),
       aw(size_t(N * I) * 4, dev);
   for (int64_t e = 0; e < E; e++) {
