@@ -314,7 +314,7 @@ function calibHessian(cols: number, tokens: number, r: () => number, dead: numbe
   return Float32Array.from(h, (v) => (2 * v) / tokens);
 }
 
-/** Several experts in one batched call, each against the CPU kernel on the same inputs. */
+/** Several experts in one batched call, each against the CPU scalar reference on the same inputs. */
 export async function checkGptqBatched(seed: number): Promise<string> {
   return withDev(async (d) => {
     const r = rng(seed);
@@ -327,15 +327,24 @@ export async function checkGptqBatched(seed: number): Promise<string> {
     ] as const) {
       const W = randF32(E * rows * cols, r, 0.1);
       const H = new Float32Array(E * cols * cols);
+      // 4·cols tokens: with ~2·cols the 48x300 case is so ill-conditioned that even the CPU kernel
+      // and its scalar reference disagree on whole rows (near-tie cascades), which tests nothing
       for (let e = 0; e < E; e++)
-        H.set(calibHessian(cols, 2 * cols + 7, r, e === 1 ? [3, cols - 2] : []), e * cols * cols);
+        H.set(calibHessian(cols, 4 * cols + 7, r, e === 1 ? [3, cols - 2] : []), e * cols * cols);
       const g = await gpuGptq(d, W, H, E, rows, cols, bits, group, sym, act, 0.01, bs);
+      // deterministic: a second run gives the same bytes (a race would move them)
+      const g2 = await gpuGptq(d, W, H, E, rows, cols, bits, group, sym, act, 0.01, bs);
+      assert(
+        Buffer.from(g.codes).equals(Buffer.from(g2.codes)) &&
+          Buffer.from(g.dequant.buffer).equals(Buffer.from(g2.dequant.buffer)),
+        `batched E=${E} ${rows}x${cols}: two runs on the same inputs differ`,
+      );
       const nG = g.scales.length / (E * rows);
       let same = 0;
       let rowsOff = 0;
       let worstLoss = 0;
       for (let e = 0; e < E; e++) {
-        const c = native.gptqQuantizeSync(
+        const c = native.gptqQuantizeRef(
           W.subarray(e * rows * cols, (e + 1) * rows * cols),
           rows,
           cols,
@@ -350,7 +359,7 @@ export async function checkGptqBatched(seed: number): Promise<string> {
         assert(
           Array.from(c.perm).join() === Array.from(g.perm.subarray(e * cols, (e + 1) * cols)).join() &&
             Array.from(c.gIdx).join() === Array.from(g.gIdx.subarray(e * cols, (e + 1) * cols)).join(),
-          `batched E=${E} expert ${e}: perm / g_idx differ from the CPU kernel`,
+          `batched E=${E} expert ${e}: perm / g_idx differ from the CPU reference`,
         );
         for (let row = 0; row < rows; row++) {
           let rowSame = 0;
@@ -371,15 +380,14 @@ export async function checkGptqBatched(seed: number): Promise<string> {
         }
         worstLoss = Math.max(worstLoss, Math.abs(g.loss[e] / c.loss - 1));
       }
-      // A flipped near-tie cascades along its row (its error feeds every later column): on these
-      // inputs the CPU blocked kernel and its scalar reference differ the same way (119 codes in 6
-      // rows of the 48x300 case). So: few rows may differ, every other row exactly, loss ≤ 0.5 %.
+      // A flipped near-tie cascades along its row (its error feeds every later column), so the
+      // criterion is per row: few rows may differ, every other row exactly, loss within 0.5 %.
       const frac = same / (E * rows * cols);
       assert(
         frac >= 0.995 && rowsOff <= Math.max(2, Math.ceil(0.05 * E * rows)),
-        `batched E=${E} ${rows}x${cols}: codes ${same}/${E * rows * cols} match the CPU kernel, ${rowsOff} rows differ`,
+        `batched E=${E} ${rows}x${cols}: codes ${same}/${E * rows * cols} match the CPU reference, ${rowsOff} rows differ`,
       );
-      assert(worstLoss < 5e-3, `batched E=${E} ${rows}x${cols}: loss off the CPU kernel's by ${worstLoss}`);
+      assert(worstLoss < 5e-3, `batched E=${E} ${rows}x${cols}: loss off the CPU reference's by ${worstLoss}`);
       lines.push(
         `E=${E} ${rows}x${cols} w${bits} g${group} act=${act} bs=${bs}: codes ${(100 * frac).toFixed(3)}% (${rowsOff} rows differ) loss Δ ${worstLoss.toExponential(1)}`,
       );
