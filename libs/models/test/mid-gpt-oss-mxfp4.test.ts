@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { type QuantizedModule, readQuantizedCheckpoint, writeQuantizedCheckpoint } from "@moeq/formats";
 import { Engine, loadModel, overlaySource, type WeightRole, weightRoles } from "@moeq/models";
 import { quantizeMxfp4 } from "@moeq/quant";
-import type { Tensor } from "@moeq/tensor";
+import { bf16BitsToF32, type Tensor } from "@moeq/tensor";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { extractRoleMatrix, packTarget, refuseModules } from "../src/blocks/fused-tensors.ts";
 import { dequantizeMxfp4Transposed } from "../src/blocks/mxfp4-source.ts";
@@ -23,7 +23,8 @@ describe("MXFP4 decoding (formats.md §4 byte-level example)", () => {
     const blocks = u8([...new Array(16).fill(0x21), ...new Array(16).fill(0x7f)], [1, 2, 1, 16]);
     const t = dequantizeMxfp4Transposed(blocks, u8([128, 126], [1, 2, 1]), "x.gate_up_proj");
     expect(t.shape).toEqual([1, 32, 2]);
-    const f = new Float32Array(t.data.buffer, t.data.byteOffset, 64);
+    expect(t.dtype).toBe("BF16");
+    const f = Float32Array.from(new Uint16Array(t.data.buffer, t.data.byteOffset, 64), bf16BitsToF32);
     // element (row r, col c) sits at [c, r]
     expect([f[0], f[1], f[2], f[3], f[4], f[5]]).toEqual([1, -3, 2, 3, 1, -3]);
   });
@@ -117,11 +118,8 @@ describe("GPT-OSS MXFP4 checkpoint made by moeq's writer", () => {
       expect(ck.format).toBe("gpt-oss-mxfp4");
       for (const r of roles) {
         const t = m.source.tensor(r.tensor);
-        const mine = extractRoleMatrix(
-          r,
-          new Float32Array(t.data.buffer, t.data.byteOffset, t.data.byteLength / 4),
-          t.shape,
-        );
+        const bits = new Uint16Array(t.data.buffer, t.data.byteOffset, t.data.byteLength / 2);
+        const mine = Float32Array.from(extractRoleMatrix(r, bits, t.shape), bf16BitsToF32);
         const want = quant.get(`${r.layer}:${r.expert}:${r.projection}`) as Float32Array;
         expect(
           Buffer.from(mine.buffer).equals(Buffer.from(want.buffer)),

@@ -3,13 +3,20 @@
 // them as the bf16 layout transformers builds in memory (gate_up_proj [E, H, 2I], down_proj
 // [E, I, H]: dequantized, then transposed), so the engine and the validator see one layout.
 // Decoding: low nibble first, e2m1 × 2^(scale − 127) (formats.md §4, transformers' mxfp4.py).
-import { e2m1Decode, type Tensor } from "@moeq/tensor";
+import { e2m1Decode, f32ToBf16Bits, type Tensor } from "@moeq/tensor";
 import { ModelWeightError } from "../errors.ts";
 import type { WeightSource } from "../weights.ts";
 
-const E2M1 = Float32Array.from({ length: 16 }, (_, c) => e2m1Decode(c));
+/** bf16 bits of e2m1 code c × 2^(s − 127), at [s·16 + c] (s = 255 is NaN and refused). */
+const BF16_OF = Uint16Array.from({ length: 256 * 16 }, (_, i) =>
+  f32ToBf16Bits(e2m1Decode(i & 15) * 2 ** ((i >> 4) - 127)),
+);
 
-/** Dequantized [E, cols, rows] (transposed) from blocks [E, rows, cols/32, 16] and scales [E, rows, cols/32]. */
+/**
+ * Dequantized [E, cols, rows] (transposed) from blocks [E, rows, cols/32, 16] and scales
+ * [E, rows, cols/32], as BF16: e2m1 · 2^k has a 2-bit significand, so bf16 holds it exactly
+ * (as transformers' dequantization does) at half the memory of f32.
+ */
 export function dequantizeMxfp4Transposed(blocks: Tensor, scales: Tensor, name: string): Tensor {
   const bad = (why: string): never => {
     throw new ModelWeightError({ tensor: name, message: `MXFP4 '${name}_blocks' / '_scales': ${why}` });
@@ -22,7 +29,7 @@ export function dequantizeMxfp4Transposed(blocks: Tensor, scales: Tensor, name: 
   if (blocks.data.byteLength !== E * rows * nb * 16 || scales.data.byteLength !== E * rows * nb)
     bad("byte sizes do not match the shapes");
   const cols = nb * 32;
-  const out = new Float32Array(E * rows * cols);
+  const out = new Uint16Array(E * rows * cols);
   const b = blocks.data;
   const s = scales.data;
   for (let e = 0; e < E; e++)
@@ -30,22 +37,23 @@ export function dequantizeMxfp4Transposed(blocks: Tensor, scales: Tensor, name: 
       for (let g = 0; g < nb; g++) {
         const sc = s[(e * rows + r) * nb + g];
         if (sc === 0xff) bad(`scale of expert ${e}, row ${r}, block ${g} is the E8M0 NaN code 0xff`);
-        const mult = 2 ** (sc - 127);
+        const lut = BF16_OF.subarray(sc * 16, sc * 16 + 16);
         const b0 = ((e * rows + r) * nb + g) * 16;
         for (let j = 0; j < 16; j++) {
           const byte = b[b0 + j];
           const c = g * 32 + 2 * j;
           // transposed: element (r, c) of expert e lands at [e, c, r]
-          out[(e * cols + c) * rows + r] = E2M1[byte & 15] * mult;
-          out[(e * cols + c + 1) * rows + r] = E2M1[byte >> 4] * mult;
+          out[(e * cols + c) * rows + r] = lut[byte & 15];
+          out[(e * cols + c + 1) * rows + r] = lut[byte >> 4];
         }
       }
-  return { dtype: "F32", shape: [E, cols, rows], data: new Uint8Array(out.buffer) };
+  return { dtype: "BF16", shape: [E, cols, rows], data: new Uint8Array(out.buffer) };
 }
 
 /**
  * Wraps a source so that `<p>.gate_up_proj` / `<p>.down_proj` come from `<p>.{gate_up,down}_proj_{blocks,scales}`
- * when only the MXFP4 pair exists (decoded once, on first use).
+ * when only the MXFP4 pair exists. Decoded on each request, not kept: the engine's F32Weights
+ * cache decides what stays in memory (a real model's decoded experts are gigabytes per layer).
  */
 export function mxfp4ExpertSource(base: WeightSource): WeightSource {
   const virtual = new Map<string, { blocks: string; scales: string }>();
@@ -56,24 +64,18 @@ export function mxfp4ExpertSource(base: WeightSource): WeightSource {
     virtual.set(stem, { blocks: n, scales: `${stem}_scales` });
   }
   if (virtual.size === 0) return base;
-  const cache = new Map<string, Tensor>();
   const hidden = new Set([...virtual.values()].flatMap((v) => [v.blocks, v.scales]));
   return {
     has: (n) => virtual.has(n) || base.has(n),
     tensor: (n) => {
       const v = virtual.get(n);
       if (!v) return base.tensor(n);
-      let t = cache.get(n);
-      if (!t) {
-        if (!base.has(v.scales))
-          throw new ModelWeightError({
-            tensor: v.scales,
-            message: `MXFP4 tensor '${v.scales}' is missing (next to '${v.blocks}')`,
-          });
-        t = dequantizeMxfp4Transposed(base.tensor(v.blocks), base.tensor(v.scales), n);
-        cache.set(n, t);
-      }
-      return t;
+      if (!base.has(v.scales))
+        throw new ModelWeightError({
+          tensor: v.scales,
+          message: `MXFP4 tensor '${v.scales}' is missing (next to '${v.blocks}')`,
+        });
+      return dequantizeMxfp4Transposed(base.tensor(v.blocks), base.tensor(v.scales), n);
     },
     names: () => [...base.names().filter((n) => !hidden.has(n)), ...virtual.keys()],
   };
