@@ -17,6 +17,7 @@ const cudaEntryPoints = [
   "cudaTopkF32",
   "cudaSwigluF32",
   "cudaRmsNormF32",
+  "cudaAttentionF32",
   "cudaGptqBatched",
   "cudaMoeCalibrate",
   "cudaIpcExport",
@@ -77,6 +78,7 @@ if (!native.withCuda) {
     it("GEMM f32 / tf32 / bf16, batched", async () => console.log(await checks.checkGemm(11)), 60_000);
     it("weighted Hessian", async () => console.log(await checks.checkHessian(12)), 60_000);
     it("softmax, top-k, SwiGLU, RMSNorm", async () => console.log(await checks.checkElementwise(13)), 60_000);
+    it("attention variants", async () => console.log(await checks.checkAttention(17)), 60_000);
     it("GPTQ reproduces the oracle cases", async () => console.log(await checks.checkGptqOracle()), 60_000);
     it(
       "batched GPTQ matches the CPU kernel per expert",

@@ -8,6 +8,7 @@
 
 import { cudaKernels } from "../ts/device.ts";
 import { native } from "../ts/index.ts";
+import type { AttentionOptions } from "../ts/kernels/attention.ts";
 import type { CudaBuffer, CudaKernels } from "../ts/kernels/cuda.ts";
 import { loadGptqCases } from "./gptq_fixtures.ts";
 
@@ -226,6 +227,61 @@ export async function checkElementwise(seed: number): Promise<string> {
     const eR = maxRel(d.f32(drn), rn);
     assert(eR < 1e-5, `rmsnorm: max rel err ${eR}`);
     return `softmax ${eS.toExponential(2)}, topk exact, swiglu ${eW.toExponential(2)}, rmsnorm ${eR.toExponential(2)}`;
+  });
+}
+
+export async function checkAttention(seed: number): Promise<string> {
+  return withDev((d) => {
+    const r = rng(seed);
+    const out: string[] = [];
+    const cases: Array<{ name: string; o: AttentionOptions }> = [
+      {
+        name: "gqa causal window sinks mla",
+        o: {
+          batch: 2,
+          seqLen: 37,
+          numHeads: 6,
+          numKvHeads: 2,
+          headDim: 40,
+          vHeadDim: 24,
+          window: 9,
+          sinks: randF32(6, r, 2),
+        },
+      },
+      {
+        name: "bidirectional chunked strided",
+        o: {
+          batch: 1,
+          seqLen: 50,
+          numHeads: 4,
+          headDim: 64,
+          causal: false,
+          chunk: 8,
+          scale: 0.3,
+          qStride: 4 * 64 + 5,
+          outStride: 4 * 64 + 3,
+        },
+      },
+      { name: "mqa causal d128", o: { batch: 1, seqLen: 33, numHeads: 8, numKvHeads: 1, headDim: 128 } },
+    ];
+    for (const { name, o } of cases) {
+      const rows = o.batch * o.seqLen;
+      const hkv = o.numKvHeads ?? o.numHeads;
+      const dv = o.vHeadDim ?? o.headDim;
+      const qs = o.qStride ?? o.numHeads * o.headDim;
+      const os = o.outStride ?? o.numHeads * dv;
+      const q = randF32(rows * qs, r);
+      const k = randF32(rows * hkv * o.headDim, r);
+      const v = randF32(rows * hkv * dv, r);
+      const want = new Float32Array(rows * os);
+      native.attentionF32Ref(q, k, v, want, o);
+      const dout = d.up(new Float32Array(rows * os));
+      d.cu.cudaAttentionF32(d.up(q), d.up(k), d.up(v), dout, o);
+      const e = relErr(d.f32(dout), want);
+      assert(e < 1e-5, `attention ${name}: rel err ${e}`);
+      out.push(`${name} ${e.toExponential(2)}`);
+    }
+    return out.join("; ");
   });
 }
 

@@ -30,6 +30,7 @@ console.log(JSON.stringify(native.cudaDeviceInfo?.(0)));
 await run("gemm", () => c.checkGemm(11));
 await run("hessian", () => c.checkHessian(12));
 await run("elementwise", () => c.checkElementwise(13));
+await run("attention", () => c.checkAttention(17));
 await run("gptq-oracle", () => c.checkGptqOracle());
 await run("gptq-batched", () => c.checkGptqBatched(14));
 await run("moe-calibrate", () => c.checkMoeCalibrate(15));

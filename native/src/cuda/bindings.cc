@@ -9,6 +9,7 @@
 
 #include "../args.h"
 #include "../registry.h"
+#include "attention.h"
 #include "blas.h"
 #include "common.h"
 #include "gptq.h"
@@ -454,6 +455,85 @@ Napi::Value MoeCalibrate(const Napi::CallbackInfo& info) {
   });
 }
 
+int64_t optInt(const Napi::Object& o, const char* key, int64_t dflt) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return dflt;
+  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string("cudaAttentionF32: ") + key + " must be a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (d != std::floor(d))
+    throw Napi::TypeError::New(o.Env(), std::string("cudaAttentionF32: ") + key + " must be an integer");
+  return int64_t(d);
+}
+
+// (q, k, v, out, options) with the options of attentionF32 (sinks: a host Float32Array)
+Napi::Value Attention(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Buffer& q = bufferArg(info, 0, "cudaAttentionF32: q");
+  Buffer& k = bufferArg(info, 1, "cudaAttentionF32: k");
+  Buffer& v = bufferArg(info, 2, "cudaAttentionF32: v");
+  Buffer& out = bufferArg(info, 3, "cudaAttentionF32: out");
+  if (info.Length() < 5 || !info[4].IsObject()) throw Napi::TypeError::New(env, "cudaAttentionF32: options object expected");
+  Napi::Object o = info[4].As<Napi::Object>();
+  AttnArgs a{};
+  a.B = optInt(o, "batch", -1);
+  a.T = optInt(o, "seqLen", -1);
+  a.Hq = optInt(o, "numHeads", -1);
+  a.Hkv = optInt(o, "numKvHeads", a.Hq);
+  a.D = optInt(o, "headDim", -1);
+  a.Dv = optInt(o, "vHeadDim", a.D);
+  a.qs = optInt(o, "qStride", a.Hq * a.D);
+  a.ks = optInt(o, "kStride", a.Hkv * a.D);
+  a.vs = optInt(o, "vStride", a.Hkv * a.Dv);
+  a.os = optInt(o, "outStride", a.Hq * a.Dv);
+  a.window = optInt(o, "window", 0);
+  a.chunk = optInt(o, "chunk", 0);
+  Napi::Value c = o.Get("causal");
+  a.causal = c.IsUndefined() ? true : c.ToBoolean().Value();
+  Napi::Value sc = o.Get("scale");
+  a.scale = sc.IsUndefined() || sc.IsNull() ? float(1.0 / std::sqrt(double(a.D))) : float(sc.ToNumber().DoubleValue());
+  require(env, a.B >= 0 && a.T >= 0 && a.Hq > 0 && a.Hkv > 0 && a.D > 0 && a.Dv > 0,
+          "cudaAttentionF32: batch, seqLen >= 0 and numHeads, numKvHeads, headDim, vHeadDim > 0 are required");
+  require(env, a.Hq % a.Hkv == 0, "cudaAttentionF32: numHeads must be a multiple of numKvHeads");
+  require(env, a.D <= kAttnMaxHeadDim && a.Dv <= kAttnMaxHeadDim,
+          "cudaAttentionF32: head dims up to " + std::to_string(kAttnMaxHeadDim) + " on the GPU");
+  require(env, a.window >= 0 && a.chunk >= 0, "cudaAttentionF32: window and chunk must be >= 0");
+  require(env, a.qs >= a.Hq * a.D && a.ks >= a.Hkv * a.D && a.vs >= a.Hkv * a.Dv && a.os >= a.Hq * a.Dv,
+          "cudaAttentionF32: a stride is smaller than its row");
+  const int64_t rows = a.B * a.T;
+  if (rows > 0) {
+    need(info, q, ((rows - 1) * a.qs + a.Hq * a.D) * 4, "cudaAttentionF32: q");
+    need(info, k, ((rows - 1) * a.ks + a.Hkv * a.D) * 4, "cudaAttentionF32: k");
+    need(info, v, ((rows - 1) * a.vs + a.Hkv * a.Dv) * 4, "cudaAttentionF32: v");
+    need(info, out, ((rows - 1) * a.os + a.Hq * a.Dv) * 4, "cudaAttentionF32: out");
+  }
+  Napi::Value sv = o.Get("sinks");
+  std::vector<float> sinks;
+  if (!sv.IsUndefined() && !sv.IsNull()) {
+    if (!sv.IsTypedArray() || sv.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+      throw Napi::TypeError::New(env, "cudaAttentionF32: sinks must be a Float32Array");
+    auto f = sv.As<Napi::Float32Array>();
+    require(env, int64_t(f.ElementLength()) >= a.Hq, "cudaAttentionF32: sinks needs numHeads values");
+    sinks.assign(f.Data(), f.Data() + a.Hq);
+  }
+  guarded(env, [&] {
+    DeviceContext& ctx = context(q.device());
+    std::lock_guard<std::mutex> lock(ctx.mu);
+    std::unique_ptr<Allocation> ds;
+    if (!sinks.empty()) {
+      ds = std::make_unique<Allocation>(sinks.size() * 4, ctx.device);
+      check(cudaMemcpyAsync(ds->ptr, sinks.data(), ds->bytes, cudaMemcpyHostToDevice, ctx.stream), "sinks upload");
+      a.sinks = static_cast<float*>(ds->ptr);
+    }
+    a.q = q.as<float>();
+    a.k = k.as<float>();
+    a.v = v.as<float>();
+    a.out = out.as<float>();
+    launchAttention(a, ctx.stream);
+    check(cudaStreamSynchronize(ctx.stream), "cudaAttentionF32 sync");
+  });
+  return env.Undefined();
+}
+
 // ---------- CUDA IPC: memory handles, interprocess events
 
 std::mutex gIpcMu;
@@ -647,6 +727,7 @@ void exportCuda(Napi::Env env, Napi::Object exports) {
   fn("cudaTopkF32", Topk);
   fn("cudaSwigluF32", Swiglu);
   fn("cudaRmsNormF32", RmsNorm);
+  fn("cudaAttentionF32", Attention);
   fn("cudaGptqBatched", GptqBatched);
   fn("cudaMoeCalibrate", MoeCalibrate);
   fn("cudaIpcExport", IpcExport);

@@ -3,6 +3,8 @@
 // CudaUnavailable error naming the build instead of an undefined-function crash.
 // Matrices are row-major f32 unless named; a CudaBuffer is a byte range of a device allocation.
 
+import type { AttentionOptions } from "./attention.ts";
+
 /** A byte range of device memory. Views share the allocation; it is freed when the last goes. */
 export interface CudaBuffer {
   readonly bytes: number;
@@ -140,6 +142,8 @@ export interface CudaKernels {
     eps: number,
     plusOne?: boolean,
   ): void;
+  /** As attentionF32 (same options; sinks a host Float32Array); head dims up to 512. */
+  cudaAttentionF32(q: CudaBuffer, k: CudaBuffer, v: CudaBuffer, out: CudaBuffer, opts: AttentionOptions): void;
   /**
    * GPTQ of `experts` matrices W [E, rows, cols] with Hessians h [E, cols, cols] in one pass (the
    * algorithm and conventions of gptqQuantize, f64 inside); blockSize 1..128.
