@@ -1,0 +1,177 @@
+// One forward pass per calibration size, statistics for every policy at once. With
+// full-precision propagation a layer's input does not depend on how the previous layers were
+// quantized, so the activations (attention output x, each expert's act(gate)·up) are computed
+// once and every policy only reweights rows of them. Per layer and expert, each policy's
+// Hessians are built exactly as the calibrator builds them (its used rows in token order, the
+// policy weights, native.hessianAccumulate, f32) and quantized right away (GPTQ as the quantizer
+// calls it, RTN where the policy gives no token), so only the quantized results are kept.
+import { type LoadedModel, type Routing, tensorToF32 } from "@moeq/models";
+import { native } from "@moeq/native";
+import { gptq, type IntQuantResult, quantizeIntRtn } from "@moeq/quant";
+import { type IntOutputs, type QuantTarget, quantTargets, tokenWindows } from "@moeq/runtime";
+import { type CalibrationPolicy, type Coverage, checkWeights, coverage } from "@moeq/stage-router-override";
+
+export interface QuantSettings {
+  readonly algorithm: "gptq" | "rtn";
+  readonly bits: number;
+  readonly groupSize: number;
+  readonly symmetric: boolean;
+  readonly damp: number;
+  readonly actOrder: boolean;
+}
+
+export interface PolicyRun {
+  readonly policy: string;
+  /** quantized expert projections by tensor name (what the quantizer stage writes) */
+  readonly modules: Map<string, IntOutputs>;
+  /** per MoE layer (index = layer; dense layers are absent) */
+  readonly coverage: Map<number, Coverage[]>;
+  /** tensors quantized with RTN because the policy gave their expert no token */
+  readonly rtnFallbacks: string[];
+}
+
+export interface CollectInput {
+  readonly model: LoadedModel;
+  readonly calib: string;
+  readonly seed: number;
+  readonly batchWindows: number;
+  readonly cacheDir?: string;
+  readonly policies: readonly CalibrationPolicy[];
+  readonly quant: QuantSettings;
+  readonly log?: (line: string) => void;
+}
+
+function gatherRows(x: Float32Array, cols: number, rows: ArrayLike<number>): Float32Array {
+  const out = new Float32Array(rows.length * cols);
+  for (let i = 0; i < rows.length; i++) out.set(x.subarray(rows[i] * cols, (rows[i] + 1) * cols), i * cols);
+  return out;
+}
+
+async function weightedHessian(x: Float32Array, n: number, cols: number, w: Float32Array): Promise<Float32Array> {
+  const acc = new Float64Array(cols * cols);
+  if (n > 0) await native.hessianAccumulate(acc, x, n, cols, w);
+  return Float32Array.from(acc);
+}
+
+const outputsOf = (r: IntQuantResult): IntOutputs => ({ codes: r.codes, scales: r.scales, zeros: r.zeros, gIdx: r.gIdx });
+
+export function expertTargets(model: LoadedModel): QuantTarget[] {
+  return quantTargets(model.arch, model.spec, "experts");
+}
+
+export function rtnQuantize(w: Float32Array, t: QuantTarget, q: QuantSettings): IntQuantResult {
+  return quantizeIntRtn(w, t.rows, t.cols, { bits: q.bits, groupSize: q.groupSize, symmetric: q.symmetric, clip: "minmax", name: t.tensor });
+}
+
+export function loadWeight(model: LoadedModel, t: QuantTarget): Float32Array {
+  return Float32Array.from(tensorToF32(model.source.tensor(t.tensor), t.tensor));
+}
+
+export async function collectAndQuantize(c: CollectInput): Promise<{ runs: PolicyRun[]; tokens: number }> {
+  const { model, quant: q } = c;
+  const spec = model.spec;
+  const H = spec.hiddenSize;
+  const targets = expertTargets(model);
+  const windows = await tokenWindows(c.calib, "calib", { modelDir: model.dir, vocab: spec.vocabSize, seed: c.seed, ...(c.cacheDir ? { cacheDir: c.cacheDir } : {}) });
+  const { n: N, seqLen: T } = windows;
+  const rows = N * T;
+  const batch = Math.min(c.batchWindows, N);
+  const runs: PolicyRun[] = c.policies.map((p) => ({ policy: p.name, modules: new Map(), coverage: new Map(), rtnFallbacks: [] }));
+  const engine = model.engine({ cacheBytes: 2 ** 30 });
+  let h = engine.embed(windows.ids, engine.sequences(N, T));
+  for (let L = 0; L < spec.layers.length; L++) {
+    const t0 = Date.now();
+    const residual = new Float32Array(rows * H);
+    const x = new Float32Array(rows * H);
+    for (let b0 = 0; b0 < N; b0 += batch) {
+      const nb = Math.min(batch, N - b0);
+      const a = await engine.attention(L, h.subarray(b0 * T * H, (b0 + nb) * T * H), engine.sequences(nb, T));
+      residual.set(a.residual, b0 * T * H);
+      x.set(a.x, b0 * T * H);
+    }
+    const m = spec.layers[L].mlp;
+    let y: Float32Array;
+    if (m.kind === "moe") {
+      const routing = await engine.router(L, x);
+      await calibrateLayer(c, engine, L, x, routing, m.routing, targets.filter((t) => t.layer === L), runs);
+      y = await engine.moe(L, x, routing);
+    } else {
+      y = new Float32Array(rows * H);
+      for (let r0 = 0; r0 < rows; r0 += batch * T) {
+        const nr = Math.min(batch * T, rows - r0);
+        y.set((await engine.mlp(L, x.subarray(r0 * H, (r0 + nr) * H))).out, r0 * H);
+      }
+    }
+    h = engine.finishLayer(residual, y);
+    c.log?.(`${c.calib}: layer ${L} done in ${((Date.now() - t0) / 1000).toFixed(1)} s (${c.policies.length} policies)`);
+  }
+  return { runs, tokens: rows };
+}
+
+async function calibrateLayer(
+  c: CollectInput,
+  engine: ReturnType<LoadedModel["engine"]>,
+  L: number,
+  x: Float32Array,
+  routing: Routing,
+  routingSpec: Parameters<CalibrationPolicy["weights"]>[1]["spec"],
+  targets: readonly QuantTarget[],
+  runs: PolicyRun[],
+) {
+  const { model, quant: q } = c;
+  const H = model.spec.hiddenSize;
+  const E = routing.numExperts;
+  const rows = routing.rows;
+  const calibs: Float32Array[] = [];
+  for (let i = 0; i < c.policies.length; i++) {
+    const p = c.policies[i];
+    const w = checkWeights(await p.weights(routing, { layer: L, spec: routingSpec }), routing, `policy ${p.name} (layer ${L})`);
+    calibs.push(w);
+    runs[i].coverage.set(L, coverage(routing, w));
+  }
+  for (let e = 0; e < E; e++) {
+    const et = targets.filter((t) => t.expert === e);
+    if (et.length === 0) continue;
+    const weights = new Map(et.map((t) => [t.tensor, loadWeight(model, t)]));
+    // rows any policy uses, in token order; each policy takes its subset (order kept)
+    const union: number[] = [];
+    for (let t = 0; t < rows; t++) if (calibs.some((w) => w[t * E + e] > 0)) union.push(t);
+    let xe: Float32Array = new Float32Array(0);
+    let act: Float32Array = new Float32Array(0);
+    let I = 0;
+    if (union.length > 0 && q.algorithm === "gptq") {
+      xe = gatherRows(x, H, union);
+      act = (await engine.expert(L, e, xe)).act;
+      I = act.length / union.length;
+    }
+    for (let i = 0; i < c.policies.length; i++) {
+      const cw = calibs[i];
+      const pos: number[] = [];
+      for (let u = 0; u < union.length; u++) if (cw[union[u] * E + e] > 0) pos.push(u);
+      const run = runs[i];
+      if (pos.length === 0 || q.algorithm === "rtn") {
+        for (const t of et) {
+          run.modules.set(t.tensor, outputsOf(rtnQuantize(weights.get(t.tensor)!, t, q)));
+          if (q.algorithm === "gptq") run.rtnFallbacks.push(t.tensor);
+        }
+        continue;
+      }
+      const w = Float32Array.from(pos, (u) => cw[union[u] * E + e]);
+      const mass = w.reduce((s, v) => s + v, 0);
+      const hIn = await weightedHessian(gatherRows(xe, H, pos), pos.length, H, w);
+      const hDown = await weightedHessian(gatherRows(act, I, pos), pos.length, I, w);
+      for (const t of et) {
+        const res = await gptq(weights.get(t.tensor)!, t.rows, t.cols, t.proj === "down_proj" ? hDown : hIn, {
+          bits: q.bits,
+          groupSize: q.groupSize,
+          symmetric: q.symmetric,
+          actOrder: q.actOrder,
+          damp: q.damp,
+          hessianWeight: mass,
+          name: t.tensor,
+        });
+        run.modules.set(t.tensor, outputsOf(res));
+      }
+    }
+  }
+}
