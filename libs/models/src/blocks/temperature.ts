@@ -7,9 +7,9 @@ export function applyQTemperature(
   t: { readonly floorScale: number; readonly attnScale: number },
 ): void {
   for (let r = 0; r < positions.length; r++) {
-    const s = Math.fround(
-      Math.fround(Math.log1p(Math.floor(Math.fround(positions[r] + 1) / t.floorScale)) * t.attnScale) + 1,
-    );
+    // f32 throughout, as torch does on the float32 cache_position
+    const steps = Math.floor(Math.fround(Math.fround(positions[r] + 1) / t.floorScale));
+    const s = Math.fround(Math.fround(Math.fround(Math.log1p(steps)) * t.attnScale) + 1);
     if (s === 1) continue;
     for (let c = 0; c < rowWidth; c++) q[r * rowWidth + c] = Math.fround(q[r * rowWidth + c] * s);
   }
