@@ -6,6 +6,9 @@
 //   propagate e·U_i,j to the block's later columns; after the block, one GEMM carries the block's
 //   errors to all later columns. A group's scale/zero come from the weights as they were at the
 //   start of the block that holds the group's first column ("block-start weights").
+// Each group's scale is rounded to the dtype the checkpoint stores it in (f32, bf16 or f16, round to
+// nearest even through f32 as a PyTorch cast does) before its zero point, codes, dequant and error
+// are computed, so that a reader decoding f32((code − zero)·stored scale) gets our dequant exactly.
 // Within a block the rows are independent, so each pool thread walks whole rows through the block
 // (a row's block segment stays in L1); the cross-block update is a dgemm. gptqRef is a scalar,
 // unblocked reference (own Cholesky, error propagated to every later column at once).
@@ -13,6 +16,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <memory>
 #include <numeric>
 #include <stdexcept>
@@ -33,7 +37,10 @@ void dpotri_(const char* uplo, const int* n, double* a, const int* lda, int* inf
 namespace moeq {
 namespace {
 
+enum class ScaleDtype { F32, BF16, F16 };
+
 struct GptqSpec {
+  ScaleDtype scaleDtype = ScaleDtype::F32;
   int bits = 4;
   int64_t group = 128;  // -1 = one group per row
   bool sym = true, actOrder = false;
@@ -64,8 +71,37 @@ inline int64_t nGroups(const GptqSpec& s, int64_t cols) {
 // torch.round rounds half to even; nearbyint does under the default FE_TONEAREST mode.
 inline double roundEven(double v) { return std::nearbyint(v); }
 
-// The oracle's find_params on one row's group values.
-inline void findParams(const double* x, int64_t len, int bits, bool sym, double& scale, double& zero) {
+const char* dtypeName(ScaleDtype d) { return d == ScaleDtype::F32 ? "f32" : d == ScaleDtype::BF16 ? "bf16" : "f16"; }
+
+// A positive f64 scale as the stored dtype holds it: f64 → f32 (RNE), then, for bf16 / f16, RNE to
+// 8 / 11 significant bits on that dtype's grid (subnormal quantum 2^-133 / 2^-24). A scale that
+// underflows becomes the dtype's smallest positive value, so codes stay finite; one that
+// overflows cannot be stored at all.
+double roundScale(double scale, ScaleDtype d) {
+  const float f = static_cast<float>(scale);
+  double v = f;
+  if (d != ScaleDtype::F32 && v > 0 && std::isfinite(v)) {
+    int ex = 0;
+    std::frexp(v, &ex);  // v = m·2^ex, m ∈ [0.5, 1)
+    const int bits = d == ScaleDtype::BF16 ? 8 : 11;
+    const int minExp = d == ScaleDtype::BF16 ? -133 : -24;
+    const double q = std::ldexp(1.0, std::max(ex - bits, minExp));
+    v = std::nearbyint(v / q) * q;  // exact: v / q and the product only shift exponents
+  }
+  const double maxFinite = d == ScaleDtype::F32   ? double(std::numeric_limits<float>::max())
+                           : d == ScaleDtype::BF16 ? std::ldexp(255.0, 120)  // 0x7F7F
+                                                   : 65504.0;
+  if (!(v <= maxFinite))
+    throw std::runtime_error("group scale " + std::to_string(scale) + " overflows " + dtypeName(d) +
+                             " (weights too large to store their scale in this dtype)");
+  if (v == 0) v = std::ldexp(1.0, d == ScaleDtype::F32 ? -149 : d == ScaleDtype::BF16 ? -133 : -24);
+  return v;
+}
+
+// The oracle's find_params on one row's group values, with the scale rounded to its stored dtype
+// first (the zero point is derived from that scale, and clamped: a scale rounded down can push
+// −xmin/scale just past maxq).
+inline void findParams(const double* x, int64_t len, int bits, bool sym, ScaleDtype sd, double& scale, double& zero) {
   const double maxq = std::ldexp(1.0, bits) - 1;
   double xmin = 0, xmax = 0;
   for (int64_t i = 0; i < len; i++) {
@@ -80,8 +116,8 @@ inline void findParams(const double* x, int64_t len, int bits, bool sym, double&
     xmin = -1;
     xmax = 1;
   }
-  scale = (xmax - xmin) / maxq;
-  zero = sym ? (maxq + 1) / 2 : roundEven(-xmin / scale);
+  scale = roundScale((xmax - xmin) / maxq, sd);
+  zero = sym ? (maxq + 1) / 2 : std::clamp(roundEven(-xmin / scale), 0.0, maxq);
 }
 
 inline double quantCode(double x, double scale, double zero, double maxq) {
@@ -219,7 +255,7 @@ void quantizeBlockRows(GptqIO& io, const GptqSpec& s, const double* W, const dou
     for (int64_t i = 0; i < bs; i++) {
       const int64_t col = i1 + i;
       if (col % g == 0) {
-        findParams(wRow + col, std::min(g, n - col), s.bits, s.sym, scale, zero);
+        findParams(wRow + col, std::min(g, n - col), s.bits, s.sym, s.scaleDtype, scale, zero);
         io.scales[r * nG + col / g] = static_cast<float>(scale);
         io.zeros[r * nG + col / g] = static_cast<int32_t>(zero);
       }
@@ -309,7 +345,7 @@ void gptqRef(GptqIO& io, const GptqSpec& s) {
     if (col % s.blockSize == 0) snapshot = W;
     for (int64_t r = 0; r < rows; r++) {
       if (col % g == 0) {
-        findParams(snapshot.data() + r * n + col, std::min(g, n - col), s.bits, s.sym, scale[r], zero[r]);
+        findParams(snapshot.data() + r * n + col, std::min(g, n - col), s.bits, s.sym, s.scaleDtype, scale[r], zero[r]);
         io.scales[r * nG + col / g] = static_cast<float>(scale[r]);
         io.zeros[r * nG + col / g] = static_cast<int32_t>(zero[r]);
       }
@@ -325,7 +361,8 @@ void gptqRef(GptqIO& io, const GptqSpec& s) {
   finish(io, s, false);
 }
 
-// (w: Float32Array, rows, cols, h: Float32Array|Float64Array, bits, groupSize, sym, actOrder, damp, blockSize)
+// (w: Float32Array, rows, cols, h: Float32Array|Float64Array, bits, groupSize, sym, actOrder, damp, blockSize,
+//  scaleDtype?: "f32" | "bf16" | "f16")
 struct GptqCall {
   GptqIO io;
   GptqSpec spec;
@@ -360,6 +397,14 @@ GptqCall parseGptq(const Napi::CallbackInfo& info) {
   c.spec.actOrder = boolArg(info, 7, false);
   c.spec.damp = numArg(info, 8, "gptq: damp");
   c.spec.blockSize = intArg(info, 9, "gptq: blockSize");
+  if (info.Length() > 10 && !info[10].IsUndefined()) {
+    if (!info[10].IsString()) throw Napi::TypeError::New(env, "gptq: scaleDtype must be \"f32\", \"bf16\" or \"f16\"");
+    const std::string sd = info[10].As<Napi::String>().Utf8Value();
+    if (sd == "f32") c.spec.scaleDtype = ScaleDtype::F32;
+    else if (sd == "bf16") c.spec.scaleDtype = ScaleDtype::BF16;
+    else if (sd == "f16") c.spec.scaleDtype = ScaleDtype::F16;
+    else throw Napi::TypeError::New(env, "gptq: scaleDtype must be \"f32\", \"bf16\" or \"f16\", got \"" + sd + "\"");
+  }
   require(env, c.spec.bits >= 2 && c.spec.bits <= 8, "gptq: bits must be 2..8, got " + std::to_string(c.spec.bits));
   require(env, c.spec.group == -1 || c.spec.group > 0, "gptq: groupSize must be -1 or positive");
   require(env, c.spec.blockSize > 0, "gptq: blockSize must be positive");

@@ -55,3 +55,38 @@ export function loadGptqCases(): Array<{ c: GptqCase; t: ReturnType<typeof readS
   const cases = JSON.parse(readFileSync(join(gptqFixtureDir, "cases.json"), "utf8")) as GptqCase[];
   return cases.map((c) => ({ c, t: readSafetensors(join(gptqFixtureDir, `${c.name}.safetensors`)) }));
 }
+
+/**
+ * Codes vs the oracle's, row by row in quantization order. The oracle keeps f64 scales, ours are
+ * rounded to f32 first. In a symmetric scheme (scale = 2·max/maxq) a group's −max value sits on
+ * the tie x/scale = −2^(b−1) + ½: the f64 scale rounds it half-to-even to code 0, a scale rounded
+ * up by one ulp to code 1, and GPTQ then carries a different error through the rest of that row.
+ * Returns the share of identical codes over the other rows and the number of such tie rows.
+ */
+export function codesVsOracle(
+  ours: ArrayLike<number>,
+  oracle: (i: number) => number,
+  rows: number,
+  cols: number,
+  sym: boolean,
+  perm: ArrayLike<number>,
+) {
+  let same = 0;
+  let counted = 0;
+  let tieRows = 0;
+  for (let r = 0; r < rows; r++) {
+    let first = -1;
+    let rowSame = 0;
+    for (let j = 0; j < cols; j++) {
+      const i = r * cols + perm[j];
+      if (ours[i] === oracle(i)) rowSame++;
+      else if (first < 0) first = i;
+    }
+    if (first >= 0 && sym && oracle(first) === 0 && ours[first] === 1) tieRows++;
+    else {
+      same += rowSame;
+      counted += cols;
+    }
+  }
+  return { same: counted === 0 ? 1 : same / counted, tieRows };
+}

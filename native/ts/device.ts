@@ -65,8 +65,12 @@ export function deviceKernels(d: DeviceSpec): DeviceKernels {
   const cu = cudaKernels(d.index);
   return {
     hessianAccumulate: (h, x, tokens, cols, w) => cudaHessian(cu, d.index, h, x, tokens, cols, w ?? null),
-    gptqQuantize: (w, rows, cols, h, bits, groupSize, symmetric, actOrder, damp, blockSize) =>
-      cudaGptqOne(cu, d.index, w, rows, cols, h, bits, groupSize, symmetric, actOrder, damp, blockSize),
+    gptqQuantize: (w, rows, cols, h, bits, groupSize, symmetric, actOrder, damp, blockSize, scaleDtype) => {
+      // the batched CUDA kernel keeps unrounded scales; refuse rather than return scales a checkpoint cannot hold
+      if (scaleDtype !== undefined && scaleDtype !== "f32")
+        return Promise.reject(new RangeError(`gptqQuantize (cuda): scaleDtype ${scaleDtype} is not supported yet`));
+      return cudaGptqOne(cu, d.index, w, rows, cols, h, bits, groupSize, symmetric, actOrder, damp, blockSize);
+    },
   };
 }
 

@@ -11,7 +11,7 @@ import type { QuantKernels } from "./kernels/quant.ts";
 import type { ShmKernels } from "./kernels/shm.ts";
 
 export type { GemmMixedItem, GemmMixedKernels, WeightDtype } from "./kernels/gemm.ts";
-export type { GptqNativeResult } from "./kernels/quant.ts";
+export type { GptqNativeResult, GptqScaleDtype } from "./kernels/quant.ts";
 export type { AttentionKernels, CudaKernels, GemmKernels, IoKernels, OpsKernels, QuantKernels, ShmKernels };
 
 /** The CUDA entry points exist only when withCuda is true (use cudaKernels() from ./device.ts). */

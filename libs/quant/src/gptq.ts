@@ -3,6 +3,9 @@
 // weighted sum S = Σ_t w_t·x_t·x_tᵀ (native hessianAccumulate); pass it with
 // `hessianWeight: Σ_t w_t` and it is rescaled to 2·S/Σw before quantization, so the reported loss
 // is in the same units as the oracle's. Without hessianWeight, h is used as given.
+// options.scaleDtype rounds each group's scale to the checkpoint's scale dtype inside the kernel,
+// before codes and error feedback, so the returned scales are exact in it and dequant is bit for
+// bit f32((code − zero)·scale).
 import { native } from "@moeq/native";
 import {
   GptqNumericalError,
@@ -69,6 +72,7 @@ export async function gptq(
       options.actOrder,
       damp,
       blockSize,
+      options.scaleDtype ?? "f32",
     );
   } catch (e) {
     throw new GptqNumericalError({ tensor, reason: e instanceof Error ? e.message : String(e) });

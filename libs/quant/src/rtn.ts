@@ -3,16 +3,19 @@
 // range by factors p = 1, 1 − 1/grid, … (down to 1 − maxShrink) and keeps the p minimising
 // Σ|dequant − x|^norm: the search of GPTQ's Quantizer (mse=True: grid 100, maxshrink 0.8,
 // norm 2.4); llm-compressor's MSE observer runs the same search with maxshrink 0.2 and stops after
-// `patience` (5) candidates without improvement — pass those to reproduce it.
+// `patience` (5) candidates without improvement — pass those to reproduce it. Candidates are
+// scored with their scale already rounded to the stored dtype: the error of what will be served.
 import {
   groupCount,
   IntQuantInputError,
+  intDequantValue,
   type IntQuantOptions,
   type IntQuantResult,
   maxCode,
   minMaxRange,
   paramsFromRange,
   quantCode,
+  type ScaleDtype,
   validateIntOptions,
 } from "./int.ts";
 
@@ -37,16 +40,17 @@ function mseParams(
   xmax: number,
   bits: number,
   symmetric: boolean,
+  scaleDtype: ScaleDtype,
   o: Required<MseClipOptions>,
 ) {
   const maxq = maxCode(bits);
   let best = Number.POSITIVE_INFINITY;
-  let bestParams = paramsFromRange(xmin, xmax, bits, symmetric);
+  let bestParams = paramsFromRange(xmin, xmax, bits, symmetric, scaleDtype);
   let sinceBest = 0;
   const steps = Math.floor(o.maxShrink * o.grid);
   for (let i = 0; i < steps; i++) {
     const p = 1 - i / o.grid;
-    const cand = paramsFromRange(p * xmin, p * xmax, bits, symmetric);
+    const cand = paramsFromRange(p * xmin, p * xmax, bits, symmetric, scaleDtype);
     let err = 0;
     for (let j = start; j < start + len; j++) {
       const q = cand.scale * (quantCode(w[j], cand.scale, cand.zero, maxq) - cand.zero);
@@ -76,6 +80,7 @@ export function quantizeIntRtn(w: Float32Array, rows: number, cols: number, opti
   if (!(mse.grid >= 1 && mse.maxShrink > 0 && mse.maxShrink < 1 && mse.norm > 0 && mse.patience >= 1))
     throw new IntQuantInputError({ tensor, reason: `invalid mse options ${JSON.stringify(options.mse)}` });
   const { bits, symmetric } = options;
+  const scaleDtype = options.scaleDtype ?? "f32";
   const g = options.groupSize === -1 ? cols : options.groupSize;
   const nG = groupCount(cols, options.groupSize);
   const maxq = maxCode(bits);
@@ -90,16 +95,21 @@ export function quantizeIntRtn(w: Float32Array, rows: number, cols: number, opti
       const start = r * cols + gi * g;
       const len = Math.min(g, cols - gi * g);
       const { xmin, xmax } = minMaxRange(w, start, len, symmetric);
+      const minmax = paramsFromRange(xmin, xmax, bits, symmetric, scaleDtype);
+      // mse candidates only shrink the range, so a finite min/max scale bounds them all
+      if (!Number.isFinite(minmax.scale))
+        throw new IntQuantInputError({
+          tensor,
+          reason: `row ${r} group ${gi}: scale ${(xmax - xmin) / maxq} overflows ${scaleDtype} (range [${xmin}, ${xmax}])`,
+        });
       const { scale, zero } =
-        options.clip === "mse"
-          ? mseParams(w, start, len, xmin, xmax, bits, symmetric, mse)
-          : paramsFromRange(xmin, xmax, bits, symmetric);
+        options.clip === "mse" ? mseParams(w, start, len, xmin, xmax, bits, symmetric, scaleDtype, mse) : minmax;
       scales[r * nG + gi] = scale;
       zeros[r * nG + gi] = zero;
       for (let j = start; j < start + len; j++) {
         const code = quantCode(w[j], scale, zero, maxq);
         codes[j] = code;
-        dequant[j] = scale * (code - zero);
+        dequant[j] = intDequantValue(code, zero, scale);
       }
     }
   return { codes, scales, zeros, gIdx, dequant, bits, groupSize: options.groupSize, symmetric };

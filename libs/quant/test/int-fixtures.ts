@@ -70,3 +70,75 @@ export function rng(seed: number) {
     return s / 2 ** 32;
   };
 }
+
+/**
+ * Codes vs the oracle's, row by row. The oracle keeps f64 scales; ours are rounded to f32 (or
+ * narrower) first. In a symmetric scheme (scale = 2·max/maxq) a group's −max value sits exactly
+ * on the tie x/scale = −maxq/2 = −2^(b−1) + ½, which the f64 scale rounds half-to-even to code 0
+ * and a scale rounded up by even one ulp puts at code 1. GPTQ then
+ * propagates a different error through the rest of that row, so such a row may differ further.
+ * Returns the share of identical codes over the other rows and how many rows began with that tie.
+ */
+export function codesVsOracle(
+  ours: ArrayLike<number>,
+  oracle: (i: number) => number,
+  rows: number,
+  cols: number,
+  sym: boolean,
+  perm: ArrayLike<number>,
+) {
+  let same = 0;
+  let counted = 0;
+  let tieRows = 0;
+  for (let r = 0; r < rows; r++) {
+    let first = -1;
+    let rowSame = 0;
+    for (let j = 0; j < cols; j++) {
+      const i = r * cols + perm[j]; // quantization order: the order errors propagate in
+      if (ours[i] === oracle(i)) rowSame++;
+      else if (first < 0) first = i;
+    }
+    if (first >= 0 && sym && oracle(first) === 0 && ours[first] === 1) tieRows++;
+    else {
+      same += rowSame;
+      counted += cols;
+    }
+  }
+  return { same: counted === 0 ? 1 : same / counted, tieRows };
+}
+
+/**
+ * The oracle's round-to-nearest written out plainly with an UNROUNDED f64 scale (the oracle's own
+ * arithmetic): codes, dequant, and which values sat on a half-way tie of x/scale (to f64 rounding).
+ */
+export function rtnF64(w: Float32Array, rows: number, cols: number, bits: number, group: number, sym: boolean) {
+  const maxq = 2 ** bits - 1;
+  const g = group === -1 ? cols : group;
+  const codes = new Int32Array(rows * cols);
+  const dequant = new Float32Array(rows * cols);
+  const tie = new Uint8Array(rows * cols);
+  const even = (v: number) => (Math.abs(v % 1) === 0.5 ? 2 * Math.round(v / 2) : Math.round(v));
+  for (let r = 0; r < rows; r++)
+    for (let c0 = 0; c0 < cols; c0 += g) {
+      const end = Math.min(cols, c0 + g);
+      let lo = 0;
+      let hi = 0;
+      for (let c = c0; c < end; c++) {
+        lo = Math.min(lo, w[r * cols + c]);
+        hi = Math.max(hi, w[r * cols + c]);
+      }
+      if (sym) [lo, hi] = [-Math.max(-lo, hi), Math.max(-lo, hi)];
+      if (lo === 0 && hi === 0) [lo, hi] = [-1, 1];
+      const scale = (hi - lo) / maxq;
+      const zero = sym ? (maxq + 1) / 2 : even(-lo / scale);
+      for (let c = c0; c < end; c++) {
+        const i = r * cols + c;
+        const v = w[i] / scale;
+        // within what rounding the scale to f32 (2^-24 relative) can move x/scale
+        tie[i] = Math.abs(Math.abs(v % 1) - 0.5) <= Math.abs(v) * 2 ** -23 ? 1 : 0;
+        codes[i] = Math.min(maxq, Math.max(0, even(v) + zero));
+        dequant[i] = scale * (codes[i] - zero);
+      }
+    }
+  return { codes, dequant, tie };
+}

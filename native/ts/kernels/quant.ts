@@ -4,8 +4,15 @@
  * What gptqQuantize returns. codes are unsigned 0..2^bits−1 in the original column order;
  * scales / zeros are per (row, group) [rows, nGroups] in quantization order (group g covers
  * quantization positions g·groupSize…, i.e. original columns c with gIdx[c] = g); dequant[r,c] =
- * scales[r, gIdx[c]]·(codes[r,c] − zeros[r, gIdx[c]]); perm[j] = original column quantized j-th.
+ * f32(scales[r, gIdx[c]]·(codes[r,c] − zeros[r, gIdx[c]])) bit for bit, every scale exactly
+ * representable in the requested scale dtype; perm[j] = original column quantized j-th.
  */
+/**
+ * The dtype a checkpoint stores the group scales in. Each scale is rounded to it (RNE through f32,
+ * as a PyTorch cast) before codes, dequant and error feedback use it; default "f32".
+ */
+export type GptqScaleDtype = "f32" | "bf16" | "f16";
+
 export interface GptqNativeResult {
   codes: Uint8Array;
   scales: Float32Array;
@@ -55,6 +62,7 @@ export interface QuantKernels {
     actOrder: boolean,
     damp: number,
     blockSize: number,
+    scaleDtype?: GptqScaleDtype,
   ): Promise<GptqNativeResult>;
   gptqQuantizeSync(
     w: Float32Array,
@@ -67,6 +75,7 @@ export interface QuantKernels {
     actOrder: boolean,
     damp: number,
     blockSize: number,
+    scaleDtype?: GptqScaleDtype,
   ): GptqNativeResult;
   /** Scalar, unblocked reference (own Cholesky): same results up to float rounding. */
   gptqQuantizeRef(
@@ -80,5 +89,6 @@ export interface QuantKernels {
     actOrder: boolean,
     damp: number,
     blockSize: number,
+    scaleDtype?: GptqScaleDtype,
   ): GptqNativeResult;
 }
