@@ -1,6 +1,6 @@
 // Runs the GPU-vs-CPU checks of test/cuda_checks.ts without vitest (the GPU machine has Node but
 // no node_modules): `node native/bench/gpu/check.ts [out.json]`. Exit 1 when any check fails.
-import { writeFileSync } from "node:fs";
+import { renameSync, writeFileSync } from "node:fs";
 import * as c from "../../test/cuda_checks.ts";
 import { native } from "../../ts/index.ts";
 
@@ -36,7 +36,10 @@ await run("gptq-batched", () => c.checkGptqBatched(14));
 await run("moe-calibrate", () => c.checkMoeCalibrate(15));
 await run("rejections", () => c.checkRejections());
 await run("ipc-two-process", () => c.checkIpc());
-if (process.argv[2]) writeFileSync(process.argv[2], JSON.stringify(rows, null, 1));
+if (process.argv[2]) {
+  writeFileSync(`${process.argv[2]}.tmp`, JSON.stringify(rows, null, 1));
+  renameSync(`${process.argv[2]}.tmp`, process.argv[2]);
+}
 const failed = rows.filter((r) => !r.ok).length;
 console.log(`checks: ${rows.length - failed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);

@@ -5,7 +5,7 @@
 //   node native/bench/gpu/layer.ts --anchor anchor.json [--out result.json] [--tokens 65536]
 //        [--experts 128] [--hidden 2048] [--inter 768] [--precision tf32] [--min-ratio 20]
 // Exit 1 when moeq is less than --min-ratio times faster than the anchor's per-layer estimate.
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { cudaKernels, native } from "../../ts/index.ts";
 import type { CudaBuffer, CudaPrecision } from "../../ts/kernels/cuda.ts";
 
@@ -170,7 +170,11 @@ const result = {
   spot_check: spot,
   losses: { gateUp: runs[0].lossGateUp, down: runs[0].lossDown },
 };
-if (args.get("out")) writeFileSync(args.get("out") as string, JSON.stringify(result, null, 1));
+const outPath = args.get("out");
+if (outPath) {
+  writeFileSync(`${outPath}.tmp`, JSON.stringify(result, null, 1));
+  renameSync(`${outPath}.tmp`, outPath);
+}
 console.log(JSON.stringify(result, null, 1));
 console.log("| what | value |\n| --- | --- |");
 console.log(`| GPU | ${info.name} |`);

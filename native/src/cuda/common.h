@@ -60,7 +60,7 @@ struct Lane {
   cublasHandle_t blas = nullptr;
   cusolverDnHandle_t solver = nullptr;
 };
-constexpr int kLanes = 4;
+constexpr int kLanes = 16;
 
 struct DeviceContext {
   int device = 0;

@@ -4,7 +4,8 @@
 //             reversed Hessian gathered into quantization order, f64.
 //   factor    U = chol(H⁻¹) upper without forming H⁻¹: with P the reversal permutation,
 //             P·H·P = M·Mᵀ (cuSOLVER potrf) gives H = R·Rᵀ with R = P·M·P upper, so H⁻¹ = R⁻ᵀ·R⁻¹
-//             and U = R⁻¹ = P·M⁻¹·P (one triangular solve). Experts spread over kLanes streams.
+//             and U = R⁻¹ = P·M⁻¹·P (one triangular solve). Experts spread over kLanes (16)
+//             streams: one potrf of n = 2048 is latency-bound and leaves most of the chip idle.
 //   sweep     per 128-column block, one kernel for every (expert, row): a warp owns a row, its
 //             128-column segment in registers (column 32·k + lane in slot k), the expert's
 //             128×128 block of U in shared memory; the error of column i is broadcast with a
