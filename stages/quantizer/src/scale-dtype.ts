@@ -1,0 +1,11 @@
+// The dtype the target checkpoint stores integer scales in, so the quantizer rounds to it up front
+// and what serving engines decode is what we quantized and evaluated: compressed-tensors keeps
+// weight_scale in the weight's own float dtype (bf16 for bf16 checkpoints), GPTQ checkpoints keep
+// `scales` as F16 (their kernels compute in f16).
+import type { ScaleDtype } from "@moeq/quant";
+
+export function scaleDtypeFor(format: string, weightDtype: string): ScaleDtype {
+  if (format === "gptq" || format === "gptq-v2") return "f16";
+  if (format === "compressed-tensors") return weightDtype === "BF16" ? "bf16" : weightDtype === "F16" ? "f16" : "f32";
+  return "f32";
+}
