@@ -14,7 +14,7 @@ import {
 } from "@opentelemetry/api";
 import { Clock } from "effect";
 import { Attr, type Operation, SpanNames, type WorkAttributes, workAttributes } from "./attributes.ts";
-import { extractTraceContext, type TraceHeaderReader } from "./propagation.ts";
+import { contextFromTraceparent, extractTraceContext, type TraceHeaderReader } from "./propagation.ts";
 import { activeTelemetry } from "./telemetry.ts";
 
 export type { Span };
@@ -29,6 +29,12 @@ export interface SpanOptions {
   readonly parent?: Context;
   /** Continue the trace in these message headers (their span becomes the parent). Wins over `parent`. */
   readonly headers?: TraceHeaderReader;
+  /**
+   * Continue the trace of a `traceparent` string (what @moeq/bus hands a work-queue consumer as
+   * `delivery.traceparent`). Wins over `parent` and `headers`.
+   */
+  readonly traceparent?: string;
+  readonly tracestate?: string;
   /** Record the wall time of `fn` as `moeq.compute_ms` unless `fn` set it. */
   readonly computeTime?: boolean;
 }
@@ -48,6 +54,7 @@ function start(name: string, attrs: Attributes | undefined, o: SpanOptions | und
   const t = activeTelemetry()!;
   let parent = o?.parent ?? context.active();
   if (o?.headers) parent = extractTraceContext(o.headers, parent);
+  if (o?.traceparent) parent = contextFromTraceparent(o.traceparent, o.tracestate, parent);
   const span = t.tracer.startSpan(
     name,
     { kind: o?.kind ?? SpanKind.INTERNAL, startTime: nowHr(), ...(attrs ? { attributes: attrs } : {}) },
@@ -145,8 +152,9 @@ export function expertSpan<T>(
 
 /**
  * One (layer, expert, projection) operation: a span named `op` with the work attributes and
- * `moeq.compute_ms`. Pass the work item's message headers as `o.headers` in a consumer so the span
- * is a child of the producer's, and `queueWaitMs` (publish → receive) in `w`.
+ * `moeq.compute_ms`. In a consumer, pass the message headers as `o.headers` (or the delivery's
+ * `traceparent` as `o.traceparent`) so the span is a CONSUMER child of the producer's span, and
+ * `queueWaitMs` (publish → receive) in `w`.
  */
 export function projectionSpan<T>(
   op: Operation,
@@ -157,7 +165,7 @@ export function projectionSpan<T>(
   if (activeTelemetry() === undefined) return withSpan(op, undefined, fn);
   return withSpan(op, workAttributes(w), fn, {
     computeTime: true,
-    ...(o?.headers ? { kind: SpanKind.CONSUMER } : {}),
+    ...(o?.headers || o?.traceparent ? { kind: SpanKind.CONSUMER } : {}),
     ...o,
   });
 }

@@ -51,7 +51,7 @@ export function runChild(
   script: string,
   args: string[],
   env: NodeJS.ProcessEnv,
-  timeoutMs = 20_000,
+  timeoutMs = 90_000,
 ): { proc: ChildProcess; done: Promise<ChildResult> } {
   const proc = spawn(process.execPath, [join(fixtures, script), ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";

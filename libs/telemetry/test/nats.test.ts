@@ -10,7 +10,10 @@ import { Attr, initTelemetry, readTraceFile, runSpan, type TraceFileSpan, traceE
 import { cleanEnv, runChild, tempDir } from "./helpers.ts";
 
 describe("trace context across processes over NATS", () => {
-  it("gives one trace id, stage spans under the run span, and each consumer span under its producer span", async () => {
+  // Three Node processes start here (a few seconds each on a loaded 2-core CI machine).
+  it("gives one trace id, stage spans under the run span, and each consumer span under its producer span", {
+    timeout: 120_000,
+  }, async () => {
     using tmp = tempDir("nats");
     const file = join(tmp.dir, "run.jsonl");
     const nats = await startNatsServer();
@@ -27,7 +30,11 @@ describe("trace context across processes over NATS", () => {
           consumer.done.then((r) => reject(new Error(`consumer exited early (${r.code}): ${r.stderr}`)), reject);
         });
         const producer = await runChild("producer.ts", args, env).done;
-        expect(producer.code, producer.stderr).toBe(0);
+        if (producer.code !== 0) consumer.proc.kill();
+        expect(
+          producer.code,
+          `producer: ${producer.stderr}\nconsumer: ${(await Promise.race([consumer.done, Promise.resolve(undefined)]))?.stderr ?? "running"}`,
+        ).toBe(0);
         const { connect } = await import("@nats-io/transport-node");
         const nc = await connect({ servers: nats.url, token: nats.token });
         nc.publish(`moeq.test.${runId}.work.stop`, "");

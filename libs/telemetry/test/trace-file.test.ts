@@ -206,6 +206,27 @@ describe("--trace-file: OTLP JSON lines", () => {
     }
   });
 
+  it("continues a traceparent string (a work-queue delivery) as a CONSUMER child of the remote span", async () => {
+    using tmp = tempDir("traceparent");
+    const file = join(tmp.dir, "trace.jsonl");
+    const t = initTelemetry({ serviceName: "quantizer", runId: "r", stageVersion: "0", traceFile: file, env: {} });
+    const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    await stageSpan(() =>
+      projectionSpan("quantize", { layer: 2, expert: 5, proj: "down_proj", queueWaitMs: 12.5 }, () => {}, {
+        traceparent,
+      }),
+    );
+    await t.shutdown();
+    const q = readTraceFile(file).find((s) => s.name === "quantize")!;
+    expect(q).toMatchObject({ traceId: "0af7651916cd43dd8448eb211c80319c", parentSpanId: "b7ad6b7169203331", kind: 5 });
+    expect(q.attributes).toMatchObject({
+      [Attr.layer]: 2,
+      [Attr.expert]: 5,
+      [Attr.proj]: "down_proj",
+      [Attr.queueWaitMs]: 12.5,
+    });
+  });
+
   it("records a failing span with status ERROR and an exception event, and rethrows", async () => {
     using tmp = tempDir("error");
     const file = join(tmp.dir, "trace.jsonl");
