@@ -85,6 +85,17 @@ const roundHalfEven = (x) => {
   return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 };
 
+// compressed-tensors stores weight_scale in the weight's dtype (bf16 here): round each scale to it
+// (f64 → f32 → bf16, round to nearest even as torch casts) before the zero point and codes use
+// it, so the checkpoint decodes to exactly what was quantized. The zero point is clamped because
+// a scale rounded down can put −xmin/scale just past maxq.
+const scaleToBf16 = (x) => {
+  f32[0] = x;
+  const u = u32[0];
+  u32[0] = ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) << 16;
+  return f32[0] || 2 ** -133;
+};
+
 function rtn(w, rows, cols, bits, groupSize, symmetric) {
   const g = groupSize === -1 ? cols : groupSize;
   const nG = Math.ceil(cols / g);
@@ -112,8 +123,8 @@ function rtn(w, rows, cols, bits, groupSize, symmetric) {
         xmin = -1;
         xmax = 1;
       }
-      const scale = (xmax - xmin) / maxq;
-      const zero = symmetric ? (maxq + 1) / 2 : roundHalfEven(-xmin / scale);
+      const scale = scaleToBf16((xmax - xmin) / maxq);
+      const zero = symmetric ? (maxq + 1) / 2 : Math.min(maxq, Math.max(0, roundHalfEven(-xmin / scale)));
       scales[r * nG + gi] = scale;
       zeros[r * nG + gi] = zero;
       for (let j = start; j < start + len; j++) codes[j] = Math.min(maxq, Math.max(0, roundHalfEven(w[j] / scale) + zero));

@@ -4,8 +4,10 @@
 // `scales` as F16 (their kernels compute in f16).
 import type { ScaleDtype } from "@moeq/quant";
 
+/** weightDtype in either spelling: the contracts' ("bf16") or safetensors' ("BF16"). */
 export function scaleDtypeFor(format: string, weightDtype: string): ScaleDtype {
   if (format === "gptq" || format === "gptq-v2") return "f16";
-  if (format === "compressed-tensors") return weightDtype === "BF16" ? "bf16" : weightDtype === "F16" ? "f16" : "f32";
+  const d = weightDtype.toLowerCase();
+  if (format === "compressed-tensors") return d === "bf16" ? "bf16" : d === "f16" ? "f16" : "f32";
   return "f32";
 }
