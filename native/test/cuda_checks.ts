@@ -10,7 +10,8 @@ import { cudaKernels } from "../ts/device.ts";
 import { native } from "../ts/index.ts";
 import type { AttentionOptions } from "../ts/kernels/attention.ts";
 import type { CudaBuffer, CudaKernels } from "../ts/kernels/cuda.ts";
-import { loadGptqCases } from "./gptq_fixtures.ts";
+import type { GptqScaleDtype } from "../ts/kernels/quant.ts";
+import { codesVsOracle, loadGptqCases } from "./gptq_fixtures.ts";
 
 export function rng(seed: number) {
   let s = seed >>> 0;
@@ -308,8 +309,9 @@ async function gpuGptq(
   act: boolean,
   damp: number,
   bs: number,
+  scaleDtype: GptqScaleDtype = "f32",
 ): Promise<GptqRes> {
-  const r = await d.cu.cudaGptqBatched(d.up(w), d.up(h), E, rows, cols, bits, group, sym, act, damp, bs);
+  const r = await d.cu.cudaGptqBatched(d.up(w), d.up(h), E, rows, cols, bits, group, sym, act, damp, bs, scaleDtype);
   const codes = new Uint8Array(r.codes.bytes);
   const scales = new Float32Array(r.scales.bytes / 4);
   const zeros = new Int32Array(r.zeros.bytes / 4);
@@ -340,17 +342,39 @@ export async function checkGptqOracle(): Promise<string> {
           Array.from(g.perm).join() === Array.from(t.perm.data).join(),
         `${c.name}: g_idx / perm differ from the oracle`,
       );
-      let same = 0;
-      for (let r = 0; r < c.rows; r++)
-        for (let col = 0; col < c.cols; col++) {
-          const gi = r * nG + gIdx[col];
-          if (g.codes[r * c.cols + col] === Math.round(Q[r * c.cols + col] / S[gi]) + Z[gi]) same++;
-        }
-      const frac = same / (c.rows * c.cols);
+      // scales are rounded to f32 (as gptqQuantize does), which moves the symmetric −max tie:
+      // such rows are counted apart (codesVsOracle, shared with gptq.test.ts)
+      const oracleCode = (i: number) => {
+        const gi = Math.floor(i / c.cols) * nG + gIdx[i % c.cols];
+        return Math.round(Q[i] / S[gi]) + Z[gi];
+      };
+      const cmp = codesVsOracle(g.codes, oracleCode, c.rows, c.cols, c.sym, g.perm);
       const lossRatio = g.loss[0] / c.proxy_loss;
-      assert(frac >= 0.999, `${c.name}: only ${same}/${c.rows * c.cols} codes match the oracle`);
+      assert(cmp.same >= 0.999, `${c.name}: only ${(100 * cmp.same).toFixed(3)}% of codes match the oracle`);
+      assert(cmp.tieRows <= Math.ceil(c.rows * 0.02), `${c.name}: ${cmp.tieRows} tie rows`);
       assert(Math.abs(lossRatio - 1) < 0.005, `${c.name}: loss ${g.loss[0]} vs oracle ${c.proxy_loss}`);
-      lines.push(`${c.name} codes ${same}/${c.rows * c.cols} loss×${lossRatio.toFixed(5)}`);
+      // and the same inputs through the CPU kernel: identical codes
+      const cpu = native.gptqQuantizeSync(
+        W,
+        c.rows,
+        c.cols,
+        H,
+        c.bits,
+        c.group,
+        c.sym,
+        c.actorder,
+        c.damp,
+        c.blocksize,
+      );
+      let sameCpu = 0;
+      for (let i = 0; i < c.rows * c.cols; i++) if (cpu.codes[i] === g.codes[i]) sameCpu++;
+      assert(
+        sameCpu / (c.rows * c.cols) >= 0.999,
+        `${c.name}: ${sameCpu}/${c.rows * c.cols} codes match the CPU kernel`,
+      );
+      lines.push(
+        `${c.name} codes vs oracle ${(100 * cmp.same).toFixed(2)}% (${cmp.tieRows} tie rows), vs CPU ${sameCpu}/${c.rows * c.cols}, loss×${lossRatio.toFixed(5)}`,
+      );
     }
     return lines.join("; ");
   });
@@ -375,11 +399,13 @@ export async function checkGptqBatched(seed: number): Promise<string> {
   return withDev(async (d) => {
     const r = rng(seed);
     const lines: string[] = [];
-    for (const [E, rows, cols, bits, group, sym, act, bs] of [
-      [5, 70, 200, 4, 64, false, true, 128],
-      [3, 33, 131, 3, -1, true, false, 128],
-      [4, 48, 300, 4, 32, true, true, 96],
-      [2, 257, 160, 8, 128, false, false, 64],
+    for (const [E, rows, cols, bits, group, sym, act, bs, sd] of [
+      [5, 70, 200, 4, 64, false, true, 128, "f32"],
+      [3, 33, 131, 3, -1, true, false, 128, "f32"],
+      [4, 48, 300, 4, 32, true, true, 96, "f32"],
+      [2, 257, 160, 8, 128, false, false, 64, "f32"],
+      [3, 40, 192, 4, 64, false, true, 128, "bf16"],
+      [2, 37, 130, 4, 32, true, false, 64, "f16"],
     ] as const) {
       const W = randF32(E * rows * cols, r, 0.1);
       const H = new Float32Array(E * cols * cols);
@@ -387,9 +413,9 @@ export async function checkGptqBatched(seed: number): Promise<string> {
       // and its scalar reference disagree on whole rows (near-tie cascades), which tests nothing
       for (let e = 0; e < E; e++)
         H.set(calibHessian(cols, 4 * cols + 7, r, e === 1 ? [3, cols - 2] : []), e * cols * cols);
-      const g = await gpuGptq(d, W, H, E, rows, cols, bits, group, sym, act, 0.01, bs);
+      const g = await gpuGptq(d, W, H, E, rows, cols, bits, group, sym, act, 0.01, bs, sd);
       // deterministic: a second run gives the same bytes (a race would move them)
-      const g2 = await gpuGptq(d, W, H, E, rows, cols, bits, group, sym, act, 0.01, bs);
+      const g2 = await gpuGptq(d, W, H, E, rows, cols, bits, group, sym, act, 0.01, bs, sd);
       assert(
         Buffer.from(g.codes).equals(Buffer.from(g2.codes)) &&
           Buffer.from(g.dequant.buffer).equals(Buffer.from(g2.dequant.buffer)),
@@ -411,6 +437,7 @@ export async function checkGptqBatched(seed: number): Promise<string> {
           act,
           0.01,
           bs,
+          sd,
         );
         assert(
           Array.from(c.perm).join() === Array.from(g.perm.subarray(e * cols, (e + 1) * cols)).join() &&
@@ -457,8 +484,23 @@ export async function checkGptqBatched(seed: number): Promise<string> {
       );
       assert(worstLoss < 5e-3, `batched E=${E} ${rows}x${cols}: loss off the CPU reference's by ${worstLoss}`);
       lines.push(
-        `E=${E} ${rows}x${cols} w${bits} g${group} act=${act} bs=${bs}: codes ${(100 * frac).toFixed(3)}% (${rowsOff} rows differ) loss Δ ${worstLoss.toExponential(1)}`,
+        `E=${E} ${rows}x${cols} w${bits} g${group} act=${act} bs=${bs} ${sd}: codes ${(100 * frac).toFixed(3)}% (${rowsOff} rows differ) loss Δ ${worstLoss.toExponential(1)}`,
       );
+    }
+    // a scale the stored dtype cannot hold is an error naming the expert, not a silent inf
+    {
+      const [rows, cols] = [8, 64];
+      const W = randF32(2 * rows * cols, r, 1e6);
+      const H = new Float32Array(2 * cols * cols);
+      for (let e = 0; e < 2; e++) H.set(calibHessian(cols, 4 * cols + 7, r, []), e * cols * cols);
+      let msg = "no error";
+      try {
+        await gpuGptq(d, W, H, 2, rows, cols, 4, 32, true, false, 0.01, 64, "f16");
+      } catch (e) {
+        msg = (e as Error).message;
+      }
+      assert(/expert \d+: a group scale overflows f16/.test(msg), `f16 overflow not reported: ${msg}`);
+      lines.push("f16 scale overflow rejected");
     }
     return lines.join("; ");
   });

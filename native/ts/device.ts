@@ -6,7 +6,7 @@
 
 import { native } from "./index.ts";
 import type { CudaKernels } from "./kernels/cuda.ts";
-import type { GptqNativeResult, QuantKernels } from "./kernels/quant.ts";
+import type { GptqNativeResult, GptqScaleDtype, QuantKernels } from "./kernels/quant.ts";
 
 export type DeviceSpec = { readonly kind: "cpu" } | { readonly kind: "cuda"; readonly index: number };
 
@@ -65,12 +65,8 @@ export function deviceKernels(d: DeviceSpec): DeviceKernels {
   const cu = cudaKernels(d.index);
   return {
     hessianAccumulate: (h, x, tokens, cols, w) => cudaHessian(cu, d.index, h, x, tokens, cols, w ?? null),
-    gptqQuantize: (w, rows, cols, h, bits, groupSize, symmetric, actOrder, damp, blockSize, scaleDtype) => {
-      // the batched CUDA kernel keeps unrounded scales; refuse rather than return scales a checkpoint cannot hold
-      if (scaleDtype !== undefined && scaleDtype !== "f32")
-        return Promise.reject(new RangeError(`gptqQuantize (cuda): scaleDtype ${scaleDtype} is not supported yet`));
-      return cudaGptqOne(cu, d.index, w, rows, cols, h, bits, groupSize, symmetric, actOrder, damp, blockSize);
-    },
+    gptqQuantize: (w, rows, cols, h, bits, groupSize, symmetric, actOrder, damp, blockSize, scaleDtype) =>
+      cudaGptqOne(cu, d.index, w, rows, cols, h, bits, groupSize, symmetric, actOrder, damp, blockSize, scaleDtype),
   };
 }
 
@@ -118,6 +114,7 @@ async function cudaGptqOne(
   actOrder: boolean,
   damp: number,
   blockSize: number,
+  scaleDtype: GptqScaleDtype | undefined,
 ): Promise<GptqNativeResult> {
   if (w.length < rows * cols || h.length < cols * cols)
     throw new RangeError(`gptqQuantize (cuda): w or h is smaller than ${rows}×${cols}, ${cols}×${cols}`);
@@ -130,7 +127,20 @@ async function cudaGptqOne(
   try {
     cu.cudaUpload(dw, w.subarray(0, rows * cols));
     cu.cudaUpload(dh, asF32(h).subarray(0, cols * cols));
-    const r = await cu.cudaGptqBatched(dw, dh, 1, rows, cols, bits, groupSize, symmetric, actOrder, damp, blockSize);
+    const r = await cu.cudaGptqBatched(
+      dw,
+      dh,
+      1,
+      rows,
+      cols,
+      bits,
+      groupSize,
+      symmetric,
+      actOrder,
+      damp,
+      blockSize,
+      scaleDtype,
+    );
     const nG = r.scales.bytes / 4 / rows;
     const out: GptqNativeResult = {
       codes: new Uint8Array(rows * cols),

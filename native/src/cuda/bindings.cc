@@ -365,7 +365,7 @@ Napi::Value RmsNorm(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// (w, h, experts, rows, cols, bits, groupSize, symmetric, actOrder, damp, blockSize) → Promise<result>
+// (w, h, experts, rows, cols, bits, groupSize, symmetric, actOrder, damp, blockSize, scaleDtype?) → Promise<result>
 Napi::Value GptqBatched(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Buffer& w = bufferArg(info, 0, "cudaGptqBatched: w");
@@ -378,6 +378,13 @@ Napi::Value GptqBatched(const Napi::CallbackInfo& info) {
   s.actOrder = boolArg(info, 8, false);
   s.damp = numArg(info, 9, "damp");
   s.blockSize = intArg(info, 10, "blockSize");
+  if (info.Length() > 11 && !info[11].IsUndefined()) {
+    const std::string sd = info[11].IsString() ? info[11].As<Napi::String>().Utf8Value() : "";
+    if (sd == "f32") s.scaleDtype = 0;
+    else if (sd == "bf16") s.scaleDtype = 1;
+    else if (sd == "f16") s.scaleDtype = 2;
+    else throw Napi::TypeError::New(env, "cudaGptqBatched: scaleDtype must be \"f32\", \"bf16\" or \"f16\"");
+  }
   require(env, E > 0 && rows > 0 && cols > 0 && cols < 65536 && rows < (int64_t(1) << 31),
           "cudaGptqBatched: experts/rows/cols out of range");
   require(env, s.bits >= 2 && s.bits <= 8, "cudaGptqBatched: bits must be 2..8, got " + std::to_string(s.bits));

@@ -12,6 +12,8 @@
 //             shuffle. The block's errors reach the later columns through one strided-batched DGEMM.
 //   loss      tr((W−Q)·H·(W−Q)ᵀ) with the caller's W and H (DGEMM + reduction), as gptq.cc.
 // Products in the sweep use __dmul_rn / __dsub_rn: no FMA contraction, the CPU kernel's rounding.
+// Group scales are rounded to the dtype the checkpoint stores (f32 / bf16 / f16) before the zero
+// point, codes, dequant and error feedback, as gptq.cc does.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -26,6 +28,7 @@ namespace {
 constexpr int kSweepThreads = 1024;
 constexpr int kSlots = 4;  // 4 × 32 lanes = 128 columns per warp
 constexpr int kMaxBlock = kSlots * 32;
+constexpr int kScaleF32 = 0, kScaleBf16 = 1;  // 2: f16
 
 __global__ void extractDiagKernel(const float* H, float* diag, int64_t E, int64_t n) {
   int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
@@ -82,8 +85,30 @@ __global__ void gatherUKernel(const double* Minv, double* U, int64_t n) {
   }
 }
 
-__device__ __forceinline__ void findParamsDev(double xmin, double xmax, int bits, bool sym, double& scale,
-                                              double& zero) {
+// gptq.cc's roundScale: f64 → f32 (RNE), then for bf16 / f16 RNE to 8 / 11 significant bits on
+// that dtype's grid; an underflow becomes the dtype's smallest positive value, an overflow is
+// flagged (expert + 1 in *overflow) and reported by the host.
+__device__ double roundScaleDev(double scale, int sd, int64_t e, int* overflow) {
+  double v = double(__double2float_rn(scale));
+  if (sd != kScaleF32 && v > 0 && isfinite(v)) {
+    int ex = 0;
+    frexp(v, &ex);
+    const int bits = sd == kScaleBf16 ? 8 : 11;
+    const int minExp = sd == kScaleBf16 ? -133 : -24;
+    const double q = ldexp(1.0, max(ex - bits, minExp));
+    v = rint(v / q) * q;
+  }
+  const double maxFinite = sd == kScaleF32 ? 3.4028234663852886e38 : sd == kScaleBf16 ? ldexp(255.0, 120) : 65504.0;
+  if (!(v <= maxFinite)) {
+    atomicMax(overflow, int(e) + 1);
+    v = maxFinite;
+  }
+  if (v == 0) v = ldexp(1.0, sd == kScaleF32 ? -149 : sd == kScaleBf16 ? -133 : -24);
+  return v;
+}
+
+__device__ __forceinline__ void findParamsDev(double xmin, double xmax, int bits, bool sym, int sd, int64_t e,
+                                              int* overflow, double& scale, double& zero) {
   const double maxq = ldexp(1.0, bits) - 1;
   if (sym) {
     xmax = fmax(fabs(xmin), xmax);
@@ -93,8 +118,8 @@ __device__ __forceinline__ void findParamsDev(double xmin, double xmax, int bits
     xmin = -1;
     xmax = 1;
   }
-  scale = (xmax - xmin) / maxq;
-  zero = sym ? (maxq + 1) / 2 : rint(-xmin / scale);
+  scale = roundScaleDev((xmax - xmin) / maxq, sd, e, overflow);
+  zero = sym ? (maxq + 1) / 2 : fmin(fmax(rint(-xmin / scale), 0.0), maxq);
 }
 
 struct SweepArgs {
@@ -108,8 +133,9 @@ struct SweepArgs {
   uint8_t* codes;
   float* deq;
   const int32_t* perm;
+  int* overflow;
   int64_t rows, n, i1, g, nG;
-  int bs, bits;
+  int bs, bits, scaleDtype;
   bool sym;
 };
 
@@ -142,7 +168,7 @@ __global__ void __launch_bounds__(kSweepThreads) sweepKernel(SweepArgs a) {
         mx = fmax(mx, __shfl_xor_sync(0xffffffffu, mx, o));
       }
       double scale, zero;
-      findParamsDev(mn, mx, a.bits, a.sym, scale, zero);
+      findParamsDev(mn, mx, a.bits, a.sym, a.scaleDtype, e, a.overflow, scale, zero);
       if (lane == 0) {
         const int64_t gi = rowIdx * a.nG + gs / a.g;
         a.pS[gi] = scale;
@@ -344,10 +370,12 @@ void gptqBatched(DeviceContext& ctx, const float* W, const float* H, int64_t E, 
   const size_t smem = size_t(bs) * bs * 8;
   check(cudaFuncSetAttribute(sweepKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kMaxBlock * kMaxBlock * 8)),
         "gptq: sweep smem attribute");
+  Allocation dOverflow(sizeof(int), dev);
+  check(cudaMemsetAsync(dOverflow.ptr, 0, sizeof(int), st), "gptq: overflow flag");
   SweepArgs a{U, wp, static_cast<double*>(Eb.ptr), static_cast<double*>(pS.ptr), static_cast<double*>(pZ.ptr),
               static_cast<float*>(out.scales->ptr), static_cast<int32_t*>(out.zeros->ptr),
               static_cast<uint8_t*>(out.codes->ptr), static_cast<float*>(out.dequant->ptr), perm,
-              rows, n, 0, g, nG, bs, spec.bits, spec.sym};
+              static_cast<int*>(dOverflow.ptr), rows, n, 0, g, nG, bs, spec.bits, spec.scaleDtype, spec.sym};
   const unsigned gx = unsigned(std::max<int64_t>(1, (rows + 32 * 4 - 1) / (32 * 4)));
   const double minusOne = -1.0;
   check(cublasSetStream(ctx.blas, st), "gptq: cublasSetStream");
@@ -365,6 +393,12 @@ void gptqBatched(DeviceContext& ctx, const float* W, const float* H, int64_t E, 
   }
   (void)smem;
   out.secSweep = clock.lap(st);
+  int overflow = 0;
+  check(cudaMemcpy(&overflow, dOverflow.ptr, sizeof(int), cudaMemcpyDeviceToHost), "gptq: overflow flag download");
+  if (overflow)
+    throw CudaError("gptq (cuda): expert " + std::to_string(overflow - 1) + ": a group scale overflows " +
+                    (spec.scaleDtype == 0 ? "f32" : spec.scaleDtype == 1 ? "bf16" : "f16") +
+                    " (weights too large to store their scale in this dtype)");
 
   // ---- loss: D = W − Q (caller's order), T = D·H, loss = Σ D⊙T; Minv's storage holds H in f64
   Hr.reset();

@@ -14,6 +14,7 @@ struct GptqBatchSpec {
   bool sym = true, actOrder = false;
   double damp = 0.01;
   int64_t blockSize = 128;  // 1..128 (one 128-column register tile per warp)
+  int scaleDtype = 0;       // stored scale dtype: 0 f32, 1 bf16, 2 f16
 };
 
 struct GptqBatchOut {

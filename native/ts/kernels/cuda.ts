@@ -4,6 +4,7 @@
 // Matrices are row-major f32 unless named; a CudaBuffer is a byte range of a device allocation.
 
 import type { AttentionOptions } from "./attention.ts";
+import type { GptqScaleDtype } from "./quant.ts";
 
 /** A byte range of device memory. Views share the allocation; it is freed when the last goes. */
 export interface CudaBuffer {
@@ -146,7 +147,8 @@ export interface CudaKernels {
   cudaAttentionF32(q: CudaBuffer, k: CudaBuffer, v: CudaBuffer, out: CudaBuffer, opts: AttentionOptions): void;
   /**
    * GPTQ of `experts` matrices W [E, rows, cols] with Hessians h [E, cols, cols] in one pass (the
-   * algorithm and conventions of gptqQuantize, f64 inside); blockSize 1..128.
+   * algorithm and conventions of gptqQuantize, f64 inside, scales rounded to scaleDtype — default
+   * f32 — before zero points, codes and error feedback); blockSize 1..128.
    */
   cudaGptqBatched(
     w: CudaBuffer,
@@ -160,6 +162,7 @@ export interface CudaKernels {
     actOrder: boolean,
     damp: number,
     blockSize: number,
+    scaleDtype?: GptqScaleDtype,
   ): Promise<CudaGptqResult>;
   /**
    * Soft-weighted calibration of one MoE layer: router softmax over all experts, then every
