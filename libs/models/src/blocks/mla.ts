@@ -5,6 +5,7 @@
 // dims. With a DSA indexer (V3.2) and more causal keys than index_topk, each query attends only
 // to the keys the indexer selected (selectKeys + sparseAttention in ./dsa-indexer.ts).
 import { native } from "@moeq/native";
+import { ModelConfigError } from "../errors.ts";
 import type { MlaSpec } from "../spec.ts";
 import type { F32Weights } from "../weights.ts";
 import type { SequenceBatch } from "./attention.ts";
@@ -30,7 +31,11 @@ export async function mlaBlock(
     qLatent = applyNorm(w, spec.qANorm, await linear(w, spec.qA, x, rows), rows);
     q = await linear(w, spec.qB, qLatent, rows);
   } else if (spec.q) q = await linear(w, spec.q, x, rows);
-  else throw new Error(`MLA spec has neither q_proj nor q_a/q_b (output ${spec.o.weight})`);
+  else
+    throw new ModelConfigError({
+      field: "q_lora_rank",
+      message: `MLA block of ${spec.o.weight} has neither q_proj nor q_a_proj/q_a_layernorm/q_b_proj`,
+    });
 
   const kva = await linear(w, spec.kvA, x, rows); // [rows, C + R]
   const c = new Float32Array(rows * C);
@@ -62,7 +67,11 @@ export async function mlaBlock(
   const out = new Float32Array(rows * H * V);
   const ix = spec.indexer;
   if (ix && seq.seqLen > ix.topK) {
-    if (!qLatent) throw new Error(`the DSA indexer needs the q latent (q_a_proj) of ${spec.o.weight}`);
+    if (!qLatent)
+      throw new ModelConfigError({
+        field: "q_lora_rank",
+        message: `the DSA indexer of ${spec.o.weight} reads the q latent: it needs q_lora_rank (q_a_proj)`,
+      });
     const scores = await indexerScores(w, ix, x, qLatent, seq, rope(ix.rope));
     const selected = selectKeys(scores, seq.batch, seq.seqLen, ix.topK);
     sparseAttention(Q, K, Vv, out, selected, {
