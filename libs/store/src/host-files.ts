@@ -8,10 +8,11 @@ import { createHash } from "node:crypto";
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, normalize, sep } from "node:path";
 import type { Bus } from "@moeq/bus";
-import { byteLengthOf, type Dtype, packValue, type TensorDescriptor, unpackValue } from "@moeq/contracts";
+import { byteLengthOf, type Dtype, INLINE_MAX_BYTES, packValue, type TensorDescriptor, unpackValue } from "@moeq/contracts";
 import { Objm, type ObjectStore } from "@nats-io/obj";
 import type { Subscription } from "@nats-io/transport-node";
 import { Result } from "effect";
+import { readObjectDirect } from "./host-tensors.ts";
 import { AllowedRoots } from "./roots.ts";
 
 export const hostSubjects = {
@@ -48,6 +49,8 @@ export interface HostFileServerOptions {
   readonly workDir: string;
   /** object store replicas (a cluster: 3) */
   readonly replicas?: number;
+  /** tensors up to this size travel inline in the reply (default 64 KiB): one round trip, no object */
+  readonly inlineMaxBytes?: number;
 }
 
 export interface HostFileServer {
@@ -105,7 +108,7 @@ export function importPath(workDir: string, rel: string, source: string): string
   return join(workDir, "tensors", n);
 }
 
-async function handleExport(req: ExportRequest, roots: AllowedRoots, objects: () => Promise<ObjectStore>, runId: string, counts: HostFileServer["counts"]): Promise<TensorDescriptor> {
+async function handleExport(req: ExportRequest, roots: AllowedRoots, objects: () => Promise<ObjectStore>, runId: string, counts: HostFileServer["counts"], inlineMax: number): Promise<TensorDescriptor> {
   const d = req.descriptor;
   const source = String(req.source ?? "tensor");
   if (d.loc.kind === "inline" || d.loc.kind === "obj") return d;
@@ -126,25 +129,36 @@ async function handleExport(req: ExportRequest, roots: AllowedRoots, objects: ()
   const hex = sha256Hex(bytes);
   if (d.checksum && d.checksum.hex !== hex)
     throw new Refused("ChecksumMismatch", `${source}: ${d.loc.path} bytes hash to ${hex}, descriptor says ${d.checksum.hex}`);
-  const key = `xfer.${hex}`;
-  await (await objects()).putBlob({ name: key }, bytes);
   counts.exports++;
   counts.bytesOut += bytes.byteLength;
+  if (bytes.byteLength <= inlineMax) return { dtype: d.dtype, shape: [...d.shape], loc: { kind: "inline", data: bytes }, checksum: { algo: "sha256", hex } };
+  const key = `xfer.${hex}`;
+  await (await objects()).putBlob({ name: key }, bytes);
   return { dtype: d.dtype, shape: [...d.shape], loc: { kind: "obj", bucket: runBucket(runId), key, bytes: want }, checksum: { algo: "sha256", hex } };
 }
 
-async function handleImport(req: ImportRequest, workDir: string, objects: () => Promise<ObjectStore>, runId: string, counts: HostFileServer["counts"]): Promise<TensorDescriptor> {
+async function handleImport(bus: Bus, req: ImportRequest, workDir: string, objects: () => Promise<ObjectStore>, runId: string, counts: HostFileServer["counts"]): Promise<TensorDescriptor> {
   const d = req.descriptor;
   const source = String(req.source ?? "tensor");
-  if (d.loc.kind !== "obj") throw new Refused("DescriptorRejected", `${source}: import takes an obj descriptor, got ${d.loc.kind}`);
-  if (d.loc.bucket !== runBucket(runId)) throw new Refused("DescriptorRejected", `${source}: bucket ${d.loc.bucket} is not this run's (${runBucket(runId)})`);
+  if (d.loc.kind !== "obj" && d.loc.kind !== "inline") throw new Refused("DescriptorRejected", `${source}: import takes an obj or inline descriptor, got ${d.loc.kind}`);
+  if (d.loc.kind === "obj" && d.loc.bucket !== runBucket(runId)) throw new Refused("DescriptorRejected", `${source}: bucket ${d.loc.bucket} is not this run's (${runBucket(runId)})`);
   if (!d.checksum) throw new Refused("DescriptorRejected", `${source}: an imported tensor needs a sha256 checksum`);
   const want = byteLengthOf(d.dtype, d.shape);
-  if (d.loc.bytes !== want) throw new Refused("DescriptorRejected", `${source}: descriptor says ${d.loc.bytes} bytes, ${d.dtype}[${d.shape}] needs ${want}`);
+  if (d.loc.kind === "obj" && d.loc.bytes !== want) throw new Refused("DescriptorRejected", `${source}: descriptor says ${d.loc.bytes} bytes, ${d.dtype}[${d.shape}] needs ${want}`);
   const path = importPath(workDir, String(req.path), source);
   const file: TensorDescriptor = { dtype: d.dtype as Dtype, shape: [...d.shape], loc: { kind: "file", path, offset: 0, bytes: want }, checksum: d.checksum };
+  if (d.loc.kind === "inline") {
+    const data = d.loc.data;
+    if (data.byteLength !== want) throw new Refused("DescriptorRejected", `${source}: inline tensor has ${data.byteLength} bytes, ${d.dtype}[${d.shape}] needs ${want}`);
+    const hex = sha256Hex(data);
+    if (hex !== d.checksum.hex) throw new Refused("ChecksumMismatch", `${source}: inline bytes hash to ${hex}, descriptor says ${d.checksum.hex}`);
+    writeAtomic(path, data);
+    counts.imports++;
+    counts.bytesIn += data.byteLength;
+    return file;
+  }
   const os = await objects();
-  const blob = await os.getBlob(d.loc.key);
+  const blob = await readObjectDirect(bus, d.loc.bucket, d.loc.key);
   if (!blob) {
     // A repeated request whose first answer was lost: the file is already there.
     if (existsSync(path) && sha256Hex(readFileSync(path)) === d.checksum.hex) return file;
@@ -154,7 +168,8 @@ async function handleImport(req: ImportRequest, workDir: string, objects: () => 
   const hex = sha256Hex(blob);
   if (hex !== d.checksum.hex) throw new Refused("ChecksumMismatch", `${source}: object ${d.loc.key} hashes to ${hex}, descriptor says ${d.checksum.hex}`);
   writeAtomic(path, blob);
-  await os.delete(d.loc.key).catch(() => undefined);
+  // The file is the durable copy now; deleting the object need not delay the worker.
+  void os.delete(d.loc.key).catch(() => undefined);
   counts.imports++;
   counts.bytesIn += blob.byteLength;
   return file;
@@ -188,8 +203,8 @@ export async function serveHostFiles(bus: Bus, o: HostFileServerOptions): Promis
     }
     respond(packValue(reply));
   };
-  const onExport = answer((r) => handleExport(r as unknown as ExportRequest, roots, objects, o.runId, counts), "export");
-  const onImport = answer((r) => handleImport(r as unknown as ImportRequest, o.workDir, objects, o.runId, counts), "import");
+  const onExport = answer((r) => handleExport(r as unknown as ExportRequest, roots, objects, o.runId, counts, o.inlineMaxBytes ?? INLINE_MAX_BYTES), "export");
+  const onImport = answer((r) => handleImport(bus, r as unknown as ImportRequest, o.workDir, objects, o.runId, counts), "import");
   // A queue group: a resumed supervisor may briefly overlap the old one; one answers.
   const group = `moeq-host-${o.hostId}`;
   const subs: Subscription[] = [

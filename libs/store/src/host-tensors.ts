@@ -6,7 +6,7 @@
 // stages can read.
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Bus } from "@moeq/bus";
-import { byteLengthOf, type Dtype, packValue, type TensorDescriptor, unpackValue } from "@moeq/contracts";
+import { byteLengthOf, type Dtype, INLINE_MAX_BYTES, packValue, type TensorDescriptor, unpackValue } from "@moeq/contracts";
 import { Objm, type ObjectStore } from "@nats-io/obj";
 import { Data, Result } from "effect";
 import { ChecksumMismatch, DescriptorRejected } from "./errors.ts";
@@ -29,6 +29,8 @@ export interface HostTensorsOptions {
   /** how long to keep asking an unanswered home host (default 60 s: a NATS fail-over takes seconds) */
   readonly patienceMs?: number;
   readonly replicas?: number;
+  /** outputs up to this size travel inline in the import request (default 64 KiB) */
+  readonly inlineMaxBytes?: number;
 }
 
 export class HostTensors {
@@ -76,12 +78,13 @@ export class HostTensors {
       throw new DescriptorRejected({ reason: "unsupported", source, message: `${source}: a ${d.loc.kind} location of host ${this.homeHost} cannot be opened on host ${this.o.hostId}` });
     if (reach === "direct" && d.loc.kind !== "obj") return d;
     const obj = d.loc.kind === "obj" ? d : await this.ask(hostSubjects.exportFrom(this.o.runId, this.homeHost), { descriptor: d, source }, source);
-    if (obj.loc.kind !== "obj") return obj;
+    if (obj.loc.kind !== "obj" && obj.loc.kind !== "inline")
+      throw new HostRefused({ tag: "DescriptorRejected", source, message: `${source}: the home host exported a ${obj.loc.kind} location` });
     const want = byteLengthOf(obj.dtype, obj.shape);
-    const blob = await (await this.objects()).getBlob(obj.loc.key);
-    if (!blob) throw new HostUnreachable({ subject: obj.loc.key, message: `${source}: object ${obj.loc.bucket}/${obj.loc.key} vanished before it was read` });
+    const blob = obj.loc.kind === "inline" ? obj.loc.data : await readObjectDirect(this.bus, obj.loc.bucket, obj.loc.key);
+    if (!blob) throw new HostUnreachable({ subject: source, message: `${source}: object ${runBucket(this.o.runId)} vanished before it was read` });
     if (blob.byteLength !== want)
-      throw new DescriptorRejected({ reason: "wrong-size", source, message: `${source}: object ${obj.loc.key} has ${blob.byteLength} bytes, ${obj.dtype}[${obj.shape}] needs ${want}` });
+      throw new DescriptorRejected({ reason: "wrong-size", source, message: `${source}: exported tensor has ${blob.byteLength} bytes, ${obj.dtype}[${obj.shape}] needs ${want}` });
     const expected = obj.checksum?.hex ?? d.checksum?.hex;
     if (expected) {
       const actual = sha256Hex(blob);
@@ -110,6 +113,12 @@ export class HostTensors {
       writeLocal(path, bytes);
       return { dtype, shape: [...shape], loc: { kind: "file", path, offset: 0, bytes: want }, checksum: { algo: "sha256", hex } };
     }
+    if (bytes.byteLength <= (this.o.inlineMaxBytes ?? INLINE_MAX_BYTES)) {
+      this.counts.published++;
+      this.counts.bytesOut += bytes.byteLength;
+      const inline: TensorDescriptor = { dtype, shape: [...shape], loc: { kind: "inline", data: bytes.slice() }, checksum: { algo: "sha256", hex } };
+      return this.ask(hostSubjects.importTo(this.o.runId, this.homeHost), { descriptor: inline, path: rel, source: rel }, rel);
+    }
     // Unique per output and content: two workers redoing the same item publish distinct objects,
     // and the home host writes the same bytes to the same file from either.
     const key = `out.${hex}.${process.pid}.${Math.random().toString(36).slice(2, 10)}`;
@@ -126,6 +135,38 @@ export class HostTensors {
     if (r.error.permanent) throw new HostRefused({ tag: r.error.tag, source, message: r.error.message });
     throw new HostUnreachable({ subject, message: r.error.message });
   }
+}
+
+const padded64url = (s: string) => {
+  const b = Buffer.from(s).toString("base64url");
+  return b + "=".repeat((4 - (b.length % 4)) % 4);
+};
+
+/**
+ * An object's bytes through JetStream direct gets (meta by last-by-subject, then each chunk by
+ * next-by-subject), which any replica answers. The object store's own reader uses a push
+ * consumer with a 30 s idle heartbeat; right after a server of the cluster dies such a consumer
+ * can stay silent for those 30 s, where direct gets answer at once from a surviving replica.
+ * Returns null when the object does not exist (or was deleted).
+ */
+export async function readObjectDirect(bus: Bus, bucket: string, name: string): Promise<Uint8Array | null> {
+  const stream = `OBJ_${bucket}`;
+  const meta = await bus.jsm.direct.getMessage(stream, { last_by_subj: `$O.${bucket}.M.${padded64url(name)}` });
+  if (!meta) return null;
+  const info = meta.json<{ nuid: string; size: number; deleted?: boolean }>();
+  if (info.deleted) return null;
+  const out = new Uint8Array(info.size);
+  const chunks = `$O.${bucket}.C.${info.nuid}`;
+  let seq = 1;
+  for (let off = 0; off < info.size; ) {
+    const m = await bus.jsm.direct.getMessage(stream, { seq, next_by_subj: chunks });
+    if (!m) return null;
+    if (off + m.data.byteLength > info.size) throw new Error(`object ${bucket}/${name}: chunks exceed its size ${info.size}`);
+    out.set(m.data, off);
+    off += m.data.byteLength;
+    seq = m.seq + 1;
+  }
+  return out;
 }
 
 /** msgpack request/reply that keeps trying through "no responders" and timeouts (a fail-over). */

@@ -37,14 +37,17 @@ export async function quantizeItem(ctx: StageContext, item: WorkItem, working: (
   const t0 = Date.now();
   // On another host, `file` inputs come through the object store (HostTensors); here, as they are.
   const host = await ctx.host();
-  const weight = await host.readable(p.weight, `${name} weight`);
+  const [weight, hessian] = await Promise.all([
+    host.readable(p.weight, `${name} weight`),
+    p.algorithm === "gptq" ? host.readable(p.hessian, `${name} hessian`) : undefined,
+  ]);
   const w = Float32Array.from(tensorToF32(ctx.reader.tensor(weight, `${name} weight`), name));
   // scales are rounded to the dtype the target checkpoint stores them in, before codes are chosen
   const scaleDtype = scaleDtypeFor(ctx.options.format, p.weight.dtype);
   let res: IntQuantResult;
   let loss: number;
   if (p.algorithm === "gptq") {
-    const h = ctx.reader.f32(await host.readable(p.hessian, `${name} hessian`), `${name} hessian`);
+    const h = ctx.reader.f32(hessian!, `${name} hessian`);
     working();
     const g = await gptq(w, rows, cols, h, {
       bits: o.bits,
@@ -69,12 +72,13 @@ export async function quantizeItem(ctx: StageContext, item: WorkItem, working: (
   // home host from elsewhere), so ExpertQuantized always names files the packer can read.
   const out = (suffix: string, dtype: "u8" | "f32" | "i32", shape: number[], data: ArrayBufferView) =>
     host.output(`${base}.${suffix}`, dtype, shape, data, writeFileAtomic);
-  const outputs = {
-    codes: await out("codes", "u8", [rows, cols], res.codes),
-    scales: await out("scales", "f32", [rows, nG], res.scales),
-    zeros: await out("zeros", "i32", [rows, nG], res.zeros),
-    g_idx: await out("g_idx", "i32", [cols], res.gIdx),
-  };
+  const [codes, scales, zeros, g_idx] = await Promise.all([
+    out("codes", "u8", [rows, cols], res.codes),
+    out("scales", "f32", [rows, nG], res.scales),
+    out("zeros", "i32", [rows, nG], res.zeros),
+    out("g_idx", "i32", [cols], res.gIdx),
+  ]);
+  const outputs = { codes, scales, zeros, g_idx };
   await ctx.pause();
   await ctx.emit({
     type: "ExpertQuantized",

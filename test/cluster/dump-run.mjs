@@ -1,0 +1,36 @@
+#!/usr/bin/env node
+// Prints a run's events (type, key-ish fields, stage, host) and dead letters as JSON, read from
+// the cluster the test's hosts use. Usage (inside a test host): node dump-run.mjs <runId> | --ready
+// with MOEQ_NATS_URL and credentials in the environment.
+import { clusterOptionsFromEnv, connectBus, RunEventLog, RunWorkQueues } from "@moeq/bus";
+
+const runId = process.argv[2];
+const bus = await connectBus({ url: process.env.MOEQ_NATS_URL, name: "dump-run", ...clusterOptionsFromEnv() });
+if (runId === "--ready") {
+  // Waits until the cluster's JetStream answers API calls (a meta leader is elected and known).
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      await bus.jsm.getAccountInfo();
+      break;
+    } catch (e) {
+      if (Date.now() > deadline) throw e;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  await bus.nc.drain();
+  process.exit(0);
+}
+const log = await RunEventLog.open(bus, runId);
+const events = (await log.read(1)).map((e) => ({
+  seq: e.seq,
+  type: e.type,
+  stage: e.stage,
+  ...(e.type === "ExpertQuantized" ? { key: `L${e.payload.layer}.E${e.payload.expert}.${e.payload.proj}`, files: Object.values(e.payload.outputs).map((d) => d.loc.kind === "file" ? d.loc.path : d.loc.kind) } : {}),
+  ...(e.type === "StageStarted" ? { host: e.payload.host, instance: e.payload.instance } : {}),
+}));
+const dead = await (await RunWorkQueues.open(bus, runId)).deadLetters();
+const replicas = {};
+for (const s of [`MOEQ_${runId}`, `MOEQ_${runId}_WORK`, `MOEQ_${runId}_DLQ`]) replicas[s] = (await bus.jsm.streams.info(s)).config.num_replicas;
+process.stdout.write(`${JSON.stringify({ events, deadLetters: dead.length, replicas })}\n`);
+await bus.nc.drain();
