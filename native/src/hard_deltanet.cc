@@ -82,100 +82,118 @@ void recurrentHead(const Delta& d, int64_t b, int64_t h) {
   }
 }
 
+// Small row-major products for one chunk, C = beta·C + alpha·op(A)·op(B). OpenBLAS (0.3.21 has
+// no per-thread thread count) would start its own threads inside each of the pool's threads;
+// these loops keep one thread per (sequence, head) and vectorise over the innermost index.
+enum class Op { N, T };
+void mm(Op ta, Op tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
+        int64_t ldb, float beta, float* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; i++) {
+    float* c = C + i * ldc;
+    if (beta == 0) std::fill(c, c + N, 0.0f);
+    else if (beta != 1)
+      for (int64_t j = 0; j < N; j++) c[j] *= beta;
+    if (tb == Op::N) {
+      for (int64_t p = 0; p < K; p++) {
+        const float a = alpha * (ta == Op::N ? A[i * lda + p] : A[p * lda + i]);
+        if (a == 0) continue;
+        const float* b = B + p * ldb;
+        for (int64_t j = 0; j < N; j++) c[j] += a * b[j];
+      }
+    } else {
+      for (int64_t j = 0; j < N; j++) {
+        const float* b = B + j * ldb;
+        float dot = 0;
+        if (ta == Op::N) {
+          const float* a = A + i * lda;
+          for (int64_t p = 0; p < K; p++) dot += a[p] * b[p];
+        } else
+          for (int64_t p = 0; p < K; p++) dot += A[p * lda + i] * b[p];
+        c[j] += alpha * dot;
+      }
+    }
+  }
+}
+
 struct ChunkScratch {
-  std::vector<float> S, G, A, U, W, Vn, QK;
+  std::vector<float> S, G, A, U, W, Vn, QK, Vb, Kx, Kt;
   ChunkScratch(int64_t C, int64_t dk, int64_t dv)
-      : S(dk * dv), G(C), A(C * C), U(C * dv), W(C * dk), Vn(C * dv), QK(C * C) {}
+      : S(dk * dv), G(C), A(C * C), U(C * dv), W(C * dk), Vn(C * dv), QK(C * C), Vb(C * dv), Kx(C * dk), Kt(dk * C) {}
 };
 
+// One (sequence, value head) pair (q/k/v rows of a head are strided by numHeads·dim in the
+// [rows, H, dim] layouts).
 void chunkedHead(const Delta& d, int64_t b, int64_t h, ChunkScratch& s) {
   const int64_t H = d.H, dk = d.dk, dv = d.dv, C = d.chunk;
-  auto qr = [&](int64_t t) { return d.q.data + ((b * d.T + t) * H + h) * dk; };
-  auto kr = [&](int64_t t) { return d.k.data + ((b * d.T + t) * H + h) * dk; };
-  auto vr = [&](int64_t t) { return d.v.data + ((b * d.T + t) * H + h) * dv; };
+  const int ldk = static_cast<int>(H * dk), ldv = static_cast<int>(H * dv), iC = static_cast<int>(C);
+  const int idk = static_cast<int>(dk), idv = static_cast<int>(dv);
   auto at = [&](int64_t t) { return (b * d.T + t) * H + h; };
   std::fill(s.S.begin(), s.S.end(), 0.0f);
   float* S = s.S.data();
+  float* A = s.A.data();
+  float* QK = s.QK.data();
+  if (dk == 0 || dv == 0) {
+    for (int64_t t = 0; t < d.T; t++) std::fill(d.out.data + at(t) * dv, d.out.data + at(t) * dv + dv, 0.0f);
+    return;
+  }
   for (int64_t c0 = 0; c0 < d.T; c0 += C) {
     const int64_t L = std::min(C, d.T - c0);
+    const int iL = static_cast<int>(L);
+    const float* Q = d.q.data + at(c0) * dk;
+    const float* K = d.k.data + at(c0) * dk;
+    const float* V = d.v.data + at(c0) * dv;
+    float* O = d.out.data + at(c0) * dv;
     float acc = 0;
     for (int64_t i = 0; i < L; i++) s.G[i] = acc += d.g.data[at(c0 + i)];
-    float* A = s.A.data();
+    // A = strict_tril(−β_i (k_i·k_j) e^(G_i − G_j)), then the forward substitution, then + I
+    // Kᵀ of the chunk, contiguous, so both score products vectorise over keys
+    for (int64_t j = 0; j < L; j++)
+      for (int64_t e = 0; e < dk; e++) s.Kt[e * C + j] = K[j * ldk + e];
+    mm(Op::N, Op::N, iL, iL, idk, 1.0f, K, ldk, s.Kt.data(), iC, 0.0f, A, iC);
     for (int64_t i = 0; i < L; i++) {
-      const float* ki = kr(c0 + i);
       const float bi = d.beta.data[at(c0 + i)];
-      for (int64_t j = 0; j < i; j++) {
-        const float* kj = kr(c0 + j);
-        float dot = 0;
-        for (int64_t e = 0; e < dk; e++) dot += ki[e] * kj[e];
-        A[i * C + j] = -bi * dot * std::exp(s.G[i] - s.G[j]);
-      }
+      for (int64_t j = 0; j < i; j++) A[i * C + j] *= -bi * std::exp(s.G[i] - s.G[j]);
+      for (int64_t j = i; j < L; j++) A[i * C + j] = 0;
     }
-    // forward substitution: row i uses its own original entries and the finished rows above
+    // row i uses its own original entries and the finished rows above
     for (int64_t i = 1; i < L; i++)
       for (int64_t j = 0; j < i; j++) {
         float v = A[i * C + j];
         for (int64_t m = j + 1; m < i; m++) v += A[i * C + m] * A[m * C + j];
         A[i * C + j] = v;
       }
+    for (int64_t i = 0; i < L; i++) A[i * C + i] = 1;
+    // U = A·(βV), W = A·(βK e^G)
     for (int64_t i = 0; i < L; i++) {
-      A[i * C + i] = 1;
-      float* U = s.U.data() + i * dv;
-      float* W = s.W.data() + i * dk;
-      std::fill(U, U + dv, 0.0f);
-      std::fill(W, W + dk, 0.0f);
-      for (int64_t j = 0; j <= i; j++) {
-        const float a = A[i * C + j] * d.beta.data[at(c0 + j)];
-        if (a == 0) continue;
-        const float* vj = vr(c0 + j);
-        const float* kj = kr(c0 + j);
-        const float ae = a * std::exp(s.G[j]);
-        for (int64_t e = 0; e < dv; e++) U[e] += a * vj[e];
-        for (int64_t e = 0; e < dk; e++) W[e] += ae * kj[e];
-      }
-      float* Vn = s.Vn.data() + i * dv;
-      std::copy(U, U + dv, Vn);
-      for (int64_t e = 0; e < dk; e++) {
-        const float w = W[e];
-        const float* Se = S + e * dv;
-        for (int64_t f = 0; f < dv; f++) Vn[f] -= w * Se[f];
-      }
+      const float bi = d.beta.data[at(c0 + i)];
+      const float be = bi * std::exp(s.G[i]);
+      for (int64_t e = 0; e < dv; e++) s.Vb[i * dv + e] = bi * V[i * ldv + e];
+      for (int64_t e = 0; e < dk; e++) s.Kx[i * dk + e] = be * K[i * ldk + e];
     }
+    mm(Op::N, Op::N, iL, idv, iL, 1.0f, A, iC, s.Vb.data(), idv, 0.0f, s.U.data(), idv);
+    mm(Op::N, Op::N, iL, idk, iL, 1.0f, A, iC, s.Kx.data(), idk, 0.0f, s.W.data(), idk);
+    // V' = U − W·S
+    std::copy(s.U.begin(), s.U.begin() + L * dv, s.Vn.begin());
+    mm(Op::N, Op::N, iL, idv, idk, -1.0f, s.W.data(), idk, S, idv, 1.0f, s.Vn.data(), idv);
+    // O = (Q e^G)·S + (Q Kᵀ ⊙ decay)·V'
+    mm(Op::N, Op::N, iL, iL, idk, 1.0f, Q, ldk, s.Kt.data(), iC, 0.0f, QK, iC);
     for (int64_t i = 0; i < L; i++) {
-      const float* qi = qr(c0 + i);
-      for (int64_t j = 0; j <= i; j++) {
-        const float* kj = kr(c0 + j);
-        float dot = 0;
-        for (int64_t e = 0; e < dk; e++) dot += qi[e] * kj[e];
-        s.QK[i * C + j] = dot * std::exp(s.G[i] - s.G[j]);
-      }
-      float* o = d.out.data + at(c0 + i) * dv;
-      std::fill(o, o + dv, 0.0f);
+      for (int64_t j = 0; j <= i; j++) QK[i * C + j] *= std::exp(s.G[i] - s.G[j]);
+      for (int64_t j = i + 1; j < L; j++) QK[i * C + j] = 0;
       const float eg = std::exp(s.G[i]);
-      for (int64_t e = 0; e < dk; e++) {
-        const float qe = qi[e] * eg;
-        const float* Se = S + e * dv;
-        for (int64_t f = 0; f < dv; f++) o[f] += qe * Se[f];
-      }
-      for (int64_t j = 0; j <= i; j++) {
-        const float w = s.QK[i * C + j];
-        const float* Vj = s.Vn.data() + j * dv;
-        for (int64_t f = 0; f < dv; f++) o[f] += w * Vj[f];
-      }
+      for (int64_t e = 0; e < dk; e++) s.Kx[i * dk + e] = eg * Q[i * ldk + e];
     }
+    mm(Op::N, Op::N, iL, idv, idk, 1.0f, s.Kx.data(), idk, S, idv, 0.0f, O, ldv);
+    mm(Op::N, Op::N, iL, idv, iL, 1.0f, QK, iC, s.Vn.data(), idv, 1.0f, O, ldv);
+    // S ← e^(G_last)·S + (K e^(G_last − G))ᵀ·V'
     const float gl = s.G[L - 1];
     const float el = std::exp(gl);
     for (int64_t i = 0; i < dk * dv; i++) S[i] *= el;
     for (int64_t j = 0; j < L; j++) {
-      const float* kj = kr(c0 + j);
       const float f = std::exp(gl - s.G[j]);
-      const float* Vj = s.Vn.data() + j * dv;
-      for (int64_t e = 0; e < dk; e++) {
-        const float ke = kj[e] * f;
-        float* Se = S + e * dv;
-        for (int64_t x = 0; x < dv; x++) Se[x] += ke * Vj[x];
-      }
+      for (int64_t e = 0; e < dk; e++) s.Kx[j * dk + e] = f * K[j * ldk + e];
     }
+    mm(Op::T, Op::N, idk, idv, iL, 1.0f, s.Kx.data(), idk, s.Vn.data(), idv, 1.0f, S, idv);
   }
 }
 
