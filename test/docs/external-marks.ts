@@ -1,0 +1,54 @@
+// Marks for shell blocks in pages whose authors own them (the doc test owner may not edit those
+// files). A block is named by its file and its first non-blank line. A mark here that matches no
+// block fails the test, so the list cannot go stale; a page's own inline marker wins over this.
+import type { Mark } from "./blocks.ts";
+
+export interface ExternalMark {
+  readonly file: string;
+  readonly firstLine: string;
+  readonly mark: Mark;
+}
+
+const noTest = (file: string, firstLine: string, reason: string): ExternalMark => ({
+  file,
+  firstLine,
+  mark: { kind: "no-test", reason },
+});
+
+export const EXTERNAL_MARKS: readonly ExternalMark[] = [
+  noTest(
+    "README.md",
+    "# 1. set up, then run the main job on the embedded default",
+    "provisions the toolchain (apt, Node), runs npm ci, the whole build and the full test suite or the full-size demo; CI runs `bash infra/dev test` itself, and docs/getting-started.md runs the same quantize at a small size",
+  ),
+  noTest(
+    "docs/pipeline.md",
+    "./moeq quantize ../shared/models/tiny-qwen3moe-brown --out /tmp/q --algo gptq --group-size 32",
+    "the default calibration size (128×256 Brown tokens) takes minutes on 2 cores; docs/getting-started.md runs quantize, eval and graph validate on small sizes",
+  ),
+  noTest(
+    "docs/gpu.md",
+    "bash ../shared/device/prepare.sh          # .gpu-carry/: node, nats-server, activate.sh",
+    "prepares a bundle for the GPU machine (CUDA build and checks run there, not in CI)",
+  ),
+  noTest(
+    "docs/tracing.md",
+    "docker compose -f infra/docker-compose.yml up -d      # NATS (JetStream) on 4222, Jaeger on 16686/4318",
+    "needs Docker and a Jaeger container",
+  ),
+  noTest(
+    "docs/tracing.md",
+    "moeq quantize ... --trace-file run-traces.jsonl",
+    "a pattern with elided arguments (`...`), not a complete command",
+  ),
+  noTest(
+    "docs/tracing.md",
+    "while IFS= read -r line; do",
+    "posts to a running Jaeger / OTLP receiver on localhost:4318",
+  ),
+  noTest(
+    "docs/tracing.md",
+    "run                                   supervisor; moeq.run_id",
+    "a span tree (output shape), not a command",
+  ),
+];
