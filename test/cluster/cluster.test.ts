@@ -2,50 +2,20 @@
 // (one JetStream cluster, R3 streams), the home host (supervisor, work dir, model, every stage
 // but the quantizer) and two worker hosts that run only quantizers. The workers cannot see the
 // work dir or the model (a private tmpfs is mounted over the test's directory in their mount
-// namespace), so every tensor they read or write goes through the object store. Mid-run one NATS
-// node and one worker are SIGKILLed; the run must still complete with shards byte-identical to a
-// single-host run, every item quantized exactly once in the log, and nothing dead-lettered.
-import type { ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+// namespace), so every tensor they read or write goes through the home host's file server and
+// the object store. Mid-run one NATS node and one worker are SIGKILLed; the run must still
+// complete with shards byte-identical to a single-host run, every item quantized exactly once in
+// the log, and nothing dead-lettered.
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cli, moeq, root, shardHashes, tempDir } from "../helpers.ts";
-import { makeCredentials, startCluster, type TestCluster } from "./nats-cluster.ts";
+import { moeq, shardHashes, tempDir } from "../helpers.ts";
+import { makeCredentials, startCluster } from "./nats-cluster.ts";
 import { assertNetnsWorks, sweepStaleNamespaces, TestNet } from "./netns.ts";
+import { cliMain, dumpRunOn, onWorkerHost, quantizedCount, startRemoteQuantizer, track, waitForJetStream, waitUntil, writeRemoteQuantizerGraph } from "./remote.ts";
 
 const QUANT = ["--algo", "gptq", "--calib", "random:8x32", "--eval", "random:4x32", "--threads", "1"];
-const quantizerMain = join(root, "stages", "quantizer", "dist", "main.js");
-const dumpRun = join(root, "test", "cluster", "dump-run.mjs");
-
-interface Proc {
-  child: ChildProcess;
-  /** stdout and stderr, interleaved */
-  out: string;
-  stdout: string;
-  exit: Promise<number | null>;
-}
-
-const track = (child: ChildProcess): Proc => {
-  const p: Proc = { child, out: "", stdout: "", exit: new Promise((r) => child.once("exit", (code) => r(code))) };
-  const on = (b: Buffer) => {
-    p.out = (p.out + b.toString()).slice(-400_000);
-  };
-  child.stdout?.on("data", (b: Buffer) => {
-    p.stdout += b.toString();
-    on(b);
-  });
-  child.stderr?.on("data", on);
-  return p;
-};
-
-async function waitUntil(what: string, cond: () => boolean, timeoutMs: number, detail: () => string = () => ""): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${detail()}`);
-    await sleep(50);
-  }
-}
 
 describe("a run across simulated hosts (network namespaces)", () => {
   let dir: string; // hidden from the worker hosts
@@ -78,52 +48,29 @@ describe("a run across simulated hosts (network namespaces)", () => {
     const natsDir = join(secrets, "nats");
     mkdirSync(natsDir);
     const creds = makeCredentials(secrets);
-    const cluster: TestCluster = await startCluster(net, ["nats1", "nats2", "nats3"], natsDir, creds);
+    const cluster = await startCluster(net, ["nats1", "nats2", "nats3"], natsDir, creds);
+    // The home host authenticates with user/password, the workers with their nkey.
     const homeEnv = { ...process.env, MOEQ_NATS_USER: creds.user, MOEQ_NATS_PASS: creds.pass, MOEQ_HOST_ID: "home", MOEQ_NATS_URL: cluster.seeds };
-    const ready = track(net.spawn("home", process.execPath, [dumpRun, "--ready"], { env: homeEnv }));
-    expect(await ready.exit, ready.out).toBe(0);
+    await waitForJetStream(net, "home", homeEnv);
 
-    // Every stage on the home host except the quantizers, which all run on the worker hosts.
     const graph = join(secrets, "graph.json");
-    const stage = (name: string, extra: object = {}) => ({ name, ...extra });
-    writeFileSync(
-      graph,
-      JSON.stringify({
-        version: 1,
-        stages: [stage("loader"), stage("router-override"), stage("calibrator"), stage("quantizer", { replicas: 0, options: { ackWaitMs: 6000 } }), stage("packer"), stage("evaluator")],
-      }),
-    );
+    writeRemoteQuantizerGraph(graph, 6000);
     const out = join(dir, "out");
     const workDir = join(dir, "work");
     const supervisor = track(
-      net.spawn("home", process.execPath, [cli, "quantize", model, "--out", out, "--work-dir", workDir, "--nats", cluster.seeds, "--graph", graph, "--json", ...QUANT], { env: homeEnv }),
+      net.spawn("home", process.execPath, [cliMain, "quantize", model, "--out", out, "--work-dir", workDir, "--nats", cluster.seeds, "--graph", graph, "--json", ...QUANT], { env: homeEnv }),
     );
     await waitUntil("run.json", () => existsSync(join(workDir, "run.json")) || supervisor.child.exitCode !== null, 60_000);
     expect(existsSync(join(workDir, "run.json")), supervisor.out).toBe(true);
     const runId = (JSON.parse(readFileSync(join(workDir, "run.json"), "utf8")) as { runId: string }).runId;
 
-    // A worker host: its own mount namespace with an empty tmpfs over the test's directory.
-    const onWorkerHost = (host: string, cmd: readonly string[], env: NodeJS.ProcessEnv) =>
-      net!.spawn(host, "unshare", ["--mount", "--propagation", "private", "sh", "-c", 'mount -t tmpfs moeq-elsewhere "$0" && exec "$@"', dir, ...cmd], { env });
-    const workerEnv = (host: string): NodeJS.ProcessEnv => {
-      const env: NodeJS.ProcessEnv = {
-        PATH: process.env.PATH,
-        MOEQ_NATS_URL: cluster.seeds,
-        MOEQ_NATS_NKEY_SEED_FILE: creds.nkeySeedFile,
-        MOEQ_RUN_ID: runId,
-        MOEQ_STAGE: "quantizer",
-        MOEQ_INSTANCE: host,
-        OPENBLAS_NUM_THREADS: "1",
-        TMPDIR: dir,
-      };
-      return env;
-    };
-    const seen = track(onWorkerHost("w1", ["sh", "-c", `ls -A "${dir}" | wc -l`], workerEnv("w1")));
+    const worker = { seeds: cluster.seeds, creds, runId, hideDir: dir };
+    const seen = track(onWorkerHost(net, "w1", ["sh", "-c", `ls -A "${dir}" | wc -l`], worker));
     expect(await seen.exit).toBe(0);
     expect(seen.out.trim(), "a worker host must not see the home host's files").toBe("0");
 
-    const workers = new Map(["w1", "w2"].map((h) => [h, track(onWorkerHost(h, [process.execPath, quantizerMain, "--host-id", h], workerEnv(h)))]));
-    const done = (h: string) => (workers.get(h)!.out.match(/ quantized \d+\/\d+\//g) ?? []).length;
+    const workers = new Map(["w1", "w2"].map((h) => [h, startRemoteQuantizer(net!, h, worker)]));
+    const done = (h: string) => quantizedCount(workers.get(h)!);
     const logs = () =>
       [
         `--- supervisor\n${supervisor.out.slice(-3000)}`,
@@ -131,42 +78,38 @@ describe("a run across simulated hosts (network namespaces)", () => {
         ...cluster.nodes.map((n) => `--- ${n.name}\n${n.log.split("\n").filter((l) => /WRN|ERR|leader/.test(l)).slice(-15).join("\n")}`),
       ].join("\n");
 
-    await waitUntil("both workers to quantize items", () => done("w1") >= 12 && done("w2") >= 1, 120_000, logs);
+    const early = () => [...workers].find(([, p]) => p.child.exitCode !== null);
+    await waitUntil("both workers to quantize items", () => (done("w1") >= 12 && done("w2") >= 1) || early() !== undefined, 120_000, logs);
+    expect(early(), `a worker exited before the faults were injected:\n${logs()}`).toBeUndefined();
     cluster.kill("n1");
     workers.get("w1")!.child.kill("SIGKILL");
     const w1Done = done("w1");
 
     const code = await Promise.race([supervisor.exit, sleep(240_000).then(() => "timeout" as const)]);
     expect(code, logs()).toBe(0);
-    const summary = JSON.parse(supervisor.stdout) as { status: string };
-    expect(summary.status).toBe("completed");
+    expect((JSON.parse(supervisor.stdout) as { status: string }).status).toBe("completed");
     expect(await workers.get("w2")!.exit, "the surviving worker leaves when the run ends").toBe(0);
     expect(done("w2")).toBeGreaterThan(0);
     expect(w1Done).toBeGreaterThanOrEqual(12);
 
-    expect(shardHashes(out)).toEqual(shardHashes(refOut));
     expect(Object.keys(shardHashes(out)).length).toBeGreaterThan(0);
+    expect(shardHashes(out)).toEqual(shardHashes(refOut));
 
     // The log, read back from the surviving nodes: every item exactly once, none dead-lettered.
-    const dump = track(net.spawn("home", process.execPath, [dumpRun, runId], { env: homeEnv }));
-    expect(await dump.exit, dump.out).toBe(0);
-    const run = JSON.parse(dump.stdout) as {
-      events: { type: string; key?: string; host?: string; stage: string; files?: string[] }[];
-      deadLetters: number;
-      replicas: Record<string, number>;
-    };
+    const run = await dumpRunOn(net, "home", runId, homeEnv);
     const keys = run.events.filter((e) => e.type === "ExpertQuantized").map((e) => e.key!);
     const refItems = readdirSync(join(dir, "ref.moeq-work", "tensors", "quant"))
       .filter((f) => f.endsWith(".codes"))
       .map((f) => f.slice(0, -".codes".length))
       .sort();
+    expect(refItems.length).toBe(2 * 32 * 3);
     expect(new Set(keys).size).toBe(keys.length);
     expect([...keys].sort()).toEqual(refItems);
     expect(run.deadLetters).toBe(0);
     expect(Object.values(run.replicas)).toEqual([3, 3, 3]);
     const quantizerHosts = new Set(run.events.filter((e) => e.type === "StageStarted" && e.stage === "quantizer").map((e) => e.host));
     expect(quantizerHosts).toEqual(new Set(["w1", "w2"]));
-    // Outputs of the remote workers were imported into the home host's work dir.
+    // The remote workers' outputs were imported into the home host's work dir.
     for (const e of run.events.filter((x) => x.type === "ExpertQuantized"))
       for (const f of e.files!) expect(f.startsWith(join(workDir, "tensors", "quant"))).toBe(true);
   }, 420_000);

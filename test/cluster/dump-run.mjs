@@ -25,6 +25,7 @@ const log = await RunEventLog.open(bus, runId);
 const events = (await log.read(1)).map((e) => ({
   seq: e.seq,
   type: e.type,
+  time: e.time,
   stage: e.stage,
   ...(e.type === "ExpertQuantized" ? { key: `L${e.payload.layer}.E${e.payload.expert}.${e.payload.proj}`, files: Object.values(e.payload.outputs).map((d) => d.loc.kind === "file" ? d.loc.path : d.loc.kind) } : {}),
   ...(e.type === "StageStarted" ? { host: e.payload.host, instance: e.payload.instance } : {}),

@@ -59,14 +59,18 @@ export interface Host {
   readonly addr: string;
 }
 
+// Plain fields (no parameter properties): the benchmark runs this file with Node's type stripping.
 export class TestNet {
   private readonly children = new Set<ChildProcess>();
+  readonly tag: string;
+  readonly switchNs: string;
+  readonly hosts: ReadonlyMap<string, Host>;
 
-  private constructor(
-    readonly tag: string,
-    readonly switchNs: string,
-    readonly hosts: ReadonlyMap<string, Host>,
-  ) {}
+  private constructor(tag: string, switchNs: string, hosts: ReadonlyMap<string, Host>) {
+    this.tag = tag;
+    this.switchNs = switchNs;
+    this.hosts = hosts;
+  }
 
   /** Creates the switch and one namespace per host name (addresses 10.77.0.11, .12, ...). */
   static create(names: readonly string[]): TestNet {
