@@ -4,7 +4,7 @@
 // the relative error of each MoE block's output (quantized vs reference on the reference's
 // input) and each expert's relative weight error.
 import { readQuantizedCheckpoint } from "@moeq/formats";
-import { buildSpec, Engine, loadModel, type RawConfig, type WeightSource } from "@moeq/models";
+import { buildSpec, Engine, extractRoleMatrix, loadModel, packTarget, type RawConfig, refuseModules, tensorToF32, type WeightRole, type WeightSource, weightRoles } from "@moeq/models";
 import { KldAccumulator, type KldStats, type LayerStats, RelativeErrorAccumulator } from "@moeq/eval";
 import { tokenWindows } from "@moeq/runtime";
 import { f32Tensor, type Tensor } from "@moeq/tensor";
@@ -47,21 +47,36 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<Evaluation
     const deq = new Map<string, Tensor>();
     const qmods = new Set(qc.quantizedModules.map((m) => `${m}.weight`));
     const passthrough = new Set(qc.passthroughNames);
+    const dequantized = (n: string): Tensor => {
+      let t = deq.get(n);
+      if (!t) {
+        const d = qc.dequantize(n.slice(0, -".weight".length));
+        t = f32Tensor(d.weight, [d.rows, d.cols]);
+        deq.set(n, t);
+      }
+      return t;
+    };
+    // Fused expert tensors the checkpoint stores per expert (our packer, or GPT-OSS MXFP4 read as
+    // per-expert modules): rebuilt from those modules, over the reference's values for any part
+    // that was not quantized.
+    const fusedRoles = new Map<string, WeightRole[]>();
+    for (const r of weightRoles(qspec))
+      if ((r.fused || r.rowSlice) && !qmods.has(r.tensor) && !passthrough.has(r.tensor)) fusedRoles.set(r.tensor, [...(fusedRoles.get(r.tensor) ?? []), r]);
+    const refused = new Map<string, Tensor>();
+    const fusedTensor = (n: string): Tensor => {
+      let t = refused.get(n);
+      if (!t) {
+        const roles = fusedRoles.get(n)!;
+        const m = refuseModules(qspec, roles, ref.source, (mod) => (qmods.has(`${mod}.weight`) ? tensorToF32(dequantized(`${mod}.weight`), mod) : undefined));
+        t = m.get(n) ?? ref.source.tensor(n);
+        refused.set(n, t);
+      }
+      return t;
+    };
     const qSource: WeightSource = {
-      has: (n) => qmods.has(n) || passthrough.has(n),
-      tensor: (n) => {
-        if (qmods.has(n)) {
-          let t = deq.get(n);
-          if (!t) {
-            const d = qc.dequantize(n.slice(0, -".weight".length));
-            t = f32Tensor(d.weight, [d.rows, d.cols]);
-            deq.set(n, t);
-          }
-          return t;
-        }
-        return qc.tensor(n);
-      },
-      names: () => [...qmods, ...passthrough],
+      has: (n) => qmods.has(n) || passthrough.has(n) || fusedRoles.has(n),
+      tensor: (n) => (qmods.has(n) ? dequantized(n) : fusedRoles.has(n) ? fusedTensor(n) : qc.tensor(n)),
+      names: () => [...qmods, ...passthrough, ...fusedRoles.keys()],
     };
     const refEngine = ref.engine();
     const qEngine = new Engine(qspec, qSource);
@@ -71,13 +86,24 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<Evaluation
 
     // Weight error per expert over its quantized matrices (‖Wq − W‖ / ‖W‖).
     const werr = new Map<string, RelativeErrorAccumulator>();
+    const addWeightError = (layer: number, expert: number, r: Float32Array, q: Float32Array) => {
+      const key = `${layer}/${expert}`;
+      if (!werr.has(key)) werr.set(key, new RelativeErrorAccumulator());
+      werr.get(key)!.add(r, q);
+    };
     for (const n of qmods) {
       const m = EXPERT.exec(n);
       if (!m || !ref.source.has(n)) continue;
-      const key = `${m[1]}/${m[2]}`;
-      if (!werr.has(key)) werr.set(key, new RelativeErrorAccumulator());
-      werr.get(key)!.add(refEngine.weights.get(n), qEngine.weights.get(n));
+      addWeightError(Number(m[1]), Number(m[2]), refEngine.weights.get(n), qEngine.weights.get(n));
     }
+    // per-expert modules cut out of a fused reference tensor
+    for (const roles of fusedRoles.values())
+      for (const r of roles) {
+        const mod = `${packTarget(qspec, r).module}.weight`;
+        if (r.expert === null || !qmods.has(mod) || !ref.source.has(r.tensor)) continue;
+        const whole = refEngine.weights.get(r.tensor);
+        addWeightError(r.layer, r.expert, extractRoleMatrix(r, whole, ref.source.tensor(r.tensor).shape), qEngine.weights.get(mod));
+      }
 
     const w = await tokenWindows(o.texts, "eval", { modelDir: o.referenceDir, vocab: V, seed: o.seed, cacheDir: o.cacheDir });
     const { n: N, seqLen: T } = w;

@@ -7,7 +7,7 @@ import { readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { type QuantizedModule, writeQuantizedCheckpoint } from "@moeq/formats";
 import { buildSpec, type RawConfig } from "@moeq/models";
-import { dequantizeInt, moduleName, quantTargets, readIntOutputs, type StageContext, StageError, targetKey, writeFileAtomic } from "@moeq/runtime";
+import { dequantizeInt, packedModules, quantTargets, readIntOutputs, type StageContext, StageError, targetKey, writeFileAtomic } from "@moeq/runtime";
 import type { Tensor } from "@moeq/tensor";
 
 export async function runPacker(ctx: StageContext): Promise<void> {
@@ -26,18 +26,17 @@ export async function runPacker(ctx: StageContext): Promise<void> {
   const t0 = Date.now();
   const byKey = new Map(ctx.all("ExpertQuantized").map((e) => [targetKey(e.payload), e]));
   const o = ctx.options;
-  const modules: QuantizedModule[] = targets.map((t) => {
-    const q = readIntOutputs(ctx.reader, byKey.get(targetKey(t))!, t);
-    return {
-      name: moduleName(t),
-      weight: {
-        kind: "int",
-        rows: t.rows,
-        cols: t.cols,
-        result: { ...q, perm: null, dequant: dequantizeInt(q, t.rows, t.cols), bits: o.bits, groupSize: o.groupSize, symmetric: o.symmetric },
-      },
-    };
-  });
+  // fused experts are written per expert (packTarget's names), row slices stacked back into their module
+  const modules: QuantizedModule[] = packedModules(targets, (t) => readIntOutputs(ctx.reader, byKey.get(targetKey(t))!, t)).map(({ module, rows, cols, q }) => ({
+    name: module,
+    weight: {
+      kind: "int",
+      rows,
+      cols,
+      result: { ...q, perm: null, dequant: dequantizeInt(q, rows, cols), bits: o.bits, groupSize: o.groupSize, symmetric: o.symmetric },
+    },
+  }));
+  // a fused tensor is wholly replaced by its per-expert modules, so it is not passed through
   const quantized = new Set(targets.map((t) => t.tensor));
   const passthrough = new Map<string, Tensor>();
   for (const ev of ctx.all("LayerLoaded"))
@@ -45,7 +44,7 @@ export async function runPacker(ctx: StageContext): Promise<void> {
   // A packer killed mid-write leaves its temp dir beside the output; remove such leftovers.
   const parent = dirname(ctx.outDir);
   for (const f of readdirSync(parent)) if (f.startsWith(`.${basename(ctx.outDir)}.tmp-`)) rmSync(join(parent, f), { recursive: true, force: true });
-  ctx.say(`writing ${targets.length} quantized modules and ${passthrough.size} other tensors`);
+  ctx.say(`writing ${modules.length} quantized modules and ${passthrough.size} other tensors`);
   await ctx.pause();
   let written: ReturnType<typeof writeQuantizedCheckpoint>;
   try {
