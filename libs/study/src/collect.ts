@@ -9,6 +9,7 @@ import { type LoadedModel, type Routing, tensorToF32 } from "@moeq/models";
 import { native } from "@moeq/native";
 import { gptq, type IntQuantResult, quantizeIntRtn } from "@moeq/quant";
 import { type IntOutputs, type QuantTarget, quantTargets, tokenWindows } from "@moeq/runtime";
+import { scaleDtypeFor } from "@moeq/stage-quantizer";
 import { type CalibrationPolicy, type Coverage, checkWeights, coverage } from "@moeq/stage-router-override";
 
 export interface QuantSettings {
@@ -59,8 +60,11 @@ export function expertTargets(model: LoadedModel): QuantTarget[] {
   return quantTargets(model.arch, model.spec, "experts");
 }
 
-export function rtnQuantize(w: Float32Array, t: QuantTarget, q: QuantSettings): IntQuantResult {
-  return quantizeIntRtn(w, t.rows, t.cols, { bits: q.bits, groupSize: q.groupSize, symmetric: q.symmetric, clip: "minmax", name: t.tensor });
+/** As the quantizer stage: scales rounded to the dtype compressed-tensors stores them in (the weight's). */
+export const scaleDtypeOf = (model: LoadedModel, t: QuantTarget) => scaleDtypeFor("compressed-tensors", model.source.tensor(t.tensor).dtype);
+
+export function rtnQuantize(model: LoadedModel, w: Float32Array, t: QuantTarget, q: QuantSettings): IntQuantResult {
+  return quantizeIntRtn(w, t.rows, t.cols, { bits: q.bits, groupSize: q.groupSize, symmetric: q.symmetric, clip: "minmax", scaleDtype: scaleDtypeOf(model, t), name: t.tensor });
 }
 
 export function loadWeight(model: LoadedModel, t: QuantTarget): Float32Array {
@@ -151,7 +155,7 @@ async function calibrateLayer(
       const run = runs[i];
       if (pos.length === 0 || q.algorithm === "rtn") {
         for (const t of et) {
-          run.modules.set(t.tensor, outputsOf(rtnQuantize(weights.get(t.tensor)!, t, q)));
+          run.modules.set(t.tensor, outputsOf(rtnQuantize(model, weights.get(t.tensor)!, t, q)));
           if (q.algorithm === "gptq") run.rtnFallbacks.push(t.tensor);
         }
         continue;
@@ -168,6 +172,7 @@ async function calibrateLayer(
           actOrder: q.actOrder,
           damp: q.damp,
           hessianWeight: mass,
+          scaleDtype: scaleDtypeOf(model, t),
           name: t.tensor,
         });
         run.modules.set(t.tensor, outputsOf(res));

@@ -110,7 +110,7 @@ export async function runStudy(o: StudyOptions): Promise<StudyResult> {
   };
 
   if (o.policies.includes("rtn")) {
-    const modules = new Map(expertTargets(model).map((t) => [t.tensor, rtnQuantize(loadWeight(model, t), t, o.quant)] as const));
+    const modules = new Map(expertTargets(model).map((t) => [t.tensor, rtnQuantize(model, loadWeight(model, t), t, o.quant)] as const));
     await score("rtn", "-", 0, modules, null, 0);
   }
   const specs = o.policies.filter((p) => p !== "rtn");

@@ -43,7 +43,9 @@ export async function runEvaluator(ctx: StageContext): Promise<void> {
       bits: o.bits,
       groupSize: o.groupSize,
       symmetric: o.symmetric,
-      policy: o.policy,
+      // the policy the router actually used (a graph may set it for its router)
+      policy: planned[0]?.payload.policy ?? o.policy,
+      zeroTokenFallback: o.zeroTokenFallback ?? "rtn",
       calib: o.calib,
       eval: o.eval,
       targets: o.targets,
@@ -53,7 +55,8 @@ export async function runEvaluator(ctx: StageContext): Promise<void> {
     },
     evaluation,
     expertRuns,
-    remedy: o.algorithm === "gptq" ? "RTN fallback" : undefined,
+    remedy: o.algorithm === "gptq" ? (o.zeroTokenFallback && o.zeroTokenFallback !== "rtn" ? `policy ${o.zeroTokenFallback}, else RTN` : "RTN fallback") : undefined,
+    minTokens: o.minExpertTokens || opened.payload.hiddenSize,
   });
   const dir = await writeRunReport(ctx.paths.report, data);
   await ctx.emit({

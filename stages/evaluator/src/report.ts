@@ -24,6 +24,8 @@ export interface ReportInput {
   readonly expertRuns?: readonly ExpertRunStats[];
   readonly timings?: readonly StageTiming[];
   readonly remedy?: string;
+  /** routed tokens below which an expert counts as under-covered (default 1) */
+  readonly minTokens?: number;
 }
 
 export function reportData(r: ReportInput): ReportData {
@@ -50,7 +52,9 @@ export function reportData(r: ReportInput): ReportData {
   const routed = m("routedTokens");
   let zero = 0;
   let total = 0;
-  for (const row of routed) for (const v of row) if (v !== null) (total++, v === 0 && zero++);
+  let below = 0;
+  const minTokens = r.minTokens ?? 1;
+  for (const row of routed) for (const v of row) if (v !== null) (total++, v === 0 && zero++, v < minTokens && below++);
   return {
     title: r.title,
     createdAt: new Date().toISOString(),
@@ -59,7 +63,7 @@ export function reportData(r: ReportInput): ReportData {
     kld: r.evaluation.kld,
     layers: r.evaluation.layers,
     experts: { routedTokens: routed, calibWeightMass: m("calibWeightMass"), weightRelError: m("weightRelError"), outputRelError: m("outputRelError"), seconds: m("seconds") },
-    coverage: r.expertRuns ? { minTokens: 1, expertsTotal: total, expertsWithoutTokens: zero, expertsBelowMin: zero, ...(r.remedy ? { remedy: r.remedy } : {}) } : null,
+    coverage: r.expertRuns ? { minTokens, expertsTotal: total, expertsWithoutTokens: zero, expertsBelowMin: below, ...(r.remedy ? { remedy: r.remedy } : {}) } : null,
     timings: r.timings ?? [],
   };
 }

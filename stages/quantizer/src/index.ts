@@ -1,1 +1,2 @@
 export { quantizeItem, runQuantizer } from "./quantizer.ts";
+export { scaleDtypeFor } from "./scale-dtype.ts";

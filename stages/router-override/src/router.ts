@@ -31,8 +31,10 @@ export async function runRouter(ctx: StageContext): Promise<void> {
   const parseOpts = { scratchDir: join(ctx.paths.tensors, "policy"), log: ctx.say };
   let policy: ReturnType<typeof parsePolicy>;
   try {
+    // a graph may pick the policy for its router (e.g. a user's external process)
+    const spec = typeof ctx.stageOptions.policy === "string" ? ctx.stageOptions.policy : ctx.options.policy;
     const fb = ctx.options.zeroTokenFallback ?? "rtn";
-    policy = withZeroTokenFallback(parsePolicy(ctx.options.policy, parseOpts), fb === "rtn" ? "rtn" : parsePolicy(fb, parseOpts));
+    policy = withZeroTokenFallback(parsePolicy(spec, parseOpts), fb === "rtn" ? "rtn" : parsePolicy(fb, parseOpts));
   } catch (e) {
     throw new StageError({ stage: ctx.stage, message: (e as Error).message, permanent: true });
   }

@@ -3,9 +3,10 @@
 // peak RSS per process, sizes, RTN fallbacks, the KLD table and where the report is.
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import type { Event, RunState } from "@moeq/contracts";
+import type { Event, EventOf, RunState } from "@moeq/contracts";
 import { formatKldTable, type KldStats } from "@moeq/eval";
 import { type RunInfo, runPaths, writeFileAtomic } from "@moeq/runtime";
+import { type CoverageDigest, coverageWarnings, digestCoverage } from "@moeq/stage-router-override";
 import type { StageProcessStats } from "./processes.ts";
 
 export interface RunSummary {
@@ -19,6 +20,14 @@ export interface RunSummary {
   readonly stages: { stage: string; seconds: number; instances: { instance: number; pids: number[]; restarts: number; peakRssMiB: number }[] }[];
   readonly layers: { layer: number; calibSeconds: number; quantSeconds: number; projections: number }[];
   readonly fallbacks: { layer: number; expert: number }[];
+  /** per MoE layer, what the calibration policy fed each expert (from RoutingPlanned) */
+  readonly coverage: {
+    readonly policy: string;
+    readonly zeroTokenFallback: string;
+    readonly minTokens: number;
+    readonly layers: (CoverageDigest & { readonly layer: number })[];
+    readonly warnings: string[];
+  } | null;
   readonly kld: KldStats | null;
   readonly reportDir?: string;
 }
@@ -70,7 +79,11 @@ export function buildSummary(a: { info: RunInfo; workDir: string; events: readon
   let kld: KldStats | null = null;
   let reportDir: string | undefined;
   let format: string | undefined;
+  const planned = new Map<number, EventOf<"RoutingPlanned">>();
+  let hidden = 0;
   for (const e of events) {
+    if (e.type === "RoutingPlanned") planned.set(e.payload.layer, e as EventOf<"RoutingPlanned">);
+    if (e.type === "ModelOpened") hidden = e.payload.hiddenSize;
     if (e.type === "LayerCompleted") L(e.payload.layer).calibSeconds = e.payload.seconds;
     if (e.type === "ExpertQuantized") {
       const k = `${e.payload.layer}/${e.payload.expert}/${e.payload.proj}`;
@@ -88,6 +101,18 @@ export function buildSummary(a: { info: RunInfo; workDir: string; events: readon
     }
     if (e.type === "CheckpointPacked") format = e.payload.format;
   }
+  const minTokens = info.options.minExpertTokens || hidden;
+  const fallbackName = info.options.zeroTokenFallback ?? "rtn";
+  const plans = [...planned.values()].sort((x, y) => x.payload.layer - y.payload.layer);
+  const coverage: RunSummary["coverage"] = plans.length
+    ? {
+        policy: plans[0].payload.policy,
+        zeroTokenFallback: fallbackName,
+        minTokens,
+        layers: plans.map((p) => ({ layer: p.payload.layer, ...digestCoverage(p.payload.coverage, minTokens) })),
+        warnings: plans.flatMap((p) => coverageWarnings(p.payload.layer, p.payload.coverage, { policy: p.payload.policy, minTokens, fallback: fallbackName })),
+      }
+    : null;
   const summary: RunSummary = {
     status: a.state.status,
     runId: info.runId,
@@ -99,6 +124,7 @@ export function buildSummary(a: { info: RunInfo; workDir: string; events: readon
     stages,
     layers: [...layers.values()].sort((x, y) => x.layer - y.layer),
     fallbacks,
+    coverage,
     kld,
     ...(reportDir ? { reportDir } : {}),
   };
@@ -123,6 +149,15 @@ export function formatSummary(s: RunSummary): string {
   if (s.layers.length) {
     out.push("  layers  calib s  quantize s (sum over projections)");
     for (const l of s.layers) out.push(`    ${String(l.layer).padStart(4)}  ${l.calibSeconds.toFixed(2).padStart(7)}  ${l.quantSeconds.toFixed(2).padStart(9)}  (${l.projections} projections)`);
+  }
+  if (s.coverage) {
+    const c = s.coverage;
+    out.push(`  coverage  policy ${c.policy}, zero-token fallback ${c.zeroTokenFallback}, threshold ${c.minTokens} routed tokens`);
+    for (const l of c.layers)
+      out.push(
+        `    ${String(l.layer).padStart(4)}  ${l.experts} experts: ${l.unrouted} unrouted, ${l.belowMin} below threshold, ${l.uncalibrated} without calibration tokens; min used ${l.minUsed}, ESS min ${l.minEss.toFixed(1)} median ${l.medianEss.toFixed(0)}`,
+      );
+    for (const w of c.warnings) out.push(`    warning: ${w}`);
   }
   if (s.fallbacks.length)
     out.push(`  RTN fallback (no calibration tokens): ${s.fallbacks.length} experts: ${s.fallbacks.map((f) => `L${f.layer}/E${f.expert}`).join(" ")}`);
