@@ -6,8 +6,17 @@ import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { type Block, blocksOf, docFiles, extractBlocks, firstLine, isShell, type Mark, parseMark } from "./docs/blocks.ts";
-import { EXTERNAL_MARKS } from "./docs/external-marks.ts";
+import {
+  type Block,
+  blocksOf,
+  docFiles,
+  extractBlocks,
+  firstLine,
+  isShell,
+  type Mark,
+  parseMark,
+} from "./docs/blocks.ts";
+import { EXTERNAL_MARKS, type ExternalMark } from "./docs/external-marks.ts";
 import { root, shared } from "./helpers.ts";
 
 const files = docFiles(root);
@@ -15,8 +24,10 @@ const allBlocks = files.flatMap((f) => blocksOf(root, f));
 
 function effectiveMark(b: Block): Mark | undefined {
   if (b.mark) return b.mark;
-  return EXTERNAL_MARKS.find((m) => m.file === b.file && m.firstLine === firstLine(b))?.mark;
+  return EXTERNAL_MARKS.find((m) => matches(m, b))?.mark;
 }
+
+const matches = (m: ExternalMark, b: Block) => m.file === b.file && firstLine(b).startsWith(m.firstLine);
 
 const where = (b: Block) => `${b.file}:${b.line}`;
 
@@ -38,7 +49,11 @@ interface RunResult {
 
 function runBlock(body: string, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<RunResult> {
   return new Promise((resolve) => {
-    const child = spawn("bash", ["-euo", "pipefail", "-c", body], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn("bash", ["-euo", "pipefail", "-c", body], {
+      cwd: root,
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let output = "";
     child.stdout.on("data", (d) => (output += d));
     child.stderr.on("data", (d) => (output += d));
@@ -52,14 +67,20 @@ function runBlock(body: string, env: NodeJS.ProcessEnv, timeoutMs: number): Prom
 
 describe("doc conventions", () => {
   it("finds the guides and their blocks", () => {
-    for (const f of ["docs/index.md", "docs/getting-started.md", "docs/plugins.md", "docs/evaluating.md", "docs/graphs.md"])
+    for (const f of [
+      "docs/index.md",
+      "docs/getting-started.md",
+      "docs/plugins.md",
+      "docs/evaluating.md",
+      "docs/graphs.md",
+    ])
       expect(files).toContain(f);
     expect(allBlocks.filter((b) => effectiveMark(b)?.kind === "test").length).toBeGreaterThanOrEqual(10);
   });
 
   it("every shell block is runnable or marked non-runnable with a reason", () => {
     const unmarked = allBlocks.filter((b) => isShell(b) && effectiveMark(b) === undefined).map(where);
-    expect(unmarked, "add <!-- test: expect \"…\" --> or <!-- no-test: reason --> above these blocks").toEqual([]);
+    expect(unmarked, 'add <!-- test: expect "…" --> or <!-- no-test: reason --> above these blocks').toEqual([]);
   });
 
   it("every marker is well formed", () => {
@@ -83,7 +104,7 @@ describe("doc conventions", () => {
   });
 
   it("every external mark names an existing block", () => {
-    const stale = EXTERNAL_MARKS.filter((m) => !allBlocks.some((b) => b.file === m.file && firstLine(b) === m.firstLine));
+    const stale = EXTERNAL_MARKS.filter((m) => !allBlocks.some((b) => matches(m, b)));
     expect(stale.map((m) => `${m.file}: ${m.firstLine}`)).toEqual([]);
   });
 
@@ -105,7 +126,10 @@ describe("the marker parser", () => {
       expects: ['a "b"', "c"],
       timeoutS: 30,
     });
-    expect(parseMark("<!-- no-test: needs a GPU machine -->")).toEqual({ kind: "no-test", reason: "needs a GPU machine" });
+    expect(parseMark("<!-- no-test: needs a GPU machine -->")).toEqual({
+      kind: "no-test",
+      reason: "needs a GPU machine",
+    });
     expect(parseMark("<!-- no-test: gpu -->")?.kind).toBe("invalid");
     expect(parseMark("<!-- test: -->")?.kind).toBe("invalid");
     expect(parseMark('<!-- test: expect "x" retry 3 -->')?.kind).toBe("invalid");
@@ -113,7 +137,21 @@ describe("the marker parser", () => {
   });
 
   it("attaches a marker across blank lines but not across text", () => {
-    const md = ['<!-- test: expect "ok" -->', "", "```bash", "echo ok", "```", "<!-- no-test: some reason here -->", "text", "```sh", "x", "```", "~~~", "```", "~~~"].join("\n");
+    const md = [
+      '<!-- test: expect "ok" -->',
+      "",
+      "```bash",
+      "echo ok",
+      "```",
+      "<!-- no-test: some reason here -->",
+      "text",
+      "```sh",
+      "x",
+      "```",
+      "~~~",
+      "```",
+      "~~~",
+    ].join("\n");
     const b = extractBlocks("x.md", md);
     expect(b.map((x) => [x.line, x.lang, x.mark?.kind, x.body])).toEqual([
       [3, "bash", "test", "echo ok"],
@@ -133,11 +171,15 @@ for (const file of files) {
     for (const b of runnable) {
       const mark = effectiveMark(b) as Extract<Mark, { kind: "test" }>;
       const timeoutMs = (mark.timeoutS ?? 240) * 1000;
-      it(`${where(b)}: ${firstLine(b)}`, async () => {
-        const r = await runBlock(b.body, env, timeoutMs);
-        expect(r.code, `${where(b)} exited ${r.code}:\n${r.output.slice(-4000)}`).toBe(0);
-        for (const e of mark.expects) expect(r.output, `${where(b)}: expected output fragment`).toContain(e);
-      }, timeoutMs + 10_000);
+      it(
+        `${where(b)}: ${firstLine(b)}`,
+        async () => {
+          const r = await runBlock(b.body, env, timeoutMs);
+          expect(r.code, `${where(b)} exited ${r.code}:\n${r.output.slice(-4000)}`).toBe(0);
+          for (const e of mark.expects) expect(r.output, `${where(b)}: expected output fragment`).toContain(e);
+        },
+        timeoutMs + 10_000,
+      );
     }
   });
 }

@@ -26,7 +26,11 @@ const SHELL_LANGS = new Set(["", "bash", "sh", "shell", "console", "zsh"]);
 export const isShell = (b: Block) => SHELL_LANGS.has(b.lang);
 
 /** The first non-blank line of a block: how the external marks name a block. */
-export const firstLine = (b: Block) => b.body.split("\n").find((l) => l.trim() !== "")?.trim() ?? "";
+export const firstLine = (b: Block) =>
+  b.body
+    .split("\n")
+    .find((l) => l.trim() !== "")
+    ?.trim() ?? "";
 
 export function parseMark(comment: string): Mark | undefined {
   const m = /^<!--\s*(test|no-test|include)\s*:?(.*?)-->$/s.exec(comment.trim());
@@ -50,7 +54,8 @@ export function parseMark(comment: string): Mark | undefined {
     timeoutS = Number(t[1]);
     leftover = leftover.replace(t[0], "");
   }
-  if (leftover.trim() !== "") return { kind: "invalid", problem: `unrecognised text in test marker: "${leftover.trim()}"` };
+  if (leftover.trim() !== "")
+    return { kind: "invalid", problem: `unrecognised text in test marker: "${leftover.trim()}"` };
   if (expects.length === 0 || expects.some((e) => e.trim() === ""))
     return { kind: "invalid", problem: 'a test marker needs at least one non-empty expect "fragment"' };
   return { kind: "test", expects, timeoutS };

@@ -1,10 +1,12 @@
 // Marks for shell blocks in pages whose authors own them (the doc test owner may not edit those
-// files). A block is named by its file and its first non-blank line. A mark here that matches no
+// files). A block is named by its file and the start of its first non-blank line (a prefix, so a
+// reworded comment at the end of that line does not orphan the mark). A mark here that matches no
 // block fails the test, so the list cannot go stale; a page's own inline marker wins over this.
 import type { Mark } from "./blocks.ts";
 
 export interface ExternalMark {
   readonly file: string;
+  /** The block's first non-blank line starts with this (trimmed). */
   readonly firstLine: string;
   readonly mark: Mark;
 }
@@ -27,9 +29,25 @@ export const EXTERNAL_MARKS: readonly ExternalMark[] = [
     "the default calibration size (128×256 Brown tokens) takes minutes on 2 cores; docs/getting-started.md runs quantize, eval and graph validate on small sizes",
   ),
   noTest(
-    "docs/gpu.md",
-    "bash ../shared/device/prepare.sh          # .gpu-carry/: node, nats-server, activate.sh",
-    "prepares a bundle for the GPU machine (CUDA build and checks run there, not in CI)",
+    "docs/calibration.md",
+    "./moeq quantize ../shared/models/tiny-qwen3moe-brown --out /tmp/q --policy soft",
+    "an overview with elided arguments (`…`) and a placeholder policy path; the first and last lines run at the default sizes (minutes on 2 cores)",
+  ),
+  noTest(
+    "docs/calibration.md",
+    "./moeq study <model-dir>",
+    "a synopsis with placeholders (`<model-dir>`, optional `[--eval …]`), not a complete command",
+  ),
+  noTest("docs/cluster.md", "┌──────── NATS cluster", "a diagram of the hosts, not a command"),
+  noTest(
+    "docs/cluster.md",
+    "export MOEQ_NATS_USER=moeq",
+    "needs a three-node NATS cluster on other hosts (test/cluster/cluster.test.ts simulates it with network namespaces)",
+  ),
+  noTest(
+    "docs/cluster.md",
+    "MOEQ_NATS_URL=nats://n1:4222",
+    "a worker host joining a running multi-host run (simulated in test/cluster/cluster.test.ts)",
   ),
   noTest(
     "docs/tracing.md",
