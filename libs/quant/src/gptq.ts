@@ -23,6 +23,8 @@ export interface GptqOptions extends IntQuantOptions {
   blockSize?: number;
   /** Σ of token weights when h is a raw accumulated sum (see above) */
   hessianWeight?: number;
+  /** the kernel to run (default the CPU one; deviceKernels(cuda).gptqQuantize runs it on a GPU) */
+  kernel?: typeof native.gptqQuantize;
 }
 
 export interface GptqResult extends IntQuantResult {
@@ -61,7 +63,7 @@ export async function gptq(
     if (!Number.isFinite(hessian[i])) fail(`hessian[${Math.floor(i / cols)}, ${i % cols}] is ${hessian[i]}`);
   let res: Awaited<ReturnType<typeof native.gptqQuantize>>;
   try {
-    res = await native.gptqQuantize(
+    res = await (options.kernel ?? native.gptqQuantize)(
       w,
       rows,
       cols,

@@ -1,6 +1,7 @@
 // The run's options: what `moeq quantize` flags and graph options resolve to, validated once by
 // the supervisor before any work and carried in RunStarted, so every stage (and a resumed run)
 // sees the same values.
+import { CudaUnavailable, cudaKernels, InvalidDevice, parseDevice } from "@moeq/native";
 import { OptionsError } from "./errors.ts";
 
 export type Algorithm = "rtn" | "gptq";
@@ -37,6 +38,8 @@ export interface RunOptions {
   /** quantizer replicas of the default graph */
   readonly quantizers: number;
   readonly maxShardBytes: number;
+  /** where the calibrator's Hessians and the quantizer's GPTQ run: cpu, cuda or cuda:N */
+  readonly device: string;
 }
 
 export const DEFAULT_OPTIONS: RunOptions = {
@@ -58,6 +61,7 @@ export const DEFAULT_OPTIONS: RunOptions = {
   batchWindows: 16,
   quantizers: 2,
   maxShardBytes: 5 * 1024 ** 3,
+  device: "cpu",
 };
 
 const fail = (field: string, message: string): never => {
@@ -78,6 +82,19 @@ const policySpec = (field: string, v: unknown): string => {
   if (typeof v !== "string" || !POLICY_SPEC.test(v))
     fail(field, `expected ${POLICIES.join(", ")}, fill:N, mix:λ (0 ≤ λ ≤ 1) or external:<command>, got ${JSON.stringify(v)}`);
   return v as string;
+};
+
+/** A valid device that this build and machine can use, so `--device cuda` fails before any work. */
+const deviceOption = (v: unknown): string => {
+  if (typeof v !== "string") return fail("device", `expected cpu, cuda or cuda:N, got ${JSON.stringify(v)}`);
+  try {
+    const d = parseDevice(v);
+    if (d.kind === "cuda") cudaKernels(d.index);
+    return d.kind === "cpu" ? "cpu" : `cuda:${d.index}`;
+  } catch (e) {
+    if (e instanceof InvalidDevice || e instanceof CudaUnavailable) return fail("device", e.message);
+    throw e;
+  }
 };
 
 const SPEC = /^(brown|brown:\d+x\d+|random:\d+x\d+|.+\.(txt|jsonl)(:\d+x\d+)?)$/i;
@@ -116,5 +133,6 @@ export function resolveOptions(partial: Partial<Record<keyof RunOptions, unknown
     batchWindows: intIn("batchWindows", o.batchWindows, 1, 4096),
     quantizers: intIn("quantizers", o.quantizers, 1, 256),
     maxShardBytes: intIn("maxShardBytes", o.maxShardBytes, 1024, Number.MAX_SAFE_INTEGER),
+    device: deviceOption(o.device),
   };
 }

@@ -9,7 +9,7 @@ import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { type TensorDescriptor, workId } from "@moeq/contracts";
 import { buildSpec, Engine, type RawConfig, type Routing, type ModelSpec } from "@moeq/models";
-import { native } from "@moeq/native";
+import { type DeviceKernels, deviceKernels, parseDevice } from "@moeq/native";
 import {
   descriptorSource,
   type QuantTarget,
@@ -36,9 +36,12 @@ function gatherRows(x: Float32Array, cols: number, rows: ArrayLike<number>): Flo
   return out;
 }
 
+// --device: set once per run from the options (runs written before --device existed mean cpu)
+let kernels: DeviceKernels = deviceKernels({ kind: "cpu" });
+
 async function weightedHessian(x: Float32Array, n: number, cols: number, w: Float32Array): Promise<{ h: Float32Array; absmax: number }> {
   const acc = new Float64Array(cols * cols);
-  if (n > 0) await native.hessianAccumulate(acc, x, n, cols, w);
+  if (n > 0) await kernels.hessianAccumulate(acc, x, n, cols, w);
   let absmax = 0;
   for (let i = 0; i < n * cols; i++) absmax = Math.max(absmax, Math.abs(x[i]));
   return { h: Float32Array.from(acc), absmax };
@@ -46,6 +49,7 @@ async function weightedHessian(x: Float32Array, n: number, cols: number, w: Floa
 
 export async function runCalibrator(ctx: StageContext): Promise<void> {
   const o = ctx.options;
+  kernels = deviceKernels(parseDevice(o.device ?? "cpu"));
   const opened = await ctx.waitFor("ModelOpened");
   const { arch, spec } = buildSpec(opened.payload.config as RawConfig, "ModelOpened.config");
   const targets = quantTargets(arch, spec, o.targets);

@@ -5,6 +5,7 @@
 // items find their ExpertQuantized in the log and are acknowledged without redoing the work.
 import { QuantizeExpertWork, validate, type WorkItem } from "@moeq/contracts";
 import { tensorToF32 } from "@moeq/models";
+import { deviceKernels, parseDevice } from "@moeq/native";
 import { gptq, quantizeIntRtn, type IntQuantResult } from "@moeq/quant";
 import { isPermanentError, type StageContext, StageError, targetKey, writeFileAtomic } from "@moeq/runtime";
 import { PermanentFailure } from "@moeq/bus";
@@ -58,6 +59,7 @@ export async function quantizeItem(ctx: StageContext, item: WorkItem, working: (
       hessianWeight: o.hessianWeight,
       scaleDtype,
       name,
+      kernel: deviceKernels(parseDevice(ctx.options.device ?? "cpu")).gptqQuantize,
     });
     res = g;
     loss = g.loss;

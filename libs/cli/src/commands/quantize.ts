@@ -92,6 +92,10 @@ export const quantize = Command.make(
     nats: Flag.String("nats").pipe(Flag.optional, Flag.withDescription("NATS URL (default: an embedded nats-server)")),
     graph: Flag.String("graph").pipe(Flag.optional, Flag.withDescription("Graph file (JSON or YAML) choosing each stage's implementation")),
     workDir: Flag.String("work-dir").pipe(Flag.optional, Flag.withDescription("Run directory (default <out>.moeq-work)")),
+    device: Flag.String("device").pipe(
+      Flag.withDefault("cpu"),
+      Flag.withDescription("Where Hessians and GPTQ run: cpu, cuda or cuda:N (a CUDA build of @moeq/native)"),
+    ),
     json: Flag.Boolean("json").pipe(Flag.withDefault(false), Flag.withDescription("Print the summary as JSON")),
   },
   (a) =>
@@ -121,6 +125,7 @@ export const quantize = Command.make(
             damp: a.damp,
             actOrder: a.actOrder,
             batchWindows: a.batchWindows,
+            device: a.device,
           },
         });
         await runAndReport(workDir, a.json);
