@@ -10,7 +10,14 @@ const dir = tempDir("bad");
 function copyModel(name: string): string {
   const d = join(dir, name);
   mkdirSync(d);
-  for (const f of ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"]) copyFileSync(join(trainedModel, f), join(d, f));
+  for (const f of [
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "generation_config.json",
+  ])
+    copyFileSync(join(trainedModel, f), join(d, f));
   return d;
 }
 
@@ -30,7 +37,10 @@ describe("moeq quantize rejects bad input before work starts", () => {
   it("unknown architecture", async () => {
     const m = copyModel("unknown-arch");
     const cfg = JSON.parse(readFileSync(join(m, "config.json"), "utf8"));
-    writeFileSync(join(m, "config.json"), JSON.stringify({ ...cfg, model_type: "nonexistent_moe", architectures: ["NonexistentForCausalLM"] }));
+    writeFileSync(
+      join(m, "config.json"),
+      JSON.stringify({ ...cfg, model_type: "nonexistent_moe", architectures: ["NonexistentForCausalLM"] }),
+    );
     await expectRejected([m], join(dir, "o2"), /nonexistent_moe/);
   }, 60_000);
 
@@ -45,7 +55,11 @@ describe("moeq quantize rejects bad input before work starts", () => {
     await expectRejected([trainedModel, "--group-size", "0"], join(dir, "o5"), /groupSize|group size/);
     await expectRejected([trainedModel, "--group-size", "48"], join(dir, "o6"), /not a multiple of group size 48/);
     await expectRejected([trainedModel, "--calib", "nonsense"], join(dir, "o7"), /calib/);
-    await expectRejected([trainedModel, "--calib", join(dir, "missing.txt")], join(dir, "o8"), /missing\.txt does not exist/);
+    await expectRejected(
+      [trainedModel, "--calib", join(dir, "missing.txt")],
+      join(dir, "o8"),
+      /missing\.txt does not exist/,
+    );
   }, 120_000);
 
   it("unwritable output", async () => {

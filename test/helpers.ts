@@ -23,8 +23,11 @@ export interface CliResult {
 
 export function moeq(args: readonly string[], timeoutMs = 600_000): Promise<CliResult> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [cli, ...args], { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    execFile(
+      process.execPath,
+      [cli, ...args],
+      { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 },
+      (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
   });
 }
@@ -60,10 +63,15 @@ export async function waitForLog(workDir: string, stage: string, re: RegExp, tim
 /** sha256 of every file in a checkpoint dir (shards, index, config). */
 export function dirHashes(dir: string): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const f of readdirSync(dir).sort()) out[f] = createHash("sha256").update(readFileSync(join(dir, f))).digest("hex");
+  for (const f of readdirSync(dir).sort())
+    out[f] = createHash("sha256")
+      .update(readFileSync(join(dir, f)))
+      .digest("hex");
   return out;
 }
 
-export const shardHashes = (dir: string) => Object.fromEntries(Object.entries(dirHashes(dir)).filter(([f]) => f.endsWith(".safetensors")));
+export const shardHashes = (dir: string) =>
+  Object.fromEntries(Object.entries(dirHashes(dir)).filter(([f]) => f.endsWith(".safetensors")));
 
-export const meanKld = (summaryJson: string): number => (JSON.parse(summaryJson) as { kld: { kld: { mean: number } } }).kld.kld.mean;
+export const meanKld = (summaryJson: string): number =>
+  (JSON.parse(summaryJson) as { kld: { kld: { mean: number } } }).kld.kld.mean;

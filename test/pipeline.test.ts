@@ -14,7 +14,19 @@ const windows = ["--calib", "random:16x64", "--eval", "random:4x64", "--quantize
 let baseline: Record<string, string> = {};
 
 beforeAll(async () => {
-  const s = await moeq(["synth", "--arch", "qwen3_moe", "--preset", "tiny", "--layers", "2", "--seed", "7", "--out", model]);
+  const s = await moeq([
+    "synth",
+    "--arch",
+    "qwen3_moe",
+    "--preset",
+    "tiny",
+    "--layers",
+    "2",
+    "--seed",
+    "7",
+    "--out",
+    model,
+  ]);
   expect(s.code, s.stderr).toBe(0);
   const r = await moeq(["quantize", model, "--out", join(dir, "baseline"), ...windows, "--json"]);
   expect(r.code, r.stderr).toBe(0);
@@ -67,10 +79,17 @@ describe("pipeline on a synthesized model", () => {
     }
     const r = await run.done;
     expect(r.code, `${r.stderr}\n${r.stdout.slice(-2000)}`).toBe(0);
-    const summary = JSON.parse(r.stdout) as { status: string; stages: { stage: string; instances: { restarts: number }[] }[] };
+    const summary = JSON.parse(r.stdout) as {
+      status: string;
+      stages: { stage: string; instances: { restarts: number }[] }[];
+    };
     expect(summary.status).toBe("completed");
     expect(killed.length).toBeGreaterThanOrEqual(5);
-    for (const s of killed) expect(summary.stages.find((x) => x.stage === s)!.instances.some((i) => i.restarts > 0), s).toBe(true);
+    for (const s of killed)
+      expect(
+        summary.stages.find((x) => x.stage === s)!.instances.some((i) => i.restarts > 0),
+        s,
+      ).toBe(true);
     expect(shardHashes(out)).toEqual(baseline);
   }, 600_000);
 
@@ -93,7 +112,18 @@ describe("pipeline on a synthesized model", () => {
     const a = await moeq(["quantize", model, "--out", ours, ...windows, "--algo", "rtn", "--json"]);
     expect(a.code, a.stderr).toBe(0);
     const alt = join(dir, "alt");
-    const b = await moeq(["quantize", model, "--out", alt, ...windows, "--algo", "rtn", "--graph", join(root, "test", "alt-quantizer", "graph.yaml"), "--json"]);
+    const b = await moeq([
+      "quantize",
+      model,
+      "--out",
+      alt,
+      ...windows,
+      "--algo",
+      "rtn",
+      "--graph",
+      join(root, "test", "alt-quantizer", "graph.yaml"),
+      "--json",
+    ]);
     expect(b.code, b.stderr).toBe(0);
     const log = (await import("node:fs")).readFileSync(join(`${alt}.moeq-work`, "logs", "quantizer.0.log"), "utf8");
     expect(log).toContain("alt-quantizer.0 consuming quantize work");

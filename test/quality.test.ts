@@ -11,7 +11,10 @@ describe("quality on the trained tiny Qwen3-MoE", () => {
   let rtn = Number.NaN;
 
   it("RTN W4 g32 sym: mean KLD in [0.040, 0.058]", async () => {
-    const r = await moeq(["quantize", trainedModel, "--out", join(dir, "rtn"), "--algo", "rtn", "--group-size", "32", "--json"], 1_800_000);
+    const r = await moeq(
+      ["quantize", trainedModel, "--out", join(dir, "rtn"), "--algo", "rtn", "--group-size", "32", "--json"],
+      1_800_000,
+    );
     expect(r.code, r.stderr).toBe(0);
     rtn = meanKld(r.stdout);
     expect(rtn).toBeGreaterThanOrEqual(0.04);
@@ -21,7 +24,22 @@ describe("quality on the trained tiny Qwen3-MoE", () => {
 
   it("routed GPTQ (16×256 calibration tokens) is at least 10 % below RTN, and moeq eval reproduces it", async () => {
     const out = join(dir, "gptq");
-    const r = await moeq(["quantize", trainedModel, "--out", out, "--algo", "gptq", "--group-size", "32", "--calib", "brown:16x256", "--json"], 1_800_000);
+    const r = await moeq(
+      [
+        "quantize",
+        trainedModel,
+        "--out",
+        out,
+        "--algo",
+        "gptq",
+        "--group-size",
+        "32",
+        "--calib",
+        "brown:16x256",
+        "--json",
+      ],
+      1_800_000,
+    );
     expect(r.code, r.stderr).toBe(0);
     const gptq = meanKld(r.stdout);
     expect(Number.isFinite(rtn)).toBe(true);

@@ -2,7 +2,15 @@
 // ($ref into $defs, type, enum, properties, required, additionalProperties, items, anyOf,
 // minimum, maximum, pattern, x-msgpack bin). Returns a list of "path: problem" strings.
 const typeOf = (v) =>
-  v === null ? "null" : Array.isArray(v) ? "array" : v instanceof Uint8Array ? "bytes" : Number.isInteger(v) ? "integer" : typeof v;
+  v === null
+    ? "null"
+    : Array.isArray(v)
+      ? "array"
+      : v instanceof Uint8Array
+        ? "bytes"
+        : Number.isInteger(v)
+          ? "integer"
+          : typeof v;
 
 export function validator(root) {
   const resolve = (ref) => {
@@ -32,19 +40,23 @@ export function validator(root) {
       const fits = want.some((w) => w === t || (w === "number" && (t === "integer" || t === "number")));
       if (!fits) return void errors.push(`${path}: expected ${want.join("|")}, got ${t}`);
     }
-    if (schema.enum && !schema.enum.some((e) => e === v)) errors.push(`${path}: ${JSON.stringify(v)} not in ${JSON.stringify(schema.enum)}`);
+    if (schema.enum && !schema.enum.some((e) => e === v))
+      errors.push(`${path}: ${JSON.stringify(v)} not in ${JSON.stringify(schema.enum)}`);
     if (typeof v === "number") {
       if (schema.minimum !== undefined && v < schema.minimum) errors.push(`${path}: ${v} < ${schema.minimum}`);
       if (schema.maximum !== undefined && v > schema.maximum) errors.push(`${path}: ${v} > ${schema.maximum}`);
     }
-    if (typeof v === "string" && schema.pattern && !new RegExp(schema.pattern).test(v)) errors.push(`${path}: does not match ${schema.pattern}`);
-    if (t === "array" && schema.items) v.forEach((x, i) => check(schema.items, x, `${path}[${i}]`, errors));
+    if (typeof v === "string" && schema.pattern && !new RegExp(schema.pattern).test(v))
+      errors.push(`${path}: does not match ${schema.pattern}`);
+    if (t === "array" && schema.items)
+      for (const [i, x] of v.entries()) check(schema.items, x, `${path}[${i}]`, errors);
     if (t === "object") {
       for (const k of schema.required ?? []) if (!(k in v)) errors.push(`${path}.${k}: required`);
       for (const [k, x] of Object.entries(v)) {
         if (schema.properties?.[k]) check(schema.properties[k], x, `${path}.${k}`, errors);
         else if (schema.additionalProperties === false) errors.push(`${path}.${k}: not allowed`);
-        else if (typeof schema.additionalProperties === "object") check(schema.additionalProperties, x, `${path}.${k}`, errors);
+        else if (typeof schema.additionalProperties === "object")
+          check(schema.additionalProperties, x, `${path}.${k}`, errors);
       }
     }
   };

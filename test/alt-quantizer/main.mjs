@@ -50,7 +50,10 @@ async function append(type, payload, msgId) {
     const errors = validEvent(envelope, type);
     if (errors.length) throw new Error(`refusing to append an invalid ${type}: ${errors.slice(0, 3).join("; ")}`);
     try {
-      await js.publish(`moeq.${runId}.evt.${type}`, packr.pack(envelope), { expect: { lastSequence: last }, ...(msgId ? { msgID: msgId } : {}) });
+      await js.publish(`moeq.${runId}.evt.${type}`, packr.pack(envelope), {
+        expect: { lastSequence: last },
+        ...(msgId ? { msgID: msgId } : {}),
+      });
       return;
     } catch (e) {
       if (!/wrong last sequence/i.test(String(e?.message))) throw e;
@@ -127,7 +130,8 @@ function rtn(w, rows, cols, bits, groupSize, symmetric) {
       const zero = symmetric ? (maxq + 1) / 2 : Math.min(maxq, Math.max(0, roundHalfEven(-xmin / scale)));
       scales[r * nG + gi] = scale;
       zeros[r * nG + gi] = zero;
-      for (let j = start; j < start + len; j++) codes[j] = Math.min(maxq, Math.max(0, roundHalfEven(w[j] / scale) + zero));
+      for (let j = start; j < start + len; j++)
+        codes[j] = Math.min(maxq, Math.max(0, roundHalfEven(w[j] / scale) + zero));
     }
   return { codes, scales, zeros, gIdx, nG };
 }
@@ -144,7 +148,10 @@ function writeTensor(name, dtype, shape, view) {
 
 async function handle(m) {
   const item = packr.unpack(m.data);
-  const errors = [...validWorkItem(item, "item"), ...(item && typeof item === "object" ? validWork(item.payload, "item.payload") : [])];
+  const errors = [
+    ...validWorkItem(item, "item"),
+    ...(item && typeof item === "object" ? validWork(item.payload, "item.payload") : []),
+  ];
   if (errors.length) {
     say(`rejecting ${m.subject}#${m.seq}: ${errors.slice(0, 3).join("; ")}`);
     m.term();
@@ -177,7 +184,15 @@ async function handle(m) {
     zeros: writeTensor(`${base}.zeros`, "i32", [rows, q.nG], q.zeros),
     g_idx: writeTensor(`${base}.g_idx`, "i32", [cols], q.gIdx),
   };
-  const payload = { layer: p.layer, expert: p.expert, proj: p.proj, outputs, loss, algorithm: "rtn(alt)", seconds: (Date.now() - t0) / 1000 };
+  const payload = {
+    layer: p.layer,
+    expert: p.expert,
+    proj: p.proj,
+    outputs,
+    loss,
+    algorithm: "rtn(alt)",
+    seconds: (Date.now() - t0) / 1000,
+  };
   await append("ExpertQuantized", payload, `${runId}/ExpertQuantized/${p.layer}/${p.expert}/${p.proj}`);
   m.ack();
 }

@@ -13,7 +13,12 @@ import { fileURLToPath } from "node:url";
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const cli = join(root, "libs", "cli", "dist", "main.js");
 const dir = mkdtempSync(join(tmpdir(), "moeq-bench-pipeline-"));
-const moeq = (...args) => execFileSync(process.execPath, [cli, ...args], { encoding: "utf8", maxBuffer: 256 << 20, stdio: ["ignore", "pipe", "inherit"] });
+const moeq = (...args) =>
+  execFileSync(process.execPath, [cli, ...args], {
+    encoding: "utf8",
+    maxBuffer: 256 << 20,
+    stdio: ["ignore", "pipe", "inherit"],
+  });
 
 function run(name, model, extra) {
   const t0 = Date.now();
@@ -28,19 +33,28 @@ if (!process.argv.includes("--skip-trained"))
 for (const layers of [2, 8]) {
   const model = join(dir, `tiny4x-${layers}`);
   moeq("synth", "--preset", "tiny4x", "--layers", String(layers), "--out", model);
-  results.push(run(`tiny4x-${layers}L`, model, ["--algo", "gptq", "--calib", "random:64x256", "--eval", "random:16x256"]));
+  results.push(
+    run(`tiny4x-${layers}L`, model, ["--algo", "gptq", "--calib", "random:64x256", "--eval", "random:16x256"]),
+  );
 }
 
 const lines = [];
 for (const { name, wall, s } of results) {
-  lines.push(`### ${name}: ${wall.toFixed(1)} s wall, model ${(s.model.bytes / 1e6).toFixed(1)} MB → ${(s.output.bytes / 1e6).toFixed(1)} MB, mean KLD ${s.kld.kld.mean.toFixed(5)}`, "");
+  lines.push(
+    `### ${name}: ${wall.toFixed(1)} s wall, model ${(s.model.bytes / 1e6).toFixed(1)} MB → ${(s.output.bytes / 1e6).toFixed(1)} MB, mean KLD ${s.kld.kld.mean.toFixed(5)}`,
+    "",
+  );
   lines.push("| stage | wall s | peak RSS (MiB) per process |", "|---|---|---|");
-  for (const st of s.stages) lines.push(`| ${st.stage} | ${st.seconds.toFixed(1)} | ${st.instances.map((i) => i.peakRssMiB.toFixed(0)).join(", ")} |`);
+  for (const st of s.stages)
+    lines.push(
+      `| ${st.stage} | ${st.seconds.toFixed(1)} | ${st.instances.map((i) => i.peakRssMiB.toFixed(0)).join(", ")} |`,
+    );
   lines.push("", "| layer | calibrate s | quantize s (sum) |", "|---|---|---|");
   for (const l of s.layers) lines.push(`| ${l.layer} | ${l.calibSeconds.toFixed(2)} | ${l.quantSeconds.toFixed(2)} |`);
   lines.push("");
 }
-const rss = (name) => results.find((r) => r.name === name).s.stages.find((x) => x.stage === "calibrator").instances[0].peakRssMiB;
+const rss = (name) =>
+  results.find((r) => r.name === name).s.stages.find((x) => x.stage === "calibrator").instances[0].peakRssMiB;
 const ratio = rss("tiny4x-8L") / rss("tiny4x-2L");
 lines.push(`calibrator peak RSS, 8 layers / 2 layers: ${ratio.toFixed(2)} (target ≤ 1.30)`);
 console.log(lines.join("\n"));

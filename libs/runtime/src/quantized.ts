@@ -35,9 +35,23 @@ export function readIntOutputs(reader: TensorReader, ev: EventOf<"ExpertQuantize
     gIdx: reader.i32(o.g_idx, `${src} g_idx`),
   };
   const nG = q.scales.length / t.rows;
-  if (q.codes.length !== t.rows * t.cols || q.gIdx.length !== t.cols || q.zeros.length !== q.scales.length || !Number.isInteger(nG))
-    throw new StageError({ stage: "packer", message: `${src}: output shapes do not fit [${t.rows}, ${t.cols}]`, permanent: true });
+  if (
+    q.codes.length !== t.rows * t.cols ||
+    q.gIdx.length !== t.cols ||
+    q.zeros.length !== q.scales.length ||
+    !Number.isInteger(nG)
+  )
+    throw new StageError({
+      stage: "packer",
+      message: `${src}: output shapes do not fit [${t.rows}, ${t.cols}]`,
+      permanent: true,
+    });
   for (let c = 0; c < t.cols; c++)
-    if (q.gIdx[c] < 0 || q.gIdx[c] >= nG) throw new StageError({ stage: "packer", message: `${src}: g_idx[${c}] = ${q.gIdx[c]} outside [0, ${nG})`, permanent: true });
+    if (q.gIdx[c] < 0 || q.gIdx[c] >= nG)
+      throw new StageError({
+        stage: "packer",
+        message: `${src}: g_idx[${c}] = ${q.gIdx[c]} outside [0, ${nG})`,
+        permanent: true,
+      });
   return q;
 }

@@ -1,7 +1,17 @@
 // A run's work dir: run.json (id, options, graph, bus), the embedded server's JetStream store,
 // durable tensors (every descriptor a stage publishes points here, so a restarted stage or a
 // resumed run finds them), activations at layer boundaries, and one log per stage process.
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
 import { homedir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import type { Graph } from "@moeq/contracts";
@@ -45,7 +55,8 @@ export function writeFileAtomic(path: string, data: Uint8Array | string): void {
   const bytes = typeof data === "string" ? Buffer.from(data) : data;
   const fd = openSync(tmp, "w");
   try {
-    for (let off = 0; off < bytes.byteLength; ) off += writeSync(fd, bytes, off, Math.min(1 << 30, bytes.byteLength - off));
+    for (let off = 0; off < bytes.byteLength; )
+      off += writeSync(fd, bytes, off, Math.min(1 << 30, bytes.byteLength - off));
     fsyncSync(fd);
   } catch (e) {
     closeSync(fd);
@@ -62,7 +73,8 @@ export function writeRunInfo(workDir: string, info: RunInfo): void {
 
 export function readRunInfo(workDir: string): RunInfo {
   const file = runPaths(workDir).runJson;
-  if (!existsSync(file)) throw new RunDirError({ path: file, message: `${workDir} is not a moeq work dir: ${file} does not exist` });
+  if (!existsSync(file))
+    throw new RunDirError({ path: file, message: `${workDir} is not a moeq work dir: ${file} does not exist` });
   try {
     const v = JSON.parse(readFileSync(file, "utf8")) as RunInfo;
     if (typeof v.runId !== "string" || typeof v.modelDir !== "string" || typeof v.outDir !== "string" || !v.graph)

@@ -38,11 +38,20 @@ export const toSafetensorsDtype = (d: Dtype, source: string): DType => {
 export const fromSafetensorsDtype = (d: DType): Dtype => FROM_ST[d];
 
 /** Writes `data` to `<dir>/<name>` atomically and returns its `file` descriptor. */
-export function writeTensorFile(dir: string, name: string, dtype: Dtype, shape: readonly number[], data: ArrayBufferView): TensorDescriptor {
+export function writeTensorFile(
+  dir: string,
+  name: string,
+  dtype: Dtype,
+  shape: readonly number[],
+  data: ArrayBufferView,
+): TensorDescriptor {
   const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   const want = byteLengthOf(dtype, shape);
   if (bytes.byteLength !== want)
-    throw new TensorFileError({ source: name, message: `${name}: ${bytes.byteLength} bytes for ${dtype}[${shape}], expected ${want}` });
+    throw new TensorFileError({
+      source: name,
+      message: `${name}: ${bytes.byteLength} bytes for ${dtype}[${shape}], expected ${want}`,
+    });
   const path = join(dir, name);
   writeFileAtomic(path, bytes);
   return { dtype, shape: [...shape], loc: { kind: "file", path, offset: 0, bytes: want } };
@@ -60,11 +69,23 @@ export class TensorReader {
     const want = byteLengthOf(d.dtype, d.shape);
     const loc = d.loc;
     if (loc.kind === "inline") {
-      if (loc.data.byteLength !== want) throw new TensorFileError({ source, message: `${source}: inline tensor has ${loc.data.byteLength} bytes, ${d.dtype}[${d.shape}] needs ${want}` });
+      if (loc.data.byteLength !== want)
+        throw new TensorFileError({
+          source,
+          message: `${source}: inline tensor has ${loc.data.byteLength} bytes, ${d.dtype}[${d.shape}] needs ${want}`,
+        });
       return loc.data;
     }
-    if (loc.kind !== "file") throw new TensorFileError({ source, message: `${source}: ${loc.kind} descriptors are not used by this pipeline (file or inline expected)` });
-    if (loc.bytes !== want) throw new TensorFileError({ source, message: `${source}: descriptor says ${loc.bytes} bytes, ${d.dtype}[${d.shape}] needs ${want}` });
+    if (loc.kind !== "file")
+      throw new TensorFileError({
+        source,
+        message: `${source}: ${loc.kind} descriptors are not used by this pipeline (file or inline expected)`,
+      });
+    if (loc.bytes !== want)
+      throw new TensorFileError({
+        source,
+        message: `${source}: descriptor says ${loc.bytes} bytes, ${d.dtype}[${d.shape}] needs ${want}`,
+      });
     let real: string;
     let size: number;
     try {
@@ -73,7 +94,10 @@ export class TensorReader {
       throw new TensorFileError({ source, message: (e as Error).message });
     }
     if (loc.offset + loc.bytes > size)
-      throw new TensorFileError({ source, message: `${source}: [${loc.offset}, ${loc.offset + loc.bytes}) is past the end of ${loc.path} (${size} bytes)` });
+      throw new TensorFileError({
+        source,
+        message: `${source}: [${loc.offset}, ${loc.offset + loc.bytes}) is past the end of ${loc.path} (${size} bytes)`,
+      });
     if (loc.bytes === 0) return new Uint8Array(0);
     return new Uint8Array(native.mapFileRange(real, loc.offset, loc.bytes));
   }
@@ -85,18 +109,25 @@ export class TensorReader {
   f32(d: TensorDescriptor, source: string): Float32Array {
     if (d.dtype !== "f32") throw new TensorFileError({ source, message: `${source}: expected f32, got ${d.dtype}` });
     const b = this.bytes(d, source);
-    return b.byteOffset % 4 === 0 ? new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4) : new Float32Array(b.slice().buffer);
+    return b.byteOffset % 4 === 0
+      ? new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4)
+      : new Float32Array(b.slice().buffer);
   }
 
   i32(d: TensorDescriptor, source: string): Int32Array {
     if (d.dtype !== "i32") throw new TensorFileError({ source, message: `${source}: expected i32, got ${d.dtype}` });
     const b = this.bytes(d, source);
-    return b.byteOffset % 4 === 0 ? new Int32Array(b.buffer, b.byteOffset, b.byteLength / 4) : new Int32Array(b.slice().buffer);
+    return b.byteOffset % 4 === 0
+      ? new Int32Array(b.buffer, b.byteOffset, b.byteLength / 4)
+      : new Int32Array(b.slice().buffer);
   }
 }
 
 /** A WeightSource over name → descriptor maps (e.g. the loader's LayerLoaded events), mapped lazily. */
-export function descriptorSource(reader: TensorReader, descriptors: ReadonlyMap<string, TensorDescriptor>): WeightSource {
+export function descriptorSource(
+  reader: TensorReader,
+  descriptors: ReadonlyMap<string, TensorDescriptor>,
+): WeightSource {
   const cache = new Map<string, Tensor>();
   return {
     has: (n) => descriptors.has(n),

@@ -3,7 +3,7 @@
 // synthesized models that have no tokenizer (random weights make text meaningless anyway).
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { calibrationWindows, loadTokenizer, parseCalibSpec, seededRandom, type Split } from "@moeq/data";
+import { calibrationWindows, loadTokenizer, parseCalibSpec, type Split, seededRandom } from "@moeq/data";
 import { Cause, Effect, Exit } from "effect";
 import { OptionsError } from "./errors.ts";
 
@@ -24,7 +24,11 @@ export function randomWindows(n: number, seqLen: number, vocab: number, seed: nu
 }
 
 /** Windows for `spec` from `split`; throws OptionsError / @moeq/data's typed errors. */
-export async function tokenWindows(spec: string, split: Split, o: { modelDir: string; vocab: number; seed: number; cacheDir?: string }): Promise<Windows> {
+export async function tokenWindows(
+  spec: string,
+  split: Split,
+  o: { modelDir: string; vocab: number; seed: number; cacheDir?: string },
+): Promise<Windows> {
   const m = RANDOM.exec(spec);
   if (m) {
     const n = Number(m[1]);
@@ -34,12 +38,18 @@ export async function tokenWindows(spec: string, split: Split, o: { modelDir: st
     return randomWindows(n, seqLen, o.vocab, o.seed + (split === "eval" ? 1_000_003 : 0));
   }
   if (!existsSync(join(o.modelDir, "tokenizer.json")))
-    throw new OptionsError({ field: split, message: `${spec}: ${join(o.modelDir, "tokenizer.json")} does not exist; use random:NxT for a model without a tokenizer` });
+    throw new OptionsError({
+      field: split,
+      message: `${spec}: ${join(o.modelDir, "tokenizer.json")} does not exist; use random:NxT for a model without a tokenizer`,
+    });
   const exit = await Effect.runPromiseExit(
     Effect.gen(function* () {
       const tokenizer = yield* loadTokenizer(o.modelDir);
       const parsed = yield* parseCalibSpec(spec);
-      const w = yield* calibrationWindows(parsed, tokenizer, split, { seed: o.seed, ...(o.cacheDir ? { cacheDir: o.cacheDir } : {}) });
+      const w = yield* calibrationWindows(parsed, tokenizer, split, {
+        seed: o.seed,
+        ...(o.cacheDir ? { cacheDir: o.cacheDir } : {}),
+      });
       return { n: w.n, seqLen: w.seqLen, ids: w.ids };
     }),
   );

@@ -18,7 +18,8 @@ describe("dequantizeInt", () => {
     // @moeq/quant multiplies by the f64 scale; stored scales are f32, hence ≤ 1 f32 ulp apart.
     const d = dequantizeInt(q, rows, cols);
     let worst = 0;
-    for (let i = 0; i < d.length; i++) worst = Math.max(worst, Math.abs(d[i] - q.dequant[i]) / Math.max(1e-12, Math.abs(q.dequant[i])));
+    for (let i = 0; i < d.length; i++)
+      worst = Math.max(worst, Math.abs(d[i] - q.dequant[i]) / Math.max(1e-12, Math.abs(q.dequant[i])));
     expect(worst).toBeLessThan(2e-7);
     // and a wrong group map is caught: shifting g_idx changes the result
     const shifted = { ...q, gIdx: q.gIdx.map((g) => (g + 1) % (q.scales.length / rows)) };

@@ -25,7 +25,11 @@ describe("tensor files", () => {
     for (let k = 0; k < 64; k++) bytes[k] = k;
     writeFileSync(join(dir, "blob"), bytes);
     const reader = new TensorReader([dir]);
-    const d = { dtype: "bf16" as const, shape: [2, 3], loc: { kind: "file" as const, path: join(dir, "blob"), offset: 10, bytes: 12 } };
+    const d = {
+      dtype: "bf16" as const,
+      shape: [2, 3],
+      loc: { kind: "file" as const, path: join(dir, "blob"), offset: 10, bytes: 12 },
+    };
     expect([...reader.bytes(d, "x")]).toEqual([10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21]);
     const src = descriptorSource(reader, new Map([["w", d]]));
     expect(src.has("w")).toBe(true);
@@ -37,13 +41,29 @@ describe("tensor files", () => {
     const reader = new TensorReader([dir]);
     expect(() => writeTensorFile(dir, "bad", "f32", [3], new Float32Array(4))).toThrow(/bad: 16 bytes/);
     writeFileSync(join(other, "secret"), new Uint8Array(16));
-    const outside = { dtype: "u8" as const, shape: [16], loc: { kind: "file" as const, path: join(other, "secret"), offset: 0, bytes: 16 } };
+    const outside = {
+      dtype: "u8" as const,
+      shape: [16],
+      loc: { kind: "file" as const, path: join(other, "secret"), offset: 0, bytes: 16 },
+    };
     expect(() => reader.bytes(outside, "outside")).toThrow(/outside.*allowed roots/);
-    const past = { dtype: "u8" as const, shape: [60], loc: { kind: "file" as const, path: join(dir, "blob"), offset: 10, bytes: 60 } };
+    const past = {
+      dtype: "u8" as const,
+      shape: [60],
+      loc: { kind: "file" as const, path: join(dir, "blob"), offset: 10, bytes: 60 },
+    };
     expect(() => reader.bytes(past, "past")).toThrow(/past: \[10, 70\) is past the end/);
-    const lying = { dtype: "f32" as const, shape: [4], loc: { kind: "file" as const, path: join(dir, "blob"), offset: 0, bytes: 8 } };
+    const lying = {
+      dtype: "f32" as const,
+      shape: [4],
+      loc: { kind: "file" as const, path: join(dir, "blob"), offset: 0, bytes: 8 },
+    };
     expect(() => reader.bytes(lying, "lying")).toThrow(/lying: descriptor says 8 bytes, f32\[4\] needs 16/);
-    const shm = { dtype: "u8" as const, shape: [1], loc: { kind: "shm" as const, segment: "moeq-x-1.0", offset: 0, bytes: 1 } };
+    const shm = {
+      dtype: "u8" as const,
+      shape: [1],
+      loc: { kind: "shm" as const, segment: "moeq-x-1.0", offset: 0, bytes: 1 },
+    };
     expect(() => reader.bytes(shm, "shm")).toThrow(/shm descriptors are not used/);
   });
 });

@@ -12,7 +12,12 @@ export interface RoutePlan {
   readonly calib: TensorDescriptor;
 }
 
-export async function requestPlan(ctx: StageContext, layer: number, x: TensorDescriptor, firstTimeoutMs = 10_000): Promise<RoutePlan> {
+export async function requestPlan(
+  ctx: StageContext,
+  layer: number,
+  x: TensorDescriptor,
+  firstTimeoutMs = 10_000,
+): Promise<RoutePlan> {
   const subject = `moeq.${ctx.runId}.rpc.route`;
   for (let attempt = 0; ; attempt++) {
     try {
@@ -24,7 +29,11 @@ export async function requestPlan(ctx: StageContext, layer: number, x: TensorDes
       if (Result.isFailure(r)) throw r.failure;
       const v = r.success as { ok: boolean; plan?: RoutePlan; error?: { tag: string; message: string } };
       if (!v.ok || !v.plan)
-        throw new StageError({ stage: ctx.stage, message: `router-override failed for layer ${layer}: ${v.error?.message ?? "no plan"}`, permanent: true });
+        throw new StageError({
+          stage: ctx.stage,
+          message: `router-override failed for layer ${layer}: ${v.error?.message ?? "no plan"}`,
+          permanent: true,
+        });
       return v.plan;
     } catch (e) {
       if ((e as { _tag?: string })._tag === "StageError") throw e;

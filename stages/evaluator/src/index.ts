@@ -1,3 +1,3 @@
-export { type EvaluateOptions, type Evaluation, evaluateCheckpoint, type ExpertWeightError } from "./evaluate.ts";
+export { type EvaluateOptions, type Evaluation, type ExpertWeightError, evaluateCheckpoint } from "./evaluate.ts";
 export { runEvaluator } from "./evaluator.ts";
 export { type ExpertRunStats, type ReportInput, reportData, writeRunReport } from "./report.ts";

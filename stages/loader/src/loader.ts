@@ -35,7 +35,12 @@ export async function runLoader(ctx: StageContext): Promise<void> {
       const d: TensorDescriptor = {
         dtype: fromSafetensorsDtype(e.dtype),
         shape: [...e.shape],
-        loc: { kind: "file", path: isAbsolute(e.file) ? e.file : join(checkpoint.dir, e.file), offset: e.dataOffset, bytes: e.byteLength },
+        loc: {
+          kind: "file",
+          path: isAbsolute(e.file) ? e.file : join(checkpoint.dir, e.file),
+          offset: e.dataOffset,
+          bytes: e.byteLength,
+        },
       };
       if (!byLayer.has(layer)) byLayer.set(layer, {});
       byLayer.get(layer)![name] = d;

@@ -12,25 +12,53 @@ export const evalCommand = Command.make(
   "eval",
   {
     referenceDir: Argument.String("reference-dir").pipe(Argument.withDescription("The unquantized model")),
-    quantizedDir: Argument.String("quantized-dir").pipe(Argument.withDescription("A quantized checkpoint (any supported format)")),
-    texts: Flag.String("texts").pipe(Flag.withDefault("brown:64x256"), Flag.withDescription("Evaluation text (brown[:NxT] = held-out split, file.txt|jsonl, random:NxT)")),
+    quantizedDir: Argument.String("quantized-dir").pipe(
+      Argument.withDescription("A quantized checkpoint (any supported format)"),
+    ),
+    texts: Flag.String("texts").pipe(
+      Flag.withDefault("brown:64x256"),
+      Flag.withDescription("Evaluation text (brown[:NxT] = held-out split, file.txt|jsonl, random:NxT)"),
+    ),
     seed: Flag.Int("seed").pipe(Flag.withDefault(0)),
     batchWindows: Flag.Int("batch-windows").pipe(Flag.withDefault(16)),
-    report: Flag.String("report").pipe(Flag.optional, Flag.withDescription("Write report.json + report.html into this directory")),
+    report: Flag.String("report").pipe(
+      Flag.optional,
+      Flag.withDescription("Write report.json + report.html into this directory"),
+    ),
     json: Flag.Boolean("json").pipe(Flag.withDefault(false), Flag.withDescription("Print the statistics as JSON")),
   },
   (a) =>
     Effect.tryPromise({
       try: async () => {
-        const ev = await evaluateCheckpoint({ referenceDir: resolve(a.referenceDir), quantizedDir: resolve(a.quantizedDir), texts: a.texts, seed: a.seed, batchWindows: a.batchWindows });
+        const ev = await evaluateCheckpoint({
+          referenceDir: resolve(a.referenceDir),
+          quantizedDir: resolve(a.quantizedDir),
+          texts: a.texts,
+          seed: a.seed,
+          batchWindows: a.batchWindows,
+        });
         const reportDir = Option.getOrUndefined(a.report);
         if (reportDir) {
           const layers = ev.layers.length;
           const experts = Math.max(1, ...ev.expertWeightErrors.map((x) => x.expert + 1));
-          await writeRunReport(resolve(reportDir), reportData({ title: `moeq eval ${a.quantizedDir}`, modelName: a.referenceDir, source: a.referenceDir, layers, experts, settings: { texts: a.texts, seed: a.seed, format: ev.format }, evaluation: ev }));
+          await writeRunReport(
+            resolve(reportDir),
+            reportData({
+              title: `moeq eval ${a.quantizedDir}`,
+              modelName: a.referenceDir,
+              source: a.referenceDir,
+              layers,
+              experts,
+              settings: { texts: a.texts, seed: a.seed, format: ev.format },
+              evaluation: ev,
+            }),
+          );
         }
         if (a.json) process.stdout.write(`${JSON.stringify(ev, null, 2)}\n`);
-        else process.stdout.write(`${ev.format}, ${ev.quantizedModules} quantized modules, ${ev.windows.n}×${ev.windows.seqLen} tokens, ${ev.seconds.toFixed(1)} s\n${formatKldTable(ev.kld)}\n`);
+        else
+          process.stdout.write(
+            `${ev.format}, ${ev.quantizedModules} quantized modules, ${ev.windows.n}×${ev.windows.seqLen} tokens, ${ev.seconds.toFixed(1)} s\n${formatKldTable(ev.kld)}\n`,
+          );
       },
       catch: (e) => e,
     }).pipe(Effect.catch(userError("eval"))),

@@ -12,7 +12,13 @@ const validateCmd = Command.make(
     Effect.try({ try: () => resolveGraph(readGraphFile(file)), catch: (e) => e }).pipe(
       Effect.flatMap((stages) =>
         Console.log(
-          [`${file}: valid graph with ${stages.length} stages`, ...stages.map((s) => `  ${s.name.padEnd(16)} ×${s.replicas}  ${s.command.join(" ")}${Object.keys(s.options).length ? `  ${JSON.stringify(s.options)}` : ""}`)].join("\n"),
+          [
+            `${file}: valid graph with ${stages.length} stages`,
+            ...stages.map(
+              (s) =>
+                `  ${s.name.padEnd(16)} ×${s.replicas}  ${s.command.join(" ")}${Object.keys(s.options).length ? `  ${JSON.stringify(s.options)}` : ""}`,
+            ),
+          ].join("\n"),
         ),
       ),
       Effect.catch(userError("graph validate")),
@@ -25,4 +31,7 @@ const showCmd = Command.make(
   ({ quantizers }) => Console.log(JSON.stringify(defaultGraph(quantizers), null, 2)),
 ).pipe(Command.withDescription("Print the built-in graph"));
 
-export const graph = Command.make("graph").pipe(Command.withDescription("Stage graphs"), Command.withSubcommands([validateCmd, showCmd]));
+export const graph = Command.make("graph").pipe(
+  Command.withDescription("Stage graphs"),
+  Command.withSubcommands([validateCmd, showCmd]),
+);

@@ -56,15 +56,21 @@ export function readGraphFile(file: string): Graph {
   // Manifest paths in a graph file are relative to the file.
   return {
     ...g.success,
-    stages: g.success.stages.map((s) => ({ ...s, ...(s.manifest ? { manifest: isAbsolute(s.manifest) ? s.manifest : resolve(dirname(file), s.manifest) } : {}) })),
+    stages: g.success.stages.map((s) => ({
+      ...s,
+      ...(s.manifest ? { manifest: isAbsolute(s.manifest) ? s.manifest : resolve(dirname(file), s.manifest) } : {}),
+    })),
   };
 }
 
 /** Checks a graph and resolves each stage's manifest and command; throws OptionsError naming the stage/field. */
 export function resolveGraph(graph: Graph): ResolvedStage[] {
   const names = graph.stages.map((s) => s.name);
-  for (const n of names) if (names.indexOf(n) !== names.lastIndexOf(n)) throw bad(`graph.stages.${n}`, `stage ${n} appears twice`);
-  for (const r of REQUIRED_STAGES) if (!names.includes(r)) throw bad("graph.stages", `the graph has no ${r} stage (needs ${REQUIRED_STAGES.join(", ")})`);
+  for (const n of names)
+    if (names.indexOf(n) !== names.lastIndexOf(n)) throw bad(`graph.stages.${n}`, `stage ${n} appears twice`);
+  for (const r of REQUIRED_STAGES)
+    if (!names.includes(r))
+      throw bad("graph.stages", `the graph has no ${r} stage (needs ${REQUIRED_STAGES.join(", ")})`);
   return graph.stages.map((s) => {
     const path = s.manifest ?? defaultManifestPath(s.name);
     if (!existsSync(path)) throw bad(`graph.stages.${s.name}.manifest`, `${path} does not exist`);
@@ -84,12 +90,18 @@ export function resolveGraph(graph: Graph): ResolvedStage[] {
       for (const base of [repoRoot, dirname(path)]) if (existsSync(join(base, a))) return join(base, a);
       return a;
     });
-    for (const a of command.slice(1)) if (/\.(m?js|cjs)$/.test(a) && !existsSync(a)) throw bad(`graph.stages.${s.name}.manifest`, `${path}: ${a} does not exist (not built?)`);
+    for (const a of command.slice(1))
+      if (/\.(m?js|cjs)$/.test(a) && !existsSync(a))
+        throw bad(`graph.stages.${s.name}.manifest`, `${path}: ${a} does not exist (not built?)`);
     const replicas = s.replicas ?? 1;
     // 0: every worker of this queue runs elsewhere (other hosts join the run's bus on their own).
     if (replicas < 0 || (replicas === 0 && !manifest.queues.pulls.length))
-      throw bad(`graph.stages.${s.name}.replicas`, `must be ≥ 1 (0 only for a queue consumer whose workers run on other hosts), got ${replicas}`);
-    if (replicas > 1 && !manifest.queues.pulls.length) throw bad(`graph.stages.${s.name}.replicas`, `${s.name} pulls no work queue; it runs as a single instance`);
+      throw bad(
+        `graph.stages.${s.name}.replicas`,
+        `must be ≥ 1 (0 only for a queue consumer whose workers run on other hosts), got ${replicas}`,
+      );
+    if (replicas > 1 && !manifest.queues.pulls.length)
+      throw bad(`graph.stages.${s.name}.replicas`, `${s.name} pulls no work queue; it runs as a single instance`);
     return { name: s.name, replicas, command, options: s.options ?? {}, manifest };
   });
 }

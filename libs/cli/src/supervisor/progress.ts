@@ -27,7 +27,15 @@ export class Progress {
 
   private row(L: number): LayerRow {
     while (this.layers.length <= L)
-      this.layers.push({ loaded: false, routed: false, zeroTokenExperts: 0, calibrated: new Set(), quantized: new Set(), completed: false, seconds: 0 });
+      this.layers.push({
+        loaded: false,
+        routed: false,
+        zeroTokenExperts: 0,
+        calibrated: new Set(),
+        quantized: new Set(),
+        completed: false,
+        seconds: 0,
+      });
     return this.layers[L];
   }
 
@@ -56,7 +64,9 @@ export class Progress {
       case "ModelOpened":
         this.expectedPerLayer = this.targetsPerLayer(0);
         for (let L = 0; L < (p.layers as number); L++) this.row(L);
-        this.line(`model ${p.arch}: ${p.layers} layers, ${(p.expertsPerLayer as number[])[0] ?? 0} experts per layer, top-${p.topK}`);
+        this.line(
+          `model ${p.arch}: ${p.layers} layers, ${(p.expertsPerLayer as number[])[0] ?? 0} experts per layer, top-${p.topK}`,
+        );
         break;
       case "LayerLoaded":
         this.row(p.layer as number).loaded = true;
@@ -66,7 +76,9 @@ export class Progress {
         const r = this.row(p.layer as number);
         r.routed = true;
         r.zeroTokenExperts = (p.coverage as { tokensUsed: number }[]).filter((c) => c.tokensUsed === 0).length;
-        this.line(`layer ${p.layer}: routed ${p.tokens} tokens (${p.policy})${r.zeroTokenExperts ? `, ${r.zeroTokenExperts} experts without tokens → RTN` : ""}`);
+        this.line(
+          `layer ${p.layer}: routed ${p.tokens} tokens (${p.policy})${r.zeroTokenExperts ? `, ${r.zeroTokenExperts} experts without tokens → RTN` : ""}`,
+        );
         break;
       }
       case "ExpertCalibrated":
@@ -76,7 +88,8 @@ export class Progress {
         const L = p.layer as number;
         const r = this.row(L);
         r.quantized.add(`${p.expert}/${p.proj}`);
-        if (!this.tty && r.quantized.size === this.targetsPerLayer(L)) this.line(`layer ${L}: quantized ${r.quantized.size} projections`);
+        if (!this.tty && r.quantized.size === this.targetsPerLayer(L))
+          this.line(`layer ${L}: quantized ${r.quantized.size} projections`);
         break;
       }
       case "LayerCompleted": {
@@ -87,13 +100,17 @@ export class Progress {
         break;
       }
       case "ShardWritten":
-        this.line(`wrote ${p.file} (${((p.bytes as number) / 1e6).toFixed(1)} MB, sha256 ${(p.sha256 as string).slice(0, 12)}…)`);
+        this.line(
+          `wrote ${p.file} (${((p.bytes as number) / 1e6).toFixed(1)} MB, sha256 ${(p.sha256 as string).slice(0, 12)}…)`,
+        );
         break;
       case "CheckpointPacked":
         this.line(`packed ${p.dir} (${p.format}, ${p.shards} shard(s)); evaluating`);
         break;
       case "EvaluationCompleted":
-        this.line(`evaluation done: mean KLD ${((p.stats as { kld: { kld: { mean: number } } }).kld.kld.mean).toFixed(5)}`);
+        this.line(
+          `evaluation done: mean KLD ${((p.stats as { kld: { kld: { mean: number } } }).kld.kld.mean).toFixed(5)}`,
+        );
         break;
       case "RunFailed":
         this.note(`run failed in ${p.stage}: ${(p.error as { message: string }).message}`);
@@ -119,8 +136,16 @@ export class Progress {
     };
     this.layers.forEach((r, L) => {
       const d = this.targetsPerLayer(L) || this.expectedPerLayer;
-      const state = r.completed ? `done ${r.seconds.toFixed(1)} s` : r.routed ? "calibrating" : r.loaded ? "loaded" : "waiting";
-      out.push(`  layer ${String(L).padStart(3)}  calib ${bar(r.calibrated.size, d)}  quant ${bar(r.quantized.size, d)}  ${state}${r.zeroTokenExperts ? `  (${r.zeroTokenExperts} RTN fallback)` : ""}`);
+      const state = r.completed
+        ? `done ${r.seconds.toFixed(1)} s`
+        : r.routed
+          ? "calibrating"
+          : r.loaded
+            ? "loaded"
+            : "waiting";
+      out.push(
+        `  layer ${String(L).padStart(3)}  calib ${bar(r.calibrated.size, d)}  quant ${bar(r.quantized.size, d)}  ${state}${r.zeroTokenExperts ? `  (${r.zeroTokenExperts} RTN fallback)` : ""}`,
+      );
     });
     out.push(`  ${((Date.now() - this.started) / 1000).toFixed(1)} s  ${this.status}`);
     this.write(`${out.join("\n")}\n`);

@@ -24,9 +24,39 @@ interface Shape {
 
 /** Named shapes; `tiny` is the trained test model's, `tiny4x` has 4× its parameters per layer. */
 export const PRESETS: Record<string, Shape> = {
-  tiny: { hidden: 256, layers: 4, experts: 32, topK: 4, moeIntermediate: 128, heads: 8, kvHeads: 2, headDim: 32, vocab: 4096 },
-  tiny4x: { hidden: 512, layers: 4, experts: 32, topK: 4, moeIntermediate: 256, heads: 16, kvHeads: 4, headDim: 32, vocab: 4096 },
-  "qwen3-30b-a3b": { hidden: 2048, layers: 48, experts: 128, topK: 8, moeIntermediate: 768, heads: 32, kvHeads: 4, headDim: 128, vocab: 151936 },
+  tiny: {
+    hidden: 256,
+    layers: 4,
+    experts: 32,
+    topK: 4,
+    moeIntermediate: 128,
+    heads: 8,
+    kvHeads: 2,
+    headDim: 32,
+    vocab: 4096,
+  },
+  tiny4x: {
+    hidden: 512,
+    layers: 4,
+    experts: 32,
+    topK: 4,
+    moeIntermediate: 256,
+    heads: 16,
+    kvHeads: 4,
+    headDim: 32,
+    vocab: 4096,
+  },
+  "qwen3-30b-a3b": {
+    hidden: 2048,
+    layers: 48,
+    experts: 128,
+    topK: 8,
+    moeIntermediate: 768,
+    heads: 32,
+    kvHeads: 4,
+    headDim: 128,
+    vocab: 151936,
+  },
 };
 
 const CONFIGS: Record<string, (s: Shape) => RawConfig> = {
@@ -70,13 +100,22 @@ export interface SynthOptions {
 
 export function synthesize(o: SynthOptions): { dir: string; tensors: number; bytes: number; shards: number } {
   const template = CONFIGS[o.arch];
-  if (!template) throw new OptionsError({ field: "arch", message: `--arch ${o.arch}: synth knows ${synthArchitectures.join(", ")}` });
+  if (!template)
+    throw new OptionsError({
+      field: "arch",
+      message: `--arch ${o.arch}: synth knows ${synthArchitectures.join(", ")}`,
+    });
   const preset = PRESETS[o.preset];
-  if (!preset) throw new OptionsError({ field: "preset", message: `--preset ${o.preset}: known presets are ${Object.keys(PRESETS).join(", ")}` });
+  if (!preset)
+    throw new OptionsError({
+      field: "preset",
+      message: `--preset ${o.preset}: known presets are ${Object.keys(PRESETS).join(", ")}`,
+    });
   if (o.layers !== undefined && !(Number.isInteger(o.layers) && o.layers >= 1))
     throw new OptionsError({ field: "layers", message: `--layers must be a positive integer, got ${o.layers}` });
   const dir = resolve(o.out);
-  if (existsSync(dir) && readdirSync(dir).length > 0) throw new OptionsError({ field: "out", message: `${dir} already exists and is not empty` });
+  if (existsSync(dir) && readdirSync(dir).length > 0)
+    throw new OptionsError({ field: "out", message: `${dir} already exists and is not empty` });
   const config = template({ ...preset, layers: o.layers ?? preset.layers });
   const { spec } = buildSpec(config, "synthesized config");
   const plan = expectedTensors(spec);

@@ -36,7 +36,12 @@ function checkWritableParent(path: string, field: string) {
 
 const isEmptyDir = (p: string) => statSync(p).isDirectory() && readdirSync(p).length === 0;
 
-export function preflight(modelDirArg: string, outArg: string, workArg: string | undefined, options: RunOptions): Preflight {
+export function preflight(
+  modelDirArg: string,
+  outArg: string,
+  workArg: string | undefined,
+  options: RunOptions,
+): Preflight {
   const modelDir = resolve(modelDirArg);
   if (!existsSync(modelDir)) fail("model-dir", `${modelDir} does not exist`);
   if (!statSync(modelDir).isDirectory()) fail("model-dir", `${modelDir} is not a directory`);
@@ -47,7 +52,10 @@ export function preflight(modelDirArg: string, outArg: string, workArg: string |
     if (targets.length === 0) fail("targets", `${options.targets}: the model has nothing to quantize`);
     for (const t of targets)
       if (options.groupSize !== -1 && t.cols % options.groupSize !== 0)
-        fail("group-size", `${t.tensor} has ${t.cols} input columns, not a multiple of group size ${options.groupSize}`);
+        fail(
+          "group-size",
+          `${t.tensor} has ${t.cols} input columns, not a multiple of group size ${options.groupSize}`,
+        );
     const moe = model.spec.layers.find((l) => l.mlp.kind === "moe")?.mlp;
     info = {
       modelDir,
@@ -55,7 +63,10 @@ export function preflight(modelDirArg: string, outArg: string, workArg: string |
       layers: model.spec.layers.length,
       experts: moe && moe.kind === "moe" ? moe.experts.numExperts : 0,
       targets: targets.length,
-      modelBytes: model.checkpoint.files.reduce((s, f) => s + statSync(f.startsWith("/") ? f : join(modelDir, f)).size, 0),
+      modelBytes: model.checkpoint.files.reduce(
+        (s, f) => s + statSync(f.startsWith("/") ? f : join(modelDir, f)).size,
+        0,
+      ),
     };
   } finally {
     model.close();
@@ -65,17 +76,22 @@ export function preflight(modelDirArg: string, outArg: string, workArg: string |
     ["calib", options.calib],
     ["eval", options.eval],
   ] as const) {
-    if (spec.startsWith("brown") && !hasTokenizer) fail(field, `${spec} needs ${join(modelDir, "tokenizer.json")}; use random:NxT for a model without a tokenizer`);
+    if (spec.startsWith("brown") && !hasTokenizer)
+      fail(field, `${spec} needs ${join(modelDir, "tokenizer.json")}; use random:NxT for a model without a tokenizer`);
     const file = /^(.*\.(?:txt|jsonl))(?::\d+x\d+)?$/i.exec(spec)?.[1];
     if (file && !existsSync(file)) fail(field, `${file} does not exist`);
   }
   const outDir = resolve(outArg);
   if (outDir === modelDir) fail("out", `${outDir} is the model directory`);
-  if (existsSync(outDir) && !isEmptyDir(outDir)) fail("out", `${outDir} already exists; choose a new output directory or remove it`);
+  if (existsSync(outDir) && !isEmptyDir(outDir))
+    fail("out", `${outDir} already exists; choose a new output directory or remove it`);
   checkWritableParent(outDir, "out");
   const workDir = resolve(workArg ?? `${outDir}.moeq-work`);
   if (existsSync(workDir) && !isEmptyDir(workDir))
-    fail("work-dir", `${workDir} already exists (an earlier run?): continue it with \`moeq resume ${workDir}\` or remove it`);
+    fail(
+      "work-dir",
+      `${workDir} already exists (an earlier run?): continue it with \`moeq resume ${workDir}\` or remove it`,
+    );
   checkWritableParent(workDir, "work-dir");
   return { ...info, outDir, workDir };
 }
