@@ -35,6 +35,8 @@ export interface WorkContext {
   readonly streamSeq: number;
   /** The trace context the item was published with (header, else the item's field). */
   readonly traceparent: string | undefined;
+  /** When the item was stored in the stream (ms since the epoch): publish → receive is the queue wait. */
+  readonly publishedAtMs: number;
   /** Resets the ack timer: call it during long kernels. */
   working(): void;
 }
@@ -235,6 +237,7 @@ export class RunWorkQueues {
           deliveryCount: m.info.deliveryCount,
           streamSeq: m.seq,
           traceparent: m.headers?.get("traceparent") || item.success.traceparent,
+          publishedAtMs: Number(m.info.timestampNanos) / 1e6,
           working: () => m.working(),
         });
         await m.ackAck();

@@ -8,3 +8,5 @@ export * from "./windows.ts";
 export * from "./targets.ts";
 export * from "./quantized.ts";
 export * from "./target-weights.ts";
+// Stages instrument their work with these helpers (one import for every stage package).
+export * as telemetry from "@moeq/telemetry";

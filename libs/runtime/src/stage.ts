@@ -9,6 +9,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { type Bus, clusterOptionsFromEnv, connectBus, RunEventLog, RunWorkQueues } from "@moeq/bus";
 import { HostTensors, localHostId } from "@moeq/store";
 import type { Event, EventOf, EventType, NewEvent } from "@moeq/contracts";
+import * as T from "@moeq/telemetry";
 import { StageError } from "./errors.ts";
 import { eventKey } from "./events.ts";
 import type { RunOptions } from "./options.ts";
@@ -24,6 +25,8 @@ export const ENV = {
   stage: "MOEQ_STAGE",
   instance: "MOEQ_INSTANCE",
   options: "MOEQ_STAGE_OPTIONS",
+  /** OTLP JSON-lines file every process of the run appends its spans to (`--trace-file`) */
+  traceFile: "MOEQ_TRACE_FILE",
 } as const;
 
 export interface StageContext {
@@ -87,6 +90,7 @@ const PERMANENT_TAGS = new Set([
   "IntQuantInputError",
   "FormatError",
   "SafetensorsError",
+  "TelemetryConfigInvalid",
 ]);
 export const isPermanentError = (e: unknown): boolean =>
   (e as { permanent?: unknown })?.permanent === true || PERMANENT_TAGS.has((e as { _tag?: string })?._tag ?? "");
@@ -132,20 +136,32 @@ export async function runStage(def: StageDefinition): Promise<never> {
     }
   }, 500);
   orphanWatch.unref();
+  // Long-lived stages (quantizer replicas) end by SIGTERM: their stage span is ended and the
+  // buffered spans flushed first, or the trace would lose the parent of every span they made.
+  let tel: T.Telemetry | undefined;
+  let stageSpan: T.Span | undefined;
+  const flushTrace = async () => {
+    stageSpan?.end();
+    await tel?.shutdown();
+  };
   for (const sig of ["SIGTERM", "SIGINT"] as const)
     process.on(sig, () => {
       writeStats(workDir, stage, instance, started);
-      process.exit(0);
+      void flushTrace().finally(() => process.exit(0));
     });
 
   let bus: Bus | undefined;
   let log: RunEventLog | undefined;
   try {
     const hostId = localHostId();
+    tel = T.initTelemetry({ serviceName: stage, runId, stageVersion: def.version, traceFile: process.env[ENV.traceFile] || undefined });
     const localInfo = remote ? undefined : readRunInfo(workDir);
     bus = await connectBus({ url: env("url"), token: process.env[ENV.token], name: `${stage}.${instance}@${hostId}`, ...clusterOptionsFromEnv() });
     log = await RunEventLog.open(bus, runId);
     const queues = await RunWorkQueues.open(bus, runId);
+    // Work items carry the publishing span, so the consumer's span continues it (another process).
+    const publishWork = queues.publish.bind(queues);
+    queues.publish = (queue, item, o = {}) => publishWork(queue, item, { traceparent: T.currentTraceparent(), ...o });
     const events: Event[] = [];
     const keys = new Set<string>();
     const waiters = new Set<() => void>();
@@ -230,14 +246,16 @@ export async function runStage(def: StageDefinition): Promise<never> {
         const key = eventKey(event);
         if (keys.has(key)) return;
         const msgId = `${runId}/${key}`;
+        // The event's consumers continue the trace of the span that produced it.
+        const traceparent = T.currentTraceparent();
         // Appending at the last sequence we know saves the stream-info round trip; when another
         // stage got there first, the log's own retry loop takes over.
         let appended: { seq: number };
         try {
-          appended = await theLog.append(stage, event, { msgId, expectedLastSeq: lastKnown });
+          appended = await theLog.append(stage, event, { msgId, expectedLastSeq: lastKnown, traceparent });
         } catch (e) {
           if ((e as { _tag?: string })._tag !== "AppendConflict") throw e;
-          appended = await theLog.append(stage, event, { msgId });
+          appended = await theLog.append(stage, event, { msgId, traceparent });
         }
         lastKnown = Math.max(lastKnown, appended.seq);
         keys.add(key);
@@ -251,9 +269,15 @@ export async function runStage(def: StageDefinition): Promise<never> {
     });
     say(`started (pid ${process.pid})`);
     await ctx.waitFor("RunStarted");
-    await def.run(ctx);
+    await T.stageSpan((span) => {
+      stageSpan = span;
+      return def.run(ctx);
+    }).finally(() => {
+      stageSpan = undefined;
+    });
     say("done");
     writeStats(workDir, stage, instance, started);
+    await flushTrace();
     await bus.nc.drain().catch(() => undefined);
     process.exit(0);
   } catch (e) {
@@ -269,6 +293,7 @@ export async function runStage(def: StageDefinition): Promise<never> {
       // the bus is gone too: the supervisor sees the exit code
     }
     writeStats(workDir, stage, instance, started);
+    await flushTrace();
     process.exit(permanent ? 2 : 1);
   }
 }

@@ -24,6 +24,8 @@ import {
 } from "@moeq/runtime";
 import { dequantOverlay } from "./dequant.ts";
 import { requestPlan } from "./route-client.ts";
+import { telemetry as tracing } from "@moeq/runtime";
+import { publishUncalibrated } from "./trace.ts";
 
 const actsFile = (dir: string, L: number) => join(dir, `layer-${L}.input.f32`);
 
@@ -97,14 +99,14 @@ export async function runCalibrator(ctx: StageContext): Promise<void> {
     const tAttn = Date.now();
     let y: Float32Array;
     if (engine.isMoe(L)) {
-      y = await moeLayer(ctx, spec, engine, L, x, rows, layerTargets, descs);
+      y = await tracing.layerSpan(L, () => moeLayer(ctx, spec, engine, L, x, rows, layerTargets, descs));
     } else {
       y = new Float32Array(rows * H);
       for (let r0 = 0; r0 < rows; r0 += batch * T) {
         const nr = Math.min(batch * T, rows - r0);
         y.set((await engine.mlp(L, x.subarray(r0 * H, (r0 + nr) * H))).out, r0 * H);
       }
-      await publishRtn(ctx, L, layerTargets, descs);
+      await tracing.layerSpan(L, () => publishRtn(ctx, L, layerTargets, descs));
     }
     const tBlock = Date.now();
     h = engine.finishLayer(residual, y);
@@ -127,7 +129,7 @@ async function rtnOnly(ctx: StageContext, layers: number, start: number, targets
     const descs = new Map(Object.entries(loaded.payload.tensors));
     fusedCache.clear();
     const layerTargets = targets.filter((t) => t.layer === L);
-    await Promise.all(layerTargets.map((t) => publishWork(ctx, t, descs.get(t.tensor), EMPTY_HESSIAN, "rtn", 0)));
+    await tracing.layerSpan(L, () => publishUncalibrated(L, layerTargets, (t) => publishWork(ctx, t, descs.get(t.tensor), EMPTY_HESSIAN, "rtn", 0)));
     await ctx.pause();
     await ctx.emit({ type: "LayerCompleted", payload: { layer: L, experts: new Set(layerTargets.map((t) => t.expert)).size, seconds: (Date.now() - t0) / 1000 } });
   }
@@ -165,7 +167,7 @@ async function publishWork(ctx: StageContext, t: QuantTarget, source: TensorDesc
 
 /** Modules outside the routed experts are quantized with RTN in this issue (no Hessian). */
 async function publishRtn(ctx: StageContext, L: number, targets: readonly QuantTarget[], descs: ReadonlyMap<string, TensorDescriptor>) {
-  for (const t of targets.filter((t) => t.module !== "experts")) await publishWork(ctx, t, descs.get(t.tensor), EMPTY_HESSIAN, "rtn", 0);
+  await publishUncalibrated(L, targets.filter((t) => t.module !== "experts"), (t) => publishWork(ctx, t, descs.get(t.tensor), EMPTY_HESSIAN, "rtn", 0));
 }
 
 async function moeLayer(
@@ -201,41 +203,53 @@ async function moeLayer(
   for (let e = 0; e < E; e++) {
     const expertTargets = targets.filter((t) => t.module === "experts" && t.expert === e);
     if (expertTargets.length === 0) continue;
-    const used: number[] = [];
-    for (let t = 0; t < rows; t++) if (calib[t * E + e] > 0) used.push(t);
-    const w = Float32Array.from(used, (t) => calib[t * E + e]);
-    const mass = w.reduce((s, v) => s + v, 0);
-    const needHessian = ctxAlgorithm === "gptq" && used.length > 0;
-    let inputH: TensorDescriptor = EMPTY_HESSIAN;
-    let downH: TensorDescriptor = EMPTY_HESSIAN;
-    let inAbs = 0;
-    let downAbs = 0;
-    if (used.length > 0) {
-      const xe = gatherRows(x, H, used);
-      const { act } = await engine.expert(L, e, xe);
-      const I = act.length / used.length;
-      if (needHessian) {
-        const hi = await weightedHessian(xe, used.length, H, w);
-        const hd = await weightedHessian(act, used.length, I, w);
-        inputH = writeTensorFile(calibDir, `L${L}.E${e}.input.hessian`, "f32", [H, H], hi.h);
-        downH = writeTensorFile(calibDir, `L${L}.E${e}.down.hessian`, "f32", [I, I], hd.h);
-        inAbs = hi.absmax;
-        downAbs = hd.absmax;
-      } else {
-        for (const v of xe) inAbs = Math.max(inAbs, Math.abs(v));
-        for (const v of act) downAbs = Math.max(downAbs, Math.abs(v));
+    await tracing.expertSpan(L, e, async () => {
+      const used: number[] = [];
+      for (let t = 0; t < rows; t++) if (calib[t * E + e] > 0) used.push(t);
+      const w = Float32Array.from(used, (t) => calib[t * E + e]);
+      const mass = w.reduce((s, v) => s + v, 0);
+      const needHessian = ctxAlgorithm === "gptq" && used.length > 0;
+      let inputH: TensorDescriptor = EMPTY_HESSIAN;
+      let downH: TensorDescriptor = EMPTY_HESSIAN;
+      let inAbs = 0;
+      let downAbs = 0;
+      const tStats = performance.now();
+      if (used.length > 0) {
+        const xe = gatherRows(x, H, used);
+        const { act } = await engine.expert(L, e, xe);
+        const I = act.length / used.length;
+        if (needHessian) {
+          const hi = await weightedHessian(xe, used.length, H, w);
+          const hd = await weightedHessian(act, used.length, I, w);
+          inputH = writeTensorFile(calibDir, `L${L}.E${e}.input.hessian`, "f32", [H, H], hi.h);
+          downH = writeTensorFile(calibDir, `L${L}.E${e}.down.hessian`, "f32", [I, I], hd.h);
+          inAbs = hi.absmax;
+          downAbs = hd.absmax;
+        } else {
+          for (const v of xe) inAbs = Math.max(inAbs, Math.abs(v));
+          for (const v of act) downAbs = Math.max(downAbs, Math.abs(v));
+        }
       }
-    }
-    for (const t of expertTargets) {
-      const isDown = t.proj === "down_proj";
-      const hessian = isDown ? downH : inputH;
-      await ctx.emit({
-        type: "ExpertCalibrated",
-        payload: { layer: L, expert: e, proj: t.proj, hessian, tokens: used.length, weightMass: mass, inputAbsmax: isDown ? downAbs : inAbs },
-      });
-      const fallback = ctxAlgorithm === "gptq" && used.length === 0 ? "no calibration tokens under the policy: RTN" : undefined;
-      pending.push(publishWork(ctx, t, descs.get(t.tensor), hessian, needHessian ? "gptq" : "rtn", mass, fallback));
-    }
+      // gate/up share one Hessian: each projection's span carries the time of the statistics it uses
+      const computeMs = performance.now() - tStats;
+      for (const t of expertTargets) {
+        const isDown = t.proj === "down_proj";
+        const hessian = isDown ? downH : inputH;
+        const algorithm = needHessian ? "gptq" : "rtn";
+        const hessianBytes = hessian.shape.reduce((a, b) => a * b, 1) * 4;
+        const work = { layer: L, expert: e, proj: t.proj, tokensRouted: used.length, weightMass: mass, bytes: hessianBytes, algorithm, computeMs };
+        // the work item is published inside the span (its consumer's parent); the span does not wait for the ack
+        const published = await tracing.projectionSpan("calibrate", work, async () => {
+          await ctx.emit({
+            type: "ExpertCalibrated",
+            payload: { layer: L, expert: e, proj: t.proj, hessian, tokens: used.length, weightMass: mass, inputAbsmax: isDown ? downAbs : inAbs },
+          });
+          const fallback = ctxAlgorithm === "gptq" && used.length === 0 ? "no calibration tokens under the policy: RTN" : undefined;
+          return { done: publishWork(ctx, t, descs.get(t.tensor), hessian, algorithm, mass, fallback) };
+        });
+        pending.push(published.done);
+      }
+    });
   }
   await Promise.all(pending);
   await publishRtn(ctx, L, targets, descs);

@@ -7,7 +7,7 @@ import { QuantizeExpertWork, validate, type WorkItem } from "@moeq/contracts";
 import { tensorToF32 } from "@moeq/models";
 import { deviceKernels, parseDevice } from "@moeq/native";
 import { gptq, quantizeIntRtn, type IntQuantResult } from "@moeq/quant";
-import { isPermanentError, type StageContext, StageError, targetKey, writeFileAtomic } from "@moeq/runtime";
+import { isPermanentError, type StageContext, StageError, targetKey, telemetry as T, writeFileAtomic } from "@moeq/runtime";
 import { PermanentFailure } from "@moeq/bus";
 import { Result } from "effect";
 import { scaleDtypeFor } from "./scale-dtype.ts";
@@ -24,12 +24,24 @@ interface QuantizeOptions {
   tensor?: string;
 }
 
-export async function quantizeItem(ctx: StageContext, item: WorkItem, working: () => void): Promise<void> {
+/** Where the item came from: its producer's span (the calibrator's `calibrate`) and when it was queued. */
+export interface ItemTrace {
+  readonly traceparent?: string;
+  readonly publishedAtMs?: number;
+}
+
+export async function quantizeItem(ctx: StageContext, item: WorkItem, working: () => void, trace: ItemTrace = {}): Promise<void> {
   const v = validate(QuantizeExpertWork, item.payload, `work ${item.id}`);
   if (Result.isFailure(v)) throw new PermanentFailure({ tag: "InvalidMessage", message: v.failure.message });
   const p = v.success;
   const key = targetKey(p);
   if (ctx.has(`ExpertQuantized/${key}`)) return;
+  const queueWaitMs = trace.publishedAtMs === undefined ? undefined : Math.max(0, Date.now() - trace.publishedAtMs);
+  const work = { layer: p.layer, expert: p.expert, proj: p.proj, algorithm: p.algorithm, queueWaitMs };
+  await T.projectionSpan("quantize", work, (span) => quantizeValid(ctx, p, key, working, span), { traceparent: trace.traceparent });
+}
+
+async function quantizeValid(ctx: StageContext, p: typeof QuantizeExpertWork.Type, key: string, working: () => void, span: T.Span): Promise<void> {
   const o = p.options as unknown as QuantizeOptions;
   const name = o.tensor ?? key;
   const [rows, cols] = p.weight.shape;
@@ -81,6 +93,7 @@ export async function quantizeItem(ctx: StageContext, item: WorkItem, working: (
     out("g_idx", "i32", [cols], res.gIdx),
   ]);
   const outputs = { codes, scales, zeros, g_idx };
+  T.setWork(span, { loss, bytes: res.codes.byteLength + res.scales.byteLength + res.zeros.byteLength + res.gIdx.byteLength });
   await ctx.pause();
   await ctx.emit({
     type: "ExpertQuantized",
@@ -94,7 +107,7 @@ export async function runQuantizer(ctx: StageContext): Promise<void> {
     "quantize",
     async (item, wctx) => {
       try {
-        await quantizeItem(ctx, item, wctx.working);
+        await quantizeItem(ctx, item, wctx.working, wctx);
       } catch (e) {
         if (isPermanentError(e) || e instanceof PermanentFailure) {
           const error = { tag: (e as { _tag?: string })._tag ?? "Error", message: (e as Error).message };

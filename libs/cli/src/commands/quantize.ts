@@ -51,9 +51,9 @@ export function createRun(a: QuantizeArgs): string {
   return pre.workDir;
 }
 
-export async function runAndReport(workDir: string, json: boolean): Promise<RunSummary> {
+export async function runAndReport(workDir: string, json: boolean, traceFile?: string): Promise<RunSummary> {
   const tty = !json && Boolean(process.stdout.isTTY);
-  const summary = await supervise({ workDir, tty, write: (s) => (json ? process.stderr.write(s) : process.stdout.write(s)) });
+  const summary = await supervise({ workDir, traceFile, tty, write: (s) => (json ? process.stderr.write(s) : process.stdout.write(s)) });
   process.stdout.write(json ? `${JSON.stringify(summary, null, 2)}\n` : `\n${formatSummary(summary)}\n`);
   if (summary.status !== "completed") process.exitCode = 1;
   return summary;
@@ -97,6 +97,7 @@ export const quantize = Command.make(
       Flag.withDescription("Where Hessians and GPTQ run: cpu, cuda or cuda:N (a CUDA build of @moeq/native)"),
     ),
     json: Flag.Boolean("json").pipe(Flag.withDefault(false), Flag.withDescription("Print the summary as JSON")),
+    traceFile: Flag.String("trace-file").pipe(Flag.optional, Flag.withDescription("Append every process's spans to this OTLP JSON-lines file (docs/tracing.md)")),
   },
   (a) =>
     Effect.tryPromise({
@@ -128,7 +129,7 @@ export const quantize = Command.make(
             device: a.device,
           },
         });
-        await runAndReport(workDir, a.json);
+        await runAndReport(workDir, a.json, opt(a.traceFile));
       },
       catch: (e) => e,
     }).pipe(Effect.catch(userError("quantize"))),

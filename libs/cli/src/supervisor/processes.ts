@@ -21,6 +21,8 @@ export interface StageEnv {
   readonly runId: string;
   readonly workDir: string;
   readonly threads: number;
+  /** TRACEPARENT (the run span) and the trace file: each stage continues the run's trace */
+  readonly trace?: Readonly<Record<string, string>>;
 }
 
 export function vmHwmKiB(pid: number): number {
@@ -83,6 +85,7 @@ export class StageProcesses {
         [ENV.options]: JSON.stringify(s.options),
         // Fixed BLAS threads: the same accumulation order on every (re)start → identical bytes.
         OPENBLAS_NUM_THREADS: String(this.env.threads),
+        ...this.env.trace,
       },
     });
     const st = this.stats.get(key) ?? { stage: s.name, instance: i, pids: [], restarts: 0, peakRssKiB: 0 };

@@ -4,11 +4,14 @@
 // stops everything and builds the summary. A resumed run goes through the same path: stages
 // replay the events and skip what is done.
 import { cpus } from "node:os";
+import { resolve } from "node:path";
 import { type Bus, clusterOptionsFromEnv, connectBus, type EmbeddedServer, RunEventLog, RunWorkQueues, startNatsServer, streamReplicas } from "@moeq/bus";
 import { type Event, foldRunState, initialRunState, type RunState } from "@moeq/contracts";
-import { quantTargets, readRunInfo, type RunInfo, runPaths } from "@moeq/runtime";
+import { ENV, quantTargets, readRunInfo, type RunInfo, runPaths } from "@moeq/runtime";
 import { buildSpec, type RawConfig } from "@moeq/models";
 import { type HostFileServer, localHostId, removeRunSegments, serveHostFiles } from "@moeq/store";
+import { initTelemetry, runSpan, traceEnv } from "@moeq/telemetry";
+import { moeqVersion } from "../version.ts";
 import { resolveGraph } from "./graph.ts";
 import { StageProcesses } from "./processes.ts";
 import { Progress } from "./progress.ts";
@@ -22,12 +25,30 @@ export interface SuperviseOptions {
   readonly maxRestarts?: number;
   /** called with the live process table once stages are spawned (tests use it to kill stages) */
   readonly onStarted?: (p: StageProcesses, log: RunEventLog) => void;
+  /** OTLP JSON-lines file the supervisor and every stage process append their spans to */
+  readonly traceFile?: string;
 }
 
 export const defaultThreads = () => Math.max(1, Math.min(4, cpus().length));
 
+/**
+ * Runs the run inside its root span: every stage process gets the span as TRACEPARENT (and the
+ * trace file), so the whole run is one trace. Tracing off: the span helpers call straight through.
+ */
 export async function supervise(o: SuperviseOptions): Promise<RunSummary> {
   const info: RunInfo = readRunInfo(o.workDir);
+  const traceFile = o.traceFile ? resolve(o.traceFile) : undefined;
+  const tel = initTelemetry({ serviceName: "supervisor", runId: info.runId, stageVersion: moeqVersion, traceFile });
+  try {
+    return await runSpan(info.runId, () =>
+      superviseRun(o, info, { ...traceEnv(), ...(traceFile ? { [ENV.traceFile]: traceFile } : {}) }),
+    );
+  } finally {
+    await tel.shutdown();
+  }
+}
+
+async function superviseRun(o: SuperviseOptions, info: RunInfo, traceVars: Record<string, string>): Promise<RunSummary> {
   const paths = runPaths(o.workDir);
   const started = Date.now();
   let server: EmbeddedServer | undefined;
@@ -96,7 +117,7 @@ export async function supervise(o: SuperviseOptions): Promise<RunSummary> {
       };
       procs = new StageProcesses(
         stages,
-        { url, token, runId: info.runId, workDir: o.workDir, threads: info.threads ?? defaultThreads() },
+        { url, token, runId: info.runId, workDir: o.workDir, threads: info.threads ?? defaultThreads(), trace: traceVars },
         paths.logs,
         o.maxRestarts ?? 3,
         giveUp,
