@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
+import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -76,4 +77,87 @@ export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv 
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("OTEL_") && !k.startsWith("TRACE")) env[k] = v;
   return { ...env, ...extra };
+}
+
+export interface Received {
+  readonly method: string;
+  readonly path: string;
+  readonly headers: IncomingHttpHeaders;
+  readonly body: Buffer;
+}
+
+/** A one-purpose OTLP/HTTP receiver: records every request and answers 200 with an empty response. */
+export async function otlpListener(
+  status = 200,
+): Promise<{ url: string; received: Received[]; server: Server; close(): Promise<void> }> {
+  const received: Received[] = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      received.push({
+        method: req.method ?? "",
+        path: req.url ?? "",
+        headers: req.headers,
+        body: Buffer.concat(chunks),
+      });
+      res.writeHead(status, { "content-type": "application/x-protobuf" });
+      res.end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as { port: number }).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    received,
+    server,
+    close: () => new Promise((r) => server.close(() => r())),
+  };
+}
+
+/** One span of an OTLP/HTTP protobuf body, flattened (ids hex; int64 values as decimal strings). */
+export interface DecodedSpan {
+  readonly name: string;
+  readonly traceId?: string;
+  readonly spanId?: string;
+  readonly parentSpanId?: string;
+  readonly kind: number;
+  readonly attributes: Record<string, unknown>;
+  readonly startTimeUnixNano: string;
+  readonly endTimeUnixNano: string;
+  readonly resource: Record<string, unknown>;
+  readonly scope: string;
+}
+
+type KV = { key: string; value: Record<string, unknown> };
+const attrsOf = (kvs: KV[] | undefined) =>
+  Object.fromEntries((kvs ?? []).map((kv) => [kv.key, Object.values(kv.value)[0]]));
+const hexOf = (b64: string | undefined) => (b64 ? Buffer.from(b64, "base64").toString("hex") : undefined);
+
+/** Decodes a POSTed ExportTraceServiceRequest with the official .proto definitions. */
+export function decodeOtlpSpans(body: Uint8Array): DecodedSpan[] {
+  const Req = exportTraceServiceRequestType();
+  const obj = Req.toObject(Req.decode(body), { longs: String, enums: Number, bytes: String, defaults: false }) as {
+    resourceSpans: {
+      resource: { attributes: KV[] };
+      scopeSpans: { scope: { name: string }; spans: (Record<string, unknown> & { attributes: KV[] })[] }[];
+    }[];
+  };
+  const spans: DecodedSpan[] = [];
+  for (const rs of obj.resourceSpans)
+    for (const ss of rs.scopeSpans)
+      for (const s of ss.spans)
+        spans.push({
+          name: s.name as string,
+          traceId: hexOf(s.traceId as string),
+          spanId: hexOf(s.spanId as string),
+          parentSpanId: hexOf(s.parentSpanId as string | undefined),
+          kind: s.kind as number,
+          attributes: attrsOf(s.attributes),
+          startTimeUnixNano: s.startTimeUnixNano as string,
+          endTimeUnixNano: s.endTimeUnixNano as string,
+          resource: attrsOf(rs.resource.attributes),
+          scope: ss.scope.name,
+        });
+  return spans;
 }

@@ -1,4 +1,3 @@
-import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -12,47 +11,8 @@ import {
   setWork,
   stageSpan,
 } from "../src/index.ts";
-import { exportTraceServiceRequestType, tempDir } from "./helpers.ts";
+import { type DecodedSpan, decodeOtlpSpans, exportTraceServiceRequestType, otlpListener, tempDir } from "./helpers.ts";
 
-interface Received {
-  readonly method: string;
-  readonly path: string;
-  readonly headers: IncomingHttpHeaders;
-  readonly body: Buffer;
-}
-
-/** A one-purpose OTLP/HTTP receiver: records every request and answers 200 with an empty response. */
-async function otlpListener(
-  status = 200,
-): Promise<{ url: string; received: Received[]; server: Server; close(): Promise<void> }> {
-  const received: Received[] = [];
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
-      received.push({
-        method: req.method ?? "",
-        path: req.url ?? "",
-        headers: req.headers,
-        body: Buffer.concat(chunks),
-      });
-      res.writeHead(status, { "content-type": "application/x-protobuf" });
-      res.end();
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const port = (server.address() as { port: number }).port;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    received,
-    server,
-    close: () => new Promise((r) => server.close(() => r())),
-  };
-}
-
-type KV = { key: string; value: Record<string, unknown> };
-const attrsOf = (kvs: KV[] | undefined) =>
-  Object.fromEntries((kvs ?? []).map((kv) => [kv.key, Object.values(kv.value)[0]]));
 const hex = (b64: string | undefined) => (b64 ? Buffer.from(b64, "base64").toString("hex") : undefined);
 
 describe("OTLP protobuf over HTTP", () => {
@@ -83,46 +43,13 @@ describe("OTLP protobuf over HTTP", () => {
       await t.shutdown();
 
       expect(rx.received.length).toBeGreaterThanOrEqual(1);
-      const Req = exportTraceServiceRequestType();
-      const spans: {
-        name: string;
-        traceId?: string;
-        spanId?: string;
-        parentSpanId?: string;
-        kind: number;
-        attributes: Record<string, unknown>;
-        startTimeUnixNano: string;
-        endTimeUnixNano: string;
-        resource: Record<string, unknown>;
-        scope: string;
-      }[] = [];
+      const spans: DecodedSpan[] = [];
       for (const r of rx.received) {
         expect(r.method).toBe("POST");
         expect(r.path).toBe("/v1/traces");
         expect(r.headers["content-type"]).toBe("application/x-protobuf");
         expect(r.headers["x-api-key"]).toBe("s3cret key");
-        const msg = Req.decode(r.body);
-        const obj = Req.toObject(msg, { longs: String, enums: Number, bytes: String, defaults: false }) as {
-          resourceSpans: {
-            resource: { attributes: KV[] };
-            scopeSpans: { scope: { name: string }; spans: (Record<string, unknown> & { attributes: KV[] })[] }[];
-          }[];
-        };
-        for (const rs of obj.resourceSpans)
-          for (const ss of rs.scopeSpans)
-            for (const s of ss.spans)
-              spans.push({
-                name: s.name as string,
-                traceId: hex(s.traceId as string),
-                spanId: hex(s.spanId as string),
-                parentSpanId: hex(s.parentSpanId as string | undefined),
-                kind: s.kind as number,
-                attributes: attrsOf(s.attributes),
-                startTimeUnixNano: s.startTimeUnixNano as string,
-                endTimeUnixNano: s.endTimeUnixNano as string,
-                resource: attrsOf(rs.resource.attributes),
-                scope: ss.scope.name,
-              });
+        spans.push(...decodeOtlpSpans(r.body));
       }
       expect(spans.map((s) => s.name).sort()).toEqual(["expert", "quantize", "quantize", "quantizer", "run"]);
       expect(new Set(spans.map((s) => s.traceId)).size).toBe(1);
