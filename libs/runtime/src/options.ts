@@ -69,18 +69,23 @@ const fail = (field: string, message: string): never => {
 };
 
 const intIn = (field: string, v: unknown, lo: number, hi: number): number => {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < lo || v > hi) fail(field, `expected an integer in [${lo}, ${hi}], got ${JSON.stringify(v)}`);
+  if (typeof v !== "number" || !Number.isInteger(v) || v < lo || v > hi)
+    fail(field, `expected an integer in [${lo}, ${hi}], got ${JSON.stringify(v)}`);
   return v as number;
 };
 
 const oneOf = <T extends string>(field: string, v: unknown, allowed: readonly T[]): T => {
-  if (typeof v !== "string" || !allowed.includes(v as T)) fail(field, `expected one of ${allowed.join(", ")}, got ${JSON.stringify(v)}`);
+  if (typeof v !== "string" || !allowed.includes(v as T))
+    fail(field, `expected one of ${allowed.join(", ")}, got ${JSON.stringify(v)}`);
   return v as T;
 };
 
 const policySpec = (field: string, v: unknown): string => {
   if (typeof v !== "string" || !POLICY_SPEC.test(v))
-    fail(field, `expected ${POLICIES.join(", ")}, fill:N, mix:λ (0 ≤ λ ≤ 1) or external:<command>, got ${JSON.stringify(v)}`);
+    fail(
+      field,
+      `expected ${POLICIES.join(", ")}, fill:N, mix:λ (0 ≤ λ ≤ 1) or external:<command>, got ${JSON.stringify(v)}`,
+    );
   return v as string;
 };
 
@@ -103,17 +108,25 @@ const SPEC = /^(brown|brown:\d+x\d+|random:\d+x\d+|.+\.(txt|jsonl)(:\d+x\d+)?)$/
 export function resolveOptions(partial: Partial<Record<keyof RunOptions, unknown>>): RunOptions {
   const known = new Set(Object.keys(DEFAULT_OPTIONS));
   for (const k of Object.keys(partial)) if (!known.has(k)) fail(k, `unknown option (known: ${[...known].join(", ")})`);
-  const o = { ...DEFAULT_OPTIONS, ...Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined)) } as Record<string, unknown>;
+  const o = {
+    ...DEFAULT_OPTIONS,
+    ...Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined)),
+  } as Record<string, unknown>;
   const bits = intIn("bits", o.bits, 2, 8);
   if (bits !== 4 && bits !== 8) fail("bits", `pack-quantized stores 4 or 8 bits, got ${bits}`);
   const groupSize = intIn("groupSize", o.groupSize, -1, 1 << 20);
-  if (groupSize === 0 || groupSize < -1) fail("groupSize", `expected -1 (per channel) or a positive group size, got ${groupSize}`);
+  if (groupSize === 0 || groupSize < -1)
+    fail("groupSize", `expected -1 (per channel) or a positive group size, got ${groupSize}`);
   if (typeof o.symmetric !== "boolean") fail("symmetric", `expected true or false, got ${JSON.stringify(o.symmetric)}`);
   if (typeof o.actOrder !== "boolean") fail("actOrder", `expected true or false, got ${JSON.stringify(o.actOrder)}`);
   for (const f of ["calib", "eval"] as const)
     if (typeof o[f] !== "string" || !SPEC.test(o[f] as string))
-      fail(f, `expected brown, brown:NxT, random:NxT, <file>.txt or <file>.jsonl (optionally :NxT), got ${JSON.stringify(o[f])}`);
-  if (typeof o.damp !== "number" || !(o.damp >= 0 && o.damp < 1)) fail("damp", `expected a number in [0, 1), got ${JSON.stringify(o.damp)}`);
+      fail(
+        f,
+        `expected brown, brown:NxT, random:NxT, <file>.txt or <file>.jsonl (optionally :NxT), got ${JSON.stringify(o[f])}`,
+      );
+  if (typeof o.damp !== "number" || !(o.damp >= 0 && o.damp < 1))
+    fail("damp", `expected a number in [0, 1), got ${JSON.stringify(o.damp)}`);
   return {
     bits,
     groupSize,

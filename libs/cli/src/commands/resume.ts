@@ -13,5 +13,8 @@ export const resume = Command.make(
     traceFile: Flag.String("trace-file").pipe(Flag.optional, Flag.withDescription("Append every process's spans to this OTLP JSON-lines file")),
   },
   ({ workDir, json, traceFile }) =>
-    Effect.tryPromise({ try: () => runAndReport(resolve(workDir), json, Option.getOrUndefined(traceFile)), catch: (e) => e }).pipe(Effect.asVoid, Effect.catch(userError("resume"))),
+    Effect.tryPromise({ try: () => runAndReport(resolve(workDir), json, Option.getOrUndefined(traceFile)), catch: (e) => e }).pipe(
+      Effect.asVoid,
+      Effect.catch(userError("resume")),
+    ),
 ).pipe(Command.withDescription("Continue an interrupted run from its events"));

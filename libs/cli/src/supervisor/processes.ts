@@ -97,8 +97,13 @@ export class StageProcesses {
       this.children.delete(key);
       st.exit = signal ? signal : String(code);
       if (this.stopping || code === 0) return;
-      if (code === 2) return this.onGiveUp(s.name, `${key} failed permanently (see ${join(this.logsDir, `${key}.log`)})`);
-      if (st.restarts >= this.maxRestarts) return this.onGiveUp(s.name, `${key} died ${st.restarts + 1} times (last: ${st.exit}); see ${join(this.logsDir, `${key}.log`)}`);
+      if (code === 2)
+        return this.onGiveUp(s.name, `${key} failed permanently (see ${join(this.logsDir, `${key}.log`)})`);
+      if (st.restarts >= this.maxRestarts)
+        return this.onGiveUp(
+          s.name,
+          `${key} died ${st.restarts + 1} times (last: ${st.exit}); see ${join(this.logsDir, `${key}.log`)}`,
+        );
       st.restarts++;
       this.onRestart(s.name, i, signal ?? `exit ${code}`);
       setTimeout(() => {
