@@ -1,9 +1,10 @@
 // `moeq quantize <model-dir> --out <dir>`: validate everything, create the run's work dir, start
 // the stage graph over NATS and print the summary. Exit status 0 when the run completed.
+
+import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { randomBytes } from "node:crypto";
-import { resolveOptions, type RunInfo, type RunOptions, writeRunInfo } from "@moeq/runtime";
+import { type RunInfo, type RunOptions, resolveOptions, writeRunInfo } from "@moeq/runtime";
 import { Effect, Option } from "effect";
 import { Argument, Command, Flag } from "effect/cli";
 import { defaultGraph, readGraphFile, resolveGraph } from "../supervisor/graph.ts";
@@ -24,7 +25,11 @@ export interface QuantizeArgs {
 /** Defaults that depend on the model: a model without tokenizer.json gets random token windows. */
 export function modelDefaults(modelDir: string, given: Partial<Record<keyof RunOptions, unknown>>) {
   if (existsSync(join(modelDir, "tokenizer.json"))) return given;
-  return { calib: "random:64x128", eval: "random:16x128", ...Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)) };
+  return {
+    calib: "random:64x128",
+    eval: "random:16x128",
+    ...Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)),
+  };
 }
 
 /** Creates the run (validated, work dir + run.json) and returns its work dir; nothing is written on error. */
@@ -53,7 +58,12 @@ export function createRun(a: QuantizeArgs): string {
 
 export async function runAndReport(workDir: string, json: boolean, traceFile?: string): Promise<RunSummary> {
   const tty = !json && Boolean(process.stdout.isTTY);
-  const summary = await supervise({ workDir, traceFile, tty, write: (s) => (json ? process.stderr.write(s) : process.stdout.write(s)) });
+  const summary = await supervise({
+    workDir,
+    traceFile,
+    tty,
+    write: (s) => (json ? process.stderr.write(s) : process.stdout.write(s)),
+  });
   process.stdout.write(json ? `${JSON.stringify(summary, null, 2)}\n` : `\n${formatSummary(summary)}\n`);
   if (summary.status !== "completed") process.exitCode = 1;
   return summary;
@@ -63,35 +73,91 @@ const opt = <A>(o: Option.Option<A>) => Option.getOrUndefined(o);
 
 export const userError = (command: string) => (e: unknown) =>
   Effect.sync(() => {
-    process.stderr.write(`moeq ${command}: ${e instanceof Error || (e as { message?: string })?.message ? (e as Error).message : String(e)}\n`);
+    process.stderr.write(
+      `moeq ${command}: ${e instanceof Error || (e as { message?: string })?.message ? (e as Error).message : String(e)}\n`,
+    );
     process.exitCode = 1;
   });
 
 export const quantize = Command.make(
   "quantize",
   {
-    modelDir: Argument.String("model-dir").pipe(Argument.withDescription("Hugging Face model directory (config.json + safetensors)")),
+    modelDir: Argument.String("model-dir").pipe(
+      Argument.withDescription("Hugging Face model directory (config.json + safetensors)"),
+    ),
     out: Flag.String("out").pipe(Flag.withDescription("Output checkpoint directory (must not exist)")),
     bits: Flag.Int("bits").pipe(Flag.withDefault(4), Flag.withDescription("Weight bits: 4 or 8")),
-    groupSize: Flag.Int("group-size").pipe(Flag.withDefault(32), Flag.withDescription("Input columns per scale group (-1: per channel)")),
-    asymmetric: Flag.Boolean("asymmetric").pipe(Flag.withDefault(false), Flag.withDescription("Asymmetric (zero point) instead of symmetric")),
-    algo: Flag.Literals("algo", ["gptq", "rtn"]).pipe(Flag.withDefault("gptq"), Flag.withDescription("Quantization algorithm")),
-    policy: Flag.String("policy").pipe(Flag.withDefault("routed"), Flag.withDescription("Calibration policy: routed, all, soft, soft2, routed-w2, fill:N, mix:λ, external:<command> (docs/calibration.md)")),
-    zeroTokenFallback: Flag.String("zero-token-fallback").pipe(Flag.withDefault("rtn"), Flag.withDescription("Experts the policy gives no token: rtn, or a policy that calibrates them")),
-    minExpertTokens: Flag.Int("min-expert-tokens").pipe(Flag.withDefault(0), Flag.withDescription("Warn about experts with fewer routed tokens (0: the hidden size)")),
-    calib: Flag.String("calib").pipe(Flag.optional, Flag.withDescription("Calibration text: brown[:NxT] (default brown:128x256), file.txt|file.jsonl[:NxT], random:NxT")),
-    evalTexts: Flag.String("eval").pipe(Flag.optional, Flag.withDescription("Evaluation text (default brown:64x256, the held-out split)")),
-    targets: Flag.Literals("targets", ["experts", "experts+attention", "all-linear"]).pipe(Flag.withDefault("experts"), Flag.withDescription("What to quantize")),
-    propagate: Flag.Literals("propagate", ["fp", "quantized"]).pipe(Flag.withDefault("fp"), Flag.withDescription("What flows to the next layer during calibration")),
-    quantizers: Flag.Int("quantizers").pipe(Flag.withDefault(2), Flag.withDescription("Quantizer replicas of the default graph")),
+    groupSize: Flag.Int("group-size").pipe(
+      Flag.withDefault(32),
+      Flag.withDescription("Input columns per scale group (-1: per channel)"),
+    ),
+    asymmetric: Flag.Boolean("asymmetric").pipe(
+      Flag.withDefault(false),
+      Flag.withDescription("Asymmetric (zero point) instead of symmetric"),
+    ),
+    algo: Flag.Literals("algo", ["gptq", "rtn"]).pipe(
+      Flag.withDefault("gptq"),
+      Flag.withDescription("Quantization algorithm"),
+    ),
+    policy: Flag.String("policy").pipe(
+      Flag.withDefault("routed"),
+      Flag.withDescription(
+        "Calibration policy: routed, all, soft, soft2, routed-w2, fill:N, mix:λ, external:<command> (docs/calibration.md)",
+      ),
+    ),
+    zeroTokenFallback: Flag.String("zero-token-fallback").pipe(
+      Flag.withDefault("rtn"),
+      Flag.withDescription("Experts the policy gives no token: rtn, or a policy that calibrates them"),
+    ),
+    minExpertTokens: Flag.Int("min-expert-tokens").pipe(
+      Flag.withDefault(0),
+      Flag.withDescription("Warn about experts with fewer routed tokens (0: the hidden size)"),
+    ),
+    calib: Flag.String("calib").pipe(
+      Flag.optional,
+      Flag.withDescription(
+        "Calibration text: brown[:NxT] (default brown:128x256), file.txt|file.jsonl[:NxT], random:NxT",
+      ),
+    ),
+    evalTexts: Flag.String("eval").pipe(
+      Flag.optional,
+      Flag.withDescription("Evaluation text (default brown:64x256, the held-out split)"),
+    ),
+    targets: Flag.Literals("targets", ["experts", "experts+attention", "all-linear"]).pipe(
+      Flag.withDefault("experts"),
+      Flag.withDescription("What to quantize"),
+    ),
+    propagate: Flag.Literals("propagate", ["fp", "quantized"]).pipe(
+      Flag.withDefault("fp"),
+      Flag.withDescription("What flows to the next layer during calibration"),
+    ),
+    quantizers: Flag.Int("quantizers").pipe(
+      Flag.withDefault(2),
+      Flag.withDescription("Quantizer replicas of the default graph"),
+    ),
     seed: Flag.Int("seed").pipe(Flag.withDefault(0), Flag.withDescription("Seed of the window placement")),
-    damp: Flag.Finite("damp").pipe(Flag.withDefault(0.01), Flag.withDescription("GPTQ dampening (fraction of mean diag H)")),
+    damp: Flag.Finite("damp").pipe(
+      Flag.withDefault(0.01),
+      Flag.withDescription("GPTQ dampening (fraction of mean diag H)"),
+    ),
     actOrder: Flag.Boolean("act-order").pipe(Flag.withDefault(false), Flag.withDescription("GPTQ activation order")),
-    batchWindows: Flag.Int("batch-windows").pipe(Flag.withDefault(16), Flag.withDescription("Windows per forward batch")),
-    threads: Flag.Int("threads").pipe(Flag.optional, Flag.withDescription("BLAS threads per stage process (default min(4, cores))")),
+    batchWindows: Flag.Int("batch-windows").pipe(
+      Flag.withDefault(16),
+      Flag.withDescription("Windows per forward batch"),
+    ),
+    threads: Flag.Int("threads").pipe(
+      Flag.optional,
+      Flag.withDescription("BLAS threads per stage process (default min(4, cores))"),
+    ),
     nats: Flag.String("nats").pipe(Flag.optional, Flag.withDescription("NATS URL (default: an embedded nats-server)")),
-    graph: Flag.String("graph").pipe(Flag.optional, Flag.withDescription("Graph file (JSON or YAML) choosing each stage's implementation")),
-    workDir: Flag.String("work-dir").pipe(Flag.optional, Flag.withDescription("Run directory (default <out>.moeq-work)")),
+    graph: Flag.String("graph").pipe(
+      Flag.optional,
+      Flag.withDescription("Graph file (JSON or YAML) choosing each stage's implementation"),
+    ),
+    workDir: Flag.String("work-dir").pipe(
+      Flag.optional,
+      Flag.withDescription("Run directory (default <out>.moeq-work)"),
+    ),
     device: Flag.String("device").pipe(
       Flag.withDefault("cpu"),
       Flag.withDescription("Where Hessians and GPTQ run: cpu, cuda or cuda:N (a CUDA build of @moeq/native)"),

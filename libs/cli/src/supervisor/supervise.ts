@@ -5,10 +5,19 @@
 // replay the events and skip what is done.
 import { cpus } from "node:os";
 import { resolve } from "node:path";
-import { type Bus, clusterOptionsFromEnv, connectBus, type EmbeddedServer, RunEventLog, RunWorkQueues, startNatsServer, streamReplicas } from "@moeq/bus";
+import {
+  type Bus,
+  clusterOptionsFromEnv,
+  connectBus,
+  type EmbeddedServer,
+  RunEventLog,
+  RunWorkQueues,
+  startNatsServer,
+  streamReplicas,
+} from "@moeq/bus";
 import { type Event, foldRunState, initialRunState, type RunState } from "@moeq/contracts";
-import { ENV, quantTargets, readRunInfo, type RunInfo, runPaths } from "@moeq/runtime";
 import { buildSpec, type RawConfig } from "@moeq/models";
+import { ENV, quantTargets, type RunInfo, readRunInfo, runPaths } from "@moeq/runtime";
 import { type HostFileServer, localHostId, removeRunSegments, serveHostFiles } from "@moeq/store";
 import { initTelemetry, runSpan, traceEnv } from "@moeq/telemetry";
 import { moeqVersion } from "../version.ts";
@@ -70,12 +79,32 @@ async function superviseRun(o: SuperviseOptions, info: RunInfo, traceVars: Recor
     const log = await RunEventLog.open(bus, info.runId);
     const queues = await RunWorkQueues.open(bus, info.runId);
     // Workers on other hosts read this host's files (and hand their outputs back) through it.
-    hostFiles = await serveHostFiles(bus, { runId: info.runId, hostId: localHostId(), roots: [o.workDir, info.modelDir], workDir: o.workDir, replicas: streamReplicas(bus.nc) });
+    hostFiles = await serveHostFiles(bus, {
+      runId: info.runId,
+      hostId: localHostId(),
+      roots: [o.workDir, info.modelDir],
+      workDir: o.workDir,
+      replicas: streamReplicas(bus.nc),
+    });
     // How soon the item of a worker that died (another host, no supervisor to notice) is redone.
     const ackWaitMs = info.stageOptions?.quantizer?.ackWaitMs;
-    await queues.ensureQueue("quantize", { ackWaitMs: typeof ackWaitMs === "number" && ackWaitMs >= 1000 ? ackWaitMs : 120_000, maxDeliver: 5 });
+    await queues.ensureQueue("quantize", {
+      ackWaitMs: typeof ackWaitMs === "number" && ackWaitMs >= 1000 ? ackWaitMs : 120_000,
+      maxDeliver: 5,
+    });
     if ((await log.lastSeq()) === 0)
-      await log.append("run", { type: "RunStarted", payload: { modelDir: info.modelDir, options: info.options as unknown as Record<string, unknown>, graph: info.graph } }, { msgId: `${info.runId}/RunStarted` });
+      await log.append(
+        "run",
+        {
+          type: "RunStarted",
+          payload: {
+            modelDir: info.modelDir,
+            options: info.options as unknown as Record<string, unknown>,
+            graph: info.graph,
+          },
+        },
+        { msgId: `${info.runId}/RunStarted` },
+      );
 
     const events: Event[] = [];
     let state: RunState = initialRunState;
@@ -92,14 +121,19 @@ async function superviseRun(o: SuperviseOptions, info: RunInfo, traceVars: Recor
       if (e.type === "ModelOpened") {
         const { arch, spec } = buildSpec(e.payload.config as RawConfig, "ModelOpened.config");
         const counts = new Map<number, number>();
-        for (const t of quantTargets(arch, spec, info.options.targets)) counts.set(t.layer, (counts.get(t.layer) ?? 0) + 1);
+        for (const t of quantTargets(arch, spec, info.options.targets))
+          counts.set(t.layer, (counts.get(t.layer) ?? 0) + 1);
         targetsPerLayer = (L) => counts.get(L) ?? 0;
       }
       progress.on(e);
       if (e.type === "EvaluationCompleted" && !appendingEnd) {
         appendingEnd = true;
         void log
-          .append("run", { type: "RunCompleted", payload: { seconds: (Date.now() - started) / 1000 } }, { msgId: `${info.runId}/RunCompleted` })
+          .append(
+            "run",
+            { type: "RunCompleted", payload: { seconds: (Date.now() - started) / 1000 } },
+            { msgId: `${info.runId}/RunCompleted` },
+          )
           .catch((err) => progress.note(`cannot append RunCompleted: ${(err as Error).message}`));
       }
       if (e.type === "RunCompleted" || e.type === "RunFailed") finish();
@@ -112,7 +146,11 @@ async function superviseRun(o: SuperviseOptions, info: RunInfo, traceVars: Recor
         if (appendingEnd) return;
         appendingEnd = true;
         void log
-          .append("run", { type: "RunFailed", payload: { stage, error: { tag: "StageGaveUp", message: why } } }, { msgId: `${info.runId}/RunFailed` })
+          .append(
+            "run",
+            { type: "RunFailed", payload: { stage, error: { tag: "StageGaveUp", message: why } } },
+            { msgId: `${info.runId}/RunFailed` },
+          )
           .catch(() => finish());
       };
       procs = new StageProcesses(
@@ -132,7 +170,14 @@ async function superviseRun(o: SuperviseOptions, info: RunInfo, traceVars: Recor
     await procs?.stopAll();
     await follower.stop();
     removeRunSegments(info.runId);
-    return buildSummary({ info, workDir: o.workDir, events, state, processes: procs ? [...procs.stats.values()] : [], wallSeconds: (Date.now() - started) / 1000 });
+    return buildSummary({
+      info,
+      workDir: o.workDir,
+      events,
+      state,
+      processes: procs ? [...procs.stats.values()] : [],
+      wallSeconds: (Date.now() - started) / 1000,
+    });
   } finally {
     process.removeListener("SIGINT", stopSignals);
     process.removeListener("SIGTERM", stopSignals);
