@@ -75,6 +75,7 @@ describe("a run across simulated hosts (network namespaces)", () => {
       [
         `--- supervisor\n${supervisor.out.slice(-3000)}`,
         ...[...workers].map(([h, p]) => `--- ${h}\n${p.out.slice(-3000)}`),
+        ...(existsSync(join(workDir, "logs")) ? readdirSync(join(workDir, "logs")) : []).map((f) => `--- ${f}\n${readFileSync(join(workDir, "logs", f), "utf8").slice(-1500)}`),
         ...cluster.nodes.map((n) => `--- ${n.name}\n${n.log.split("\n").filter((l) => /WRN|ERR|leader/.test(l)).slice(-15).join("\n")}`),
       ].join("\n");
 
@@ -85,7 +86,7 @@ describe("a run across simulated hosts (network namespaces)", () => {
     workers.get("w1")!.child.kill("SIGKILL");
     const w1Done = done("w1");
 
-    const code = await Promise.race([supervisor.exit, sleep(240_000).then(() => "timeout" as const)]);
+    const code = await Promise.race([supervisor.exit, sleep(360_000).then(() => "timeout" as const)]);
     expect(code, logs()).toBe(0);
     expect((JSON.parse(supervisor.stdout) as { status: string }).status).toBe("completed");
     expect(await workers.get("w2")!.exit, "the surviving worker leaves when the run ends").toBe(0);
@@ -112,5 +113,5 @@ describe("a run across simulated hosts (network namespaces)", () => {
     // The remote workers' outputs were imported into the home host's work dir.
     for (const e of run.events.filter((x) => x.type === "ExpertQuantized"))
       for (const f of e.files!) expect(f.startsWith(join(workDir, "tensors", "quant"))).toBe(true);
-  }, 420_000);
+  }, 600_000);
 });

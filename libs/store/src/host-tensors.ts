@@ -81,7 +81,7 @@ export class HostTensors {
     if (obj.loc.kind !== "obj" && obj.loc.kind !== "inline")
       throw new HostRefused({ tag: "DescriptorRejected", source, message: `${source}: the home host exported a ${obj.loc.kind} location` });
     const want = byteLengthOf(obj.dtype, obj.shape);
-    const blob = obj.loc.kind === "inline" ? obj.loc.data : await readObjectDirect(this.bus, obj.loc.bucket, obj.loc.key);
+    const blob = obj.loc.kind === "inline" ? obj.loc.data : await this.fetchObject(obj.loc.bucket, obj.loc.key);
     if (!blob) throw new HostUnreachable({ subject: source, message: `${source}: object ${runBucket(this.o.runId)} vanished before it was read` });
     if (blob.byteLength !== want)
       throw new DescriptorRejected({ reason: "wrong-size", source, message: `${source}: exported tensor has ${blob.byteLength} bytes, ${obj.dtype}[${obj.shape}] needs ${want}` });
@@ -93,6 +93,16 @@ export class HostTensors {
     this.counts.fetched++;
     this.counts.bytesIn += blob.byteLength;
     return { dtype: d.dtype, shape: [...d.shape], loc: { kind: "inline", data: blob }, ...(d.checksum ? { checksum: d.checksum } : {}) };
+  }
+
+  // Direct gets may be answered by a replica that has not applied the object yet (it was written
+  // a moment ago on the leader): a miss is retried briefly before it counts as gone.
+  private async fetchObject(bucket: string, key: string): Promise<Uint8Array | null> {
+    for (let i = 0; ; i++) {
+      const blob = await readObjectDirect(this.bus, bucket, key);
+      if (blob || i === 4) return blob;
+      await sleep(100 * 2 ** i);
+    }
   }
 
   /**
