@@ -146,8 +146,11 @@ export async function runStage(def: StageDefinition): Promise<never> {
   };
   for (const sig of ["SIGTERM", "SIGINT"] as const)
     process.on(sig, () => {
-      writeStats(workDir, stage, instance, started);
-      void flushTrace().finally(() => process.exit(0));
+      // stats after the flush, so a run's CPU time includes the export of its last spans
+      void flushTrace().finally(() => {
+        writeStats(workDir, stage, instance, started);
+        process.exit(0);
+      });
     });
 
   let bus: Bus | undefined;
@@ -276,8 +279,8 @@ export async function runStage(def: StageDefinition): Promise<never> {
       stageSpan = undefined;
     });
     say("done");
-    writeStats(workDir, stage, instance, started);
     await flushTrace();
+    writeStats(workDir, stage, instance, started);
     await bus.nc.drain().catch(() => undefined);
     process.exit(0);
   } catch (e) {
@@ -292,8 +295,8 @@ export async function runStage(def: StageDefinition): Promise<never> {
     } catch {
       // the bus is gone too: the supervisor sees the exit code
     }
-    writeStats(workDir, stage, instance, started);
     await flushTrace();
+    writeStats(workDir, stage, instance, started);
     process.exit(permanent ? 2 : 1);
   }
 }

@@ -6,6 +6,7 @@ import { isAbsolute, join } from "node:path";
 import type { TensorDescriptor } from "@moeq/contracts";
 import { loadModel } from "@moeq/models";
 import { fromSafetensorsDtype, type StageContext } from "@moeq/runtime";
+import { telemetry as tracing } from "@moeq/runtime";
 
 const LAYER = /\.layers\.(\d+)\./;
 
@@ -46,7 +47,9 @@ export async function runLoader(ctx: StageContext): Promise<void> {
       byLayer.get(layer)![name] = d;
     }
     for (let L = 0; L < spec.layers.length; L++) {
-      await ctx.emit({ type: "LayerLoaded", payload: { layer: L, tensors: byLayer.get(L) ?? {} } });
+      const tensors = byLayer.get(L) ?? {};
+      const bytes = Object.values(tensors).reduce((n, d) => n + (d.loc.kind === "file" ? d.loc.bytes : 0), 0);
+      await tracing.layerSpan(L, () => tracing.projectionSpan("load", { layer: L, bytes }, () => ctx.emit({ type: "LayerLoaded", payload: { layer: L, tensors } })));
       ctx.say(`layer ${L}: ${Object.keys(byLayer.get(L) ?? {}).length} tensors`);
       await ctx.pause();
     }

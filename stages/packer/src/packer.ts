@@ -9,6 +9,7 @@ import { type QuantizedModule, writeQuantizedCheckpoint } from "@moeq/formats";
 import { buildSpec, type RawConfig } from "@moeq/models";
 import { dequantizeInt, packedModules, quantTargets, readIntOutputs, type StageContext, StageError, targetKey, writeFileAtomic } from "@moeq/runtime";
 import type { Tensor } from "@moeq/tensor";
+import { telemetry as tracing } from "@moeq/runtime";
 
 export async function runPacker(ctx: StageContext): Promise<void> {
   if (ctx.find("CheckpointPacked")) return;
@@ -48,7 +49,11 @@ export async function runPacker(ctx: StageContext): Promise<void> {
   await ctx.pause();
   let written: ReturnType<typeof writeQuantizedCheckpoint>;
   try {
-    written = writeQuantizedCheckpoint(ctx.outDir, o.format, { modules, passthrough, modelConfig: opened.payload.config }, { sourceDir: ctx.modelDir, maxShardBytes: o.maxShardBytes });
+    written = await tracing.projectionSpan("pack", { algorithm: o.algorithm }, (span) => {
+      const w = writeQuantizedCheckpoint(ctx.outDir, o.format, { modules, passthrough, modelConfig: opened.payload.config }, { sourceDir: ctx.modelDir, maxShardBytes: o.maxShardBytes });
+      tracing.setWork(span, { bytes: w.shards.reduce((n, f) => n + statSync(join(ctx.outDir, f)).size, 0) });
+      return w;
+    });
   } catch (e) {
     throw new StageError({ stage: ctx.stage, message: `writing ${ctx.outDir}: ${(e as Error).message}`, permanent: true });
   }
