@@ -161,25 +161,27 @@ describe("the marker parser", () => {
   });
 });
 
-// Blocks of one page run in order in one temp dir, so a page can build on its earlier blocks.
-for (const file of files) {
-  const runnable = allBlocks.filter((b) => b.file === file && effectiveMark(b)?.kind === "test");
-  if (runnable.length === 0) continue;
-  describe(`commands in ${file}`, () => {
-    const tmp = mkdtempSync(join(tmpdir(), "moeq-docs-"));
-    const env = placeholderEnv(tmp);
-    for (const b of runnable) {
-      const mark = effectiveMark(b) as Extract<Mark, { kind: "test" }>;
-      const timeoutMs = (mark.timeoutS ?? 240) * 1000;
-      it(
-        `${where(b)}: ${firstLine(b)}`,
-        async () => {
-          const r = await runBlock(b.body, env, timeoutMs);
-          expect(r.code, `${where(b)} exited ${r.code}:\n${r.output.slice(-4000)}`).toBe(0);
-          for (const e of mark.expects) expect(r.output, `${where(b)}: expected output fragment`).toContain(e);
-        },
-        timeoutMs + 10_000,
-      );
-    }
-  });
-}
+// Blocks of one page run in order in one temp dir, so a page can build on its earlier blocks;
+// pages run side by side (a run is mostly process start-up and waiting on other processes).
+const pages = files
+  .map((file) => ({ file, runnable: allBlocks.filter((b) => b.file === file && effectiveMark(b)?.kind === "test") }))
+  .filter((p) => p.runnable.length > 0);
+
+describe("commands in the docs", () => {
+  for (const { file, runnable } of pages) {
+    const marks = runnable.map((b) => effectiveMark(b) as Extract<Mark, { kind: "test" }>);
+    const totalMs = marks.reduce((t, m) => t + (m.timeoutS ?? 240) * 1000, 0);
+    it.concurrent(
+      `${file}: ${runnable.length} blocks, in order`,
+      async () => {
+        const env = placeholderEnv(mkdtempSync(join(tmpdir(), "moeq-docs-")));
+        for (const [i, b] of runnable.entries()) {
+          const r = await runBlock(b.body, env, (marks[i].timeoutS ?? 240) * 1000);
+          expect(r.code, `${where(b)} (${firstLine(b)}) exited ${r.code}:\n${r.output.slice(-4000)}`).toBe(0);
+          for (const e of marks[i].expects) expect(r.output, `${where(b)}: expected output fragment`).toContain(e);
+        }
+      },
+      totalMs + 10_000,
+    );
+  }
+});
