@@ -8,7 +8,8 @@ import { loadModel } from "@moeq/models";
 import { fromSafetensorsDtype, type StageContext } from "@moeq/runtime";
 import { telemetry as tracing } from "@moeq/runtime";
 
-const LAYER = /\.layers\.(\d+)\./;
+// "model.layers.N." in most checkpoints, "transformer.blocks.N." in DBRX
+const LAYER = /\.(?:layers|blocks)\.(\d+)\./;
 
 export async function runLoader(ctx: StageContext): Promise<void> {
   const model = loadModel(ctx.modelDir);
