@@ -6,4 +6,5 @@ source infra/env.sh
 mkdir -p .gpu-carry/bundle
 npx rolldown native/bench/gpu/store-handoff.ts --platform node --format esm --file .gpu-carry/bundle/store-handoff.mjs
 npx rolldown libs/store/test/fixtures/cuda-consumer.ts --platform node --format esm --file .gpu-carry/bundle/cuda-consumer.mjs
-du -sh .gpu-carry/bundle/*
+node native/bench/gpu/bundle-pipeline.mjs
+du -sh .gpu-carry/bundle/* .gpu-carry/pipeline

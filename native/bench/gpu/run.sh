@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # One call on the GPU machine (device tool), from the repository root, carrying .gpu-carry,
 # node_modules/node-addon-api and node_modules/node-api-headers:
-#   bash native/bench/gpu/run.sh [checks|store|bench|all]     (logs and JSON under $OUT)
+#   bash native/bench/gpu/run.sh [checks|store|bench|all|pipeline]     (logs and JSON under $OUT)
+# `pipeline`: the whole `moeq quantize --device cuda` on a synthesized Qwen3-30B-A3B-shaped model
+# (LAYERS, default 2), CLI and stages from .gpu-carry/pipeline (bundle-pipeline.mjs); per-layer
+# times from the run's summary, peak GPU memory sampled by nvidia-smi every 100 ms.
 # Builds the addon with -DWITH_CUDA=ON (cmake directly: no npm there), runs the GPU-vs-CPU checks
 # (native/bench/gpu/check.ts), perf_anchor.py and the layer benchmark (native/bench/gpu/layer.ts).
 # .gpu-carry holds: Node + nats-server (../shared/device/prepare.sh), openblas.tar.xz (the Debian
@@ -52,5 +55,29 @@ if [[ $what == bench || $what == all ]]; then
     node native/bench/gpu/layer.ts --anchor "$OUT/anchor.json" --precision "$p" --out "$OUT/layer-$p.json" 2>&1 | tee "/tmp/layer-$p.log"
     rc=$(( rc | ${PIPESTATUS[0]} ))
   done
+fi
+if [[ $what == pipeline ]]; then
+  # dist/ is git-ignored and does not travel: each entry point becomes a stub importing its bundle
+  b=.gpu-carry/pipeline/a/b
+  mkdir -p libs/cli/dist && echo "import \"../../../$b/moeq.mjs\";" >libs/cli/dist/main.js
+  for s in loader router-override calibrator quantizer packer evaluator; do
+    mkdir -p "stages/$s/dist" && echo "import \"../../../$b/$s.mjs\";" >"stages/$s/dist/main.js"
+  done
+  m=/tmp/moeq-synth q=/tmp/moeq-q
+  rm -rf "$m" "$q" "$q.moeq-work"
+  t1=$(date +%s)
+  node libs/cli/dist/main.js synth --arch qwen3_moe --preset qwen3-30b-a3b --layers "${LAYERS:-2}" --out "$m" 2>&1 | tail -3 | tee "$OUT/synth.log"
+  echo "synth: $(( $(date +%s) - t1 )) s" | tee -a "$OUT/synth.log"
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 >"$OUT/gpu-mem.csv" 2>/dev/null &
+  smi=$!
+  t1=$(date +%s)
+  node libs/cli/dist/main.js quantize "$m" --out "$q" --device cuda --calib "${CALIB:-random:16x128}" --eval "${EVAL:-random:4x64}" \
+    --quantizers "${QUANTIZERS:-2}" --threads "${THREADS:-8}" --json >"$OUT/pipeline.json" 2>"$OUT/pipeline.err"
+  prc=$?
+  kill "$smi" 2>/dev/null
+  echo "quantize --device cuda: exit $prc in $(( $(date +%s) - t1 )) s; peak GPU memory $(sort -n "$OUT/gpu-mem.csv" | tail -1) MiB (nvidia-smi, whole card)"
+  tail -5 "$OUT/pipeline.err"
+  mkdir -p "$OUT/work" && cp -r "$q.moeq-work/report" "$q.moeq-work/logs" "$OUT/work/" 2>/dev/null
+  rc=$(( rc | prc ))
 fi
 exit $rc
