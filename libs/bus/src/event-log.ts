@@ -26,6 +26,9 @@ export interface Appended {
   readonly duplicate: boolean;
 }
 
+/** How long `follow` waits without a delivery, while the stream has more, before it replaces its consumer. */
+const FOLLOW_STALL_MS = 8000;
+
 const isWrongLastSeq = (e: unknown) =>
   (e as { code?: unknown })?.code === 10071 || /wrong last sequence/i.test(errorText(e));
 
@@ -139,31 +142,72 @@ export class RunEventLog {
     onEvent: (e: Event) => void,
     onError: (e: MalformedMessage | InvalidMessage) => void = () => undefined,
   ): Promise<{ stop(): Promise<void> }> {
-    const c = await this.bus.js.consumers.get(this.stream, {
-      deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: Math.max(1, fromSeq),
-    });
-    const msgs = await c.consume();
-    const loop = (async () => {
-      for await (const m of msgs) {
-        try {
-          onEvent(this.decodeMsg(m));
-        } catch (e) {
-          if (
-            (e as { _tag?: string })._tag === "MalformedMessage" ||
-            (e as { _tag?: string })._tag === "InvalidMessage"
-          )
-            onError(e as MalformedMessage);
-          else throw e;
+    let next = Math.max(1, fromSeq);
+    const start = async () => {
+      const c = await this.bus.js.consumers.get(this.stream, {
+        deliver_policy: DeliverPolicy.StartSequence,
+        opt_start_seq: next,
+      });
+      const msgs = await c.consume();
+      const loop = (async () => {
+        for await (const m of msgs) {
+          // A replacement consumer (see the watchdog) may overlap the old one: deliver each once.
+          if (m.seq < next) continue;
+          next = m.seq + 1;
+          try {
+            onEvent(this.decodeMsg(m));
+          } catch (e) {
+            if (
+              (e as { _tag?: string })._tag === "MalformedMessage" ||
+              (e as { _tag?: string })._tag === "InvalidMessage"
+            )
+              onError(e as MalformedMessage);
+            else throw e;
+          }
         }
+      })();
+      return { c, msgs, loop };
+    };
+    let cur = await start();
+    // An ordered consumer is R1: on a cluster it lives on one server, and when that server dies the
+    // client does not always get it back. When the stream has events we have not delivered and
+    // nothing arrived for a while, follow on with a fresh consumer from the next sequence.
+    let seen = next;
+    let quietSince = Date.now();
+    let checking = false;
+    const watchdog = setInterval(() => {
+      if (next !== seen) {
+        seen = next;
+        quietSince = Date.now();
+        return;
       }
-    })();
+      if (checking || Date.now() - quietSince < FOLLOW_STALL_MS) return;
+      checking = true;
+      void (async () => {
+        try {
+          const last = (await this.bus.jsm.streams.info(this.stream)).state.last_seq;
+          if (last < next) return;
+          const old = cur;
+          cur = await start();
+          old.msgs.stop();
+          void old.c.delete().catch(() => undefined);
+        } catch {
+          // the cluster is still electing: try again on the next tick
+        } finally {
+          quietSince = Date.now();
+          checking = false;
+        }
+      })();
+    }, 1000);
+    watchdog.unref();
     return {
       stop: async () => {
-        msgs.stop();
-        await loop.catch(() => undefined);
-        await c.delete().catch(() => undefined);
+        clearInterval(watchdog);
+        cur.msgs.stop();
+        await cur.loop.catch(() => undefined);
+        await cur.c.delete().catch(() => undefined);
       },
     };
   }
+
 }
