@@ -127,6 +127,29 @@ function checkTree(spans: readonly Span[], runId: string, algorithm: "gptq" | "r
   // every calibration token goes to exactly top-k experts
   if (algorithm === "gptq") expect(tokensPerLayer).toEqual(new Array(L).fill(CALIB.n * CALIB.t * cfg.num_experts_per_tok));
 
+  // per layer: load (loader) and route (router-override), each under a layer span of its stage
+  for (const [op, stage] of [["load", "loader"], ["route", "router-override"]]) {
+    const ops = spans.filter((s) => s.name === op);
+    // RTN with full-precision propagation asks for no routing plan
+    const layers = op === "route" && algorithm === "rtn" ? [] : [...Array(L).keys()];
+    expect(ops.map((s) => num(s.attributes["moeq.layer"])).sort(), op).toEqual(layers);
+    for (const s of ops) {
+      const ly = byId.get(s.parentSpanId!)!;
+      expect([ly.name, num(ly.attributes["moeq.layer"]), s.service]).toEqual(["layer", num(s.attributes["moeq.layer"]), stage]);
+      expect(byId.get(ly.parentSpanId!)!.name).toBe(stage);
+      if (op === "load") expect(num(s.attributes["moeq.bytes"])).toBeGreaterThan(3 * E * H * I * 2); // bf16 experts at least
+      if (op === "route") expect(num(s.attributes["moeq.tokens_routed"])).toBe(CALIB.n * CALIB.t * cfg.num_experts_per_tok);
+    }
+  }
+  for (const [op, stage] of [["pack", "packer"], ["evaluate", "evaluator"]]) {
+    const ops = spans.filter((s) => s.name === op);
+    expect(ops, op).toHaveLength(1);
+    expect(byId.get(ops[0].parentSpanId!)!.name).toBe(stage);
+  }
+  expect(num(spans.find((s) => s.name === "pack")!.attributes["moeq.bytes"])).toBeGreaterThan(0);
+  const kld = num(spans.find((s) => s.name === "evaluate")!.attributes["moeq.loss"]);
+  expect(Number.isFinite(kld) && kld >= 0).toBe(true);
+
   for (const q of quantize) {
     expect(q.service).toBe("quantizer");
     expect(q.kind).toBe(5); // CONSUMER

@@ -2,6 +2,7 @@
 // source model on the held-out windows, writes report.json/html into the work dir's report/
 // and appends EvaluationCompleted with the KLD statistics.
 import { type StageContext } from "@moeq/runtime";
+import { telemetry as tracing } from "@moeq/runtime";
 import { evaluateCheckpoint } from "./evaluate.ts";
 import { reportData, writeRunReport } from "./report.ts";
 
@@ -12,7 +13,7 @@ export async function runEvaluator(ctx: StageContext): Promise<void> {
   const o = ctx.options;
   ctx.say(`evaluating ${packed.payload.dir}`);
   await ctx.pause();
-  const evaluation = await evaluateCheckpoint({
+  const evaluate = (): ReturnType<typeof evaluateCheckpoint> => evaluateCheckpoint({
     referenceDir: ctx.modelDir,
     quantizedDir: packed.payload.dir,
     texts: o.eval,
@@ -20,6 +21,12 @@ export async function runEvaluator(ctx: StageContext): Promise<void> {
     batchWindows: o.batchWindows,
     cacheDir: ctx.paths.cache,
     onProgress: (d, n) => ctx.say(`evaluated ${d}/${n} windows`),
+  });
+  // the whole checkpoint at once: no layer/expert above it; its loss is the mean KLD
+  const evaluation = await tracing.projectionSpan("evaluate", {}, async (span) => {
+    const ev = await evaluate();
+    tracing.setWork(span, { loss: ev.kld.kld.mean });
+    return ev;
   });
   const E = Math.max(1, ...opened.payload.expertsPerLayer);
   const planned = ctx.all("RoutingPlanned");

@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { packValue, type TensorDescriptor, unpackValue } from "@moeq/contracts";
 import { buildSpec, Engine, type RawConfig } from "@moeq/models";
 import { descriptorSource, type StageContext, StageError, writeTensorFile } from "@moeq/runtime";
+import { telemetry as tracing } from "@moeq/runtime";
 import { Result } from "effect";
 import { coverage } from "./policies.ts";
 import { checkWeights, parsePolicy, withZeroTokenFallback } from "./policies-parse.ts";
@@ -52,7 +53,13 @@ export async function runRouter(ctx: StageContext): Promise<void> {
         const x = ctx.reader.f32(req.x, `route request layer ${L}: x`);
         ctx.say(`planning layer ${L}`);
         await ctx.pause();
-        const r = await engine.router(L, x);
+        const r = await tracing.layerSpan(L, () =>
+          tracing.projectionSpan("route", { layer: L }, async (span) => {
+            const routed = await engine.router(L, x);
+            tracing.setWork(span, { tokensRouted: routed.rows * routed.topK });
+            return routed;
+          }),
+        );
         const routingSpec = spec.layers[L].mlp.kind === "moe" ? spec.layers[L].mlp.routing : undefined;
         if (!routingSpec) throw new StageError({ stage: ctx.stage, message: `route request for layer ${L}, which is not a MoE layer`, permanent: true });
         const calib = checkWeights(await policy.weights(r, { layer: L, spec: routingSpec }), r, `policy ${policy.name} (layer ${L})`);
