@@ -13,7 +13,16 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { makeCredentials, startCluster } from "./nats-cluster.ts";
 import { assertNetnsWorks, sweepStaleNamespaces, TestNet } from "./netns.ts";
-import { cliMain, dumpRunOn, type Proc, startRemoteQuantizer, track, waitForJetStream, waitUntil, writeRemoteQuantizerGraph } from "./remote.ts";
+import {
+  cliMain,
+  dumpRunOn,
+  type Proc,
+  startRemoteQuantizer,
+  track,
+  waitForJetStream,
+  waitUntil,
+  writeRemoteQuantizerGraph,
+} from "./remote.ts";
 
 const arg = (name: string, dflt: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -30,7 +39,13 @@ sweepStaleNamespaces();
 const dir = mkdtempSync(join(tmpdir(), "moeq-bench-cluster-"));
 const secrets = mkdtempSync(join(tmpdir(), "moeq-bench-cluster-etc-"));
 const maxWorkers = Math.max(...counts);
-const net = TestNet.create(["nats1", "nats2", "nats3", "home", ...Array.from({ length: maxWorkers }, (_, i) => `w${i + 1}`)]);
+const net = TestNet.create([
+  "nats1",
+  "nats2",
+  "nats3",
+  "home",
+  ...Array.from({ length: maxWorkers }, (_, i) => `w${i + 1}`),
+]);
 const cleanup = () => {
   net.destroy();
   rmSync(dir, { recursive: true, force: true });
@@ -54,32 +69,80 @@ try {
   mkdirSync(natsDir);
   const creds = makeCredentials(secrets);
   const cluster = await startCluster(net, ["nats1", "nats2", "nats3"], natsDir, creds);
-  const homeEnv = { ...process.env, MOEQ_NATS_USER: creds.user, MOEQ_NATS_PASS: creds.pass, MOEQ_HOST_ID: "home", MOEQ_NATS_URL: cluster.seeds };
+  const homeEnv = {
+    ...process.env,
+    MOEQ_NATS_USER: creds.user,
+    MOEQ_NATS_PASS: creds.pass,
+    MOEQ_HOST_ID: "home",
+    MOEQ_NATS_URL: cluster.seeds,
+  };
   await waitForJetStream(net, "home", homeEnv);
   const graph = join(secrets, "graph.json");
   writeRemoteQuantizerGraph(graph, 30_000);
-  const layers = (JSON.parse(readFileSync(join(model, "config.json"), "utf8")) as { num_hidden_layers: number }).num_hidden_layers;
+  const layers = (JSON.parse(readFileSync(join(model, "config.json"), "utf8")) as { num_hidden_layers: number })
+    .num_hidden_layers;
 
   const results: Result[] = [];
   for (const n of counts) {
     const t0 = Date.now();
     const out = join(dir, `out-${n}`);
     const workDir = join(dir, `work-${n}`);
-    const sup = track(net.spawn("home", process.execPath, [cliMain, "quantize", model, "--out", out, "--work-dir", workDir, "--nats", cluster.seeds, "--graph", graph, "--json", ...QUANT], { env: homeEnv }));
-    await waitUntil("run.json", () => existsSync(join(workDir, "run.json")) || sup.child.exitCode !== null, 120_000, () => sup.out);
+    const sup = track(
+      net.spawn(
+        "home",
+        process.execPath,
+        [
+          cliMain,
+          "quantize",
+          model,
+          "--out",
+          out,
+          "--work-dir",
+          workDir,
+          "--nats",
+          cluster.seeds,
+          "--graph",
+          graph,
+          "--json",
+          ...QUANT,
+        ],
+        { env: homeEnv },
+      ),
+    );
+    await waitUntil(
+      "run.json",
+      () => existsSync(join(workDir, "run.json")) || sup.child.exitCode !== null,
+      120_000,
+      () => sup.out,
+    );
     const runId = (JSON.parse(readFileSync(join(workDir, "run.json"), "utf8")) as { runId: string }).runId;
     // All work queued before any worker starts: the drain measures the workers, not the calibrator.
-    await waitUntil("calibration of every layer", () => (sup.out.match(/calibration done/g) ?? []).length >= layers || sup.child.exitCode !== null, 900_000, () => sup.out);
+    await waitUntil(
+      "calibration of every layer",
+      () => (sup.out.match(/calibration done/g) ?? []).length >= layers || sup.child.exitCode !== null,
+      900_000,
+      () => sup.out,
+    );
     const start = Date.now();
     const workers: Proc[] = [];
-    for (let i = 1; i <= n; i++) workers.push(startRemoteQuantizer(net, `w${i}`, { seeds: cluster.seeds, creds, runId, hideDir: dir }));
+    for (let i = 1; i <= n; i++)
+      workers.push(startRemoteQuantizer(net, `w${i}`, { seeds: cluster.seeds, creds, runId, hideDir: dir }));
     const code = await sup.exit;
-    if (code !== 0) throw new Error(`run with ${n} workers failed (${code}):\n${sup.out.slice(-4000)}\n${workers.map((w) => w.out.slice(-2000)).join("\n")}`);
+    if (code !== 0)
+      throw new Error(
+        `run with ${n} workers failed (${code}):\n${sup.out.slice(-4000)}\n${workers.map((w) => w.out.slice(-2000)).join("\n")}`,
+      );
     const run = await dumpRunOn(net, "home", runId, homeEnv);
     const quantized = run.events.filter((e) => e.type === "ExpertQuantized");
     const last = Math.max(...quantized.map((e) => Date.parse(e.time)));
     const drainSeconds = (last - start) / 1000;
-    results.push({ workers: n, items: quantized.length, drainSeconds, itemsPerSecond: quantized.length / drainSeconds, wallSeconds: (Date.now() - t0) / 1000 });
+    results.push({
+      workers: n,
+      items: quantized.length,
+      drainSeconds,
+      itemsPerSecond: quantized.length / drainSeconds,
+      wallSeconds: (Date.now() - t0) / 1000,
+    });
     await Promise.all(workers.map((w) => w.exit));
     process.stderr.write(`${n} worker(s): ${quantized.length} items drained in ${drainSeconds.toFixed(1)} s\n`);
   }
@@ -90,7 +153,10 @@ try {
     "",
     "| workers | items | drain s | items/s | × 1 worker | run wall s |",
     "|---|---|---|---|---|---|",
-    ...results.map((r) => `| ${r.workers} | ${r.items} | ${r.drainSeconds.toFixed(1)} | ${r.itemsPerSecond.toFixed(2)} | ${(r.itemsPerSecond / ref.itemsPerSecond).toFixed(2)} | ${r.wallSeconds.toFixed(0)} |`),
+    ...results.map(
+      (r) =>
+        `| ${r.workers} | ${r.items} | ${r.drainSeconds.toFixed(1)} | ${r.itemsPerSecond.toFixed(2)} | ${(r.itemsPerSecond / ref.itemsPerSecond).toFixed(2)} | ${r.wallSeconds.toFixed(0)} |`,
+    ),
   ];
   console.log(lines.join("\n"));
   const two = results.find((r) => r.workers === 2);

@@ -13,7 +13,17 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { moeq, shardHashes, tempDir } from "../helpers.ts";
 import { makeCredentials, startCluster } from "./nats-cluster.ts";
 import { assertNetnsWorks, sweepStaleNamespaces, TestNet } from "./netns.ts";
-import { cliMain, dumpRunOn, onWorkerHost, quantizedCount, startRemoteQuantizer, track, waitForJetStream, waitUntil, writeRemoteQuantizerGraph } from "./remote.ts";
+import {
+  cliMain,
+  dumpRunOn,
+  onWorkerHost,
+  quantizedCount,
+  startRemoteQuantizer,
+  track,
+  waitForJetStream,
+  waitUntil,
+  writeRemoteQuantizerGraph,
+} from "./remote.ts";
 
 const QUANT = ["--algo", "gptq", "--calib", "random:8x32", "--eval", "random:4x32", "--threads", "1"];
 
@@ -50,7 +60,13 @@ describe("a run across simulated hosts (network namespaces)", () => {
     const creds = makeCredentials(secrets);
     const cluster = await startCluster(net, ["nats1", "nats2", "nats3"], natsDir, creds);
     // The home host authenticates with user/password, the workers with their nkey.
-    const homeEnv = { ...process.env, MOEQ_NATS_USER: creds.user, MOEQ_NATS_PASS: creds.pass, MOEQ_HOST_ID: "home", MOEQ_NATS_URL: cluster.seeds };
+    const homeEnv = {
+      ...process.env,
+      MOEQ_NATS_USER: creds.user,
+      MOEQ_NATS_PASS: creds.pass,
+      MOEQ_HOST_ID: "home",
+      MOEQ_NATS_URL: cluster.seeds,
+    };
     await waitForJetStream(net, "home", homeEnv);
 
     const graph = join(secrets, "graph.json");
@@ -58,9 +74,32 @@ describe("a run across simulated hosts (network namespaces)", () => {
     const out = join(dir, "out");
     const workDir = join(dir, "work");
     const supervisor = track(
-      net.spawn("home", process.execPath, [cliMain, "quantize", model, "--out", out, "--work-dir", workDir, "--nats", cluster.seeds, "--graph", graph, "--json", ...QUANT], { env: homeEnv }),
+      net.spawn(
+        "home",
+        process.execPath,
+        [
+          cliMain,
+          "quantize",
+          model,
+          "--out",
+          out,
+          "--work-dir",
+          workDir,
+          "--nats",
+          cluster.seeds,
+          "--graph",
+          graph,
+          "--json",
+          ...QUANT,
+        ],
+        { env: homeEnv },
+      ),
     );
-    await waitUntil("run.json", () => existsSync(join(workDir, "run.json")) || supervisor.child.exitCode !== null, 60_000);
+    await waitUntil(
+      "run.json",
+      () => existsSync(join(workDir, "run.json")) || supervisor.child.exitCode !== null,
+      60_000,
+    );
     expect(existsSync(join(workDir, "run.json")), supervisor.out).toBe(true);
     const runId = (JSON.parse(readFileSync(join(workDir, "run.json"), "utf8")) as { runId: string }).runId;
 
@@ -75,12 +114,26 @@ describe("a run across simulated hosts (network namespaces)", () => {
       [
         `--- supervisor\n${supervisor.out.slice(-3000)}`,
         ...[...workers].map(([h, p]) => `--- ${h}\n${p.out.slice(-3000)}`),
-        ...(existsSync(join(workDir, "logs")) ? readdirSync(join(workDir, "logs")) : []).map((f) => `--- ${f}\n${readFileSync(join(workDir, "logs", f), "utf8").slice(-1500)}`),
-        ...cluster.nodes.map((n) => `--- ${n.name}\n${n.log.split("\n").filter((l) => /WRN|ERR|leader/.test(l)).slice(-15).join("\n")}`),
+        ...(existsSync(join(workDir, "logs")) ? readdirSync(join(workDir, "logs")) : []).map(
+          (f) => `--- ${f}\n${readFileSync(join(workDir, "logs", f), "utf8").slice(-1500)}`,
+        ),
+        ...cluster.nodes.map(
+          (n) =>
+            `--- ${n.name}\n${n.log
+              .split("\n")
+              .filter((l) => /WRN|ERR|leader/.test(l))
+              .slice(-15)
+              .join("\n")}`,
+        ),
       ].join("\n");
 
     const early = () => [...workers].find(([, p]) => p.child.exitCode !== null);
-    await waitUntil("both workers to quantize items", () => (done("w1") >= 12 && done("w2") >= 1) || early() !== undefined, 120_000, logs);
+    await waitUntil(
+      "both workers to quantize items",
+      () => (done("w1") >= 12 && done("w2") >= 1) || early() !== undefined,
+      120_000,
+      logs,
+    );
     expect(early(), `a worker exited before the faults were injected:\n${logs()}`).toBeUndefined();
     cluster.kill("n1");
     workers.get("w1")!.child.kill("SIGKILL");
@@ -108,7 +161,9 @@ describe("a run across simulated hosts (network namespaces)", () => {
     expect([...keys].sort()).toEqual(refItems);
     expect(run.deadLetters).toBe(0);
     expect(Object.values(run.replicas)).toEqual([3, 3, 3]);
-    const quantizerHosts = new Set(run.events.filter((e) => e.type === "StageStarted" && e.stage === "quantizer").map((e) => e.host));
+    const quantizerHosts = new Set(
+      run.events.filter((e) => e.type === "StageStarted" && e.stage === "quantizer").map((e) => e.host),
+    );
     expect(quantizerHosts).toEqual(new Set(["w1", "w2"]));
     // The remote workers' outputs were imported into the home host's work dir.
     for (const e of run.events.filter((x) => x.type === "ExpertQuantized"))

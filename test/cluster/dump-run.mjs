@@ -27,11 +27,17 @@ const events = (await log.read(1)).map((e) => ({
   type: e.type,
   time: e.time,
   stage: e.stage,
-  ...(e.type === "ExpertQuantized" ? { key: `L${e.payload.layer}.E${e.payload.expert}.${e.payload.proj}`, files: Object.values(e.payload.outputs).map((d) => d.loc.kind === "file" ? d.loc.path : d.loc.kind) } : {}),
+  ...(e.type === "ExpertQuantized"
+    ? {
+        key: `L${e.payload.layer}.E${e.payload.expert}.${e.payload.proj}`,
+        files: Object.values(e.payload.outputs).map((d) => (d.loc.kind === "file" ? d.loc.path : d.loc.kind)),
+      }
+    : {}),
   ...(e.type === "StageStarted" ? { host: e.payload.host, instance: e.payload.instance } : {}),
 }));
 const dead = await (await RunWorkQueues.open(bus, runId)).deadLetters();
 const replicas = {};
-for (const s of [`MOEQ_${runId}`, `MOEQ_${runId}_WORK`, `MOEQ_${runId}_DLQ`]) replicas[s] = (await bus.jsm.streams.info(s)).config.num_replicas;
+for (const s of [`MOEQ_${runId}`, `MOEQ_${runId}_WORK`, `MOEQ_${runId}_DLQ`])
+  replicas[s] = (await bus.jsm.streams.info(s)).config.num_replicas;
 process.stdout.write(`${JSON.stringify({ events, deadLetters: dead.length, replicas })}\n`);
 await bus.nc.drain();

@@ -37,7 +37,12 @@ export function makeCredentials(dir: string): ClusterCredentials {
   const kp = nkeys.createUser();
   const nkeySeedFile = join(dir, "worker.nk");
   writeFileSync(nkeySeedFile, `${new TextDecoder().decode(kp.getSeed())}\n`, { mode: 0o600 });
-  return { user: "moeq", pass: Math.random().toString(36).slice(2) + Math.random().toString(36).slice(2), nkeySeedFile, nkeyPublic: kp.getPublicKey() };
+  return {
+    user: "moeq",
+    pass: Math.random().toString(36).slice(2) + Math.random().toString(36).slice(2),
+    nkeySeedFile,
+    nkeyPublic: kp.getPublicKey(),
+  };
 }
 
 export function nodeConfig(name: string, addr: string, peers: readonly string[], creds: ClusterCredentials): string {
@@ -62,14 +67,28 @@ export function nodeConfig(name: string, addr: string, peers: readonly string[],
 }
 
 /** Starts one node per host name and waits until all are ready and one is the JetStream meta leader. */
-export async function startCluster(net: TestNet, hosts: readonly string[], dir: string, creds: ClusterCredentials, timeoutMs = 30_000): Promise<TestCluster> {
+export async function startCluster(
+  net: TestNet,
+  hosts: readonly string[],
+  dir: string,
+  creds: ClusterCredentials,
+  timeoutMs = 30_000,
+): Promise<TestCluster> {
   const nodes: NatsNode[] = hosts.map((h, i) => {
     const name = `n${i + 1}`;
     const addr = net.host(h).addr;
     const conf = join(dir, `${name}.conf`);
     const store = join(dir, `${name}-js`);
     mkdirSync(store, { recursive: true });
-    writeFileSync(conf, nodeConfig(name, addr, hosts.filter((x) => x !== h).map((x) => net.host(x).addr), creds));
+    writeFileSync(
+      conf,
+      nodeConfig(
+        name,
+        addr,
+        hosts.filter((x) => x !== h).map((x) => net.host(x).addr),
+        creds,
+      ),
+    );
     const child = net.spawn(h, binary, ["-c", conf, "-js", "-sd", store]);
     const node: NatsNode = { name, host: h, url: `nats://${addr}:4222`, child, log: "" };
     const onData = (b: Buffer) => {
@@ -94,5 +113,7 @@ export async function startCluster(net: TestNet, hosts: readonly string[], dir: 
     }
     await sleep(100);
   }
-  throw new Error(`the NATS cluster did not elect a JetStream leader in ${timeoutMs} ms:\n${nodes.map((n) => `--- ${n.name}\n${n.log.slice(-1500)}`).join("\n")}`);
+  throw new Error(
+    `the NATS cluster did not elect a JetStream leader in ${timeoutMs} ms:\n${nodes.map((n) => `--- ${n.name}\n${n.log.slice(-1500)}`).join("\n")}`,
+  );
 }

@@ -2,7 +2,7 @@
 // other end sits on a bridge inside a private "switch" namespace. Addresses (10.77.0.x) exist
 // only inside these namespaces; the root namespace's network is never touched. Names carry the
 // creating pid so a later run removes what a crashed run left behind.
-import { type ChildProcess, execFileSync, spawn, type SpawnOptions } from "node:child_process";
+import { type ChildProcess, execFileSync, type SpawnOptions, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 
 const PREFIX = "mqcl";
@@ -113,7 +113,10 @@ export class TestNet {
 
   /** Spawns `cmd` inside the host's namespace (`ip netns exec` execs it: the pid is the command's). */
   spawn(host: string, cmd: string, args: readonly string[], o: SpawnOptions = {}): ChildProcess {
-    const c = spawn("ip", ["netns", "exec", this.host(host).ns, cmd, ...args], { stdio: ["ignore", "pipe", "pipe"], ...o });
+    const c = spawn("ip", ["netns", "exec", this.host(host).ns, cmd, ...args], {
+      stdio: ["ignore", "pipe", "pipe"],
+      ...o,
+    });
     this.children.add(c);
     c.once("exit", () => this.children.delete(c));
     return c;

@@ -36,7 +36,12 @@ export function track(child: ChildProcess): Proc {
   return p;
 }
 
-export async function waitUntil(what: string, cond: () => boolean, timeoutMs: number, detail: () => string = () => ""): Promise<void> {
+export async function waitUntil(
+  what: string,
+  cond: () => boolean,
+  timeoutMs: number,
+  detail: () => string = () => "",
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!cond()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${detail()}`);
@@ -51,7 +56,14 @@ export function writeRemoteQuantizerGraph(path: string, ackWaitMs: number): void
     path,
     JSON.stringify({
       version: 1,
-      stages: [stage("loader"), stage("router-override"), stage("calibrator"), stage("quantizer", { replicas: 0, options: { ackWaitMs } }), stage("packer"), stage("evaluator")],
+      stages: [
+        stage("loader"),
+        stage("router-override"),
+        stage("calibrator"),
+        stage("quantizer", { replicas: 0, options: { ackWaitMs } }),
+        stage("packer"),
+        stage("evaluator"),
+      ],
     }),
   );
 }
@@ -77,7 +89,21 @@ export function onWorkerHost(net: TestNet, host: string, cmd: readonly string[],
     OPENBLAS_NUM_THREADS: String(o.threads ?? 1),
     TMPDIR: o.hideDir,
   };
-  return net.spawn(host, "unshare", ["--mount", "--propagation", "private", "sh", "-c", 'mount -t tmpfs moeq-elsewhere "$0" && exec "$@"', o.hideDir, ...cmd], { env });
+  return net.spawn(
+    host,
+    "unshare",
+    [
+      "--mount",
+      "--propagation",
+      "private",
+      "sh",
+      "-c",
+      'mount -t tmpfs moeq-elsewhere "$0" && exec "$@"',
+      o.hideDir,
+      ...cmd,
+    ],
+    { env },
+  );
 }
 
 /** A quantizer worker (`--host-id <host>`) on a worker host. */

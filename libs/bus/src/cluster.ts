@@ -49,7 +49,8 @@ export function seedUrls(url: string): string[] {
     .split(/[\s,]+/)
     .map((s) => s.trim())
     .filter((s) => s.length > 0);
-  if (seeds.length === 0) throw new ClusterConfigError({ field: "url", message: `no NATS URL in ${JSON.stringify(url)}` });
+  if (seeds.length === 0)
+    throw new ClusterConfigError({ field: "url", message: `no NATS URL in ${JSON.stringify(url)}` });
   return seeds;
 }
 
@@ -58,7 +59,10 @@ function readSeed(file: string): Uint8Array {
   try {
     text = readFileSync(file, "utf8");
   } catch (e) {
-    throw new ClusterConfigError({ field: "nkeySeedFile", message: `cannot read the nkey seed file ${file}: ${(e as Error).message}` });
+    throw new ClusterConfigError({
+      field: "nkeySeedFile",
+      message: `cannot read the nkey seed file ${file}: ${(e as Error).message}`,
+    });
   }
   // A seed file may hold comments or a creds-style block; the seed is the one `SU…` token.
   const m = /\bSU[A-Z2-7]{56}\b/.exec(text);
@@ -72,7 +76,15 @@ export function clusterConnectOptions(url: string, o: ClusterOptions) {
   return {
     servers: seedUrls(url),
     ...(o.nkeySeedFile ? { authenticator: nkeyAuthenticator(readSeed(o.nkeySeedFile)) } : {}),
-    ...(tls ? { tls: { ...(tls.caFile ? { caFile: tls.caFile } : {}), ...(tls.certFile ? { certFile: tls.certFile } : {}), ...(tls.keyFile ? { keyFile: tls.keyFile } : {}) } } : {}),
+    ...(tls
+      ? {
+          tls: {
+            ...(tls.caFile ? { caFile: tls.caFile } : {}),
+            ...(tls.certFile ? { certFile: tls.certFile } : {}),
+            ...(tls.keyFile ? { keyFile: tls.keyFile } : {}),
+          },
+        }
+      : {}),
   };
 }
 
@@ -80,19 +92,30 @@ function replicasFrom(v: string | undefined): number | undefined {
   if (v === undefined || v === "") return undefined;
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1 || n > 5)
-    throw new ClusterConfigError({ field: CLUSTER_ENV.replicas, message: `${CLUSTER_ENV.replicas} must be an integer in [1, 5], got ${JSON.stringify(v)}` });
+    throw new ClusterConfigError({
+      field: CLUSTER_ENV.replicas,
+      message: `${CLUSTER_ENV.replicas} must be an integer in [1, 5], got ${JSON.stringify(v)}`,
+    });
   return n;
 }
 
 /** Cluster options (and user/password) from the environment a stage process was started with. */
-export function clusterOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): ClusterOptions & { user?: string; pass?: string } {
+export function clusterOptionsFromEnv(
+  env: NodeJS.ProcessEnv = process.env,
+): ClusterOptions & { user?: string; pass?: string } {
   const tlsWanted = env[CLUSTER_ENV.tlsCa] || env[CLUSTER_ENV.tlsCert] || env[CLUSTER_ENV.tlsKey];
   const replicas = replicasFrom(env[CLUSTER_ENV.replicas]);
   return {
     ...(env[CLUSTER_ENV.user] ? { user: env[CLUSTER_ENV.user], pass: env[CLUSTER_ENV.pass] ?? "" } : {}),
     ...(env[CLUSTER_ENV.nkeySeedFile] ? { nkeySeedFile: env[CLUSTER_ENV.nkeySeedFile] } : {}),
     ...(tlsWanted
-      ? { tls: { caFile: env[CLUSTER_ENV.tlsCa] || undefined, certFile: env[CLUSTER_ENV.tlsCert] || undefined, keyFile: env[CLUSTER_ENV.tlsKey] || undefined } }
+      ? {
+          tls: {
+            caFile: env[CLUSTER_ENV.tlsCa] || undefined,
+            certFile: env[CLUSTER_ENV.tlsCert] || undefined,
+            keyFile: env[CLUSTER_ENV.tlsKey] || undefined,
+          },
+        }
       : {}),
     ...(replicas ? { replicas } : {}),
   };

@@ -6,9 +6,9 @@ import { decode, Event, encode, type InvalidMessage, type MalformedMessage, type
 import { DeliverPolicy, type JsMsg } from "@nats-io/jetstream";
 import { headers } from "@nats-io/transport-node";
 import { Result } from "effect";
+import { streamReplicas } from "./cluster.ts";
 import type { Bus } from "./connection.ts";
 import { AppendConflict, BusFailed, errorText } from "./errors.ts";
-import { streamReplicas } from "./cluster.ts";
 import { ensureRunStreams, type RunStreamOptions } from "./streams.ts";
 import { streams, subjects } from "./subjects.ts";
 

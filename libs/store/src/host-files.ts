@@ -5,11 +5,29 @@
 // and returns the `file` descriptor that the home host's stages read. Objects are keyed by the
 // sha256 of their bytes, so a repeated request publishes or writes the same thing again.
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
 import { basename, dirname, isAbsolute, join, normalize, sep } from "node:path";
 import type { Bus } from "@moeq/bus";
-import { byteLengthOf, type Dtype, INLINE_MAX_BYTES, packValue, type TensorDescriptor, unpackValue } from "@moeq/contracts";
-import { Objm, type ObjectStore } from "@nats-io/obj";
+import {
+  byteLengthOf,
+  type Dtype,
+  INLINE_MAX_BYTES,
+  packValue,
+  type TensorDescriptor,
+  unpackValue,
+} from "@moeq/contracts";
+import { type ObjectStore, Objm } from "@nats-io/obj";
 import type { Subscription } from "@nats-io/transport-node";
 import { Result } from "effect";
 import { readObjectDirect } from "./host-tensors.ts";
@@ -38,7 +56,9 @@ export interface ImportRequest {
   readonly path: string;
   readonly source: string;
 }
-export type HostReply = { readonly ok: TensorDescriptor } | { readonly error: { readonly tag: string; readonly message: string; readonly permanent: boolean } };
+export type HostReply =
+  | { readonly ok: TensorDescriptor }
+  | { readonly error: { readonly tag: string; readonly message: string; readonly permanent: boolean } };
 
 export interface HostFileServerOptions {
   readonly runId: string;
@@ -75,7 +95,8 @@ function readRange(path: string, offset: number, bytes: number): Uint8Array {
   try {
     for (let got = 0; got < bytes; ) {
       const n = readSync(fd, out, got, bytes - got, offset + got);
-      if (n === 0) throw new Refused("DescriptorRejected", `${path}: ended after ${got} of ${bytes} bytes at offset ${offset}`);
+      if (n === 0)
+        throw new Refused("DescriptorRejected", `${path}: ended after ${got} of ${bytes} bytes at offset ${offset}`);
       got += n;
     }
   } finally {
@@ -104,18 +125,35 @@ function writeAtomic(path: string, data: Uint8Array): void {
 export function importPath(workDir: string, rel: string, source: string): string {
   const n = normalize(rel);
   if (rel.length === 0 || isAbsolute(rel) || n.startsWith("..") || n.split(sep).includes("..") || rel.includes("\0"))
-    throw new Refused("DescriptorRejected", `${source}: import path ${JSON.stringify(rel)} must be relative and stay under tensors/`);
+    throw new Refused(
+      "DescriptorRejected",
+      `${source}: import path ${JSON.stringify(rel)} must be relative and stay under tensors/`,
+    );
   return join(workDir, "tensors", n);
 }
 
-async function handleExport(req: ExportRequest, roots: AllowedRoots, objects: () => Promise<ObjectStore>, runId: string, counts: HostFileServer["counts"], inlineMax: number): Promise<TensorDescriptor> {
+async function handleExport(
+  req: ExportRequest,
+  roots: AllowedRoots,
+  objects: () => Promise<ObjectStore>,
+  runId: string,
+  counts: HostFileServer["counts"],
+  inlineMax: number,
+): Promise<TensorDescriptor> {
   const d = req.descriptor;
   const source = String(req.source ?? "tensor");
   if (d.loc.kind === "inline" || d.loc.kind === "obj") return d;
   if (d.loc.kind !== "file")
-    throw new Refused("DescriptorRejected", `${source}: a ${d.loc.kind} location cannot be exported by the host file server (file only)`);
+    throw new Refused(
+      "DescriptorRejected",
+      `${source}: a ${d.loc.kind} location cannot be exported by the host file server (file only)`,
+    );
   const want = byteLengthOf(d.dtype, d.shape);
-  if (d.loc.bytes !== want) throw new Refused("DescriptorRejected", `${source}: descriptor says ${d.loc.bytes} bytes, ${d.dtype}[${d.shape}] needs ${want}`);
+  if (d.loc.bytes !== want)
+    throw new Refused(
+      "DescriptorRejected",
+      `${source}: descriptor says ${d.loc.bytes} bytes, ${d.dtype}[${d.shape}] needs ${want}`,
+    );
   let real: string;
   let size: number;
   try {
@@ -124,34 +162,80 @@ async function handleExport(req: ExportRequest, roots: AllowedRoots, objects: ()
     throw new Refused("DescriptorRejected", (e as Error).message);
   }
   if (d.loc.offset + d.loc.bytes > size)
-    throw new Refused("DescriptorRejected", `${source}: [${d.loc.offset}, ${d.loc.offset + d.loc.bytes}) is past the end of ${d.loc.path} (${size} bytes)`);
+    throw new Refused(
+      "DescriptorRejected",
+      `${source}: [${d.loc.offset}, ${d.loc.offset + d.loc.bytes}) is past the end of ${d.loc.path} (${size} bytes)`,
+    );
   const bytes = readRange(real, d.loc.offset, d.loc.bytes);
   const hex = sha256Hex(bytes);
   if (d.checksum && d.checksum.hex !== hex)
-    throw new Refused("ChecksumMismatch", `${source}: ${d.loc.path} bytes hash to ${hex}, descriptor says ${d.checksum.hex}`);
+    throw new Refused(
+      "ChecksumMismatch",
+      `${source}: ${d.loc.path} bytes hash to ${hex}, descriptor says ${d.checksum.hex}`,
+    );
   counts.exports++;
   counts.bytesOut += bytes.byteLength;
-  if (bytes.byteLength <= inlineMax) return { dtype: d.dtype, shape: [...d.shape], loc: { kind: "inline", data: bytes }, checksum: { algo: "sha256", hex } };
+  if (bytes.byteLength <= inlineMax)
+    return {
+      dtype: d.dtype,
+      shape: [...d.shape],
+      loc: { kind: "inline", data: bytes },
+      checksum: { algo: "sha256", hex },
+    };
   const key = `xfer.${hex}`;
   await (await objects()).putBlob({ name: key }, bytes);
-  return { dtype: d.dtype, shape: [...d.shape], loc: { kind: "obj", bucket: runBucket(runId), key, bytes: want }, checksum: { algo: "sha256", hex } };
+  return {
+    dtype: d.dtype,
+    shape: [...d.shape],
+    loc: { kind: "obj", bucket: runBucket(runId), key, bytes: want },
+    checksum: { algo: "sha256", hex },
+  };
 }
 
-async function handleImport(bus: Bus, req: ImportRequest, workDir: string, objects: () => Promise<ObjectStore>, runId: string, counts: HostFileServer["counts"]): Promise<TensorDescriptor> {
+async function handleImport(
+  bus: Bus,
+  req: ImportRequest,
+  workDir: string,
+  objects: () => Promise<ObjectStore>,
+  runId: string,
+  counts: HostFileServer["counts"],
+): Promise<TensorDescriptor> {
   const d = req.descriptor;
   const source = String(req.source ?? "tensor");
-  if (d.loc.kind !== "obj" && d.loc.kind !== "inline") throw new Refused("DescriptorRejected", `${source}: import takes an obj or inline descriptor, got ${d.loc.kind}`);
-  if (d.loc.kind === "obj" && d.loc.bucket !== runBucket(runId)) throw new Refused("DescriptorRejected", `${source}: bucket ${d.loc.bucket} is not this run's (${runBucket(runId)})`);
+  if (d.loc.kind !== "obj" && d.loc.kind !== "inline")
+    throw new Refused("DescriptorRejected", `${source}: import takes an obj or inline descriptor, got ${d.loc.kind}`);
+  if (d.loc.kind === "obj" && d.loc.bucket !== runBucket(runId))
+    throw new Refused(
+      "DescriptorRejected",
+      `${source}: bucket ${d.loc.bucket} is not this run's (${runBucket(runId)})`,
+    );
   if (!d.checksum) throw new Refused("DescriptorRejected", `${source}: an imported tensor needs a sha256 checksum`);
   const want = byteLengthOf(d.dtype, d.shape);
-  if (d.loc.kind === "obj" && d.loc.bytes !== want) throw new Refused("DescriptorRejected", `${source}: descriptor says ${d.loc.bytes} bytes, ${d.dtype}[${d.shape}] needs ${want}`);
+  if (d.loc.kind === "obj" && d.loc.bytes !== want)
+    throw new Refused(
+      "DescriptorRejected",
+      `${source}: descriptor says ${d.loc.bytes} bytes, ${d.dtype}[${d.shape}] needs ${want}`,
+    );
   const path = importPath(workDir, String(req.path), source);
-  const file: TensorDescriptor = { dtype: d.dtype as Dtype, shape: [...d.shape], loc: { kind: "file", path, offset: 0, bytes: want }, checksum: d.checksum };
+  const file: TensorDescriptor = {
+    dtype: d.dtype as Dtype,
+    shape: [...d.shape],
+    loc: { kind: "file", path, offset: 0, bytes: want },
+    checksum: d.checksum,
+  };
   if (d.loc.kind === "inline") {
     const data = d.loc.data;
-    if (data.byteLength !== want) throw new Refused("DescriptorRejected", `${source}: inline tensor has ${data.byteLength} bytes, ${d.dtype}[${d.shape}] needs ${want}`);
+    if (data.byteLength !== want)
+      throw new Refused(
+        "DescriptorRejected",
+        `${source}: inline tensor has ${data.byteLength} bytes, ${d.dtype}[${d.shape}] needs ${want}`,
+      );
     const hex = sha256Hex(data);
-    if (hex !== d.checksum.hex) throw new Refused("ChecksumMismatch", `${source}: inline bytes hash to ${hex}, descriptor says ${d.checksum.hex}`);
+    if (hex !== d.checksum.hex)
+      throw new Refused(
+        "ChecksumMismatch",
+        `${source}: inline bytes hash to ${hex}, descriptor says ${d.checksum.hex}`,
+      );
     writeAtomic(path, data);
     counts.imports++;
     counts.bytesIn += data.byteLength;
@@ -164,9 +248,17 @@ async function handleImport(bus: Bus, req: ImportRequest, workDir: string, objec
     if (existsSync(path) && sha256Hex(readFileSync(path)) === d.checksum.hex) return file;
     throw new Refused("Missing", `${source}: object ${d.loc.bucket}/${d.loc.key} does not exist`, false);
   }
-  if (blob.byteLength !== want) throw new Refused("DescriptorRejected", `${source}: object ${d.loc.key} has ${blob.byteLength} bytes, descriptor says ${want}`);
+  if (blob.byteLength !== want)
+    throw new Refused(
+      "DescriptorRejected",
+      `${source}: object ${d.loc.key} has ${blob.byteLength} bytes, descriptor says ${want}`,
+    );
   const hex = sha256Hex(blob);
-  if (hex !== d.checksum.hex) throw new Refused("ChecksumMismatch", `${source}: object ${d.loc.key} hashes to ${hex}, descriptor says ${d.checksum.hex}`);
+  if (hex !== d.checksum.hex)
+    throw new Refused(
+      "ChecksumMismatch",
+      `${source}: object ${d.loc.key} hashes to ${hex}, descriptor says ${d.checksum.hex}`,
+    );
   writeAtomic(path, blob);
   // The file is the durable copy now; deleting the object need not delay the worker.
   void os.delete(d.loc.key).catch(() => undefined);
@@ -187,30 +279,67 @@ export async function serveHostFiles(bus: Bus, o: HostFileServerOptions): Promis
     });
     return store;
   };
-  const answer = (handle: (req: Record<string, unknown>) => Promise<TensorDescriptor>, what: string) => async (data: Uint8Array, respond: (b: Uint8Array) => boolean) => {
-    let reply: HostReply;
-    try {
-      const req = unpackValue(data, `${what} request`);
-      if (Result.isFailure(req)) throw new Refused("MalformedMessage", req.failure.message);
-      const r = req.success as Record<string, unknown>;
-      if (!r || typeof r !== "object" || !r.descriptor || typeof r.descriptor !== "object" || !(r.descriptor as { loc?: unknown }).loc)
-        throw new Refused("InvalidMessage", `${what} request: expected {descriptor, source}`);
-      reply = { ok: await handle(r) };
-    } catch (e) {
-      counts.refused++;
-      const permanent = e instanceof Refused ? e.permanent : false;
-      reply = { error: { tag: e instanceof Refused ? e.tag : "HostFileServerFailed", message: (e as Error).message ?? String(e), permanent } };
-    }
-    respond(packValue(reply));
-  };
-  const onExport = answer((r) => handleExport(r as unknown as ExportRequest, roots, objects, o.runId, counts, o.inlineMaxBytes ?? INLINE_MAX_BYTES), "export");
-  const onImport = answer((r) => handleImport(bus, r as unknown as ImportRequest, o.workDir, objects, o.runId, counts), "import");
+  const answer =
+    (handle: (req: Record<string, unknown>) => Promise<TensorDescriptor>, what: string) =>
+    async (data: Uint8Array, respond: (b: Uint8Array) => boolean) => {
+      let reply: HostReply;
+      try {
+        const req = unpackValue(data, `${what} request`);
+        if (Result.isFailure(req)) throw new Refused("MalformedMessage", req.failure.message);
+        const r = req.success as Record<string, unknown>;
+        if (
+          !r ||
+          typeof r !== "object" ||
+          !r.descriptor ||
+          typeof r.descriptor !== "object" ||
+          !(r.descriptor as { loc?: unknown }).loc
+        )
+          throw new Refused("InvalidMessage", `${what} request: expected {descriptor, source}`);
+        reply = { ok: await handle(r) };
+      } catch (e) {
+        counts.refused++;
+        const permanent = e instanceof Refused ? e.permanent : false;
+        reply = {
+          error: {
+            tag: e instanceof Refused ? e.tag : "HostFileServerFailed",
+            message: (e as Error).message ?? String(e),
+            permanent,
+          },
+        };
+      }
+      respond(packValue(reply));
+    };
+  const onExport = answer(
+    (r) =>
+      handleExport(
+        r as unknown as ExportRequest,
+        roots,
+        objects,
+        o.runId,
+        counts,
+        o.inlineMaxBytes ?? INLINE_MAX_BYTES,
+      ),
+    "export",
+  );
+  const onImport = answer(
+    (r) => handleImport(bus, r as unknown as ImportRequest, o.workDir, objects, o.runId, counts),
+    "import",
+  );
   // A queue group: a resumed supervisor may briefly overlap the old one; one answers.
   const group = `moeq-host-${o.hostId}`;
   const subs: Subscription[] = [
-    bus.nc.subscribe(hostSubjects.info(o.runId), { queue: group, callback: (_e, m) => void m.respond(packValue({ hostId: o.hostId })) }),
-    bus.nc.subscribe(hostSubjects.exportFrom(o.runId, o.hostId), { queue: group, callback: (_e, m) => void onExport(m.data, (b) => m.respond(b)) }),
-    bus.nc.subscribe(hostSubjects.importTo(o.runId, o.hostId), { queue: group, callback: (_e, m) => void onImport(m.data, (b) => m.respond(b)) }),
+    bus.nc.subscribe(hostSubjects.info(o.runId), {
+      queue: group,
+      callback: (_e, m) => void m.respond(packValue({ hostId: o.hostId })),
+    }),
+    bus.nc.subscribe(hostSubjects.exportFrom(o.runId, o.hostId), {
+      queue: group,
+      callback: (_e, m) => void onExport(m.data, (b) => m.respond(b)),
+    }),
+    bus.nc.subscribe(hostSubjects.importTo(o.runId, o.hostId), {
+      queue: group,
+      callback: (_e, m) => void onImport(m.data, (b) => m.respond(b)),
+    }),
   ];
   await bus.nc.flush();
   return {

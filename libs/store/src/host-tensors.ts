@@ -6,18 +6,32 @@
 // stages can read.
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Bus } from "@moeq/bus";
-import { byteLengthOf, type Dtype, INLINE_MAX_BYTES, packValue, type TensorDescriptor, unpackValue } from "@moeq/contracts";
-import { Objm, type ObjectStore } from "@nats-io/obj";
+import {
+  byteLengthOf,
+  type Dtype,
+  INLINE_MAX_BYTES,
+  packValue,
+  type TensorDescriptor,
+  unpackValue,
+} from "@moeq/contracts";
+import { type ObjectStore, Objm } from "@nats-io/obj";
 import { Data, Result } from "effect";
 import { ChecksumMismatch, DescriptorRejected } from "./errors.ts";
-import { type HostReply, hostSubjects, importPath, runBucket, sha256Hex } from "./host-files.ts";
 import { reachOf } from "./host.ts";
+import { type HostReply, hostSubjects, importPath, runBucket, sha256Hex } from "./host-files.ts";
 
 /** The home host did not answer (yet): transient, the work item is retried. */
-export class HostUnreachable extends Data.TaggedError("HostUnreachable")<{ readonly subject: string; readonly message: string }> {}
+export class HostUnreachable extends Data.TaggedError("HostUnreachable")<{
+  readonly subject: string;
+  readonly message: string;
+}> {}
 
 /** The home host refused a request for a reason no retry fixes (names the tensor). */
-export class HostRefused extends Data.TaggedError("HostRefused")<{ readonly tag: string; readonly source: string; readonly message: string }> {
+export class HostRefused extends Data.TaggedError("HostRefused")<{
+  readonly tag: string;
+  readonly source: string;
+  readonly message: string;
+}> {
   readonly permanent = true;
 }
 
@@ -47,7 +61,11 @@ export class HostTensors {
   /** Asks the run's home host who it is; retries until `patienceMs` (the supervisor may start later). */
   static async open(bus: Bus, o: HostTensorsOptions): Promise<HostTensors> {
     const r = (await request(bus, hostSubjects.info(o.runId), {}, o.patienceMs ?? 60_000)) as { hostId?: unknown };
-    if (typeof r?.hostId !== "string") throw new HostUnreachable({ subject: hostSubjects.info(o.runId), message: `the home host answered without a host id` });
+    if (typeof r?.hostId !== "string")
+      throw new HostUnreachable({
+        subject: hostSubjects.info(o.runId),
+        message: `the home host answered without a host id`,
+      });
     return new HostTensors(bus, o, r.hostId);
   }
 
@@ -61,7 +79,10 @@ export class HostTensors {
   }
 
   private objects(): Promise<ObjectStore> {
-    this.store ??= new Objm(this.bus.js).create(runBucket(this.o.runId), this.o.replicas && this.o.replicas > 1 ? { replicas: this.o.replicas } : {});
+    this.store ??= new Objm(this.bus.js).create(
+      runBucket(this.o.runId),
+      this.o.replicas && this.o.replicas > 1 ? { replicas: this.o.replicas } : {},
+    );
     this.store.catch(() => {
       this.store = undefined;
     });
@@ -75,24 +96,54 @@ export class HostTensors {
   async readable(d: TensorDescriptor, source: string): Promise<TensorDescriptor> {
     const reach = reachOf(d.loc, this.homeHost, this.o.hostId);
     if (reach === "unreachable")
-      throw new DescriptorRejected({ reason: "unsupported", source, message: `${source}: a ${d.loc.kind} location of host ${this.homeHost} cannot be opened on host ${this.o.hostId}` });
+      throw new DescriptorRejected({
+        reason: "unsupported",
+        source,
+        message: `${source}: a ${d.loc.kind} location of host ${this.homeHost} cannot be opened on host ${this.o.hostId}`,
+      });
     if (reach === "direct" && d.loc.kind !== "obj") return d;
-    const obj = d.loc.kind === "obj" ? d : await this.ask(hostSubjects.exportFrom(this.o.runId, this.homeHost), { descriptor: d, source }, source);
+    const obj =
+      d.loc.kind === "obj"
+        ? d
+        : await this.ask(hostSubjects.exportFrom(this.o.runId, this.homeHost), { descriptor: d, source }, source);
     if (obj.loc.kind !== "obj" && obj.loc.kind !== "inline")
-      throw new HostRefused({ tag: "DescriptorRejected", source, message: `${source}: the home host exported a ${obj.loc.kind} location` });
+      throw new HostRefused({
+        tag: "DescriptorRejected",
+        source,
+        message: `${source}: the home host exported a ${obj.loc.kind} location`,
+      });
     const want = byteLengthOf(obj.dtype, obj.shape);
     const blob = obj.loc.kind === "inline" ? obj.loc.data : await this.fetchObject(obj.loc.bucket, obj.loc.key);
-    if (!blob) throw new HostUnreachable({ subject: source, message: `${source}: object ${runBucket(this.o.runId)} vanished before it was read` });
+    if (!blob)
+      throw new HostUnreachable({
+        subject: source,
+        message: `${source}: object ${runBucket(this.o.runId)} vanished before it was read`,
+      });
     if (blob.byteLength !== want)
-      throw new DescriptorRejected({ reason: "wrong-size", source, message: `${source}: exported tensor has ${blob.byteLength} bytes, ${obj.dtype}[${obj.shape}] needs ${want}` });
+      throw new DescriptorRejected({
+        reason: "wrong-size",
+        source,
+        message: `${source}: exported tensor has ${blob.byteLength} bytes, ${obj.dtype}[${obj.shape}] needs ${want}`,
+      });
     const expected = obj.checksum?.hex ?? d.checksum?.hex;
     if (expected) {
       const actual = sha256Hex(blob);
-      if (actual !== expected) throw new ChecksumMismatch({ source, expected, actual, message: `${source}: fetched bytes hash to ${actual}, expected ${expected}` });
+      if (actual !== expected)
+        throw new ChecksumMismatch({
+          source,
+          expected,
+          actual,
+          message: `${source}: fetched bytes hash to ${actual}, expected ${expected}`,
+        });
     }
     this.counts.fetched++;
     this.counts.bytesIn += blob.byteLength;
-    return { dtype: d.dtype, shape: [...d.shape], loc: { kind: "inline", data: blob }, ...(d.checksum ? { checksum: d.checksum } : {}) };
+    return {
+      dtype: d.dtype,
+      shape: [...d.shape],
+      loc: { kind: "inline", data: blob },
+      ...(d.checksum ? { checksum: d.checksum } : {}),
+    };
   }
 
   // Direct gets may be answered by a replica that has not applied the object yet (it was written
@@ -111,23 +162,52 @@ export class HostTensors {
    * same place either way, so the events (and the shards built from them) do not depend on where
    * the work ran.
    */
-  async output(rel: string, dtype: Dtype, shape: readonly number[], data: ArrayBufferView, writeLocal: (path: string, bytes: Uint8Array) => void): Promise<TensorDescriptor> {
+  async output(
+    rel: string,
+    dtype: Dtype,
+    shape: readonly number[],
+    data: ArrayBufferView,
+    writeLocal: (path: string, bytes: Uint8Array) => void,
+  ): Promise<TensorDescriptor> {
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     const want = byteLengthOf(dtype, shape);
     if (bytes.byteLength !== want)
-      throw new DescriptorRejected({ reason: "wrong-size", source: rel, message: `${rel}: ${bytes.byteLength} bytes for ${dtype}[${shape}], expected ${want}` });
+      throw new DescriptorRejected({
+        reason: "wrong-size",
+        source: rel,
+        message: `${rel}: ${bytes.byteLength} bytes for ${dtype}[${shape}], expected ${want}`,
+      });
     const hex = sha256Hex(bytes);
     if (this.local) {
-      if (!this.o.workDir) throw new HostRefused({ tag: "NoWorkDir", source: rel, message: `${rel}: this process is on the home host but has no work dir` });
+      if (!this.o.workDir)
+        throw new HostRefused({
+          tag: "NoWorkDir",
+          source: rel,
+          message: `${rel}: this process is on the home host but has no work dir`,
+        });
       const path = importPath(this.o.workDir, rel, rel);
       writeLocal(path, bytes);
-      return { dtype, shape: [...shape], loc: { kind: "file", path, offset: 0, bytes: want }, checksum: { algo: "sha256", hex } };
+      return {
+        dtype,
+        shape: [...shape],
+        loc: { kind: "file", path, offset: 0, bytes: want },
+        checksum: { algo: "sha256", hex },
+      };
     }
     if (bytes.byteLength <= (this.o.inlineMaxBytes ?? INLINE_MAX_BYTES)) {
       this.counts.published++;
       this.counts.bytesOut += bytes.byteLength;
-      const inline: TensorDescriptor = { dtype, shape: [...shape], loc: { kind: "inline", data: bytes.slice() }, checksum: { algo: "sha256", hex } };
-      return this.ask(hostSubjects.importTo(this.o.runId, this.homeHost), { descriptor: inline, path: rel, source: rel }, rel);
+      const inline: TensorDescriptor = {
+        dtype,
+        shape: [...shape],
+        loc: { kind: "inline", data: bytes.slice() },
+        checksum: { algo: "sha256", hex },
+      };
+      return this.ask(
+        hostSubjects.importTo(this.o.runId, this.homeHost),
+        { descriptor: inline, path: rel, source: rel },
+        rel,
+      );
     }
     // Unique per output and content: two workers redoing the same item publish distinct objects,
     // and the home host writes the same bytes to the same file from either.
@@ -135,8 +215,17 @@ export class HostTensors {
     await (await this.objects()).putBlob({ name: key }, bytes);
     this.counts.published++;
     this.counts.bytesOut += bytes.byteLength;
-    const obj: TensorDescriptor = { dtype, shape: [...shape], loc: { kind: "obj", bucket: runBucket(this.o.runId), key, bytes: want }, checksum: { algo: "sha256", hex } };
-    return this.ask(hostSubjects.importTo(this.o.runId, this.homeHost), { descriptor: obj, path: rel, source: rel }, rel);
+    const obj: TensorDescriptor = {
+      dtype,
+      shape: [...shape],
+      loc: { kind: "obj", bucket: runBucket(this.o.runId), key, bytes: want },
+      checksum: { algo: "sha256", hex },
+    };
+    return this.ask(
+      hostSubjects.importTo(this.o.runId, this.homeHost),
+      { descriptor: obj, path: rel, source: rel },
+      rel,
+    );
   }
 
   private async ask(subject: string, body: unknown, source: string): Promise<TensorDescriptor> {
@@ -171,7 +260,8 @@ export async function readObjectDirect(bus: Bus, bucket: string, name: string): 
   for (let off = 0; off < info.size; ) {
     const m = await bus.jsm.direct.getMessage(stream, { seq, next_by_subj: chunks });
     if (!m) return null;
-    if (off + m.data.byteLength > info.size) throw new Error(`object ${bucket}/${name}: chunks exceed its size ${info.size}`);
+    if (off + m.data.byteLength > info.size)
+      throw new Error(`object ${bucket}/${name}: chunks exceed its size ${info.size}`);
     out.set(m.data, off);
     off += m.data.byteLength;
     seq = m.seq + 1;
@@ -185,15 +275,19 @@ async function request(bus: Bus, subject: string, body: unknown, patienceMs: num
   let last = "";
   for (let i = 0; ; i++) {
     try {
-      const m = await bus.nc.request(subject, packValue(body), { timeout: Math.min(30_000, Math.max(1000, deadline - Date.now())) });
+      const m = await bus.nc.request(subject, packValue(body), {
+        timeout: Math.min(30_000, Math.max(1000, deadline - Date.now())),
+      });
       const v = unpackValue(m.data, `reply on ${subject}`);
-      if (Result.isFailure(v)) throw new HostRefused({ tag: "MalformedMessage", source: subject, message: v.failure.message });
+      if (Result.isFailure(v))
+        throw new HostRefused({ tag: "MalformedMessage", source: subject, message: v.failure.message });
       return v.success;
     } catch (e) {
       if ((e as { _tag?: string })._tag === "HostRefused") throw e;
       last = (e as Error).message ?? String(e);
     }
-    if (Date.now() >= deadline) throw new HostUnreachable({ subject, message: `no answer on ${subject} within ${patienceMs} ms (${last})` });
+    if (Date.now() >= deadline)
+      throw new HostUnreachable({ subject, message: `no answer on ${subject} within ${patienceMs} ms (${last})` });
     await sleep(Math.min(2000, 100 * 2 ** i) * (0.5 + Math.random()));
   }
 }

@@ -10,7 +10,9 @@ export function localHostId(env: NodeJS.ProcessEnv = process.env, argv: readonly
   const fromArgv = i >= 0 ? argv[i + 1] : argv.find((a) => a.startsWith("--host-id="))?.slice("--host-id=".length);
   const id = fromArgv ?? env.MOEQ_HOST_ID ?? hostname();
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(id))
-    throw new Error(`host id ${JSON.stringify(id)}: expected 1–64 characters of [A-Za-z0-9_-] (it is part of NATS subjects)`);
+    throw new Error(
+      `host id ${JSON.stringify(id)}: expected 1–64 characters of [A-Za-z0-9_-] (it is part of NATS subjects)`,
+    );
   return id;
 }
 
