@@ -19,6 +19,9 @@ import {
 import { EXTERNAL_MARKS, type ExternalMark } from "./docs/external-marks.ts";
 import { root, shared } from "./helpers.ts";
 
+/** Only there to stop a hung command; a healthy block takes seconds. */
+const DEFAULT_TIMEOUT_S = 240;
+
 const files = docFiles(root);
 const allBlocks = files.flatMap((f) => blocksOf(root, f));
 
@@ -49,15 +52,23 @@ interface RunResult {
 
 function runBlock(body: string, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<RunResult> {
   return new Promise((resolve) => {
+    // Its own process group, so a timeout takes down the supervisor, its stages and its nats-server too.
     const child = spawn("bash", ["-euo", "pipefail", "-c", body], {
       cwd: root,
       env,
       stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
     });
     let output = "";
     child.stdout.on("data", (d) => (output += d));
     child.stderr.on("data", (d) => (output += d));
-    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    const timer = setTimeout(() => {
+      try {
+        process.kill(-child.pid!, "SIGKILL");
+      } catch {
+        child.kill("SIGKILL");
+      }
+    }, timeoutMs);
     child.on("close", (code) => {
       clearTimeout(timer);
       resolve({ code, output });
@@ -170,13 +181,13 @@ const pages = files
 describe("commands in the docs", () => {
   for (const { file, runnable } of pages) {
     const marks = runnable.map((b) => effectiveMark(b) as Extract<Mark, { kind: "test" }>);
-    const totalMs = marks.reduce((t, m) => t + (m.timeoutS ?? 240) * 1000, 0);
+    const totalMs = marks.reduce((t, m) => t + (m.timeoutS ?? DEFAULT_TIMEOUT_S) * 1000, 0);
     it.concurrent(
       `${file}: ${runnable.length} blocks, in order`,
       async () => {
         const env = placeholderEnv(mkdtempSync(join(tmpdir(), "moeq-docs-")));
         for (const [i, b] of runnable.entries()) {
-          const r = await runBlock(b.body, env, (marks[i].timeoutS ?? 240) * 1000);
+          const r = await runBlock(b.body, env, (marks[i].timeoutS ?? DEFAULT_TIMEOUT_S) * 1000);
           expect(r.code, `${where(b)} (${firstLine(b)}) exited ${r.code}:\n${r.output.slice(-4000)}`).toBe(0);
           for (const e of marks[i].expects) expect(r.output, `${where(b)}: expected output fragment`).toContain(e);
         }
