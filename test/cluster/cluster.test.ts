@@ -51,7 +51,7 @@ describe("a run across simulated hosts (network namespaces)", () => {
     net?.destroy();
     if (dir) rmSync(dir, { recursive: true, force: true });
     if (secrets) rmSync(secrets, { recursive: true, force: true });
-  });
+  }, 60_000);
 
   it("completes with two remote quantizers while a NATS node and a worker are killed; shards match the single-host run", async () => {
     net = TestNet.create(["nats1", "nats2", "nats3", "home", "w1", "w2"]);

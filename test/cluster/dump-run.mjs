@@ -21,8 +21,20 @@ if (runId === "--ready") {
   await bus.nc.drain();
   process.exit(0);
 }
-const log = await RunEventLog.open(bus, runId);
-const events = (await log.read(1)).map((e) => ({
+// Right after a server of the cluster died, creating the ordered consumer that reads the log can
+// time out until the survivors have settled: retry for up to a minute.
+const retry = async (what, f) => {
+  for (let i = 0; ; i++) {
+    try {
+      return await f();
+    } catch (e) {
+      if (i >= 12) throw new Error(`${what}: ${e.message}`);
+      await new Promise((r) => setTimeout(r, 5000));
+    }
+  }
+};
+const log = await retry("open the event log", () => RunEventLog.open(bus, runId));
+const events = (await retry("read the event log", () => log.read(1))).map((e) => ({
   seq: e.seq,
   type: e.type,
   time: e.time,
@@ -35,9 +47,9 @@ const events = (await log.read(1)).map((e) => ({
     : {}),
   ...(e.type === "StageStarted" ? { host: e.payload.host, instance: e.payload.instance } : {}),
 }));
-const dead = await (await RunWorkQueues.open(bus, runId)).deadLetters();
+const dead = await retry("read the dead letters", async () => (await RunWorkQueues.open(bus, runId)).deadLetters());
 const replicas = {};
 for (const s of [`MOEQ_${runId}`, `MOEQ_${runId}_WORK`, `MOEQ_${runId}_DLQ`])
-  replicas[s] = (await bus.jsm.streams.info(s)).config.num_replicas;
+  replicas[s] = (await retry(`info of ${s}`, () => bus.jsm.streams.info(s))).config.num_replicas;
 process.stdout.write(`${JSON.stringify({ events, deadLetters: dead.length, replicas })}\n`);
 await bus.nc.drain();
