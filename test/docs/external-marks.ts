@@ -66,7 +66,7 @@ export const EXTERNAL_MARKS: readonly ExternalMark[] = [
   ),
   noTest(
     "docs/tracing.md",
-    "run                                   supervisor; moeq.run_id",
+    "run                                   supervisor",
     "a span tree (output shape), not a command",
   ),
 ];
