@@ -10,3 +10,4 @@ export * from "./quantized.ts";
 export * from "./target-weights.ts";
 // Stages instrument their work with these helpers (one import for every stage package).
 export * as telemetry from "@moeq/telemetry";
+export * from "./schemes.ts";

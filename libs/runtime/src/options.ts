@@ -3,6 +3,7 @@
 // sees the same values.
 import { CudaUnavailable, cudaKernels, InvalidDevice, parseDevice } from "@moeq/native";
 import { OptionsError } from "./errors.ts";
+import { FORMATS, type FormatOption, SCHEME_INFO, SCHEMES, type SchemeName } from "./schemes.ts";
 
 export type Algorithm = "rtn" | "gptq";
 export type Targets = "experts" | "experts+attention" | "all-linear";
@@ -28,7 +29,9 @@ export interface RunOptions {
   readonly eval: string;
   readonly targets: Targets;
   readonly propagate: Propagate;
-  readonly format: "compressed-tensors";
+  readonly format: FormatOption;
+  /** w4a16/w8a16 (int, from --bits when not given) or a float scheme (src/schemes.ts) */
+  readonly scheme: SchemeName;
   readonly seed: number;
   /** GPTQ dampening, fraction of mean(diag H) */
   readonly damp: number;
@@ -55,6 +58,7 @@ export const DEFAULT_OPTIONS: RunOptions = {
   targets: "experts",
   propagate: "fp",
   format: "compressed-tensors",
+  scheme: "w4a16",
   seed: 0,
   damp: 0.01,
   actOrder: false,
@@ -112,6 +116,16 @@ export function resolveOptions(partial: Partial<Record<keyof RunOptions, unknown
     ...DEFAULT_OPTIONS,
     ...Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined)),
   } as Record<string, unknown>;
+  // --scheme w4a16|w8a16 sets the bits; without --scheme the bits name the int scheme
+  const schemeGiven = partial.scheme !== undefined;
+  const scheme = schemeGiven ? oneOf("scheme", o.scheme, SCHEMES) : o.bits === 8 ? "w8a16" : "w4a16";
+  const info = SCHEME_INFO[scheme];
+  if (info.bits !== undefined && schemeGiven) o.bits = info.bits;
+  const format = oneOf("format", o.format, FORMATS);
+  if (!info.formats.includes(format))
+    fail("format", `${format} cannot store scheme ${scheme} (formats for ${scheme}: ${info.formats.join(", ")})`);
+  if (info.staticInputs && o.algorithm === "rtn" && o.propagate !== "quantized")
+    fail("algorithm", `scheme ${scheme} needs the calibration pass for its static input scales; use --algo gptq (its Hessians are not used by the float scheme)`);
   const bits = intIn("bits", o.bits, 2, 8);
   if (bits !== 4 && bits !== 8) fail("bits", `pack-quantized stores 4 or 8 bits, got ${bits}`);
   const groupSize = intIn("groupSize", o.groupSize, -1, 1 << 20);
@@ -139,7 +153,8 @@ export function resolveOptions(partial: Partial<Record<keyof RunOptions, unknown
     eval: o.eval as string,
     targets: oneOf("targets", o.targets, ["experts", "experts+attention", "all-linear"] as const),
     propagate: oneOf("propagate", o.propagate, ["fp", "quantized"] as const),
-    format: oneOf("format", o.format, ["compressed-tensors"] as const),
+    format,
+    scheme,
     seed: intIn("seed", o.seed, 0, 2 ** 31 - 1),
     damp: o.damp as number,
     actOrder: o.actOrder as boolean,

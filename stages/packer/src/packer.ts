@@ -9,7 +9,8 @@ import { type QuantizedModule, writeQuantizedCheckpoint } from "@moeq/formats";
 import { buildSpec, type RawConfig } from "@moeq/models";
 import { dequantizeInt, packedModules, quantTargets, readIntOutputs, type StageContext, StageError, targetKey, writeFileAtomic } from "@moeq/runtime";
 import type { Tensor } from "@moeq/tensor";
-import { telemetry as tracing } from "@moeq/runtime";
+import { isFloatScheme, telemetry as tracing } from "@moeq/runtime";
+import { floatModules } from "./float-modules.ts";
 
 export async function runPacker(ctx: StageContext): Promise<void> {
   if (ctx.find("CheckpointPacked")) return;
@@ -28,7 +29,7 @@ export async function runPacker(ctx: StageContext): Promise<void> {
   const byKey = new Map(ctx.all("ExpertQuantized").map((e) => [targetKey(e.payload), e]));
   const o = ctx.options;
   // fused experts are written per expert (packTarget's names), row slices stacked back into their module
-  const modules: QuantizedModule[] = packedModules(targets, (t) => readIntOutputs(ctx.reader, byKey.get(targetKey(t))!, t)).map(({ module, rows, cols, q }) => ({
+  const modules: QuantizedModule[] = isFloatScheme(o.scheme) ? floatModules(ctx, targets, byKey) : packedModules(targets, (t) => readIntOutputs(ctx.reader, byKey.get(targetKey(t))!, t)).map(({ module, rows, cols, q }) => ({
     name: module,
     weight: {
       kind: "int",

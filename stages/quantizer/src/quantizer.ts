@@ -11,6 +11,8 @@ import { isPermanentError, type StageContext, StageError, targetKey, telemetry a
 import { PermanentFailure } from "@moeq/bus";
 import { Result } from "effect";
 import { scaleDtypeFor } from "./scale-dtype.ts";
+import { quantizeFloat } from "./float-scheme.ts";
+import { isFloatScheme } from "@moeq/runtime";
 
 interface QuantizeOptions {
   bits: number;
@@ -50,11 +52,13 @@ async function quantizeValid(ctx: StageContext, p: typeof QuantizeExpertWork.Typ
   const t0 = Date.now();
   // On another host, `file` inputs come through the object store (HostTensors); here, as they are.
   const host = await ctx.host();
+  const float = isFloatScheme(ctx.options.scheme);
   const [weight, hessian] = await Promise.all([
     host.readable(p.weight, `${name} weight`),
-    p.algorithm === "gptq" ? host.readable(p.hessian, `${name} hessian`) : undefined,
+    p.algorithm === "gptq" && !float ? host.readable(p.hessian, `${name} hessian`) : undefined,
   ]);
   const w = Float32Array.from(tensorToF32(ctx.reader.tensor(weight, `${name} weight`), name));
+  if (float) return quantizeFloatItem(ctx, p, key, name, w, span, t0);
   // scales are rounded to the dtype the target checkpoint stores them in, before codes are chosen
   const scaleDtype = scaleDtypeFor(ctx.options.format, p.weight.dtype);
   let res: IntQuantResult;
@@ -100,6 +104,46 @@ async function quantizeValid(ctx: StageContext, p: typeof QuantizeExpertWork.Typ
     payload: { layer: p.layer, expert: p.expert, proj: p.proj, outputs, loss, algorithm: p.algorithm, seconds: (Date.now() - t0) / 1000 },
   });
   ctx.say(`quantized ${key} (${p.algorithm})`);
+}
+
+async function quantizeFloatItem(
+  ctx: StageContext,
+  p: typeof QuantizeExpertWork.Type,
+  key: string,
+  name: string,
+  w: Float32Array,
+  span: T.Span,
+  t0: number,
+): Promise<void> {
+  const [rows, cols] = p.weight.shape;
+  const o = p.options as unknown as QuantizeOptions;
+  const scheme = ctx.options.scheme;
+  let q: Awaited<ReturnType<typeof quantizeFloat>>;
+  try {
+    q = await quantizeFloat(ctx, scheme, w, rows, cols, { layer: p.layer, tensor: o.tensor, name });
+  } catch (e) {
+    throw new StageError({ stage: ctx.stage, message: `${name}: ${scheme}: ${(e as Error).message}`, permanent: true });
+  }
+  let loss = 0;
+  for (let i = 0; i < w.length; i++) loss += (w[i] - q.dequant[i]) ** 2;
+  const host = await ctx.host();
+  const base = `quant/L${p.layer}.E${p.expert}.${p.proj}`;
+  const out = (suffix: string, dtype: "u8" | "f32", shape: number[], data: ArrayBufferView) =>
+    host.output(`${base}.${suffix}`, dtype, shape, data, writeFileAtomic);
+  const [codes, scales, dequant, global] = await Promise.all([
+    out("codes", "u8", [rows, cols], q.codes),
+    out("scales", q.scales instanceof Float32Array ? "f32" : "u8", q.scaleShape, q.scales),
+    out("dequant", "f32", [rows, cols], q.dequant),
+    q.globalScale === undefined ? undefined : out("global_scale", "f32", [1], Float32Array.of(q.globalScale)),
+  ]);
+  const outputs = { codes, scales, dequant, ...(global ? { global_scale: global } : {}) };
+  T.setWork(span, { loss, bytes: q.codes.byteLength + q.scales.byteLength });
+  await ctx.pause();
+  await ctx.emit({
+    type: "ExpertQuantized",
+    payload: { layer: p.layer, expert: p.expert, proj: p.proj, outputs, loss, algorithm: scheme, seconds: (Date.now() - t0) / 1000 },
+  });
+  ctx.say(`quantized ${key} (${scheme})`);
 }
 
 export async function runQuantizer(ctx: StageContext): Promise<void> {

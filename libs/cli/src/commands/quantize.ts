@@ -162,6 +162,14 @@ export const quantize = Command.make(
       Flag.withDefault("cpu"),
       Flag.withDescription("Where Hessians and GPTQ run: cpu, cuda or cuda:N (a CUDA build of @moeq/native)"),
     ),
+    scheme: Flag.String("scheme").pipe(
+      Flag.optional,
+      Flag.withDescription("w4a16|w8a16|fp8|fp8-channel|fp8-block|w8a8-fp8|nvfp4|mxfp4 (default: int per --bits)"),
+    ),
+    format: Flag.String("format").pipe(
+      Flag.withDefault("compressed-tensors"),
+      Flag.withDescription("compressed-tensors|gptq|gptq-v2|modelopt|fp8-block|gpt-oss-mxfp4 (docs/formats.md)"),
+    ),
     json: Flag.Boolean("json").pipe(Flag.withDefault(false), Flag.withDescription("Print the summary as JSON")),
     traceFile: Flag.String("trace-file").pipe(Flag.optional, Flag.withDescription("Append every process's spans to this OTLP JSON-lines file (docs/tracing.md)")),
   },
@@ -193,6 +201,8 @@ export const quantize = Command.make(
             actOrder: a.actOrder,
             batchWindows: a.batchWindows,
             device: a.device,
+            scheme: opt(a.scheme),
+            format: a.format,
           },
         });
         await runAndReport(workDir, a.json, opt(a.traceFile));
