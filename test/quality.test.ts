@@ -36,6 +36,8 @@ describe("quality on the trained tiny Qwen3-MoE", () => {
         "32",
         "--calib",
         "brown:16x256",
+        "--policy",
+        "routed",
         "--json",
       ],
       1_800_000,

@@ -50,7 +50,8 @@ export const DEFAULT_OPTIONS: RunOptions = {
   groupSize: 32,
   symmetric: true,
   algorithm: "gptq",
-  policy: "routed",
+  // soft: best or near-best in every study so far (docs/calibration.md, Results)
+  policy: "soft",
   zeroTokenFallback: "rtn",
   minExpertTokens: 0,
   calib: "brown:128x256",

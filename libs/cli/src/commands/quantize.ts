@@ -100,7 +100,7 @@ export const quantize = Command.make(
       Flag.withDescription("Quantization algorithm"),
     ),
     policy: Flag.String("policy").pipe(
-      Flag.withDefault("routed"),
+      Flag.withDefault("soft"),
       Flag.withDescription(
         "Calibration policy: routed, all, soft, soft2, routed-w2, fill:N, mix:λ, external:<command> (docs/calibration.md)",
       ),
