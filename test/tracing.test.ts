@@ -44,8 +44,11 @@ const num = (v: unknown) => Number(v); // OTLP/HTTP int64 attributes decode as d
 
 function runWithEnv(args: readonly string[], env: NodeJS.ProcessEnv): Promise<CliResult> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [cli, ...args], { env, timeout: 600_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    execFile(
+      process.execPath,
+      [cli, ...args],
+      { env, timeout: 600_000, maxBuffer: 64 * 1024 * 1024 },
+      (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
   });
 }
@@ -57,7 +60,8 @@ function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
-const runIdOf = (out: string) => (JSON.parse(readFileSync(join(`${out}.moeq-work`, "run.json"), "utf8")) as { runId: string }).runId;
+const runIdOf = (out: string) =>
+  (JSON.parse(readFileSync(join(`${out}.moeq-work`, "run.json"), "utf8")) as { runId: string }).runId;
 
 /** The checks both tests share; returns the spans by id for test-specific ones. */
 function checkTree(spans: readonly Span[], runId: string, algorithm: "gptq" | "rtn") {
@@ -92,7 +96,8 @@ function checkTree(spans: readonly Span[], runId: string, algorithm: "gptq" | "r
   const E = cfg.num_experts;
   const H = cfg.hidden_size;
   const I = cfg.moe_intermediate_size;
-  const key = (s: Span) => `${num(s.attributes["moeq.layer"])}/${num(s.attributes["moeq.expert"])}/${s.attributes["moeq.proj"]}`;
+  const key = (s: Span) =>
+    `${num(s.attributes["moeq.layer"])}/${num(s.attributes["moeq.expert"])}/${s.attributes["moeq.proj"]}`;
   const expected = new Set<string>();
   for (let l = 0; l < L; l++) for (let e = 0; e < E; e++) for (const p of PROJS) expected.add(`${l}/${e}/${p}`);
 
@@ -106,7 +111,11 @@ function checkTree(spans: readonly Span[], runId: string, algorithm: "gptq" | "r
     const [layer, expert] = [num(c.attributes["moeq.layer"]), num(c.attributes["moeq.expert"])];
     expect(c.service).toBe("calibrator");
     const ex = byId.get(c.parentSpanId!)!;
-    expect([ex.name, num(ex.attributes["moeq.layer"]), num(ex.attributes["moeq.expert"])]).toEqual(["expert", layer, expert]);
+    expect([ex.name, num(ex.attributes["moeq.layer"]), num(ex.attributes["moeq.expert"])]).toEqual([
+      "expert",
+      layer,
+      expert,
+    ]);
     const ly = byId.get(ex.parentSpanId!)!;
     expect([ly.name, num(ly.attributes["moeq.layer"])]).toEqual(["layer", layer]);
     expect(byId.get(ly.parentSpanId!)!.name).toBe("calibrator");
@@ -125,23 +134,35 @@ function checkTree(spans: readonly Span[], runId: string, algorithm: "gptq" | "r
     }
   }
   // every calibration token goes to exactly top-k experts
-  if (algorithm === "gptq") expect(tokensPerLayer).toEqual(new Array(L).fill(CALIB.n * CALIB.t * cfg.num_experts_per_tok));
+  if (algorithm === "gptq")
+    expect(tokensPerLayer).toEqual(new Array(L).fill(CALIB.n * CALIB.t * cfg.num_experts_per_tok));
 
   // per layer: load (loader) and route (router-override), each under a layer span of its stage
-  for (const [op, stage] of [["load", "loader"], ["route", "router-override"]]) {
+  for (const [op, stage] of [
+    ["load", "loader"],
+    ["route", "router-override"],
+  ]) {
     const ops = spans.filter((s) => s.name === op);
     // RTN with full-precision propagation asks for no routing plan
     const layers = op === "route" && algorithm === "rtn" ? [] : [...Array(L).keys()];
     expect(ops.map((s) => num(s.attributes["moeq.layer"])).sort(), op).toEqual(layers);
     for (const s of ops) {
       const ly = byId.get(s.parentSpanId!)!;
-      expect([ly.name, num(ly.attributes["moeq.layer"]), s.service]).toEqual(["layer", num(s.attributes["moeq.layer"]), stage]);
+      expect([ly.name, num(ly.attributes["moeq.layer"]), s.service]).toEqual([
+        "layer",
+        num(s.attributes["moeq.layer"]),
+        stage,
+      ]);
       expect(byId.get(ly.parentSpanId!)!.name).toBe(stage);
       if (op === "load") expect(num(s.attributes["moeq.bytes"])).toBeGreaterThan(3 * E * H * I * 2); // bf16 experts at least
-      if (op === "route") expect(num(s.attributes["moeq.tokens_routed"])).toBe(CALIB.n * CALIB.t * cfg.num_experts_per_tok);
+      if (op === "route")
+        expect(num(s.attributes["moeq.tokens_routed"])).toBe(CALIB.n * CALIB.t * cfg.num_experts_per_tok);
     }
   }
-  for (const [op, stage] of [["pack", "packer"], ["evaluate", "evaluator"]]) {
+  for (const [op, stage] of [
+    ["pack", "packer"],
+    ["evaluate", "evaluator"],
+  ]) {
     const ops = spans.filter((s) => s.name === op);
     expect(ops, op).toHaveLength(1);
     expect(byId.get(ops[0].parentSpanId!)!.name).toBe(stage);
@@ -169,7 +190,19 @@ function checkTree(spans: readonly Span[], runId: string, algorithm: "gptq" | "r
 }
 
 beforeAll(async () => {
-  const s = await moeq(["synth", "--arch", "qwen3_moe", "--preset", "tiny", "--layers", "2", "--seed", "11", "--out", model]);
+  const s = await moeq([
+    "synth",
+    "--arch",
+    "qwen3_moe",
+    "--preset",
+    "tiny",
+    "--layers",
+    "2",
+    "--seed",
+    "11",
+    "--out",
+    model,
+  ]);
   expect(s.code, s.stderr).toBe(0);
   cfg = JSON.parse(readFileSync(join(model, "config.json"), "utf8")) as Cfg;
 }, 120_000);
@@ -178,7 +211,10 @@ describe("tracing a pipeline run", () => {
   it("--trace-file: every process appends to one file, one trace, one calibrate and one quantize span per projection", async () => {
     const out = join(dir, "gptq");
     const file = join(dir, "trace.jsonl");
-    const r = await runWithEnv(["quantize", model, "--out", out, ...small, "--algo", "gptq", "--trace-file", file], cleanEnv());
+    const r = await runWithEnv(
+      ["quantize", model, "--out", out, ...small, "--algo", "gptq", "--trace-file", file],
+      cleanEnv(),
+    );
     expect(r.code, r.stderr.slice(-4000)).toBe(0);
     const spans: Span[] = readTraceFile(file).map((s) => ({
       name: s.name,
@@ -197,12 +233,19 @@ describe("tracing a pipeline run", () => {
     const rx = await otlpListener();
     try {
       const out = join(dir, "rtn");
-      const r = await runWithEnv(["quantize", model, "--out", out, ...small, "--algo", "rtn"], cleanEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: rx.url }));
+      const r = await runWithEnv(
+        ["quantize", model, "--out", out, ...small, "--algo", "rtn"],
+        cleanEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: rx.url }),
+      );
       expect(r.code, r.stderr.slice(-4000)).toBe(0);
       expect(rx.received.length).toBeGreaterThan(0);
       const spans: Span[] = [];
       for (const req of rx.received) {
-        expect([req.method, req.path, req.headers["content-type"]]).toEqual(["POST", "/v1/traces", "application/x-protobuf"]);
+        expect([req.method, req.path, req.headers["content-type"]]).toEqual([
+          "POST",
+          "/v1/traces",
+          "application/x-protobuf",
+        ]);
         for (const s of decodeOtlpSpans(req.body))
           spans.push({
             name: s.name,

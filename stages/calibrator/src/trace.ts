@@ -15,8 +15,10 @@ export function publishUncalibrated(
       T.expertSpan(layer, expert, () =>
         Promise.all(
           ts.map((t) =>
-            T.projectionSpan("calibrate", { layer, expert, proj: t.proj, algorithm: "rtn", tokensRouted: 0, weightMass: 0, bytes: 0 }, () =>
-              publish(t),
+            T.projectionSpan(
+              "calibrate",
+              { layer, expert, proj: t.proj, algorithm: "rtn", tokensRouted: 0, weightMass: 0, bytes: 0 },
+              () => publish(t),
             ),
           ),
         ),
