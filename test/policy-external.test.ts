@@ -45,12 +45,12 @@ describe("custom calibration policy in its own process", () => {
     for (const l of summary.coverage.layers) expect([l.uncalibrated, l.minUsed]).toEqual([0, 512]);
     const report = JSON.parse(readFileSync(join(work, "report", "report.json"), "utf8")) as { settings: { policy: string } };
     expect(report.settings.policy).toBe(`external:${script} --floor 0.25`);
-  }, 600_000);
+  }, 1_500_000);
 
   it("a policy process that writes a short answer fails the run, naming the file", async () => {
     const work = join(dir, "bad.moeq-work");
     const r = await moeq(["quantize", model, "--out", join(dir, "bad"), ...windows, "--work-dir", work, "--graph", graphWith(`external:${script} --bad-size`, join(dir, "bad.json"))]);
     expect(r.code).not.toBe(0);
     expect(r.stdout + r.stderr).toMatch(/L0\.out\.bin: 131068 bytes from policy process .* expected 512×32 f32 = 131072/);
-  }, 600_000);
+  }, 1_500_000);
 });
