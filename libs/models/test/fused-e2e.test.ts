@@ -52,8 +52,12 @@ function writeMxfp4GptOss(dir: string): void {
     const replaced = new Set<string>();
     const bf = (n: string) => new Uint16Array(m.checkpoint.tensor(n).data.slice().buffer);
     const modules: QuantizedModule[] = roles.map((r) => {
-      const w = Float32Array.from(extractRoleMatrix(r, bf(r.tensor), m.checkpoint.tensor(r.tensor).shape), bf16BitsToF32);
-      const layout = (m.spec.layers[r.layer].mlp as { experts: { layout: { gateUpBias: string; downBias: string } } }).experts.layout;
+      const w = Float32Array.from(
+        extractRoleMatrix(r, bf(r.tensor), m.checkpoint.tensor(r.tensor).shape),
+        bf16BitsToF32,
+      );
+      const layout = (m.spec.layers[r.layer].mlp as { experts: { layout: { gateUpBias: string; downBias: string } } })
+        .experts.layout;
       const [I, H] = r.projection === "down_proj" ? [r.shape[1], r.shape[0]] : [r.shape[0], r.shape[1]];
       const e = r.expert as number;
       for (const n of [r.tensor, layout.gateUpBias, layout.downBias]) replaced.add(n);
@@ -64,13 +68,26 @@ function writeMxfp4GptOss(dir: string): void {
           : bf(layout.gateUpBias)
               .subarray(e * 2 * I, (e + 1) * 2 * I)
               .filter((_, i) => i % 2 === (r.projection === "gate_proj" ? 0 : 1));
-      const bias: Tensor = { dtype: "BF16", shape: [b.length], data: new Uint8Array(b.buffer, b.byteOffset, b.byteLength) };
-      return { name: packTarget(m.spec, r).module, weight: quantizeMxfp4(w, r.shape[0], r.shape[1], { name: r.tensor }), bias };
+      const bias: Tensor = {
+        dtype: "BF16",
+        shape: [b.length],
+        data: new Uint8Array(b.buffer, b.byteOffset, b.byteLength),
+      };
+      return {
+        name: packTarget(m.spec, r).module,
+        weight: quantizeMxfp4(w, r.shape[0], r.shape[1], { name: r.tensor }),
+        bias,
+      };
     });
     const passthrough = new Map<string, Tensor>();
     for (const n of m.checkpoint.names()) if (!replaced.has(n)) passthrough.set(n, m.checkpoint.tensor(n));
     const config = JSON.parse(readFileSync(join(fixture, "config.json"), "utf8")) as Record<string, unknown>;
-    writeQuantizedCheckpoint(dir, "gpt-oss-mxfp4", { modules, passthrough, modelConfig: config }, { sourceDir: fixture });
+    writeQuantizedCheckpoint(
+      dir,
+      "gpt-oss-mxfp4",
+      { modules, passthrough, modelConfig: config },
+      { sourceDir: fixture },
+    );
   } finally {
     m.close();
   }
@@ -79,61 +96,65 @@ function writeMxfp4GptOss(dir: string): void {
 const FUSED = ["gpt_oss", "llama4_text", "granitemoe", "dbrx"];
 
 describe("fused expert layouts end to end", () => {
-  it(
-    "moeq quantize (RTN, --propagate quantized) completes on each fused layout and moeq eval reproduces its KLD",
-    { timeout: 900_000 },
-    async () => {
-      // concurrently: each run is mostly process start-up and waiting on the bus
-      const results = await Promise.all(
-        FUSED.map(async (a) => {
-          const out = join(work, a);
-          const q = await moeq([
-            "quantize",
-            join(tinyRandom, a),
-            "--out",
-            out,
-            "--algo",
-            "rtn",
-            "--propagate",
-            "quantized",
-            "--group-size",
-            "16",
-            "--targets",
-            "all-linear",
-            "--calib",
-            "random:2x16",
-            "--eval",
-            "random:2x32",
-            "--quantizers",
-            "1",
-            "--threads",
-            "1",
-            "--json",
-          ]);
-          if (q.code !== 0) return { a, error: `quantize exit ${q.code}: ${q.stderr.slice(-1500)}` };
-          const e = await moeq(["eval", join(tinyRandom, a), out, "--texts", "random:2x32", "--json"]);
-          if (e.code !== 0) return { a, error: `eval exit ${e.code}: ${e.stderr.slice(-1500)}` };
-          return { a, run: JSON.parse(q.stdout) as EvalJson & { status: string }, evaluation: JSON.parse(e.stdout) as EvalJson };
-        }),
-      );
-      for (const r of results) {
-        expect(r.error, r.a).toBeUndefined();
-        const run = r.run!;
-        expect(run.status, r.a).toBe("completed");
-        const k = meanKld(run);
-        // 4-bit weights must move the output distribution, but not destroy it
-        expect(k, r.a).toBeGreaterThan(1e-4);
-        expect(k, r.a).toBeLessThan(0.5);
-        expect(meanKld(r.evaluation!), r.a).toBeCloseTo(k, 6);
-        // per-expert weight errors are found for the per-expert modules cut out of fused tensors
-        const errs = r.evaluation!.expertWeightErrors ?? [];
-        expect(errs.length, r.a).toBeGreaterThan(0);
-        for (const x of errs) expect(x.relError, `${r.a} ${x.layer}/${x.expert}`).toBeGreaterThan(0.01);
-      }
-    },
-  );
+  it("moeq quantize (RTN, --propagate quantized) completes on each fused layout and moeq eval reproduces its KLD", {
+    timeout: 900_000,
+  }, async () => {
+    // concurrently: each run is mostly process start-up and waiting on the bus
+    const results = await Promise.all(
+      FUSED.map(async (a) => {
+        const out = join(work, a);
+        const q = await moeq([
+          "quantize",
+          join(tinyRandom, a),
+          "--out",
+          out,
+          "--algo",
+          "rtn",
+          "--propagate",
+          "quantized",
+          "--group-size",
+          "16",
+          "--targets",
+          "all-linear",
+          "--calib",
+          "random:2x16",
+          "--eval",
+          "random:2x32",
+          "--quantizers",
+          "1",
+          "--threads",
+          "1",
+          "--json",
+        ]);
+        if (q.code !== 0) return { a, error: `quantize exit ${q.code}: ${q.stderr.slice(-1500)}` };
+        const e = await moeq(["eval", join(tinyRandom, a), out, "--texts", "random:2x32", "--json"]);
+        if (e.code !== 0) return { a, error: `eval exit ${e.code}: ${e.stderr.slice(-1500)}` };
+        return {
+          a,
+          run: JSON.parse(q.stdout) as EvalJson & { status: string },
+          evaluation: JSON.parse(e.stdout) as EvalJson,
+        };
+      }),
+    );
+    for (const r of results) {
+      expect(r.error, r.a).toBeUndefined();
+      const run = r.run!;
+      expect(run.status, r.a).toBe("completed");
+      const k = meanKld(run);
+      // 4-bit weights must move the output distribution, but not destroy it
+      expect(k, r.a).toBeGreaterThan(1e-4);
+      expect(k, r.a).toBeLessThan(0.5);
+      expect(meanKld(r.evaluation!), r.a).toBeCloseTo(k, 6);
+      // per-expert weight errors are found for the per-expert modules cut out of fused tensors
+      const errs = r.evaluation!.expertWeightErrors ?? [];
+      expect(errs.length, r.a).toBeGreaterThan(0);
+      for (const x of errs) expect(x.relError, `${r.a} ${x.layer}/${x.expert}`).toBeGreaterThan(0.01);
+    }
+  });
 
-  it("moeq eval reads a GPT-OSS checkpoint stored MXFP4 (experts re-fused from its per-expert modules)", { timeout: 180_000 }, async () => {
+  it("moeq eval reads a GPT-OSS checkpoint stored MXFP4 (experts re-fused from its per-expert modules)", {
+    timeout: 180_000,
+  }, async () => {
     const dir = join(work, "gpt_oss-mxfp4");
     writeMxfp4GptOss(dir);
     const e = await moeq(["eval", join(tinyRandom, "gpt_oss"), dir, "--texts", "random:2x32", "--json"]);
@@ -151,7 +172,9 @@ describe("fused expert layouts end to end", () => {
     }
   });
 
-  it("moeq quantize --device cuda on a build without CUDA (or a device that is not there) fails before any work", { timeout: 120_000 }, async () => {
+  it("moeq quantize --device cuda on a build without CUDA (or a device that is not there) fails before any work", {
+    timeout: 120_000,
+  }, async () => {
     const out = join(work, "device-refused");
     const q = await moeq(["quantize", join(tinyRandom, "gpt_oss"), "--out", out, "--device", "cuda:99"]);
     expect(q.code).toBe(1);

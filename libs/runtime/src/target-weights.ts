@@ -12,10 +12,20 @@ import { type TensorReader, writeTensorFile } from "./tensors.ts";
 type Elems = Float32Array | Uint16Array | Uint8Array;
 
 function elements(bytes: Uint8Array, dtype: string, source: string): Elems {
-  const size = dtype === "f32" ? 4 : dtype === "bf16" || dtype === "f16" ? 2 : dtype === "u8" || dtype.startsWith("f8") ? 1 : 0;
-  if (size === 0) throw new StageError({ stage: "calibrator", message: `${source}: cannot cut a matrix out of a ${dtype} tensor`, permanent: true });
+  const size =
+    dtype === "f32" ? 4 : dtype === "bf16" || dtype === "f16" ? 2 : dtype === "u8" || dtype.startsWith("f8") ? 1 : 0;
+  if (size === 0)
+    throw new StageError({
+      stage: "calibrator",
+      message: `${source}: cannot cut a matrix out of a ${dtype} tensor`,
+      permanent: true,
+    });
   const b = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
-  return size === 4 ? new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4) : size === 2 ? new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2) : b;
+  return size === 4
+    ? new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4)
+    : size === 2
+      ? new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2)
+      : b;
 }
 
 /**
@@ -42,7 +52,13 @@ export function targetWeight(
   } catch (e) {
     throw new StageError({ stage: "calibrator", message: (e as Error).message, permanent: true });
   }
-  return writeTensorFile(dir, `L${t.layer}.E${t.expert}.${t.proj.replace(/[^\w.-]/g, "_")}.weight`, d.dtype, [t.rows, t.cols], m);
+  return writeTensorFile(
+    dir,
+    `L${t.layer}.E${t.expert}.${t.proj.replace(/[^\w.-]/g, "_")}.weight`,
+    d.dtype,
+    [t.rows, t.cols],
+    m,
+  );
 }
 
 export interface PackedModule {
@@ -57,7 +73,10 @@ export interface PackedModule {
  * Quantizer outputs grouped by packed module: one target per module, or the row slices of a
  * fused projection stacked back in row order (they must cover it and share one column → group map).
  */
-export function packedModules(targets: readonly QuantTarget[], outputs: (t: QuantTarget) => IntOutputs): PackedModule[] {
+export function packedModules(
+  targets: readonly QuantTarget[],
+  outputs: (t: QuantTarget) => IntOutputs,
+): PackedModule[] {
   const groups = new Map<string, QuantTarget[]>();
   for (const t of targets) {
     const g = groups.get(t.packed.module);
@@ -93,7 +112,8 @@ export function packedModules(targets: readonly QuantTarget[], outputs: (t: Quan
     };
     parts.forEach((p, i) => {
       const t = sorted[i];
-      if (p.scales.length !== t.rows * nG || p.gIdx.some((g, c) => g !== q.gIdx[c])) bad(`${t.proj} does not share the group layout of ${sorted[0].proj}`);
+      if (p.scales.length !== t.rows * nG || p.gIdx.some((g, c) => g !== q.gIdx[c]))
+        bad(`${t.proj} does not share the group layout of ${sorted[0].proj}`);
       q.codes.set(p.codes, t.packed.rowOffset * cols);
       q.scales.set(p.scales, t.packed.rowOffset * nG);
       q.zeros.set(p.zeros, t.packed.rowOffset * nG);

@@ -10,14 +10,38 @@ import type { QuantTarget } from "../src/targets.ts";
 const cols = 4;
 function slice(proj: string, start: number, rows: number, totalRows: number): QuantTarget {
   const tensor = "transformer.blocks.0.norm_attn_norm.attn.Wqkv.weight";
-  const role: WeightRole = { tensor, layer: 0, expert: null, module: "attention", projection: proj as WeightRole["projection"], shape: [rows, cols], rowSlice: { start, totalRows } };
-  return { layer: 0, expert: 0, proj: `attn.${proj}`, tensor, module: "attention", rows, cols, role, extracted: true, packed: { module: tensor.slice(0, -7), rowOffset: start, rows } };
+  const role: WeightRole = {
+    tensor,
+    layer: 0,
+    expert: null,
+    module: "attention",
+    projection: proj as WeightRole["projection"],
+    shape: [rows, cols],
+    rowSlice: { start, totalRows },
+  };
+  return {
+    layer: 0,
+    expert: 0,
+    proj: `attn.${proj}`,
+    tensor,
+    module: "attention",
+    rows,
+    cols,
+    role,
+    extracted: true,
+    packed: { module: tensor.slice(0, -7), rowOffset: start, rows },
+  };
 }
 /** codes = row index within the whole module (so the stacking order is visible), one group of 2 columns per row half */
 function outputs(t: QuantTarget, gIdx = [0, 0, 1, 1]): IntOutputs {
   const codes = new Uint8Array(t.rows * cols);
   for (let r = 0; r < t.rows; r++) codes.fill(t.packed.rowOffset + r, r * cols, (r + 1) * cols);
-  return { codes, scales: Float32Array.from({ length: t.rows * 2 }, (_, i) => t.packed.rowOffset * 2 + i), zeros: new Int32Array(t.rows * 2), gIdx: Int32Array.from(gIdx) };
+  return {
+    codes,
+    scales: Float32Array.from({ length: t.rows * 2 }, (_, i) => t.packed.rowOffset * 2 + i),
+    zeros: new Int32Array(t.rows * 2),
+    gIdx: Int32Array.from(gIdx),
+  };
 }
 
 describe("packedModules", () => {
@@ -33,9 +57,13 @@ describe("packedModules", () => {
   });
 
   it("refuses a gap or a different group layout, naming the module", () => {
-    expect(() => packedModules([slice("q_proj", 0, 3, 7), slice("v_proj", 5, 2, 7)], (t) => outputs(t))).toThrow(/Wqkv: rows 3..4 are not quantized/);
-    expect(() => packedModules([slice("q_proj", 0, 3, 5), slice("k_proj", 3, 2, 5)], (t) => outputs(t, t.proj === "attn.k_proj" ? [0, 1, 1, 1] : [0, 0, 1, 1]))).toThrow(
-      /Wqkv: attn.k_proj does not share the group layout/,
+    expect(() => packedModules([slice("q_proj", 0, 3, 7), slice("v_proj", 5, 2, 7)], (t) => outputs(t))).toThrow(
+      /Wqkv: rows 3..4 are not quantized/,
     );
+    expect(() =>
+      packedModules([slice("q_proj", 0, 3, 5), slice("k_proj", 3, 2, 5)], (t) =>
+        outputs(t, t.proj === "attn.k_proj" ? [0, 1, 1, 1] : [0, 0, 1, 1]),
+      ),
+    ).toThrow(/Wqkv: attn.k_proj does not share the group layout/);
   });
 });

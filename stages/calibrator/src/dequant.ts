@@ -3,7 +3,15 @@
 // Matrices cut out of fused tensors go back into f32 copies of those tensors (refuseModules).
 import type { EventOf } from "@moeq/contracts";
 import { type ModelSpec, overlaySource, refuseModules, type WeightSource } from "@moeq/models";
-import { dequantizeInt, packedModules, type QuantTarget, readIntOutputs, type StageContext, StageError, targetKey } from "@moeq/runtime";
+import {
+  dequantizeInt,
+  packedModules,
+  type QuantTarget,
+  readIntOutputs,
+  type StageContext,
+  StageError,
+  targetKey,
+} from "@moeq/runtime";
 import { f32Tensor, type Tensor } from "@moeq/tensor";
 
 export function dequantOverlay(
