@@ -26,10 +26,38 @@ let cells: Cell[] = [];
 let table = "";
 
 beforeAll(async () => {
-  const s = await moeq(["synth", "--arch", "qwen3_moe", "--preset", "tiny", "--layers", "1", "--seed", "5", "--out", model]);
+  const s = await moeq([
+    "synth",
+    "--arch",
+    "qwen3_moe",
+    "--preset",
+    "tiny",
+    "--layers",
+    "1",
+    "--seed",
+    "5",
+    "--out",
+    model,
+  ]);
   expect(s.code, s.stderr).toBe(0);
   const out = join(dir, "out");
-  const r = await moeq(["study", model, "--policies", "rtn,routed,soft", "--calib-sizes", "2x32,4x32", "--calib", "random", "--eval", evalText, "--out", out, "--work-dir", join(dir, "scored"), "--keep-checkpoints"]);
+  const r = await moeq([
+    "study",
+    model,
+    "--policies",
+    "rtn,routed,soft",
+    "--calib-sizes",
+    "2x32,4x32",
+    "--calib",
+    "random",
+    "--eval",
+    evalText,
+    "--out",
+    out,
+    "--work-dir",
+    join(dir, "scored"),
+    "--keep-checkpoints",
+  ]);
   expect(r.code, r.stderr).toBe(0);
   cells = (JSON.parse(readFileSync(join(out, "study.json"), "utf8")) as { cells: Cell[] }).cells;
   table = readFileSync(join(out, "study.md"), "utf8");
@@ -38,9 +66,16 @@ beforeAll(async () => {
 
 describe("moeq study (tiny grid)", () => {
   it("has one cell per policy and size (rtn once), with finite statistics and coverage", () => {
-    expect(cells.map((c) => `${c.policy}@${c.calib}`)).toEqual(["rtn@-", "routed@2x32", "soft@2x32", "routed@4x32", "soft@4x32"]);
+    expect(cells.map((c) => `${c.policy}@${c.calib}`)).toEqual([
+      "rtn@-",
+      "routed@2x32",
+      "soft@2x32",
+      "routed@4x32",
+      "soft@4x32",
+    ]);
     for (const c of cells) {
-      for (const v of [c.kld.mean, c.kld.uncertainty, c.kld.p99, c.kld.max, c.sameTop]) expect(Number.isFinite(v)).toBe(true);
+      for (const v of [c.kld.mean, c.kld.uncertainty, c.kld.p99, c.kld.max, c.sameTop])
+        expect(Number.isFinite(v)).toBe(true);
       expect(c.kld.mean).toBeGreaterThan(0);
       expect(c.kld.p99).toBeGreaterThanOrEqual(0);
       expect(c.kld.max).toBeGreaterThanOrEqual(c.kld.p99);
@@ -71,7 +106,21 @@ describe("moeq study (tiny grid)", () => {
 
   it("agrees with direct single-policy moeq quantize runs (routed and soft at 4x32): same shards, same KLD", async () => {
     for (const policy of ["routed", "soft"]) {
-      const r = await moeq(["quantize", model, "--out", join(dir, `q-${policy}`), "--policy", policy, "--calib", calib, "--eval", evalText, "--quantizers", "1", "--json"]);
+      const r = await moeq([
+        "quantize",
+        model,
+        "--out",
+        join(dir, `q-${policy}`),
+        "--policy",
+        policy,
+        "--calib",
+        calib,
+        "--eval",
+        evalText,
+        "--quantizers",
+        "1",
+        "--json",
+      ]);
       expect(r.code, r.stderr).toBe(0);
       expect(shardHashes(join(dir, "scored", `4x32-${policy}`)), policy).toEqual(shardHashes(join(dir, `q-${policy}`)));
       const direct = meanKld(r.stdout);

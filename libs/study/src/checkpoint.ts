@@ -6,7 +6,12 @@ import { dequantizeInt, type IntOutputs, moduleName } from "@moeq/runtime";
 import type { Tensor } from "@moeq/tensor";
 import { expertTargets, type QuantSettings } from "./collect.ts";
 
-export function writePolicyCheckpoint(dir: string, model: LoadedModel, modules: ReadonlyMap<string, IntOutputs>, q: QuantSettings): string {
+export function writePolicyCheckpoint(
+  dir: string,
+  model: LoadedModel,
+  modules: ReadonlyMap<string, IntOutputs>,
+  q: QuantSettings,
+): string {
   const targets = expertTargets(model);
   const mods: QuantizedModule[] = targets.map((t) => {
     const r = modules.get(t.tensor);
@@ -17,12 +22,24 @@ export function writePolicyCheckpoint(dir: string, model: LoadedModel, modules: 
         kind: "int",
         rows: t.rows,
         cols: t.cols,
-        result: { ...r, perm: null, dequant: dequantizeInt(r, t.rows, t.cols), bits: q.bits, groupSize: q.groupSize, symmetric: q.symmetric },
+        result: {
+          ...r,
+          perm: null,
+          dequant: dequantizeInt(r, t.rows, t.cols),
+          bits: q.bits,
+          groupSize: q.groupSize,
+          symmetric: q.symmetric,
+        },
       },
     };
   });
   const quantized = new Set(targets.map((t) => t.tensor));
   const passthrough = new Map<string, Tensor>();
   for (const n of model.source.names()) if (!quantized.has(n)) passthrough.set(n, model.source.tensor(n));
-  return writeQuantizedCheckpoint(dir, "compressed-tensors", { modules: mods, passthrough, modelConfig: model.config }, { sourceDir: model.dir }).dir;
+  return writeQuantizedCheckpoint(
+    dir,
+    "compressed-tensors",
+    { modules: mods, passthrough, modelConfig: model.config },
+    { sourceDir: model.dir },
+  ).dir;
 }

@@ -54,17 +54,30 @@ async function weightedHessian(x: Float32Array, n: number, cols: number, w: Floa
   return Float32Array.from(acc);
 }
 
-const outputsOf = (r: IntQuantResult): IntOutputs => ({ codes: r.codes, scales: r.scales, zeros: r.zeros, gIdx: r.gIdx });
+const outputsOf = (r: IntQuantResult): IntOutputs => ({
+  codes: r.codes,
+  scales: r.scales,
+  zeros: r.zeros,
+  gIdx: r.gIdx,
+});
 
 export function expertTargets(model: LoadedModel): QuantTarget[] {
   return quantTargets(model.arch, model.spec, "experts");
 }
 
 /** As the quantizer stage: scales rounded to the dtype compressed-tensors stores them in (the weight's). */
-export const scaleDtypeOf = (model: LoadedModel, t: QuantTarget) => scaleDtypeFor("compressed-tensors", model.source.tensor(t.tensor).dtype);
+export const scaleDtypeOf = (model: LoadedModel, t: QuantTarget) =>
+  scaleDtypeFor("compressed-tensors", model.source.tensor(t.tensor).dtype);
 
 export function rtnQuantize(model: LoadedModel, w: Float32Array, t: QuantTarget, q: QuantSettings): IntQuantResult {
-  return quantizeIntRtn(w, t.rows, t.cols, { bits: q.bits, groupSize: q.groupSize, symmetric: q.symmetric, clip: "minmax", scaleDtype: scaleDtypeOf(model, t), name: t.tensor });
+  return quantizeIntRtn(w, t.rows, t.cols, {
+    bits: q.bits,
+    groupSize: q.groupSize,
+    symmetric: q.symmetric,
+    clip: "minmax",
+    scaleDtype: scaleDtypeOf(model, t),
+    name: t.tensor,
+  });
 }
 
 export function loadWeight(model: LoadedModel, t: QuantTarget): Float32Array {
@@ -72,15 +85,25 @@ export function loadWeight(model: LoadedModel, t: QuantTarget): Float32Array {
 }
 
 export async function collectAndQuantize(c: CollectInput): Promise<{ runs: PolicyRun[]; tokens: number }> {
-  const { model, quant: q } = c;
+  const { model } = c;
   const spec = model.spec;
   const H = spec.hiddenSize;
   const targets = expertTargets(model);
-  const windows = await tokenWindows(c.calib, "calib", { modelDir: model.dir, vocab: spec.vocabSize, seed: c.seed, ...(c.cacheDir ? { cacheDir: c.cacheDir } : {}) });
+  const windows = await tokenWindows(c.calib, "calib", {
+    modelDir: model.dir,
+    vocab: spec.vocabSize,
+    seed: c.seed,
+    ...(c.cacheDir ? { cacheDir: c.cacheDir } : {}),
+  });
   const { n: N, seqLen: T } = windows;
   const rows = N * T;
   const batch = Math.min(c.batchWindows, N);
-  const runs: PolicyRun[] = c.policies.map((p) => ({ policy: p.name, modules: new Map(), coverage: new Map(), rtnFallbacks: [] }));
+  const runs: PolicyRun[] = c.policies.map((p) => ({
+    policy: p.name,
+    modules: new Map(),
+    coverage: new Map(),
+    rtnFallbacks: [],
+  }));
   const engine = model.engine({ cacheBytes: 2 ** 30 });
   let h = engine.embed(windows.ids, engine.sequences(N, T));
   for (let L = 0; L < spec.layers.length; L++) {
@@ -97,7 +120,16 @@ export async function collectAndQuantize(c: CollectInput): Promise<{ runs: Polic
     let y: Float32Array;
     if (m.kind === "moe") {
       const routing = await engine.router(L, x);
-      await calibrateLayer(c, engine, L, x, routing, m.routing, targets.filter((t) => t.layer === L), runs);
+      await calibrateLayer(
+        c,
+        engine,
+        L,
+        x,
+        routing,
+        m.routing,
+        targets.filter((t) => t.layer === L),
+        runs,
+      );
       y = await engine.moe(L, x, routing);
     } else {
       y = new Float32Array(rows * H);
@@ -107,7 +139,9 @@ export async function collectAndQuantize(c: CollectInput): Promise<{ runs: Polic
       }
     }
     h = engine.finishLayer(residual, y);
-    c.log?.(`${c.calib}: layer ${L} done in ${((Date.now() - t0) / 1000).toFixed(1)} s (${c.policies.length} policies)`);
+    c.log?.(
+      `${c.calib}: layer ${L} done in ${((Date.now() - t0) / 1000).toFixed(1)} s (${c.policies.length} policies)`,
+    );
   }
   return { runs, tokens: rows };
 }
@@ -129,7 +163,11 @@ async function calibrateLayer(
   const calibs: Float32Array[] = [];
   for (let i = 0; i < c.policies.length; i++) {
     const p = c.policies[i];
-    const w = checkWeights(await p.weights(routing, { layer: L, spec: routingSpec }), routing, `policy ${p.name} (layer ${L})`);
+    const w = checkWeights(
+      await p.weights(routing, { layer: L, spec: routingSpec }),
+      routing,
+      `policy ${p.name} (layer ${L})`,
+    );
     calibs.push(w);
     runs[i].coverage.set(L, coverage(routing, w));
   }

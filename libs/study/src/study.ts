@@ -4,13 +4,19 @@
 // evaluator's evaluateCheckpoint on the same held-out windows.
 import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import type { KldStats } from "@moeq/eval";
 import { loadModel } from "@moeq/models";
 import { runPaths } from "@moeq/runtime";
 import { evaluateCheckpoint } from "@moeq/stage-evaluator";
-import { type CalibrationPolicy, type Coverage, type CoverageDigest, digestCoverage, parsePolicy, withZeroTokenFallback } from "@moeq/stage-router-override";
-import { collectAndQuantize, expertTargets, loadWeight, type QuantSettings, rtnQuantize } from "./collect.ts";
+import {
+  type CalibrationPolicy,
+  type Coverage,
+  type CoverageDigest,
+  digestCoverage,
+  parsePolicy,
+  withZeroTokenFallback,
+} from "@moeq/stage-router-override";
 import { writePolicyCheckpoint } from "./checkpoint.ts";
+import { collectAndQuantize, expertTargets, loadWeight, type QuantSettings, rtnQuantize } from "./collect.ts";
 import { type CalibSize, calibSpec } from "./grid.ts";
 
 export interface StudyOptions {
@@ -84,12 +90,26 @@ export async function runStudy(o: StudyOptions): Promise<StudyResult> {
   mkdirSync(o.workDir, { recursive: true });
   const cells: StudyCell[] = [];
   let evalTokens = 0;
-  const score = async (policy: string, calib: string, calibTokens: number, modules: Parameters<typeof writePolicyCheckpoint>[2], cov: Map<number, Coverage[]> | null, rtnFallbacks: number) => {
+  const score = async (
+    policy: string,
+    calib: string,
+    calibTokens: number,
+    modules: Parameters<typeof writePolicyCheckpoint>[2],
+    cov: Map<number, Coverage[]> | null,
+    rtnFallbacks: number,
+  ) => {
     const t1 = Date.now();
     const dir = join(o.workDir, `${slug(calib)}-${slug(policy)}`);
     rmSync(dir, { recursive: true, force: true });
     writePolicyCheckpoint(dir, model, modules, o.quant);
-    const ev = await evaluateCheckpoint({ referenceDir: o.modelDir, quantizedDir: dir, texts: o.eval, seed: o.seed, batchWindows: o.batchWindows, cacheDir });
+    const ev = await evaluateCheckpoint({
+      referenceDir: o.modelDir,
+      quantizedDir: dir,
+      texts: o.eval,
+      seed: o.seed,
+      batchWindows: o.batchWindows,
+      cacheDir,
+    });
     if (!o.keepCheckpoints) rmSync(dir, { recursive: true, force: true });
     evalTokens = ev.kld.tokens;
     const k = ev.kld;
@@ -106,30 +126,52 @@ export async function runStudy(o: StudyOptions): Promise<StudyResult> {
       ...(o.keepCheckpoints ? { checkpoint: dir } : {}),
     };
     cells.push(cell);
-    log(`${policy} @ ${calib}: mean KLD ${cell.kld.mean.toFixed(5)}, p99 ${cell.kld.p99.toFixed(4)}, same-top ${(cell.sameTop * 100).toFixed(2)}% (${cell.seconds.toFixed(1)} s to score)`);
+    log(
+      `${policy} @ ${calib}: mean KLD ${cell.kld.mean.toFixed(5)}, p99 ${cell.kld.p99.toFixed(4)}, same-top ${(cell.sameTop * 100).toFixed(2)}% (${cell.seconds.toFixed(1)} s to score)`,
+    );
   };
 
   if (o.policies.includes("rtn")) {
-    const modules = new Map(expertTargets(model).map((t) => [t.tensor, rtnQuantize(model, loadWeight(model, t), t, o.quant)] as const));
+    const modules = new Map(
+      expertTargets(model).map((t) => [t.tensor, rtnQuantize(model, loadWeight(model, t), t, o.quant)] as const),
+    );
     await score("rtn", "-", 0, modules, null, 0);
   }
   const specs = o.policies.filter((p) => p !== "rtn");
   for (const size of o.calibSizes) {
     if (specs.length === 0) break;
-    const fallback = o.zeroTokenFallback === "rtn" ? "rtn" : parsePolicy(o.zeroTokenFallback, { scratchDir: join(o.workDir, "policy"), log });
-    const policies: CalibrationPolicy[] = specs.map((s) => withZeroTokenFallback(parsePolicy(s, { scratchDir: join(o.workDir, "policy"), log }), fallback));
+    const fallback =
+      o.zeroTokenFallback === "rtn"
+        ? "rtn"
+        : parsePolicy(o.zeroTokenFallback, { scratchDir: join(o.workDir, "policy"), log });
+    const policies: CalibrationPolicy[] = specs.map((s) =>
+      withZeroTokenFallback(parsePolicy(s, { scratchDir: join(o.workDir, "policy"), log }), fallback),
+    );
     const calib = calibSpec(o.calibText, size);
     const t1 = Date.now();
     let collected: Awaited<ReturnType<typeof collectAndQuantize>>;
     try {
-      collected = await collectAndQuantize({ model, calib, seed: o.seed, batchWindows: o.batchWindows, cacheDir, policies, quant: o.quant, log });
+      collected = await collectAndQuantize({
+        model,
+        calib,
+        seed: o.seed,
+        batchWindows: o.batchWindows,
+        cacheDir,
+        policies,
+        quant: o.quant,
+        log,
+      });
     } finally {
       for (const p of policies) await p.close?.();
     }
-    log(`${calib}: statistics and ${o.quant.algorithm.toUpperCase()} for ${policies.length} policies in ${((Date.now() - t1) / 1000).toFixed(1)} s`);
-    for (const run of collected.runs) await score(run.policy, size.label, collected.tokens, run.modules, run.coverage, run.rtnFallbacks.length);
+    log(
+      `${calib}: statistics and ${o.quant.algorithm.toUpperCase()} for ${policies.length} policies in ${((Date.now() - t1) / 1000).toFixed(1)} s`,
+    );
+    for (const run of collected.runs)
+      await score(run.policy, size.label, collected.tokens, run.modules, run.coverage, run.rtnFallbacks.length);
   }
-  if (!o.keepCheckpoints && existsSync(join(o.workDir, "policy"))) rmSync(join(o.workDir, "policy"), { recursive: true, force: true });
+  if (!o.keepCheckpoints && existsSync(join(o.workDir, "policy")))
+    rmSync(join(o.workDir, "policy"), { recursive: true, force: true });
   model.close();
   return {
     model: o.modelDir,

@@ -6,7 +6,11 @@ import type { StudyCell, StudyResult } from "./study.ts";
 const f = (v: number, d: number) => (Number.isFinite(v) ? v.toFixed(d) : String(v));
 
 /** Policies in the order given; calibration sizes in the order given; `rtn` repeats in every size column. */
-function grid(r: StudyResult): { policies: string[]; sizes: string[]; at: (p: string, s: string) => StudyCell | undefined } {
+function grid(r: StudyResult): {
+  policies: string[];
+  sizes: string[];
+  at: (p: string, s: string) => StudyCell | undefined;
+} {
   const policies = [...new Set(r.cells.map((c) => c.policy))];
   const sizes = [...new Set(r.cells.filter((c) => c.calib !== "-").map((c) => c.calib))];
   const at = (p: string, s: string) => r.cells.find((c) => c.policy === p && (c.calib === s || c.calib === "-"));
@@ -23,7 +27,9 @@ export function formatStudyMarkdown(r: StudyResult): string {
   );
   out.push(`| policy | ${sizes.map((z) => `${z}: mean KLD | p99 | same-top`).join(" | ")} |`);
   out.push(`|---|${sizes.map(() => "---|---|---").join("|")}|`);
-  const best = new Map(sizes.map((z) => [z, Math.min(...policies.map((p) => at(p, z)?.kld.mean ?? Number.POSITIVE_INFINITY))]));
+  const best = new Map(
+    sizes.map((z) => [z, Math.min(...policies.map((p) => at(p, z)?.kld.mean ?? Number.POSITIVE_INFINITY))]),
+  );
   for (const p of policies) {
     const cols = sizes.map((z) => {
       const c = at(p, z);
@@ -33,14 +39,20 @@ export function formatStudyMarkdown(r: StudyResult): string {
     });
     out.push(`| ${p} | ${cols.join(" | ")} |`);
   }
-  out.push("", `Coverage (over all MoE layers; threshold ${r.minTokens} routed tokens): experts without calibration tokens → RTN / below threshold (routed) / min ESS / median ESS`, "");
+  out.push(
+    "",
+    `Coverage (over all MoE layers; threshold ${r.minTokens} routed tokens): experts without calibration tokens → RTN / below threshold (routed) / min ESS / median ESS`,
+    "",
+  );
   out.push(`| policy | ${sizes.join(" | ")} |`);
   out.push(`|---|${sizes.map(() => "---").join("|")}|`);
   for (const p of policies) {
     if (p === "rtn") continue;
     const cols = sizes.map((z) => {
       const c = at(p, z)?.coverage;
-      return c ? `${c.uncalibrated}/${c.experts} → RTN, ${c.belowMin} below, ESS min ${f(c.minEss, 1)}, median ${f(c.medianEss, 0)}` : "—";
+      return c
+        ? `${c.uncalibrated}/${c.experts} → RTN, ${c.belowMin} below, ESS min ${f(c.minEss, 1)}, median ${f(c.medianEss, 0)}`
+        : "—";
     });
     out.push(`| ${p} | ${cols.join(" | ")} |`);
   }

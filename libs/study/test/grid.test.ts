@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { calibSpec, parseCalibSizes, parsePolicyList } from "../src/grid.ts";
-import { formatStudyMarkdown } from "../src/table.ts";
 import type { StudyResult } from "../src/study.ts";
+import { formatStudyMarkdown } from "../src/table.ts";
 
 describe("study grid options", () => {
   it("parses calibration sizes in order", () => {
@@ -18,7 +18,14 @@ describe("study grid options", () => {
   });
 
   it("accepts policy specs and the rtn baseline; rejects unknown and repeated ones naming the flag", () => {
-    expect(parsePolicyList("rtn,routed,soft,fill:256,mix:0.3,external:/x/p.mjs")).toEqual(["rtn", "routed", "soft", "fill:256", "mix:0.3", "external:/x/p.mjs"]);
+    expect(parsePolicyList("rtn,routed,soft,fill:256,mix:0.3,external:/x/p.mjs")).toEqual([
+      "rtn",
+      "routed",
+      "soft",
+      "fill:256",
+      "mix:0.3",
+      "external:/x/p.mjs",
+    ]);
     expect(() => parsePolicyList("routed,sofft")).toThrow(/--policies: unknown calibration policy "sofft"/);
     expect(() => parsePolicyList("routed,routed")).toThrow(/listed twice/);
     expect(() => parsePolicyList("mix:2")).toThrow(/--policies: policy mix:2/);
@@ -36,25 +43,53 @@ describe("study table", () => {
     coverage:
       policy === "rtn"
         ? null
-        : { layers: 4, experts: 128, unrouted: 8, belowMin: 20, uncalibrated: policy === "routed" ? 8 : 0, minRouted: 0, minUsed: 0, minEss: 0, medianEss: 120 },
+        : {
+            layers: 4,
+            experts: 128,
+            unrouted: 8,
+            belowMin: 20,
+            uncalibrated: policy === "routed" ? 8 : 0,
+            minRouted: 0,
+            minUsed: 0,
+            minEss: 0,
+            medianEss: 120,
+          },
     rtnFallbacks: policy === "routed" ? 24 : 0,
     seconds: 1,
   });
   const r: StudyResult = {
     model: "m",
     arch: "qwen3_moe",
-    settings: { algorithm: "gptq", bits: 4, groupSize: 32, symmetric: true, calib: "brown", eval: "brown:16x256", zeroTokenFallback: "rtn" },
+    settings: {
+      algorithm: "gptq",
+      bits: 4,
+      groupSize: 32,
+      symmetric: true,
+      calib: "brown",
+      eval: "brown:16x256",
+      zeroTokenFallback: "rtn",
+    },
     evalTokens: 4080,
     minTokens: 256,
-    cells: [cell("rtn", "-", 0.05), cell("routed", "16x256", 0.041), cell("soft", "16x256", 0.037), cell("routed", "128x256", 0.036), cell("soft", "128x256", 0.035)],
+    cells: [
+      cell("rtn", "-", 0.05),
+      cell("routed", "16x256", 0.041),
+      cell("soft", "16x256", 0.037),
+      cell("routed", "128x256", 0.036),
+      cell("soft", "128x256", 0.035),
+    ],
     seconds: 1,
   };
   it("has a row per policy, rtn repeated under every size, the best mean per size in bold, then coverage", () => {
     const lines = formatStudyMarkdown(r).split("\n");
     expect(lines).toContain("| policy | 16x256: mean KLD | p99 | same-top | 128x256: mean KLD | p99 | same-top |");
     expect(lines).toContain("| rtn | 0.05000 ± 0.00100 | 0.3000 | 85.00% | 0.05000 ± 0.00100 | 0.3000 | 85.00% |");
-    expect(lines).toContain("| soft | **0.03700 ± 0.00100** | 0.3000 | 85.00% | **0.03500 ± 0.00100** | 0.3000 | 85.00% |");
-    expect(lines).toContain("| routed | 8/128 → RTN, 20 below, ESS min 0.0, median 120 | 8/128 → RTN, 20 below, ESS min 0.0, median 120 |");
+    expect(lines).toContain(
+      "| soft | **0.03700 ± 0.00100** | 0.3000 | 85.00% | **0.03500 ± 0.00100** | 0.3000 | 85.00% |",
+    );
+    expect(lines).toContain(
+      "| routed | 8/128 → RTN, 20 below, ESS min 0.0, median 120 | 8/128 → RTN, 20 below, ESS min 0.0, median 120 |",
+    );
     expect(lines.filter((l) => l.startsWith("| rtn |"))).toHaveLength(1);
   });
 });

@@ -35,6 +35,11 @@ export function externalArgv(command: string): string[] {
   return /\.(m|c)?js$/.test(argv[0] ?? "") ? [process.execPath, ...argv] : argv;
 }
 
+function scratchIn(dir: string): string {
+  mkdirSync(dir, { recursive: true });
+  return mkdtempSync(join(dir, "policy-"));
+}
+
 interface Pending {
   resolve: (v: { ok: boolean; error?: string }) => void;
   reject: (e: PolicyError) => void;
@@ -58,25 +63,39 @@ export function externalPolicy(command: string, o: ExternalPolicyOptions = {}): 
 
   const start = () => {
     const argv = externalArgv(command);
-    dir = o.scratchDir ? (mkdirSync(o.scratchDir, { recursive: true }), mkdtempSync(join(o.scratchDir, "policy-"))) : mkdtempSync(join(tmpdir(), "moeq-policy-"));
+    dir = o.scratchDir ? scratchIn(o.scratchDir) : mkdtempSync(join(tmpdir(), "moeq-policy-"));
     const p = spawn(argv[0], argv.slice(1), { stdio: ["pipe", "pipe", "pipe"] });
     proc = p;
     createInterface({ input: p.stderr! }).on("line", (l) => o.log?.(`[policy] ${l}`));
     const lines = createInterface({ input: p.stdout! });
     ready = new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => reject(new PolicyError({ source: src, message: `${src} did not send its ${EXTERNAL_PROTOCOL} hello line within ${(o.helloTimeoutMs ?? 30_000) / 1000} s` })), o.helloTimeoutMs ?? 30_000);
+      const t = setTimeout(
+        () =>
+          reject(
+            new PolicyError({
+              source: src,
+              message: `${src} did not send its ${EXTERNAL_PROTOCOL} hello line within ${(o.helloTimeoutMs ?? 30_000) / 1000} s`,
+            }),
+          ),
+        o.helloTimeoutMs ?? 30_000,
+      );
       let hello = false;
       lines.on("line", (line) => {
         let msg: { protocol?: string; id?: number; ok?: boolean; error?: string };
         try {
           msg = JSON.parse(line);
         } catch {
-          return fail(new PolicyError({ source: src, message: `${src} wrote a line that is not JSON: ${line.slice(0, 200)}` }));
+          return fail(
+            new PolicyError({ source: src, message: `${src} wrote a line that is not JSON: ${line.slice(0, 200)}` }),
+          );
         }
         if (!hello) {
           clearTimeout(t);
           if (msg.protocol !== EXTERNAL_PROTOCOL) {
-            const e = new PolicyError({ source: src, message: `${src} speaks ${JSON.stringify(msg.protocol)}, expected ${EXTERNAL_PROTOCOL}` });
+            const e = new PolicyError({
+              source: src,
+              message: `${src} speaks ${JSON.stringify(msg.protocol)}, expected ${EXTERNAL_PROTOCOL}`,
+            });
             fail(e);
             return reject(e);
           }
@@ -84,7 +103,13 @@ export function externalPolicy(command: string, o: ExternalPolicyOptions = {}): 
           return resolve();
         }
         const w = typeof msg.id === "number" ? pending.get(msg.id) : undefined;
-        if (!w) return fail(new PolicyError({ source: src, message: `${src} answered an unknown request id ${JSON.stringify(msg.id)}` }));
+        if (!w)
+          return fail(
+            new PolicyError({
+              source: src,
+              message: `${src} answered an unknown request id ${JSON.stringify(msg.id)}`,
+            }),
+          );
         pending.delete(msg.id as number);
         w.resolve({ ok: msg.ok === true, ...(msg.error ? { error: String(msg.error) } : {}) });
       });
@@ -110,11 +135,22 @@ export function externalPolicy(command: string, o: ExternalPolicyOptions = {}): 
       const id = nextId++;
       const t = setTimeout(() => {
         pending.delete(id);
-        reject(new PolicyError({ source: src, message: `${src} did not answer layer ${req.layer} within ${timeoutMs / 1000} s` }));
+        reject(
+          new PolicyError({
+            source: src,
+            message: `${src} did not answer layer ${req.layer} within ${timeoutMs / 1000} s`,
+          }),
+        );
       }, timeoutMs);
       pending.set(id, {
-        resolve: (v) => (clearTimeout(t), resolve(v)),
-        reject: (e) => (clearTimeout(t), reject(e)),
+        resolve: (v) => {
+          clearTimeout(t);
+          resolve(v);
+        },
+        reject: (e) => {
+          clearTimeout(t);
+          reject(e);
+        },
       });
       proc!.stdin!.write(`${JSON.stringify({ id, ...req })}\n`);
     });
@@ -142,21 +178,43 @@ export function externalPolicy(command: string, o: ExternalPolicyOptions = {}): 
       const out = `${base}.out.bin`;
       rmSync(out, { force: true });
       try {
-        const a = await ask({ layer: i.layer, rows: R, experts: E, topK: k, routing: i.spec.kind, tensors, out: { path: out, dtype: "f32", shape: [R, E] } }, o.answerTimeoutMs ?? 600_000);
-        if (!a.ok) throw new PolicyError({ source: src, message: `${src} failed on layer ${i.layer}: ${a.error ?? "no reason given"}` });
+        const a = await ask(
+          {
+            layer: i.layer,
+            rows: R,
+            experts: E,
+            topK: k,
+            routing: i.spec.kind,
+            tensors,
+            out: { path: out, dtype: "f32", shape: [R, E] },
+          },
+          o.answerTimeoutMs ?? 600_000,
+        );
+        if (!a.ok)
+          throw new PolicyError({
+            source: src,
+            message: `${src} failed on layer ${i.layer}: ${a.error ?? "no reason given"}`,
+          });
         let b: Buffer;
         try {
           b = readFileSync(out);
         } catch (e) {
-          throw new PolicyError({ source: out, message: `${src} said ok for layer ${i.layer} but ${out} cannot be read: ${(e as Error).message}` });
+          throw new PolicyError({
+            source: out,
+            message: `${src} said ok for layer ${i.layer} but ${out} cannot be read: ${(e as Error).message}`,
+          });
         }
         if (b.byteLength !== R * E * 4)
-          throw new PolicyError({ source: out, message: `${out}: ${b.byteLength} bytes from ${src}, expected ${R}×${E} f32 = ${R * E * 4}` });
+          throw new PolicyError({
+            source: out,
+            message: `${out}: ${b.byteLength} bytes from ${src}, expected ${R}×${E} f32 = ${R * E * 4}`,
+          });
         const w = new Float32Array(R * E);
         new Uint8Array(w.buffer).set(b);
         return w;
       } finally {
-        for (const n of ["indices", "weights", "probabilities", "logits", "out"]) rmSync(`${base}.${n}.bin`, { force: true });
+        for (const n of ["indices", "weights", "probabilities", "logits", "out"])
+          rmSync(`${base}.${n}.bin`, { force: true });
       }
     },
     async close() {

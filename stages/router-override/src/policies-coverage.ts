@@ -20,10 +20,14 @@ export function coverageWarnings(layer: number, cov: readonly Coverage[], rules:
     );
   const empty = cov.filter((c) => c.tokensUsed === 0);
   if (empty.length)
-    out.push(`layer ${layer}: ${empty.length} experts get no calibration token under ${rules.policy} → RTN: ${empty.map((c) => `E${c.expert}`).join(" ")}`);
+    out.push(
+      `layer ${layer}: ${empty.length} experts get no calibration token under ${rules.policy} → RTN: ${empty.map((c) => `E${c.expert}`).join(" ")}`,
+    );
   const filled = cov.filter((c) => c.tokensRouted === 0 && c.tokensUsed > 0);
   if (filled.length && rules.policy === "routed" && rules.fallback !== "rtn")
-    out.push(`layer ${layer}: ${filled.length} experts without routed tokens calibrated by the fallback ${rules.fallback}: ${filled.map((c) => `E${c.expert}`).join(" ")}`);
+    out.push(
+      `layer ${layer}: ${filled.length} experts without routed tokens calibrated by the fallback ${rules.fallback}: ${filled.map((c) => `E${c.expert}`).join(" ")}`,
+    );
   return out;
 }
 

@@ -55,6 +55,8 @@ export function routerProbabilities(r: Routing, spec: RoutingSpec): Float32Array
 
 function needLogits(r: Routing, spec: RoutingSpec): Float32Array {
   if (r.logits.length !== r.rows * r.numExperts)
-    throw new RangeError(`router probabilities (${spec.kind}): expected [${r.rows}, ${r.numExperts}] logits, got ${r.logits.length} values`);
+    throw new RangeError(
+      `router probabilities (${spec.kind}): expected [${r.rows}, ${r.numExperts}] logits, got ${r.logits.length} values`,
+    );
   return r.logits;
 }

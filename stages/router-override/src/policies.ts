@@ -24,7 +24,8 @@ export interface CalibrationPolicy {
 const dense = (r: Routing) => new Float32Array(r.rows * r.numExperts);
 
 function forEachRouted(r: Routing, f: (t: number, e: number, combine: number) => void) {
-  for (let t = 0; t < r.rows; t++) for (let j = 0; j < r.topK; j++) f(t, r.indices[t * r.topK + j], r.weights[t * r.topK + j]);
+  for (let t = 0; t < r.rows; t++)
+    for (let j = 0; j < r.topK; j++) f(t, r.indices[t * r.topK + j], r.weights[t * r.topK + j]);
 }
 
 /** The model's real top-k: each routed token counts once for its expert. */

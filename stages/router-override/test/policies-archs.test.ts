@@ -8,14 +8,26 @@ import { buildSpec, type RawConfig, type RoutingSpec, route, supportedModelTypes
 import { describe, expect, it } from "vitest";
 import { routerProbabilities } from "../src/policies-probability.ts";
 
-const fixtures = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "..", "shared", "fixtures", "tiny-random");
+const fixtures = join(
+  dirname(fileURLToPath(import.meta.url)),
+  "..",
+  "..",
+  "..",
+  "..",
+  "shared",
+  "fixtures",
+  "tiny-random",
+);
 const configs = readdirSync(fixtures, { withFileTypes: true })
   .filter((d) => d.isDirectory() && existsSync(join(fixtures, d.name, "config.json")))
   .map((d) => JSON.parse(readFileSync(join(fixtures, d.name, "config.json"), "utf8")) as RawConfig);
 
 function rng(seed: number) {
   let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return (s / 2 ** 32) * 2 - 1;
+  };
 }
 
 /** f64 reference of the family's probability from the logits. */
@@ -24,11 +36,11 @@ function reference(kind: RoutingSpec["kind"], z: Float32Array, rows: number, E: 
   const sigmoidFamily = kind === "sigmoid_bias" || kind === "topk_sigmoid";
   for (let t = 0; t < rows; t++) {
     const row = Array.from(z.subarray(t * E, (t + 1) * E));
-    if (sigmoidFamily) row.forEach((v, e) => (p[t * E + e] = 1 / (1 + Math.exp(-v))));
+    if (sigmoidFamily) for (let e = 0; e < E; e++) p[t * E + e] = 1 / (1 + Math.exp(-row[e]));
     else {
       const m = Math.max(...row);
       const s = row.reduce((a, v) => a + Math.exp(v - m), 0);
-      row.forEach((v, e) => (p[t * E + e] = Math.exp(v - m) / s));
+      for (let e = 0; e < E; e++) p[t * E + e] = Math.exp(row[e] - m) / s;
     }
   }
   return p;
@@ -70,40 +82,54 @@ describe("router probabilities of every registered architecture", () => {
       for (const l of spec.layers) if (l.mlp.kind === "moe") kinds.add(l.mlp.routing.kind);
     }
     expect([...kinds].sort()).toEqual(
-      ["softmax_topk", "topk_softmax", "topk_sigmoid", "sparsemixer", "sigmoid_bias", "softmax_group_limited", "softmax_bias"].sort(),
+      [
+        "softmax_topk",
+        "topk_softmax",
+        "topk_sigmoid",
+        "sparsemixer",
+        "sigmoid_bias",
+        "softmax_group_limited",
+        "softmax_bias",
+      ].sort(),
     );
   });
 
-  it.each(configs.map((c) => [c.model_type as string, c] as const))("%s: combine weights follow from the probabilities", (_, config) => {
-    const { spec } = buildSpec(config);
-    const moe = spec.layers.find((l) => l.mlp.kind === "moe")!.mlp;
-    if (moe.kind !== "moe") throw new Error("no MoE layer");
-    const rs = moe.routing;
-    const E = moe.experts.numExperts;
-    const rows = 37;
-    const next = rng(E * 31 + rows);
-    const logits = Float32Array.from({ length: rows * E }, () => 3 * next());
-    // selection bias: zero keeps the selection on the probabilities themselves, so the test can find the selected experts' p
-    const bias = "bias" in rs && rs.bias ? new Float32Array(E) : null;
-    const r = route(rs, logits, rows, E, bias);
-    const p = routerProbabilities(r, rs);
-    const ref = reference(rs.kind, logits, rows, E);
-    expect(p.length).toBe(rows * E);
-    for (let i = 0; i < p.length; i++) expect(p[i]).toBeCloseTo(ref[i], 5);
-    for (let t = 0; t < rows; t++) {
-      const idx = Array.from(r.indices.subarray(t * r.topK, (t + 1) * r.topK));
-      const w = Array.from(r.weights.subarray(t * r.topK, (t + 1) * r.topK));
-      if (rs.kind === "sparsemixer") {
-        const row = Array.from(ref.subarray(t * E, (t + 1) * E));
-        expect(idx[0]).toBe(row.indexOf(Math.max(...row)));
-        expect(w[0]).toBeGreaterThanOrEqual(row[idx[0]] - 1e-6);
-        continue;
+  it.each(configs.map((c) => [c.model_type as string, c] as const))(
+    "%s: combine weights follow from the probabilities",
+    (_, config) => {
+      const { spec } = buildSpec(config);
+      const moe = spec.layers.find((l) => l.mlp.kind === "moe")!.mlp;
+      if (moe.kind !== "moe") throw new Error("no MoE layer");
+      const rs = moe.routing;
+      const E = moe.experts.numExperts;
+      const rows = 37;
+      const next = rng(E * 31 + rows);
+      const logits = Float32Array.from({ length: rows * E }, () => 3 * next());
+      // selection bias: zero keeps the selection on the probabilities themselves, so the test can find the selected experts' p
+      const bias = "bias" in rs && rs.bias ? new Float32Array(E) : null;
+      const r = route(rs, logits, rows, E, bias);
+      const p = routerProbabilities(r, rs);
+      const ref = reference(rs.kind, logits, rows, E);
+      expect(p.length).toBe(rows * E);
+      for (let i = 0; i < p.length; i++) expect(p[i]).toBeCloseTo(ref[i], 5);
+      for (let t = 0; t < rows; t++) {
+        const idx = Array.from(r.indices.subarray(t * r.topK, (t + 1) * r.topK));
+        const w = Array.from(r.weights.subarray(t * r.topK, (t + 1) * r.topK));
+        if (rs.kind === "sparsemixer") {
+          const row = Array.from(ref.subarray(t * E, (t + 1) * E));
+          expect(idx[0]).toBe(row.indexOf(Math.max(...row)));
+          expect(w[0]).toBeGreaterThanOrEqual(row[idx[0]] - 1e-6);
+          continue;
+        }
+        const want = expectedWeights(
+          rs,
+          idx.map((e) => ref[t * E + e]),
+        );
+        for (let j = 0; j < w.length; j++) expect(w[j]).toBeCloseTo(want[j], 5);
       }
-      const want = expectedWeights(rs, idx.map((e) => ref[t * E + e]));
-      w.forEach((v, j) => expect(v).toBeCloseTo(want[j], 5));
-    }
-    seen.add(config.model_type as string);
-  });
+      seen.add(config.model_type as string);
+    },
+  );
 
   it("covered every registered model type that has a fixture", () => {
     const withFixture = new Set(configs.map((c) => c.model_type as string));

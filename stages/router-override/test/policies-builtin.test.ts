@@ -20,13 +20,18 @@ const topkSoftmax: RoutingSpec = { kind: "topk_softmax", topK: 1 };
 const input = { layer: 0, spec: topkSoftmax };
 const close = (got: Float32Array, want: number[]) => {
   expect(got.length).toBe(want.length);
-  want.forEach((w, i) => expect(got[i]).toBeCloseTo(w, 6));
+  for (let i = 0; i < want.length; i++) expect(got[i]).toBeCloseTo(want[i], 6);
 };
 
 describe("built-in policies (hand-computed cases)", () => {
   it("all: 1 everywhere", () => close(allPolicy.weights(r, input) as Float32Array, new Array(12).fill(1)));
-  it("soft: the router's probability for every (token, expert)", () => close(softPolicy.weights(r, input) as Float32Array, probs));
-  it("soft2: squared probabilities", () => close(soft2Policy.weights(r, input) as Float32Array, probs.map((p) => p * p)));
+  it("soft: the router's probability for every (token, expert)", () =>
+    close(softPolicy.weights(r, input) as Float32Array, probs));
+  it("soft2: squared probabilities", () =>
+    close(
+      soft2Policy.weights(r, input) as Float32Array,
+      probs.map((p) => p * p),
+    ));
   it("routed-w2: combine weight² on the routed pairs only", () =>
     close(routedW2Policy.weights(r, input) as Float32Array, [0, 0, 0.25, 0.0625, 0, 0, 0, 1, 0, 0, 0, 0.5625]));
   it("mix:0.3: routed 1, everything else 0.3", () =>
@@ -36,22 +41,27 @@ describe("built-in policies (hand-computed cases)", () => {
     // expert 2: routed t0, t3 (already 2).
     close(fillPolicy(2).weights(r, input) as Float32Array, [0, 1, 1, 1, 0, 0, 0, 1, 0, 1, 0, 1]);
   });
-  it("fill:N larger than the tokens uses every token", () => close(fillPolicy(99).weights(r, input) as Float32Array, new Array(12).fill(1)));
+  it("fill:N larger than the tokens uses every token", () =>
+    close(fillPolicy(99).weights(r, input) as Float32Array, new Array(12).fill(1)));
 });
 
 describe("policy specs", () => {
-  it.each(["routed", "all", "soft", "soft2", "routed-w2", "fill:256", "mix:0.3", "mix:1", "mix:0"])("parses %s and keeps it as the name", (s) =>
-    expect(parsePolicy(s).name).toBe(s),
+  it.each(["routed", "all", "soft", "soft2", "routed-w2", "fill:256", "mix:0.3", "mix:1", "mix:0"])(
+    "parses %s and keeps it as the name",
+    (s) => expect(parsePolicy(s).name).toBe(s),
   );
-  it.each(["", "Soft", "fill:0", "fill:-1", "fill:x", "mix:1.5", "mix:-0.1", "mix:", "external:"])("rejects %j with a PolicyError naming the policy", (s) => {
-    try {
-      parsePolicy(s);
-      expect.unreachable();
-    } catch (e) {
-      expect((e as { _tag: string })._tag).toBe("PolicyError");
-      expect((e as Error).message).toMatch(/policy/);
-    }
-  });
+  it.each(["", "Soft", "fill:0", "fill:-1", "fill:x", "mix:1.5", "mix:-0.1", "mix:", "external:"])(
+    "rejects %j with a PolicyError naming the policy",
+    (s) => {
+      try {
+        parsePolicy(s);
+        expect.unreachable();
+      } catch (e) {
+        expect((e as { _tag: string })._tag).toBe("PolicyError");
+        expect((e as Error).message).toMatch(/policy/);
+      }
+    },
+  );
 });
 
 describe("zero-token fallback", () => {
