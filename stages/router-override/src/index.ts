@@ -1,7 +1,16 @@
-export { type CalibrationPolicy, type Coverage, coverage, fillPolicy, mixPolicy, type PolicyInput, policies, routedPolicy } from "./policies.ts";
+export { EXTERNAL_PROTOCOL, type ExternalPolicyOptions, externalArgv, externalPolicy } from "./external-policy.ts";
+export {
+  type CalibrationPolicy,
+  type Coverage,
+  coverage,
+  fillPolicy,
+  mixPolicy,
+  type PolicyInput,
+  policies,
+  routedPolicy,
+} from "./policies.ts";
 export { type CoverageDigest, type CoverageRules, coverageWarnings, digestCoverage } from "./policies-coverage.ts";
 export { PolicyError } from "./policies-errors.ts";
-export { checkWeights, POLICY_NAMES, type ParseOptions, parsePolicy, withZeroTokenFallback } from "./policies-parse.ts";
+export { checkWeights, type ParseOptions, POLICY_NAMES, parsePolicy, withZeroTokenFallback } from "./policies-parse.ts";
 export { routerProbabilities } from "./policies-probability.ts";
-export { EXTERNAL_PROTOCOL, type ExternalPolicyOptions, externalArgv, externalPolicy } from "./external-policy.ts";
 export { type RoutePlan, type RouteRequest, routeSubject, runRouter } from "./router.ts";
