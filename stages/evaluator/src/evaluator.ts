@@ -1,7 +1,9 @@
 // The evaluator stage: once the packer is done, evaluates the packed checkpoint against the
 // source model on the held-out windows, writes report.json/html into the work dir's report/
 // and appends EvaluationCompleted with the KLD statistics.
-import { type StageContext } from "@moeq/runtime";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { isFloatScheme, type StageContext } from "@moeq/runtime";
 import { telemetry as tracing } from "@moeq/runtime";
 import { evaluateCheckpoint } from "./evaluate.ts";
 import { reportData, writeRunReport } from "./report.ts";
@@ -38,8 +40,14 @@ export async function runEvaluator(ctx: StageContext): Promise<void> {
   const expertRuns = planned.flatMap((p) =>
     p.payload.coverage.map((c) => ({ layer: p.payload.layer, expert: c.expert, routedTokens: c.tokensRouted, calibWeightMass: c.weightMass, seconds: seconds.get(`${p.payload.layer}/${c.expert}`) ?? 0 })),
   );
+  // the packer's notes (input-scale fallbacks of experts without calibration tokens, scale dtypes)
+  const packJson = join(ctx.paths.report, "pack.json");
+  const packNotes: string[] = existsSync(packJson) ? (JSON.parse(readFileSync(packJson, "utf8")).notes ?? []) : [];
+  const float = isFloatScheme(o.scheme ?? "w4a16");
   const data = reportData({
-    title: `moeq ${o.algorithm.toUpperCase()} W${o.bits} g${o.groupSize} ${o.symmetric ? "sym" : "asym"} (${o.targets})`,
+    title: float
+      ? `moeq ${o.scheme} → ${o.format} (${o.targets})`
+      : `moeq ${o.algorithm.toUpperCase()} W${o.bits} g${o.groupSize} ${o.symmetric ? "sym" : "asym"} (${o.targets})`,
     modelName: opened.payload.arch,
     source: ctx.modelDir,
     layers: opened.payload.layers,
@@ -59,6 +67,8 @@ export async function runEvaluator(ctx: StageContext): Promise<void> {
       propagate: o.propagate,
       seed: o.seed,
       format: o.format,
+      scheme: o.scheme ?? "w4a16",
+      ...(packNotes.length ? { packNotes: packNotes.join("; ") } : {}),
     },
     evaluation,
     expertRuns,

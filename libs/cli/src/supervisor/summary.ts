@@ -20,6 +20,8 @@ export interface RunSummary {
   readonly stages: { stage: string; seconds: number; instances: { instance: number; pids: number[]; restarts: number; peakRssMiB: number }[] }[];
   readonly layers: { layer: number; calibSeconds: number; quantSeconds: number; projections: number }[];
   readonly fallbacks: { layer: number; expert: number }[];
+  /** the packer's notes (pack.json): input-scale fallbacks of experts without calibration tokens, scale dtypes */
+  readonly packNotes?: string[];
   /** per MoE layer, what the calibration policy fed each expert (from RoutingPlanned) */
   readonly coverage: {
     readonly policy: string;
@@ -124,6 +126,7 @@ export function buildSummary(a: { info: RunInfo; workDir: string; events: readon
     stages,
     layers: [...layers.values()].sort((x, y) => x.layer - y.layer),
     fallbacks,
+    ...packNotesOf(a.workDir),
     coverage,
     kld,
     ...(reportDir ? { reportDir } : {}),
@@ -159,10 +162,22 @@ export function formatSummary(s: RunSummary): string {
       );
     for (const w of c.warnings) out.push(`    warning: ${w}`);
   }
+  for (const n of s.packNotes ?? []) out.push(`  pack note: ${n}`);
   if (s.fallbacks.length)
     out.push(`  RTN fallback (no calibration tokens): ${s.fallbacks.length} experts: ${s.fallbacks.map((f) => `L${f.layer}/E${f.expert}`).join(" ")}`);
   if (s.kld) out.push("", formatKldTable(s.kld));
   if (s.reportDir) out.push(`  report  ${join(s.reportDir, "report.html")}`);
   out.push(`  stats   ${join(runPaths(s.workDir).report, "run-stats.json")}`);
   return out.join("\n");
+}
+
+function packNotesOf(workDir: string): { packNotes?: string[] } {
+  const f = join(runPaths(workDir).report, "pack.json");
+  if (!existsSync(f)) return {};
+  try {
+    const notes = JSON.parse(readFileSync(f, "utf8")).notes;
+    return Array.isArray(notes) && notes.length ? { packNotes: notes.map(String) } : {};
+  } catch {
+    return {};
+  }
 }
