@@ -98,7 +98,7 @@ describe("custom calibration policy in its own process", () => {
     ]);
     expect(r.code).not.toBe(0);
     expect(r.stdout + r.stderr).toMatch(
-      /L0\.out\.bin: 131068 bytes from policy process .* expected 512×32 f32 = 131072/,
+      /L0\.out\.bin: 65532 bytes from policy process .* expected 512×32 f32 = 65536/,
     );
   }, 1_500_000);
 });
