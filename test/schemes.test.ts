@@ -3,10 +3,11 @@
 // exactly the quantizer's dequantized weights (the files the quantizer stage wrote), and
 // `moeq eval` on the output reproduces the run's mean KLD. Invalid scheme × format combinations
 // fail before anything is written.
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { readQuantizedCheckpoint } from "@moeq/formats";
 import { beforeAll, describe, expect, it } from "vitest";
+import { withReportPage } from "../libs/eval/test/report-browser.ts";
 import { meanKld, moeq, tempDir } from "./helpers.ts";
 
 const runs = [
@@ -87,6 +88,23 @@ describe("moeq quantize --scheme/--format on a synthesized model", () => {
     expect(Math.abs(again - run)).toBeLessThan(1e-5 * run);
   }, 300_000);
 
+  it("the NVFP4 run's report.html renders in headless Chromium: no console errors, layers × experts cells, a screenshot", async () => {
+    const html = join(dir, "compressed-tensors.moeq-work", "report", "report.html");
+    const shot = join(dir, "report.png");
+    await withReportPage(html, dir, async ({ page, problems, requests, heatmapCells }) => {
+      const cells = await heatmapCells();
+      expect(cells.length).toBeGreaterThanOrEqual(4);
+      for (const c of cells) expect(c.cells, c.id).toBe(1 * 32);
+      expect(await page.textContent("#cells-note")).toBe("1 layers × 32 experts per heatmap");
+      expect(await page.content()).toContain("nvfp4");
+      await page.screenshot({ path: shot, fullPage: true });
+      if (process.env.MOEQ_SCREENSHOT_COPY) await page.screenshot({ path: process.env.MOEQ_SCREENSHOT_COPY, fullPage: true });
+      expect(problems).toEqual([]);
+      expect(requests.filter((u) => !u.startsWith("file:"))).toEqual([]);
+    });
+    expect(statSync(shot).size).toBeGreaterThan(10_000);
+  }, 120_000);
+
   it("refuses a scheme the format cannot store before writing anything", async () => {
     const out = join(dir, "bad");
     const r = await moeq(["quantize", model, "--out", out, "--scheme", "mxfp4", "--format", "gptq"]);
@@ -94,5 +112,5 @@ describe("moeq quantize --scheme/--format on a synthesized model", () => {
     expect(r.stderr).toMatch(/gptq cannot store scheme mxfp4 \(formats for mxfp4: compressed-tensors, gpt-oss-mxfp4\)/);
     expect(existsSync(out) || existsSync(`${out}.moeq-work`)).toBe(false);
     expect(readdirSync(dir).some((f) => f.startsWith("bad"))).toBe(false);
-  });
+  }, 60_000);
 });
