@@ -39,7 +39,8 @@ function quantizerWeight(quantDir: string, base: string, cols: number): Float32A
   const nG = scales.length / rows;
   const out = new Float32Array(rows * cols);
   for (let r = 0; r < rows; r++)
-    for (let c = 0; c < cols; c++) out[r * cols + c] = scales[r * nG + gIdx[c]] * (codes[r * cols + c] - zeros[r * nG + gIdx[c]]);
+    for (let c = 0; c < cols; c++)
+      out[r * cols + c] = scales[r * nG + gIdx[c]] * (codes[r * cols + c] - zeros[r * nG + gIdx[c]]);
   return out;
 }
 
@@ -53,40 +54,63 @@ describe("moeq quantize --scheme/--format on a synthesized model", () => {
     expect(s.code, s.stderr).toBe(0);
     await Promise.all(
       runs.map(async ({ scheme, format, algo }) => {
-        const args = ["quantize", model, "--out", join(dir, format), "--scheme", scheme, "--format", format, "--algo", algo];
-        const r = await moeq([...args, "--calib", "random:8x64", "--eval", "random:4x64", "--quantizers", "1", "--threads", "1", "--json"], 600_000);
+        const args = [
+          "quantize",
+          model,
+          "--out",
+          join(dir, format),
+          "--scheme",
+          scheme,
+          "--format",
+          format,
+          "--algo",
+          algo,
+        ];
+        const r = await moeq(
+          [...args, "--calib", "random:8x64", "--eval", "random:4x64", "--quantizers", "1", "--threads", "1", "--json"],
+          600_000,
+        );
         results.set(format, r);
       }),
     );
   }, 900_000);
 
-  it.each(runs)("$scheme → $format: reads back to the quantizer's weights; moeq eval reproduces the run's KLD", async ({ scheme, format }) => {
-    const r = results.get(format)!;
-    expect(r.code, r.stderr).toBe(0);
-    const out = join(dir, format);
-    const ck = readQuantizedCheckpoint(out);
-    try {
-      expect(ck.format).toBe(format);
-      const quantDir = join(dir, `${format}.moeq-work`, "tensors", "quant");
-      const mods = ck.quantizedModules.filter((m) => /\.experts\.\d+\./.test(m));
-      expect(mods.length).toBe(1 * 32 * 3);
-      for (const m of mods) {
-        const [, L, E, proj] = /layers\.(\d+)\.mlp\.experts\.(\d+)\.(\w+)$/.exec(m)!;
-        const d = ck.dequantize(m);
-        const want = quantizerWeight(quantDir, `L${L}.E${E}.${proj}`, d.cols);
-        expect(Buffer.from(d.weight.buffer, d.weight.byteOffset, d.weight.byteLength).equals(Buffer.from(want.buffer, want.byteOffset, want.byteLength)), `${scheme} ${m}`).toBe(true);
+  it.each(runs)(
+    "$scheme → $format: reads back to the quantizer's weights; moeq eval reproduces the run's KLD",
+    async ({ scheme, format }) => {
+      const r = results.get(format)!;
+      expect(r.code, r.stderr).toBe(0);
+      const out = join(dir, format);
+      const ck = readQuantizedCheckpoint(out);
+      try {
+        expect(ck.format).toBe(format);
+        const quantDir = join(dir, `${format}.moeq-work`, "tensors", "quant");
+        const mods = ck.quantizedModules.filter((m) => /\.experts\.\d+\./.test(m));
+        expect(mods.length).toBe(1 * 32 * 3);
+        for (const m of mods) {
+          const [, L, E, proj] = /layers\.(\d+)\.mlp\.experts\.(\d+)\.(\w+)$/.exec(m)!;
+          const d = ck.dequantize(m);
+          const want = quantizerWeight(quantDir, `L${L}.E${E}.${proj}`, d.cols);
+          expect(
+            Buffer.from(d.weight.buffer, d.weight.byteOffset, d.weight.byteLength).equals(
+              Buffer.from(want.buffer, want.byteOffset, want.byteLength),
+            ),
+            `${scheme} ${m}`,
+          ).toBe(true);
+        }
+      } finally {
+        ck.close();
       }
-    } finally {
-      ck.close();
-    }
-    const run = meanKld(r.stdout);
-    const e = await moeq(["eval", model, out, "--texts", "random:4x64", "--json"], 300_000);
-    expect(e.code, e.stderr).toBe(0);
-    const again = (JSON.parse(e.stdout) as { kld: { kld: { mean: number } } }).kld.kld.mean;
-    expect(again).toBeGreaterThan(0);
-    // the run's stages use --threads 1, moeq eval the machine's BLAS threads: summation order differs in the last bits
-    expect(Math.abs(again - run)).toBeLessThan(1e-5 * run);
-  }, 300_000);
+      const run = meanKld(r.stdout);
+      const e = await moeq(["eval", model, out, "--texts", "random:4x64", "--json"], 300_000);
+      expect(e.code, e.stderr).toBe(0);
+      const again = (JSON.parse(e.stdout) as { kld: { kld: { mean: number } } }).kld.kld.mean;
+      expect(again).toBeGreaterThan(0);
+      // the run's stages use --threads 1, moeq eval the machine's BLAS threads: summation order differs in the last bits
+      expect(Math.abs(again - run)).toBeLessThan(1e-5 * run);
+    },
+    300_000,
+  );
 
   it("the NVFP4 run's report.html renders in headless Chromium: no console errors, layers × experts cells, a screenshot", async () => {
     const html = join(dir, "compressed-tensors.moeq-work", "report", "report.html");
@@ -98,7 +122,8 @@ describe("moeq quantize --scheme/--format on a synthesized model", () => {
       expect(await page.textContent("#cells-note")).toBe("1 layers × 32 experts per heatmap");
       expect(await page.content()).toContain("nvfp4");
       await page.screenshot({ path: shot, fullPage: true });
-      if (process.env.MOEQ_SCREENSHOT_COPY) await page.screenshot({ path: process.env.MOEQ_SCREENSHOT_COPY, fullPage: true });
+      if (process.env.MOEQ_SCREENSHOT_COPY)
+        await page.screenshot({ path: process.env.MOEQ_SCREENSHOT_COPY, fullPage: true });
       expect(problems).toEqual([]);
       expect(requests.filter((u) => !u.startsWith("file:"))).toEqual([]);
     });

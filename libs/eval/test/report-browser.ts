@@ -28,7 +28,11 @@ export interface ReportPage {
 }
 
 /** Opens `html` in a fresh profile under `workDir`, runs `check`, closes the browser. */
-export async function withReportPage<T>(html: string, workDir: string, check: (r: ReportPage) => Promise<T>): Promise<T> {
+export async function withReportPage<T>(
+  html: string,
+  workDir: string,
+  check: (r: ReportPage) => Promise<T>,
+): Promise<T> {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} missing: run bash infra/toolchain.sh`);
   const context = await chromium.launchPersistentContext(mkdtempSync(join(workDir, "profile-")), {
     executablePath: CHROMIUM,
@@ -51,7 +55,9 @@ export async function withReportPage<T>(html: string, workDir: string, check: (r
     });
     await page.goto(pathToFileURL(html).href, { waitUntil: "load" });
     const heatmapCells = () =>
-      page.$$eval("svg.heatmap", (svgs) => svgs.map((s) => ({ id: s.id, cells: s.querySelectorAll("rect.cell").length })));
+      page.$$eval("svg.heatmap", (svgs) =>
+        svgs.map((s) => ({ id: s.id, cells: s.querySelectorAll("rect.cell").length })),
+      );
     return await check({ page, problems, requests, heatmapCells });
   } finally {
     await context.close();

@@ -22,7 +22,12 @@ export const SCHEME_INFO: Readonly<Record<SchemeName, SchemeInfo>> = {
   w8a16: { family: "int", bits: 8, staticInputs: false, formats: ["compressed-tensors", "gptq", "gptq-v2"] },
   fp8: { family: "fp8", fp8Strategy: "tensor", staticInputs: false, formats: ["compressed-tensors"] },
   "fp8-channel": { family: "fp8", fp8Strategy: "channel", staticInputs: false, formats: ["compressed-tensors"] },
-  "fp8-block": { family: "fp8", fp8Strategy: "block", staticInputs: false, formats: ["compressed-tensors", "fp8-block"] },
+  "fp8-block": {
+    family: "fp8",
+    fp8Strategy: "block",
+    staticInputs: false,
+    formats: ["compressed-tensors", "fp8-block"],
+  },
   "w8a8-fp8": { family: "fp8", fp8Strategy: "tensor", staticInputs: true, formats: ["compressed-tensors", "modelopt"] },
   nvfp4: { family: "nvfp4", staticInputs: true, formats: ["compressed-tensors", "modelopt"] },
   mxfp4: { family: "mxfp4", staticInputs: false, formats: ["compressed-tensors", "gpt-oss-mxfp4"] },

@@ -5,20 +5,35 @@
 import type { EventOf } from "@moeq/contracts";
 import type { QuantizedModule } from "@moeq/formats";
 import { type ActivationRange, inputScaleFp8, nvfp4InputScale, resolveExpertInputRanges } from "@moeq/quant";
-import { type QuantTarget, SCHEME_INFO, type SchemeName, type StageContext, StageError, targetKey } from "@moeq/runtime";
+import {
+  type QuantTarget,
+  SCHEME_INFO,
+  type SchemeName,
+  type StageContext,
+  StageError,
+  targetKey,
+} from "@moeq/runtime";
 
 const fail = (message: string): never => {
   throw new StageError({ stage: "packer", message, permanent: true });
 };
 
-function weightOf(ctx: StageContext, scheme: SchemeName, convention: "compressed-tensors" | "modelopt", ev: EventOf<"ExpertQuantized">, t: QuantTarget) {
+function weightOf(
+  ctx: StageContext,
+  scheme: SchemeName,
+  convention: "compressed-tensors" | "modelopt",
+  ev: EventOf<"ExpertQuantized">,
+  t: QuantTarget,
+) {
   const o = ev.payload.outputs;
   const src = `ExpertQuantized ${targetKey(t)}`;
-  for (const k of ["codes", "scales", "dequant"]) if (!o[k]) fail(`${src}: output '${k}' is missing (quantized with scheme ${ev.payload.algorithm}, not ${scheme})`);
+  for (const k of ["codes", "scales", "dequant"])
+    if (!o[k]) fail(`${src}: output '${k}' is missing (quantized with scheme ${ev.payload.algorithm}, not ${scheme})`);
   const { rows, cols } = t;
   const codes = ctx.reader.bytes(o.codes, `${src} codes`);
   const dequant = ctx.reader.f32(o.dequant, `${src} dequant`);
-  if (codes.length !== rows * cols || dequant.length !== rows * cols) fail(`${src}: outputs do not fit [${rows}, ${cols}]`);
+  if (codes.length !== rows * cols || dequant.length !== rows * cols)
+    fail(`${src}: outputs do not fit [${rows}, ${cols}]`);
   const info = SCHEME_INFO[scheme];
   if (info.family === "fp8") {
     const scales = ctx.reader.f32(o.scales, `${src} scales`);
@@ -33,14 +48,22 @@ function weightOf(ctx: StageContext, scheme: SchemeName, convention: "compressed
   return { kind: "nvfp4", convention, rows, cols, codes, blockScales: scales, globalScale, dequant } as const;
 }
 
-export function floatModules(ctx: StageContext, targets: readonly QuantTarget[], byKey: ReadonlyMap<string, EventOf<"ExpertQuantized">>): QuantizedModule[] {
+export function floatModules(
+  ctx: StageContext,
+  targets: readonly QuantTarget[],
+  byKey: ReadonlyMap<string, EventOf<"ExpertQuantized">>,
+): QuantizedModule[] {
   const scheme = ctx.options.scheme;
   const info = SCHEME_INFO[scheme];
   const convention = ctx.options.format === "modelopt" ? "modelopt" : "compressed-tensors";
   for (const t of targets)
     if (t.extracted || t.packed.rowOffset !== 0 || t.role.rowSlice)
       fail(`${t.tensor}: scheme ${scheme} does not support fused or sliced expert layouts yet (use an int scheme)`);
-  const modules = targets.map((t) => ({ t, name: t.packed.module, weight: weightOf(ctx, scheme, convention, byKey.get(targetKey(t))!, t) }));
+  const modules = targets.map((t) => ({
+    t,
+    name: t.packed.module,
+    weight: weightOf(ctx, scheme, convention, byKey.get(targetKey(t))!, t),
+  }));
   if (!info.staticInputs) return modules.map(({ name, weight }) => ({ name, weight }));
   const calibrated = new Map(ctx.all("ExpertCalibrated").map((e) => [targetKey(e.payload), e.payload]));
   // experts of one layer and projection share a fallback: their calibrated siblings' max
@@ -51,7 +74,10 @@ export function floatModules(ctx: StageContext, targets: readonly QuantTarget[],
     const c = calibrated.get(targetKey(t));
     groups.get(g)!.set(name, c ? { tokens: c.tokens, absmax: c.inputAbsmax } : undefined);
   }
-  const ranges = new Map<string, ReturnType<typeof resolveExpertInputRanges> extends Map<string, infer R> ? R : never>();
+  const ranges = new Map<
+    string,
+    ReturnType<typeof resolveExpertInputRanges> extends Map<string, infer R> ? R : never
+  >();
   for (const g of groups.values()) {
     try {
       for (const [n, r] of resolveExpertInputRanges(g, "layer-max")) ranges.set(n, r);

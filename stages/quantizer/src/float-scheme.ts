@@ -2,10 +2,11 @@
 // FP8, e4m3/e8m0 bytes for the FP4 schemes), NVFP4's tensor scale, and the quantizer's own
 // dequantization, which the packer hands to the format writer so its exactness check compares
 // the stored bytes against what we evaluated.
-import { tensorToF32 } from "@moeq/models";
-import { quantizeFp8, quantizeMxfp4, quantizeNvfp4, nvfp4GlobalScale } from "@moeq/quant";
-import { SCHEME_INFO, type StageContext, type SchemeName } from "@moeq/runtime";
+
 import type { TensorDescriptor } from "@moeq/contracts";
+import { tensorToF32 } from "@moeq/models";
+import { nvfp4GlobalScale, quantizeFp8, quantizeMxfp4, quantizeNvfp4 } from "@moeq/quant";
+import { SCHEME_INFO, type SchemeName, type StageContext } from "@moeq/runtime";
 
 export interface FloatResult {
   readonly codes: Uint8Array;
@@ -17,7 +18,11 @@ export interface FloatResult {
 
 /** The projection vLLM fuses with this one (gate ↔ up), which must share NVFP4's tensor scale. */
 const fusedSibling = (tensor: string): string | undefined =>
-  tensor.includes("gate_proj") ? tensor.replace("gate_proj", "up_proj") : tensor.includes("up_proj") ? tensor.replace("up_proj", "gate_proj") : undefined;
+  tensor.includes("gate_proj")
+    ? tensor.replace("gate_proj", "up_proj")
+    : tensor.includes("up_proj")
+      ? tensor.replace("up_proj", "gate_proj")
+      : undefined;
 
 async function siblingAmax(ctx: StageContext, layer: number, tensor: string | undefined): Promise<number> {
   const sib = tensor && fusedSibling(tensor);
@@ -52,6 +57,16 @@ export async function quantizeFloat(
   const convention = ctx.options.format === "modelopt" ? "modelopt" : "compressed-tensors";
   let amax = await siblingAmax(ctx, at.layer, at.tensor);
   for (let i = 0; i < w.length; i++) amax = Math.max(amax, Math.abs(Math.fround(w[i])));
-  const q = quantizeNvfp4(w, rows, cols, { convention, globalScale: nvfp4GlobalScale(amax, convention), name: at.name });
-  return { codes: q.codes, scales: q.blockScales, scaleShape: [rows, cols / 16], globalScale: q.globalScale, dequant: q.dequant };
+  const q = quantizeNvfp4(w, rows, cols, {
+    convention,
+    globalScale: nvfp4GlobalScale(amax, convention),
+    name: at.name,
+  });
+  return {
+    codes: q.codes,
+    scales: q.blockScales,
+    scaleShape: [rows, cols / 16],
+    globalScale: q.globalScale,
+    dequant: q.dequant,
+  };
 }
