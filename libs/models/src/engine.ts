@@ -1,7 +1,7 @@
 // The forward engine: embeddings → layers → final norm → lm_head, in f32 on the CPU kernels, over
 // weights read through a WeightSource (bf16 on disk, widened per use with a bounded f32 cache).
 import { native } from "@moeq/native";
-import { type SequenceBatch, attentionBlock } from "./blocks/attention.ts";
+import { attentionBlock, type SequenceBatch } from "./blocks/attention.ts";
 import { deltaNetBlock } from "./blocks/deltanet.ts";
 import { type ExpertOutput, expertForward } from "./blocks/experts.ts";
 import { linear } from "./blocks/linear.ts";
@@ -9,8 +9,8 @@ import { mlaBlock } from "./blocks/mla.ts";
 import { denseMlp } from "./blocks/mlp.ts";
 import { moeForward, routerForward } from "./blocks/moe.ts";
 import { applyNorm } from "./blocks/norm.ts";
-import type { Routing } from "./blocks/routing.ts";
 import { type RopeSpec, type RopeTables, ropeTables } from "./blocks/rope.ts";
+import type { Routing } from "./blocks/routing.ts";
 import { ModelInputError, ModelWeightError } from "./errors.ts";
 import type { LayerSpec, ModelSpec, MoeSpec } from "./spec.ts";
 import { F32Weights, type WeightSource } from "./weights.ts";
@@ -92,7 +92,8 @@ export class Engine {
 
   layer(L: number): LayerSpec {
     const s = this.spec.layers[L];
-    if (!s) throw new ModelInputError({ message: `layer ${L} is out of range (the model has ${this.numLayers} layers)` });
+    if (!s)
+      throw new ModelInputError({ message: `layer ${L} is out of range (the model has ${this.numLayers} layers)` });
     return s;
   }
 
@@ -108,7 +109,9 @@ export class Engine {
 
   sequences(batch: number, seqLen: number): SequenceBatch {
     if (!Number.isInteger(batch) || !Number.isInteger(seqLen) || batch < 1 || seqLen < 1)
-      throw new ModelInputError({ message: `batch (${batch}) and sequence length (${seqLen}) must be positive integers` });
+      throw new ModelInputError({
+        message: `batch (${batch}) and sequence length (${seqLen}) must be positive integers`,
+      });
     const positions = new Int32Array(batch * seqLen);
     for (let b = 0; b < batch; b++) for (let t = 0; t < seqLen; t++) positions[b * seqLen + t] = t;
     return { batch, seqLen, positions };
@@ -119,18 +122,24 @@ export class Engine {
     const H = this.spec.hiddenSize;
     const V = this.spec.vocabSize;
     const rows = seq.batch * seq.seqLen;
-    if (ids.length !== rows) throw new ModelInputError({ message: `expected ${rows} token ids (B·T), got ${ids.length}` });
+    if (ids.length !== rows)
+      throw new ModelInputError({ message: `expected ${rows} token ids (B·T), got ${ids.length}` });
     const name = this.spec.embed.weight;
     const t = this.weights.source.tensor(name);
     if (t.shape.length !== 2 || t.shape[0] !== V || t.shape[1] !== H)
-      throw new ModelWeightError({ tensor: name, message: `embedding '${name}' has shape [${t.shape}], expected [${V}, ${H}]` });
+      throw new ModelWeightError({
+        tensor: name,
+        message: `embedding '${name}' has shape [${t.shape}], expected [${V}, ${H}]`,
+      });
     const out = new Float32Array(rows * H);
     const bytesPerRow = t.data.byteLength / V;
     const row = new Float32Array(H);
     for (let r = 0; r < rows; r++) {
       const id = Number(ids[r]);
       if (!Number.isInteger(id) || id < 0 || id >= V)
-        throw new ModelInputError({ message: `token id ${String(ids[r])} at position ${r} is outside the vocabulary [0, ${V})` });
+        throw new ModelInputError({
+          message: `token id ${String(ids[r])} at position ${r} is outside the vocabulary [0, ${V})`,
+        });
       const bytes = t.data.subarray(id * bytesPerRow, (id + 1) * bytesPerRow);
       if (t.dtype === "BF16" && bytes.byteOffset % 2 === 0) native.bf16ToF32(bytes, row);
       else {
@@ -159,7 +168,8 @@ export class Engine {
     const spec = this.layer(L);
     const rows = seq.batch * seq.seqLen;
     const H = this.spec.hiddenSize;
-    if (hidden.length !== rows * H) throw new ModelInputError({ message: `layer ${L}: hidden has ${hidden.length} values, expected ${rows}×${H}` });
+    if (hidden.length !== rows * H)
+      throw new ModelInputError({ message: `layer ${L}: hidden has ${hidden.length} values, expected ${rows}×${H}` });
     const normed = applyNorm(this.weights, spec.inputNorm, hidden, rows);
     const a = spec.attention;
     const attn =
@@ -185,7 +195,9 @@ export class Engine {
   async expert(L: number, e: number, x: Float32Array): Promise<ExpertOutput> {
     const m = this.moeSpec(L);
     if (!Number.isInteger(e) || e < 0 || e >= m.experts.numExperts)
-      throw new ModelInputError({ message: `layer ${L}: expert ${e} is out of range (${m.experts.numExperts} experts)` });
+      throw new ModelInputError({
+        message: `layer ${L}: expert ${e} is out of range (${m.experts.numExperts} experts)`,
+      });
     return expertForward(this.weights, m.experts, e, x, x.length / this.spec.hiddenSize);
   }
 
@@ -212,7 +224,12 @@ export class Engine {
   }
 
   /** A whole layer; `routerOut` receives what transformers reports as router_logits. */
-  async runLayer(L: number, hidden: Float32Array, seq: SequenceBatch, routerOut?: Float32Array[]): Promise<Float32Array> {
+  async runLayer(
+    L: number,
+    hidden: Float32Array,
+    seq: SequenceBatch,
+    routerOut?: Float32Array[],
+  ): Promise<Float32Array> {
     const { residual, x } = await this.attention(L, hidden, seq);
     const m = this.layer(L).mlp;
     if (m.kind === "dense") return this.finishLayer(residual, (await this.mlp(L, x)).out);
@@ -234,7 +251,12 @@ export class Engine {
   }
 
   /** Full forward over B equal-length sequences (ids row-major [B, T]). */
-  async forward(ids: ArrayLike<number | bigint>, batch: number, seqLen: number, opts: ForwardOptions = {}): Promise<ForwardResult> {
+  async forward(
+    ids: ArrayLike<number | bigint>,
+    batch: number,
+    seqLen: number,
+    opts: ForwardOptions = {},
+  ): Promise<ForwardResult> {
     const seq = this.sequences(batch, seqLen);
     let h = this.embed(ids, seq);
     const hidden: Float32Array[] | undefined = opts.hiddenStates ? [h] : undefined;

@@ -14,7 +14,18 @@ import { ConfigReader, type RawConfig } from "./config.ts";
 import { UnknownArchitectureError } from "./errors.ts";
 import type { ModelSpec } from "./spec.ts";
 
-const ALL: readonly Architecture[] = [mixtral, qwen2_moe, qwen3_moe, olmoe, glm4_moe, minimax_m2, ernie4_5_moe, hunyuan_v1_moe, ...HARD_ARCHITECTURES, ...MID_ARCHITECTURES];
+const ALL: readonly Architecture[] = [
+  mixtral,
+  qwen2_moe,
+  qwen3_moe,
+  olmoe,
+  glm4_moe,
+  minimax_m2,
+  ernie4_5_moe,
+  hunyuan_v1_moe,
+  ...HARD_ARCHITECTURES,
+  ...MID_ARCHITECTURES,
+];
 
 export const architectures: ReadonlyMap<string, Architecture> = new Map(ALL.map((a) => [a.modelType, a]));
 
@@ -27,7 +38,11 @@ export function detectArchitecture(config: RawConfig, source = "config.json"): A
   if (byType) return byType;
   const names = Array.isArray(config.architectures) ? config.architectures.filter((x) => typeof x === "string") : [];
   for (const a of ALL) if (names.some((n) => a.hfArchitectures.includes(n))) return a;
-  const what = modelType ? `model_type '${modelType}'` : names.length ? `architectures ${JSON.stringify(names)}` : "no model_type";
+  const what = modelType
+    ? `model_type '${modelType}'`
+    : names.length
+      ? `architectures ${JSON.stringify(names)}`
+      : "no model_type";
   throw new UnknownArchitectureError({
     modelType,
     supported: supportedModelTypes(),

@@ -1,10 +1,10 @@
 // What a checkpoint must contain for a spec (name, dtype, shape, role), checkpoint validation,
 // and the quantization predicate with the role of each quantizable weight.
 import type { Architecture } from "./arch.ts";
-import { ModelWeightError } from "./errors.ts";
-import type { DenseMlpSpec, ExpectedTensor, LinearSpec, MixerSpec, ModelSpec, NormSpec, WeightRole } from "./spec.ts";
 import { perExpertName } from "./blocks/experts.ts";
 import { stackedExpertRoles, withRowSlices } from "./blocks/fused-tensors.ts";
+import { ModelWeightError } from "./errors.ts";
+import type { DenseMlpSpec, ExpectedTensor, LinearSpec, MixerSpec, ModelSpec, NormSpec, WeightRole } from "./spec.ts";
 import type { WeightSource } from "./weights.ts";
 
 type Role = ExpectedTensor["role"];
@@ -23,7 +23,9 @@ function normTensors(n: NormSpec, out: ExpectedTensor[]) {
 }
 
 /** The linear projections of a token mixer, with their projection names (for tensors and roles). */
-export function mixerLinears(a: MixerSpec): { l: LinearSpec; p: WeightRole["projection"]; module: "attention" | "indexer" }[] {
+export function mixerLinears(
+  a: MixerSpec,
+): { l: LinearSpec; p: WeightRole["projection"]; module: "attention" | "indexer" }[] {
   const at = (l: LinearSpec | undefined, p: WeightRole["projection"], module: "attention" | "indexer" = "attention") =>
     l ? [{ l, p, module }] : [];
   if (a.kind === "standard")
@@ -78,7 +80,9 @@ function mlpTensors(m: DenseMlpSpec, role: Role, out: ExpectedTensor[]) {
 
 /** Every tensor the forward pass reads, in layer order (tied lm_head is not repeated). */
 export function expectedTensors(spec: ModelSpec): ExpectedTensor[] {
-  const out: ExpectedTensor[] = [{ name: spec.embed.weight, dtype: "BF16", shape: [spec.vocabSize, spec.hiddenSize], role: "embedding" }];
+  const out: ExpectedTensor[] = [
+    { name: spec.embed.weight, dtype: "BF16", shape: [spec.vocabSize, spec.hiddenSize], role: "embedding" },
+  ];
   for (const L of spec.layers) {
     normTensors(L.inputNorm, out);
     attentionTensors(L.attention, out);
@@ -103,7 +107,12 @@ export function expectedTensors(spec: ModelSpec): ExpectedTensor[] {
         out.push({ name: perExpertName(layout, e, "down"), dtype: "BF16", shape: [H, I], role: "experts" });
       }
     } else {
-      out.push({ name: layout.gateUp, dtype: "BF16", shape: layout.transposed ? [E, H, 2 * I] : [E, 2 * I, H], role: "experts" });
+      out.push({
+        name: layout.gateUp,
+        dtype: "BF16",
+        shape: layout.transposed ? [E, H, 2 * I] : [E, 2 * I, H],
+        role: "experts",
+      });
       out.push({ name: layout.down, dtype: "BF16", shape: layout.transposed ? [E, I, H] : [E, H, I], role: "experts" });
       if (layout.gateUpBias) out.push({ name: layout.gateUpBias, dtype: "BF16", shape: [E, 2 * I], role: "bias" });
       if (layout.downBias) out.push({ name: layout.downBias, dtype: "BF16", shape: [E, H], role: "bias" });
@@ -124,7 +133,10 @@ const FLOAT_DTYPES = new Set(["F32", "F16", "BF16", "F64"]);
 export function validateWeights(spec: ModelSpec, source: WeightSource, label = "checkpoint"): void {
   for (const t of expectedTensors(spec)) {
     if (!source.has(t.name))
-      throw new ModelWeightError({ tensor: t.name, message: `${label}: tensor '${t.name}' (${t.role}, shape [${t.shape}]) is missing` });
+      throw new ModelWeightError({
+        tensor: t.name,
+        message: `${label}: tensor '${t.name}' (${t.role}, shape [${t.shape}]) is missing`,
+      });
     const got = source.tensor(t.name);
     if (got.shape.length !== t.shape.length || got.shape.some((d, i) => d !== t.shape[i]))
       throw new ModelWeightError({
@@ -132,7 +144,10 @@ export function validateWeights(spec: ModelSpec, source: WeightSource, label = "
         message: `${label}: tensor '${t.name}' has shape [${got.shape}], the config implies [${t.shape}]`,
       });
     if (!FLOAT_DTYPES.has(got.dtype))
-      throw new ModelWeightError({ tensor: t.name, message: `${label}: tensor '${t.name}' has dtype ${got.dtype}, expected a float dtype` });
+      throw new ModelWeightError({
+        tensor: t.name,
+        message: `${label}: tensor '${t.name}' has dtype ${got.dtype}, expected a float dtype`,
+      });
   }
 }
 
@@ -160,9 +175,30 @@ export function weightRoles(spec: ModelSpec): WeightRole[] {
     for (let e = 0; e < E; e++) {
       if (layout.kind === "stacked") out.push(...stackedExpertRoles(layout, L.index, e, I, H));
       else if (layout.kind === "per_expert") {
-        out.push({ tensor: perExpertName(layout, e, "gate"), layer: L.index, expert: e, module: "experts", projection: "gate_proj", shape: [I, H] });
-        out.push({ tensor: perExpertName(layout, e, "up"), layer: L.index, expert: e, module: "experts", projection: "up_proj", shape: [I, H] });
-        out.push({ tensor: perExpertName(layout, e, "down"), layer: L.index, expert: e, module: "experts", projection: "down_proj", shape: [H, I] });
+        out.push({
+          tensor: perExpertName(layout, e, "gate"),
+          layer: L.index,
+          expert: e,
+          module: "experts",
+          projection: "gate_proj",
+          shape: [I, H],
+        });
+        out.push({
+          tensor: perExpertName(layout, e, "up"),
+          layer: L.index,
+          expert: e,
+          module: "experts",
+          projection: "up_proj",
+          shape: [I, H],
+        });
+        out.push({
+          tensor: perExpertName(layout, e, "down"),
+          layer: L.index,
+          expert: e,
+          module: "experts",
+          projection: "down_proj",
+          shape: [H, I],
+        });
       } else {
         const t = layout.transposed;
         const halves = layout.split === "halves";

@@ -47,7 +47,10 @@ async function checkAgainstGolden(dir: string) {
     const goldenRouter = golden.names().filter((n) => n.startsWith("router_logits.")).length;
     if (goldenRouter > 0) expect(r.routerLogits?.length).toBe(goldenRouter);
     for (let j = 0; j < goldenRouter; j++)
-      report[`router_logits.${j}`] = maxRelErr(r.routerLogits?.[j] ?? new Float32Array(0), golden.f32(`router_logits.${j}`));
+      report[`router_logits.${j}`] = maxRelErr(
+        r.routerLogits?.[j] ?? new Float32Array(0),
+        golden.f32(`router_logits.${j}`),
+      );
     for (const [k, v] of Object.entries(report))
       expect(v, `${dir}: ${k}`).toBeLessThanOrEqual(tolerance(model.spec.modelType, k));
     return report;
@@ -69,7 +72,11 @@ describe("forward pass against transformers goldens", () => {
     const unsupported = fixtures.filter((f) => !registered.has(f.modelType)).map((f) => f.modelType);
     console.log(`fixtures without a registered architecture: ${unsupported.join(", ") || "none"}`);
     expect(unsupported.sort()).toEqual([...NOT_YET_REGISTERED].sort());
-    for (const t of registered) expect(fixtures.some((f) => f.modelType === t), `a fixture for ${t}`).toBe(true);
+    for (const t of registered)
+      expect(
+        fixtures.some((f) => f.modelType === t),
+        `a fixture for ${t}`,
+      ).toBe(true);
   });
 
   for (const f of fixtures.filter((x) => registered.has(x.modelType)))

@@ -43,7 +43,11 @@ export async function attentionBlock(
   rope: RopeTables | null,
 ): Promise<Float32Array> {
   const rows = seq.batch * seq.seqLen;
-  const [qRaw, k, v] = await Promise.all([linear(w, spec.q, x, rows), linear(w, spec.k, x, rows), linear(w, spec.v, x, rows)]);
+  const [qRaw, k, v] = await Promise.all([
+    linear(w, spec.q, x, rows),
+    linear(w, spec.k, x, rows),
+    linear(w, spec.v, x, rows),
+  ]);
   const { q, gate } = spec.outputGate ? splitGate(qRaw, rows * spec.numHeads, spec.headDim) : { q: qRaw, gate: null };
   if (spec.clipQkv !== undefined) for (const t of [q, k, v]) clip(t, spec.clipQkv);
   if (spec.valueScale !== undefined) for (let i = 0; i < v.length; i++) v[i] *= spec.valueScale;

@@ -14,11 +14,21 @@ export interface ExpertOutput {
   readonly act: Float32Array;
 }
 
-export function perExpertName(layout: Extract<ExpertLayout, { kind: "per_expert" }>, e: number, proj: "gate" | "up" | "down"): string {
+export function perExpertName(
+  layout: Extract<ExpertLayout, { kind: "per_expert" }>,
+  e: number,
+  proj: "gate" | "up" | "down",
+): string {
   return `${layout.prefix}.${e}.${layout[proj]}.weight`;
 }
 
-export async function expertForward(w: F32Weights, spec: ExpertsSpec, e: number, x: Float32Array, rows: number): Promise<ExpertOutput> {
+export async function expertForward(
+  w: F32Weights,
+  spec: ExpertsSpec,
+  e: number,
+  x: Float32Array,
+  rows: number,
+): Promise<ExpertOutput> {
   const { hidden: H, intermediate: I, layout } = spec;
   if (rows === 0) return { out: new Float32Array(0), act: new Float32Array(0) };
   if (layout.kind === "stacked") return stackedExpertForward(w, spec, layout, e, x, rows);
@@ -28,7 +38,10 @@ export async function expertForward(w: F32Weights, spec: ExpertsSpec, e: number,
     const D = w.get(perExpertName(layout, e, "down"), H * I);
     const g = new Float32Array(rows * I);
     const u = new Float32Array(rows * I);
-    await Promise.all([native.gemmF32(x, G, g, rows, I, H, false, true), native.gemmF32(x, U, u, rows, I, H, false, true)]);
+    await Promise.all([
+      native.gemmF32(x, G, g, rows, I, H, false, true),
+      native.gemmF32(x, U, u, rows, I, H, false, true),
+    ]);
     const act = gatedActivation(spec.act, g, u, rows, I);
     const out = new Float32Array(rows * H);
     await native.gemmF32(act, D, out, rows, H, I, false, true);

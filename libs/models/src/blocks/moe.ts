@@ -21,7 +21,10 @@ export function dispatch(routing: Routing): { rows: Int32Array; weights: Float32
   const { rows, topK: k, numExperts: E, indices, weights } = routing;
   const count = new Int32Array(E);
   for (let i = 0; i < rows * k; i++) count[indices[i]]++;
-  const out = Array.from({ length: E }, (_, e) => ({ rows: new Int32Array(count[e]), weights: new Float32Array(count[e]) }));
+  const out = Array.from({ length: E }, (_, e) => ({
+    rows: new Int32Array(count[e]),
+    weights: new Float32Array(count[e]),
+  }));
   const fill = new Int32Array(E);
   for (let r = 0; r < rows; r++)
     for (let j = 0; j < k; j++) {
@@ -32,7 +35,13 @@ export function dispatch(routing: Routing): { rows: Int32Array; weights: Float32
   return out;
 }
 
-export async function moeForward(w: F32Weights, spec: MoeSpec, x: Float32Array, rows: number, routing: Routing): Promise<Float32Array> {
+export async function moeForward(
+  w: F32Weights,
+  spec: MoeSpec,
+  x: Float32Array,
+  rows: number,
+  routing: Routing,
+): Promise<Float32Array> {
   const H = spec.experts.hidden;
   const out = new Float32Array(rows * H);
   const groups = dispatch(routing);

@@ -1,8 +1,9 @@
 // RoPE frequency tables, computed here (not in C++) because the scaling variants are config logic:
 // default, linear, dynamic NTK, llama3, YaRN (with its attention factor) and Hunyuan's NTK-alpha.
 // Follows transformers' modeling_rope_utils; inverse frequencies are formed in f32 like torch.
-import { ModelConfigError } from "../errors.ts";
+
 import type { ConfigReader } from "../config.ts";
+import { ModelConfigError } from "../errors.ts";
 
 export type RopeScaling =
   | { readonly type: "default" }
@@ -63,10 +64,19 @@ export interface RopeTables {
  * Reads `rope_parameters` (transformers v5) or the legacy `rope_theta` + `rope_scaling` fields.
  * `rotaryDim` is resolved by the architecture (partial_rotary_factor, rotary_dim...).
  */
-export function ropeFromConfig(cfg: ConfigReader, rotaryDim: number, interleaved: boolean, defaultTheta = 10000): RopeSpec {
+export function ropeFromConfig(
+  cfg: ConfigReader,
+  rotaryDim: number,
+  interleaved: boolean,
+  defaultTheta = 10000,
+): RopeSpec {
   const params = cfg.obj("rope_parameters") ?? cfg.obj("rope_scaling");
   const theta = params?.optNum("rope_theta") ?? cfg.optNum("rope_theta") ?? defaultTheta;
-  const type = params?.has("rope_type") ? params.str("rope_type") : params?.has("type") ? params.str("type") : "default";
+  const type = params?.has("rope_type")
+    ? params.str("rope_type")
+    : params?.has("type")
+      ? params.str("type")
+      : "default";
   const originalMax = () => params?.optNum("original_max_position_embeddings") ?? cfg.num("max_position_embeddings");
   let scaling: RopeScaling;
   switch (type) {
@@ -112,7 +122,10 @@ export function ropeFromConfig(cfg: ConfigReader, rotaryDim: number, interleaved
       });
   }
   if (rotaryDim % 2 !== 0 || rotaryDim <= 0)
-    throw new ModelConfigError({ field: "rotary_dim", message: `${cfg.source}: rotary dim ${rotaryDim} must be even and > 0` });
+    throw new ModelConfigError({
+      field: "rotary_dim",
+      message: `${cfg.source}: rotary dim ${rotaryDim} must be even and > 0`,
+    });
   return { theta, rotaryDim, interleaved, scaling };
 }
 

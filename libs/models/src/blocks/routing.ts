@@ -26,7 +26,13 @@ function topk(x: Float32Array, rows: number, cols: number, k: number) {
 }
 
 /** `bias` is the selection bias (e_score_correction_bias) in f32 when the spec names one. */
-export function route(spec: RoutingSpec, logits: Float32Array, rows: number, E: number, bias: Float32Array | null): Routing {
+export function route(
+  spec: RoutingSpec,
+  logits: Float32Array,
+  rows: number,
+  E: number,
+  bias: Float32Array | null,
+): Routing {
   if (isMidRouting(spec)) return routeMid(spec, logits, rows, E);
   const k = spec.topK;
   const scores = new Float32Array(rows * E);
