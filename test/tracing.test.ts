@@ -212,7 +212,7 @@ describe("tracing a pipeline run", () => {
     const out = join(dir, "gptq");
     const file = join(dir, "trace.jsonl");
     const r = await runWithEnv(
-      ["quantize", model, "--out", out, ...small, "--algo", "gptq", "--trace-file", file],
+      ["quantize", model, "--out", out, ...small, "--algo", "gptq", "--policy", "routed", "--trace-file", file],
       cleanEnv(),
     );
     expect(r.code, r.stderr.slice(-4000)).toBe(0);
