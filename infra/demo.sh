@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on an embedded default (the README's `bash infra/dev demo`): synthesize a small
 # random-weight Qwen3-MoE checkpoint with the real on-disk layout, then quantize it with the stage
-# pipeline (GPTQ W4 g32, routed calibration, embedded nats-server) and print the summary with the
+# pipeline (GPTQ W4 g32, the default calibration policy, embedded nats-server) and print the summary with the
 # KLD table. Everything goes to a temp dir (or $MOEQ_DEMO_DIR); pass extra `moeq quantize` flags
 # as arguments, e.g. `bash infra/dev demo --algo rtn`.
 set -euo pipefail
