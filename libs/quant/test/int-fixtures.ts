@@ -71,41 +71,8 @@ export function rng(seed: number) {
   };
 }
 
-/**
- * Codes vs the oracle's, row by row. The oracle keeps f64 scales; ours are rounded to f32 (or
- * narrower) first. In a symmetric scheme (scale = 2·max/maxq) a group's −max value sits exactly
- * on the tie x/scale = −maxq/2 = −2^(b−1) + ½, which the f64 scale rounds half-to-even to code 0
- * and a scale rounded up by even one ulp puts at code 1. GPTQ then
- * propagates a different error through the rest of that row, so such a row may differ further.
- * Returns the share of identical codes over the other rows and how many rows began with that tie.
- */
-export function codesVsOracle(
-  ours: ArrayLike<number>,
-  oracle: (i: number) => number,
-  rows: number,
-  cols: number,
-  sym: boolean,
-  perm: ArrayLike<number>,
-) {
-  let same = 0;
-  let counted = 0;
-  let tieRows = 0;
-  for (let r = 0; r < rows; r++) {
-    let first = -1;
-    let rowSame = 0;
-    for (let j = 0; j < cols; j++) {
-      const i = r * cols + perm[j]; // quantization order: the order errors propagate in
-      if (ours[i] === oracle(i)) rowSame++;
-      else if (first < 0) first = i;
-    }
-    if (first >= 0 && sym && oracle(first) === 0 && ours[first] === 1) tieRows++;
-    else {
-      same += rowSame;
-      counted += cols;
-    }
-  }
-  return { same: counted === 0 ? 1 : same / counted, tieRows };
-}
+// The tie-aware code comparison is shared with the native GPTQ tests (one definition).
+export { codesVsOracle } from "../../../native/test/gptq_fixtures.ts";
 
 /**
  * The oracle's round-to-nearest written out plainly with an UNROUNDED f64 scale (the oracle's own
