@@ -11,6 +11,8 @@ export {
   meanCovariance,
   type PerplexityStats,
   percentileSorted,
+  scoreTokens,
+  type TokenScores,
   type ValueWithUncertainty,
 } from "./kld.ts";
 export { formatKldTable } from "./kldTable.ts";

@@ -214,6 +214,67 @@ function distribution(sorted: Float64Array, mean: ValueWithUncertainty): KldDist
   };
 }
 
+/** Per-token values of scored rows: all the accumulator keeps of a token (what workers send home). */
+export interface TokenScores {
+  readonly kld: Float64Array;
+  /** 1 where argmax p == argmax q */
+  readonly sameTop: Uint8Array;
+  /** −ln q_t and −ln p_t of each row's target; null when scored without targets */
+  readonly nll: Float64Array | null;
+  readonly nllBase: Float64Array | null;
+}
+
+/** Scores rows of [rows, vocab] logits; throws EvalInputError (naming the argument) on mismatched or non-finite input. */
+export function scoreTokens(
+  refLogits: Float32Array,
+  qLogits: Float32Array,
+  vocab: number,
+  targets: Int32Array | null,
+): TokenScores {
+  if (!Number.isSafeInteger(vocab) || vocab < 1)
+    throw new EvalInputError({ field: "vocab", reason: `must be a positive integer, got ${vocab}` });
+  if (refLogits.length !== qLogits.length)
+    throw new EvalInputError({
+      field: "qLogits",
+      reason: `length ${qLogits.length} differs from refLogits length ${refLogits.length}`,
+    });
+  if (refLogits.length % vocab !== 0)
+    throw new EvalInputError({
+      field: "refLogits",
+      reason: `length ${refLogits.length} is not a multiple of vocab ${vocab}`,
+    });
+  const rows = refLogits.length / vocab;
+  if (targets !== null) {
+    if (targets.length !== rows)
+      throw new EvalInputError({
+        field: "targets",
+        reason: `length ${targets.length}, expected one per row (${rows})`,
+      });
+    for (let r = 0; r < rows; r++)
+      if (targets[r] < 0 || targets[r] >= vocab)
+        throw new EvalInputError({ field: `targets[${r}]`, reason: `token id ${targets[r]} outside [0, ${vocab})` });
+  }
+  const kld = new Float64Array(rows);
+  const sameTop = new Uint8Array(rows);
+  const nll = targets === null ? null : new Float64Array(rows);
+  const nllBase = targets === null ? null : new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    const base = r * vocab;
+    const row = scoreRow(refLogits, qLogits, base, vocab);
+    if (!Number.isFinite(row.refLogSumExp))
+      throw new EvalInputError({ field: `refLogits row ${r}`, reason: "not finite" });
+    if (!Number.isFinite(row.qLogSumExp)) throw new EvalInputError({ field: `qLogits row ${r}`, reason: "not finite" });
+    kld[r] = row.kld;
+    sameTop[r] = row.refArgmax === row.qArgmax ? 1 : 0;
+    if (targets !== null && nll && nllBase) {
+      const t = targets[r];
+      nll[r] = row.qLogSumExp - qLogits[base + t];
+      nllBase[r] = row.refLogSumExp - refLogits[base + t];
+    }
+  }
+  return { kld, sameTop, nll, nllBase };
+}
+
 /**
  * Streaming KLD / PPL / Δp accumulator over rows of [T, V] logits. Feed the reference and the
  * quantized model's logits of the same tokens; `targets[i]` is the token that follows row i
@@ -243,48 +304,32 @@ export class KldAccumulator {
 
   /** Score rows; throws EvalInputError (naming the argument) on mismatched or non-finite input. */
   add(refLogits: Float32Array, qLogits: Float32Array, vocab: number, targets: Int32Array | null): void {
-    if (!Number.isSafeInteger(vocab) || vocab < 1)
-      throw new EvalInputError({ field: "vocab", reason: `must be a positive integer, got ${vocab}` });
-    if (refLogits.length !== qLogits.length)
-      throw new EvalInputError({
-        field: "qLogits",
-        reason: `length ${qLogits.length} differs from refLogits length ${refLogits.length}`,
-      });
-    if (refLogits.length % vocab !== 0)
-      throw new EvalInputError({
-        field: "refLogits",
-        reason: `length ${refLogits.length} is not a multiple of vocab ${vocab}`,
-      });
-    const rows = refLogits.length / vocab;
-    const hasTargets = targets !== null;
+    this.addScores(scoreTokens(refLogits, qLogits, vocab, targets));
+  }
+
+  /**
+   * Adds tokens scored elsewhere (`scoreTokens`, e.g. by an evaluator worker on another host).
+   * Each token goes through the same f64 sums in the same order as `add`, so feeding a run's
+   * batches in order gives bit-identical statistics wherever they were scored.
+   */
+  addScores(s: TokenScores): void {
+    const rows = s.kld.length;
+    const hasTargets = s.nll !== null;
+    if (s.sameTop.length !== rows)
+      throw new EvalInputError({ field: "scores.sameTop", reason: `length ${s.sameTop.length}, expected ${rows}` });
+    if (hasTargets !== (s.nllBase !== null) || (s.nll && s.nll.length !== rows) || (s.nllBase && s.nllBase.length !== rows))
+      throw new EvalInputError({ field: "scores.nll", reason: `nll and nllBase must both be null or both hold ${rows} values` });
     if (this.withTargets !== undefined && this.withTargets !== hasTargets)
       throw new EvalInputError({ field: "targets", reason: "given in some add() calls and null in others" });
-    if (targets !== null) {
-      if (targets.length !== rows)
-        throw new EvalInputError({
-          field: "targets",
-          reason: `length ${targets.length}, expected one per row (${rows})`,
-        });
-      for (let r = 0; r < rows; r++)
-        if (targets[r] < 0 || targets[r] >= vocab)
-          throw new EvalInputError({ field: `targets[${r}]`, reason: `token id ${targets[r]} outside [0, ${vocab})` });
-    }
     for (let r = 0; r < rows; r++) {
-      const base = r * vocab;
-      const row = scoreRow(refLogits, qLogits, base, vocab);
-      if (!Number.isFinite(row.refLogSumExp))
-        throw new EvalInputError({ field: `refLogits row ${r}`, reason: "not finite" });
-      if (!Number.isFinite(row.qLogSumExp))
-        throw new EvalInputError({ field: `qLogits row ${r}`, reason: "not finite" });
-      const kld = row.kld;
+      const kld = s.kld[r];
       this.sumKld += kld;
       this.sumKld2 += kld * kld;
       this.kldValues.push(kld);
-      if (row.refArgmax === row.qArgmax) this.sameTop++;
-      if (targets !== null) {
-        const t = targets[r];
-        const nll = row.qLogSumExp - qLogits[base + t];
-        const nllBase = row.refLogSumExp - refLogits[base + t];
+      if (s.sameTop[r] === 1) this.sameTop++;
+      if (s.nll !== null && s.nllBase !== null) {
+        const nll = s.nll[r];
+        const nllBase = s.nllBase[r];
         this.sumNll += nll;
         this.sumNll2 += nll * nll;
         this.sumNllBase += nllBase;
