@@ -5,9 +5,10 @@
 // input) and each expert's relative weight error.
 import { readQuantizedCheckpoint } from "@moeq/formats";
 import { buildSpec, Engine, extractRoleMatrix, loadModel, packTarget, type RawConfig, refuseModules, tensorToF32, type WeightRole, type WeightSource, weightRoles } from "@moeq/models";
-import { KldAccumulator, type KldStats, type LayerStats, RelativeErrorAccumulator } from "@moeq/eval";
-import { tokenWindows } from "@moeq/runtime";
+import { KldAccumulator, type KldStats, type LayerStats, RelativeErrorAccumulator, scoreTokens, type TokenScores } from "@moeq/eval";
+import { tokenWindows, type Windows } from "@moeq/runtime";
 import { f32Tensor, type Tensor } from "@moeq/tensor";
+import { type BatchScores, type WindowBatch, windowBatches } from "./window-batches.ts";
 
 export interface EvaluateOptions {
   readonly referenceDir: string;
@@ -18,6 +19,14 @@ export interface EvaluateOptions {
   readonly batchWindows: number;
   readonly cacheDir?: string;
   readonly onProgress?: (done: number, total: number) => void;
+  /** windows to score instead of tokenizing `texts` (an evaluator worker gets them in its work item) */
+  readonly windows?: Windows;
+  /** per-layer MoE error on the first batch (default true; a worker scoring a later batch skips it) */
+  readonly layerErrors?: boolean;
+  /** every batch scored here, with its per-token values (a worker sends them home) */
+  readonly onBatchScored?: (b0: number, scores: TokenScores) => void;
+  /** batches scored by evaluator workers instead (one promise per batch), merged here in batch order */
+  readonly scoreElsewhere?: (batches: readonly WindowBatch[]) => Promise<BatchScores>[];
 }
 
 export interface ExpertWeightError {
@@ -105,13 +114,22 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<Evaluation
         addWeightError(r.layer, r.expert, extractRoleMatrix(r, whole, ref.source.tensor(r.tensor).shape), qEngine.weights.get(mod));
       }
 
-    const w = await tokenWindows(o.texts, "eval", { modelDir: o.referenceDir, vocab: V, seed: o.seed, cacheDir: o.cacheDir });
+    const w = o.windows ?? await tokenWindows(o.texts, "eval", { modelDir: o.referenceDir, vocab: V, seed: o.seed, cacheDir: o.cacheDir });
     const { n: N, seqLen: T } = w;
     const acc = new KldAccumulator();
     const layerErr = spec.layers.map(() => new RelativeErrorAccumulator());
     const batch = Math.min(o.batchWindows, N);
+    const elsewhere = o.scoreElsewhere?.(windowBatches(w, batch));
+    let layersElsewhere: LayerStats[] | undefined;
     for (let b0 = 0; b0 < N; b0 += batch) {
       const nb = Math.min(batch, N - b0);
+      const scoredElsewhere = await elsewhere?.[b0 / batch];
+      if (scoredElsewhere) {
+        acc.addScores(scoredElsewhere.tokens);
+        layersElsewhere ??= scoredElsewhere.layers;
+        o.onProgress?.(b0 + nb, N);
+        continue;
+      }
       const seq = refEngine.sequences(nb, T);
       const ids = w.ids.subarray(b0 * T, (b0 + nb) * T);
       let hr = refEngine.embed(ids, seq);
@@ -124,7 +142,7 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<Evaluation
           const yr = await refEngine.moe(L, ar.x, rr);
           // The per-layer error needs an extra quantized MoE pass; the first batch is a large
           // enough sample for a relative error, and this keeps the evaluation at ~2 forwards.
-          if (b0 === 0) layerErr[L].add(yr, await qEngine.moe(L, ar.x, rr));
+          if (b0 === 0 && o.layerErrors !== false) layerErr[L].add(yr, await qEngine.moe(L, ar.x, rr));
           hr = refEngine.finishLayer(ar.residual, yr);
           hq = qEngine.finishLayer(aq.residual, await qEngine.moe(L, aq.x));
         } else {
@@ -147,11 +165,13 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<Evaluation
           q.set(lq.subarray(src, src + V), dst);
           targets[b * (T - 1) + t] = ids[b * T + t + 1];
         }
-      acc.add(r, q, V, targets);
+      const scores = scoreTokens(r, q, V, targets);
+      acc.addScores(scores);
+      o.onBatchScored?.(b0, scores);
       o.onProgress?.(b0 + nb, N);
     }
     void H;
-    const layers: LayerStats[] = spec.layers.map((_, L) => ({
+    const layers: LayerStats[] = layersElsewhere ?? spec.layers.map((_, L) => ({
       layer: L,
       outputRelError: layerErr[L].elements > 0 ? layerErr[L].value : null,
       tokens: layerErr[L].elements / H,
