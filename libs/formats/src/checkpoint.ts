@@ -8,7 +8,7 @@ import { type DetectedFormat, detectFormat, readerFor } from "./detect.ts";
 import { FormatError } from "./errors.ts";
 import type { QuantizedReader } from "./reader-types.ts";
 import { getFormat } from "./registry.ts";
-import type { DequantizedModule, FormatInput } from "./types.ts";
+import type { DequantizedModule, FormatInput, InputQuantization } from "./types.ts";
 
 /** Files copied unchanged from the source model when present. */
 export const COPIED_FILES = [
@@ -85,6 +85,8 @@ export interface QuantizedCheckpoint {
   /** Modules stored quantized, by original module name (GPT-OSS: per expert). */
   readonly quantizedModules: readonly string[];
   dequantize(module: string): DequantizedModule;
+  /** How a quantized module's input is quantized when served; null when weight-only. */
+  inputQuantization(module: string): InputQuantization | null;
   /** Tensors stored as they are (norms, embeddings, router, ignored modules, biases). */
   readonly passthroughNames: readonly string[];
   tensor(name: string): Tensor;
@@ -119,6 +121,7 @@ export const openQuantizedCheckpoint = (dir: string, ckpt: Checkpoint): Quantize
     config,
     quantizedModules: reader.modules,
     dequantize: (m) => reader.dequantize(m),
+    inputQuantization: (m) => reader.inputQuantization?.(m) ?? null,
     passthroughNames: ckpt.names().filter((n) => !reader.owns(n)),
     tensor: (n) => ckpt.tensor(n),
     close: () => ckpt.close(),

@@ -8,6 +8,7 @@ import { FormatError } from "./errors.ts";
 import { checkFp8, checkMxfp4, checkNvfp4 } from "./float-checks.ts";
 import { checkFusedTensorScales } from "./fused-scales.ts";
 import { checkIntModule, intDequant } from "./int-checks.ts";
+import { scalarScale } from "./input-scales.ts";
 import { deriveUnquantizedModules } from "./module-names.ts";
 import { maybeTensor, type QuantizedReader, type ReadContext } from "./reader-types.ts";
 import {
@@ -21,7 +22,14 @@ import {
   i64Tensor,
   u8Tensor,
 } from "./tensors.ts";
-import type { DequantizedModule, Format, FormatInput, FormatOutput, QuantizedModule } from "./types.ts";
+import type {
+  DequantizedModule,
+  Format,
+  FormatInput,
+  FormatOutput,
+  InputQuantization,
+  QuantizedModule,
+} from "./types.ts";
 
 const NAME = "compressed-tensors";
 
@@ -185,19 +193,53 @@ const write = (input: FormatInput): FormatOutput => {
 
 const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
-const groupFor = (qc: Readonly<Record<string, unknown>>, module: string): Args | undefined => {
-  const groups = (qc.config_groups ?? {}) as Record<string, { targets?: string[]; weights?: Args }>;
-  let byClass: Args | undefined;
+interface ConfigGroup {
+  targets?: string[];
+  weights?: Args;
+  input_activations?: Args | null;
+}
+
+const configGroupFor = (qc: Readonly<Record<string, unknown>>, module: string): ConfigGroup | undefined => {
+  const groups = (qc.config_groups ?? {}) as Record<string, ConfigGroup>;
+  let byClass: ConfigGroup | undefined;
   for (const g of Object.values(groups)) {
     for (const t of g.targets ?? []) {
       if (t.startsWith("re:")) {
         // vLLM matches "re:" targets with Python's re.match: anchored at the start only.
-        if (new RegExp(`^(?:${t.slice(3)})`).test(module)) return g.weights;
-      } else if (t === module || new RegExp(`(^|\\.)${escapeRe(t)}$`).test(module)) return g.weights;
-      else if (/^[A-Z]/.test(t)) byClass ??= g.weights;
+        if (new RegExp(`^(?:${t.slice(3)})`).test(module)) return g;
+      } else if (t === module || new RegExp(`(^|\\.)${escapeRe(t)}$`).test(module)) return g;
+      else if (/^[A-Z]/.test(t)) byClass ??= g;
     }
   }
   return byClass;
+};
+
+const groupFor = (qc: Readonly<Record<string, unknown>>, module: string): Args | undefined =>
+  configGroupFor(qc, module)?.weights;
+
+/**
+ * The scheme's input_activations as vLLM's compressed-tensors loader would run them: NVFP4 W4A4
+ * (input_global_scale), static FP8 per tensor (input_scale), dynamic FP8 per token or per token
+ * group; anything else (int8 activations, per-channel FP8 inputs) is reported as unsupported.
+ */
+const ctInputQuantization = (ctx: ReadContext, p: string): InputQuantization | null => {
+  const gscale = scalarScale(NAME, ctx.source, `${p}.input_global_scale`);
+  if (gscale !== undefined) return { kind: "nvfp4", globalScale: gscale };
+  const scale = scalarScale(NAME, ctx.source, `${p}.input_scale`);
+  const a = configGroupFor(ctx.quantizationConfig, p)?.input_activations;
+  if (scale !== undefined && (!a || (a.type === "float" && Number(a.num_bits) === 8)))
+    return { kind: "fp8-tensor", scale };
+  if (!a) return null;
+  const what = `${p}: input_activations ${JSON.stringify(a)}`;
+  if (a.type !== "float")
+    return { kind: "unsupported", reason: `${what} (${String(a.type)} activations are not emulated)` };
+  if (Number(a.num_bits) === 4) return { kind: "unsupported", reason: `${what} without ${p}.input_global_scale` };
+  if (Number(a.num_bits) !== 8 || !a.dynamic)
+    return { kind: "unsupported", reason: `${what} without ${p}.input_scale` };
+  if (a.strategy === "token") return { kind: "fp8-token" };
+  if (a.strategy === "group" && Number(a.group_size) > 0)
+    return { kind: "fp8-token-group", groupSize: Number(a.group_size) };
+  return { kind: "unsupported", reason: `${what} (dynamic ${String(a.strategy)} scales are not emulated)` };
 };
 
 const SUFFIXES = [
@@ -337,7 +379,12 @@ export const readCompressedTensors = (ctx: ReadContext): QuantizedReader => {
     }
     return { name: p, rows, cols, weight: dequantizeFp8(wT.data, scales, rows, cols, tile) };
   };
-  return { modules: [...modules].sort(), dequantize, owns: owned };
+  const inputQuantization = (p: string): InputQuantization | null => {
+    if (!modules.has(p))
+      throw new FormatError({ format: NAME, reason: `module "${p}" is not quantized in this checkpoint` });
+    return ctInputQuantization(ctx, p);
+  };
+  return { modules: [...modules].sort(), dequantize, owns: owned, inputQuantization };
 };
 
 export const compressedTensors: Format = {

@@ -5,10 +5,11 @@ import { dequantizeFp8 } from "@moeq/quant";
 import type { Tensor } from "@moeq/tensor";
 import { FormatError } from "./errors.ts";
 import { checkFp8 } from "./float-checks.ts";
+import { scalarScale } from "./input-scales.ts";
 import { deriveUnquantizedModules } from "./module-names.ts";
 import { maybeTensor, type QuantizedReader, type ReadContext } from "./reader-types.ts";
 import { asF32, expectTensor, floatTensor, u8Tensor } from "./tensors.ts";
-import type { DequantizedModule, Format, FormatInput, FormatOutput } from "./types.ts";
+import type { DequantizedModule, Format, FormatInput, FormatOutput, InputQuantization } from "./types.ts";
 
 const NAME = "fp8-block";
 
@@ -75,7 +76,7 @@ export const readFp8Block = (ctx: ReadContext): QuantizedReader => {
   const set = new Set(modules);
   const owns = (t: string) => {
     const dot = t.lastIndexOf(".");
-    return set.has(t.slice(0, dot)) && ["weight", "weight_scale_inv"].includes(t.slice(dot + 1));
+    return set.has(t.slice(0, dot)) && ["weight", "weight_scale_inv", "input_scale"].includes(t.slice(dot + 1));
   };
   const dequantize = (p: string): DequantizedModule => {
     if (!set.has(p))
@@ -99,7 +100,22 @@ export const readFp8Block = (ctx: ReadContext): QuantizedReader => {
     }
     return { name: p, rows, cols, weight: dequantizeFp8(w.data, s, rows, cols, tile) };
   };
-  return { modules, dequantize, owns };
+  // activation_scheme "dynamic" (what DeepSeek-V3 and our writer declare): per token and per
+  // weight_block_size[1] input columns, as vLLM's and transformers' block-FP8 linears quantize them.
+  const scheme = ctx.quantizationConfig.activation_scheme ?? "dynamic";
+  const inputQuantization = (p: string): InputQuantization | null => {
+    if (!set.has(p))
+      throw new FormatError({ format: NAME, reason: `module "${p}" is not quantized in this checkpoint` });
+    const s = scalarScale(NAME, src, `${p}.input_scale`);
+    if (scheme === "static" || s !== undefined)
+      return s === undefined
+        ? { kind: "unsupported", reason: `${p}: activation_scheme static without ${p}.input_scale` }
+        : { kind: "fp8-tensor", scale: s };
+    if (scheme !== "dynamic")
+      return { kind: "unsupported", reason: `${p}: activation_scheme ${JSON.stringify(scheme)}` };
+    return wbs ? { kind: "fp8-token-group", groupSize: wbs[1]! } : { kind: "fp8-token" };
+  };
+  return { modules, dequantize, owns, inputQuantization };
 };
 
 export const fp8Block: Format = {

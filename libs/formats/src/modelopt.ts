@@ -6,10 +6,11 @@ import { packNibbles, type Tensor, unpackNibbles } from "@moeq/tensor";
 import { FormatError } from "./errors.ts";
 import { checkFp8, checkNvfp4 } from "./float-checks.ts";
 import { checkFusedTensorScales } from "./fused-scales.ts";
+import { scalarScale } from "./input-scales.ts";
 import { deriveUnquantizedModules } from "./module-names.ts";
 import { maybeTensor, type QuantizedReader, type ReadContext } from "./reader-types.ts";
 import { asF32, expectTensor, floatTensor, u8Tensor } from "./tensors.ts";
-import type { DequantizedModule, Format, FormatInput, FormatOutput } from "./types.ts";
+import type { DequantizedModule, Format, FormatInput, FormatOutput, InputQuantization } from "./types.ts";
 
 const NAME = "modelopt";
 
@@ -167,7 +168,17 @@ export const readModelopt = (ctx: ReadContext): QuantizedReader => {
       };
     throw new FormatError({ format: NAME, reason: `${p}.weight_scale has ${s.length} values; expected 1 or ${rows}` });
   };
-  return { modules, dequantize, owns };
+  // FP8: input_scale multiplies like the weight's; NVFP4: input_scale = amax/2688, and vLLM's
+  // ModelOpt loader quantizes with its reciprocal (input_scale_inv) as the global scale.
+  const inputQuantization = (p: string): InputQuantization | null => {
+    if (!set.has(p))
+      throw new FormatError({ format: NAME, reason: `module "${p}" is not quantized in this checkpoint` });
+    if (algo === "W4A16_NVFP4") return null;
+    const s = scalarScale(NAME, src, `${p}.input_scale`);
+    if (s === undefined) return { kind: "unsupported", reason: `${p}: quant_algo ${algo} without ${p}.input_scale` };
+    return nvfp4 ? { kind: "nvfp4", globalScale: Math.fround(1 / s) } : { kind: "fp8-tensor", scale: s };
+  };
+  return { modules, dequantize, owns, inputQuantization };
 };
 
 export const modelopt: Format = {

@@ -1,5 +1,5 @@
 import type { Tensor } from "@moeq/tensor";
-import type { DequantizedModule } from "./types.ts";
+import type { DequantizedModule, InputQuantization } from "./types.ts";
 
 /** Where a reader gets tensors: an opened checkpoint, or an in-memory map in tests. */
 export interface TensorSource {
@@ -22,6 +22,8 @@ export interface QuantizedReader {
   dequantize(module: string): DequantizedModule;
   /** True for tensors that belong to a quantized module's storage (not passed through). */
   owns(tensor: string): boolean;
+  /** How the module's input is quantized when served; null for weight-only (absent: null for all). */
+  inputQuantization?(module: string): InputQuantization | null;
 }
 
 export const mapSource = (m: ReadonlyMap<string, Tensor>): TensorSource => ({

@@ -83,6 +83,23 @@ export interface Format {
   write(input: FormatInput): FormatOutput;
 }
 
+/**
+ * How a serving engine quantizes a quantized module's input at run time, as the checkpoint
+ * states it (scales in the units vLLM uses; see libs/quant act-quant.ts for the arithmetic).
+ */
+export type InputQuantization =
+  /** static FP8 per tensor: x ≈ e4m3(x/scale)·scale (compressed-tensors / ModelOpt `input_scale`) */
+  | { readonly kind: "fp8-tensor"; readonly scale: number }
+  /** dynamic FP8, one scale per token (row) */
+  | { readonly kind: "fp8-token" }
+  /** dynamic FP8, one scale per token and `groupSize` input columns (DeepSeek FP8 block checkpoints) */
+  | { readonly kind: "fp8-token-group"; readonly groupSize: number }
+  /** NVFP4 W4A4: FP4 E2M1 in 16-element blocks, e4m3 block scales from the global scale
+   *  (compressed-tensors `input_global_scale` = 2688/amax; ModelOpt stores its reciprocal) */
+  | { readonly kind: "nvfp4"; readonly globalScale: number }
+  /** the checkpoint declares an activation scheme the evaluator does not emulate */
+  | { readonly kind: "unsupported"; readonly reason: string };
+
 /** What any checkpoint decodes to: f32 [out, in] per quantized module. */
 export interface DequantizedModule {
   readonly name: string;

@@ -161,3 +161,89 @@ describe("ModelOpt, FP8-block and GPT-OSS readers", () => {
     expect(Array.from(r.dequantize("x.experts.0.up_proj").weight.subarray(0, 2))).toEqual([-3, 3]);
   });
 });
+
+describe("activation (input) quantization the readers report", () => {
+  const fp8Module = (extra: [string, Tensor][]) =>
+    mapSource(
+      new Map<string, Tensor>([
+        ["m.weight", u8([0x38, 0x38], [1, 2], "F8_E4M3")],
+        ["m.weight_scale", f32Tensor(Float32Array.of(1), [1])],
+        ...extra,
+      ]),
+    );
+  const ct = (extra: [string, Tensor][], input_activations: Record<string, unknown> | null) =>
+    readCompressedTensors({
+      source: fp8Module(extra),
+      quantizationConfig: {
+        config_groups: {
+          g: { targets: ["Linear"], weights: { num_bits: 8, type: "float", strategy: "tensor" }, input_activations },
+        },
+      },
+    });
+  it("compressed-tensors: static input_scale, dynamic per token / per group, int8 activations unsupported", () => {
+    const scale = f32Tensor(Float32Array.of(0.25), [1]);
+    expect(
+      ct([["m.input_scale", scale]], { num_bits: 8, type: "float", strategy: "tensor", dynamic: false })
+        .inputQuantization!("m"),
+    ).toEqual({ kind: "fp8-tensor", scale: 0.25 });
+    expect(ct([], { num_bits: 8, type: "float", strategy: "token", dynamic: true }).inputQuantization!("m")).toEqual({
+      kind: "fp8-token",
+    });
+    expect(
+      ct([], { num_bits: 8, type: "float", strategy: "group", group_size: 128, dynamic: true }).inputQuantization!("m"),
+    ).toEqual({ kind: "fp8-token-group", groupSize: 128 });
+    expect(ct([], null).inputQuantization!("m")).toBeNull();
+    expect(
+      ct([], { num_bits: 8, type: "int", strategy: "token", dynamic: true }).inputQuantization!("m"),
+    ).toMatchObject({
+      kind: "unsupported",
+      reason: expect.stringMatching(/^m: input_activations .*int activations are not emulated/),
+    });
+    expect(
+      ct([], { num_bits: 8, type: "float", strategy: "tensor", dynamic: false }).inputQuantization!("m"),
+    ).toMatchObject({ kind: "unsupported", reason: expect.stringMatching(/without m\.input_scale/) });
+  });
+  it("a zero, non-finite or non-scalar input scale is a FormatError naming the tensor", () => {
+    const cfg = { num_bits: 8, type: "float", strategy: "tensor", dynamic: false };
+    expect(() => ct([["m.input_scale", f32Tensor(Float32Array.of(0), [1])]], cfg).inputQuantization!("m")).toThrow(
+      /m\.input_scale is 0, expected a positive finite scale/,
+    );
+    expect(() =>
+      ct([["m.input_scale", f32Tensor(Float32Array.of(Number.NaN), [1])]], cfg).inputQuantization!("m"),
+    ).toThrow(/m\.input_scale is NaN/);
+    expect(() => ct([["m.input_scale", f32Tensor(Float32Array.of(1, 2), [2])]], cfg).inputQuantization!("m")).toThrow(
+      /m\.input_scale has 2 values/,
+    );
+    expect(() => ct([], cfg).inputQuantization!("nope")).toThrow(/module "nope" is not quantized/);
+  });
+  it("ModelOpt NVFP4: the served global scale is 1/input_scale; W4A16_NVFP4 is weight-only", () => {
+    const src = mapSource(
+      new Map<string, Tensor>([
+        ["m.weight", u8(new Array(8).fill(0x21), [1, 8])],
+        ["m.weight_scale", u8([0x38], [1, 1], "F8_E4M3")],
+        ["m.weight_scale_2", f32Tensor(Float32Array.of(1), [])],
+        ["m.input_scale", f32Tensor(Float32Array.of(0.5), [])],
+      ]),
+    );
+    const side = (quant_algo: string) => ({
+      source: src,
+      quantizationConfig: {},
+      sideConfig: { quantization: { quant_algo } },
+    });
+    expect(readModelopt(side("NVFP4")).inputQuantization!("m")).toEqual({ kind: "nvfp4", globalScale: 2 });
+    expect(readModelopt(side("W4A16_NVFP4")).inputQuantization!("m")).toBeNull();
+  });
+  it("FP8 block (DeepSeek): dynamic activations per token and weight_block_size[1] columns", () => {
+    const src = mapSource(
+      new Map<string, Tensor>([
+        ["m.weight", u8([0x38, 0x38], [1, 2], "F8_E4M3")],
+        ["m.weight_scale_inv", f32Tensor(Float32Array.of(1), [1, 1])],
+      ]),
+    );
+    const r = readFp8Block({
+      source: src,
+      quantizationConfig: { activation_scheme: "dynamic", weight_block_size: [128, 128] },
+    });
+    expect(r.inputQuantization!("m")).toEqual({ kind: "fp8-token-group", groupSize: 128 });
+  });
+});

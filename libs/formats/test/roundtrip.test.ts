@@ -22,6 +22,7 @@ import { f32Tensor, fromF32, type Tensor } from "@moeq/tensor";
 import { afterAll, describe, expect, it } from "vitest";
 import {
   type FormatName,
+  type InputQuantization,
   type IntQuantized,
   type QuantizedModule,
   type QuantizedWeight,
@@ -127,6 +128,8 @@ interface Case {
   quantize: Quantizer;
   /** Attach an input scale (in the format's units) to each module. */
   input?: (name: string) => number;
+  /** What the reader says about each module's activations (default: weight-only, null). */
+  acts?: (m: QuantizedModule) => InputQuantization;
   /** Also check config.json / side files. */
   check?: (dir: string, config: Record<string, any>) => void;
   /** Share one NVFP4 global scale across all modules (vLLM fuses gate/up and q/k/v). */
@@ -171,6 +174,7 @@ const cases: Case[] = [
     odd: true,
     quantize: (l) => quantizeFp8(l.w, l.rows, l.cols, { strategy: "tensor" }),
     input: (n) => inputScaleFp8(inputAbsmax(n)),
+    acts: (m) => ({ kind: "fp8-tensor", scale: Math.fround(m.inputScale!) }),
     check: (_d, c) =>
       expect(c.quantization_config.config_groups.group_0.input_activations).toMatchObject({
         num_bits: 8,
@@ -186,6 +190,7 @@ const cases: Case[] = [
     quantize: (l) =>
       quantizeNvfp4(l.w, l.rows, l.cols, { globalScale: nvfp4GlobalScale(allAmax(false), "compressed-tensors") }),
     input: (n) => nvfp4InputScale(inputAbsmax(n), "compressed-tensors"),
+    acts: (m) => ({ kind: "nvfp4", globalScale: Math.fround(m.inputScale!) }),
   },
   { format: "compressed-tensors", scheme: "mxfp4", odd: false, quantize: (l) => quantizeMxfp4(l.w, l.rows, l.cols) },
   {
@@ -219,6 +224,7 @@ const cases: Case[] = [
     odd: true,
     quantize: (l) => quantizeFp8(l.w, l.rows, l.cols, { strategy: "tensor" }),
     input: (n) => inputScaleFp8(inputAbsmax(n)),
+    acts: (m) => ({ kind: "fp8-tensor", scale: Math.fround(m.inputScale!) }),
     check: (dir) => {
       const hf = JSON.parse(readFileSync(join(dir, "hf_quant_config.json"), "utf8"));
       expect(hf.quantization.quant_algo).toBe("FP8");
@@ -236,6 +242,8 @@ const cases: Case[] = [
         globalScale: nvfp4GlobalScale(allAmax(false), "modelopt"),
       }),
     input: (n) => nvfp4InputScale(inputAbsmax(n), "modelopt"),
+    // ModelOpt stores amax/2688; the served global scale is its reciprocal
+    acts: (m) => ({ kind: "nvfp4", globalScale: Math.fround(1 / Math.fround(m.inputScale!)) }),
     check: (dir) =>
       expect(JSON.parse(readFileSync(join(dir, "hf_quant_config.json"), "utf8")).quantization.quant_algo).toBe("NVFP4"),
   },
@@ -244,6 +252,7 @@ const cases: Case[] = [
     scheme: "fp8 block 16×16 (partial edge blocks)",
     odd: true,
     quantize: (l) => quantizeFp8(l.w, l.rows, l.cols, { strategy: "block", block: [16, 16] }),
+    acts: () => ({ kind: "fp8-token-group", groupSize: 16 }),
     check: (_d, c) => expect(c.quantization_config.weight_block_size).toEqual([16, 16]),
   },
   {
@@ -251,6 +260,7 @@ const cases: Case[] = [
     scheme: "fp8 block 128×128 (one partial block per weight)",
     odd: true,
     quantize: (l) => quantizeFp8(l.w, l.rows, l.cols, { strategy: "block" }),
+    acts: () => ({ kind: "fp8-token-group", groupSize: 128 }),
   },
 ];
 
@@ -308,6 +318,7 @@ describe("round trip scheme × format through files", () => {
             );
           }
         }
+        for (const m of modules) expect(ck.inputQuantization(m.name), m.name).toEqual(c.acts?.(m) ?? null);
         c.check?.(dir, ck.config as Record<string, any>);
       } finally {
         ck.close();

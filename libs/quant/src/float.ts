@@ -1,4 +1,5 @@
 // Public surface of the float schemes.
+export * from "./act-quant.ts";
 export * from "./float-codecs.ts";
 export * from "./float-errors.ts";
 export * from "./fp8.ts";
