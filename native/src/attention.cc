@@ -15,27 +15,15 @@
 #include <vector>
 
 #include "args.h"
+#include "attention_args.h"
 #include "registry.h"
 
 namespace moeq {
 namespace {
 
-struct Attn {
+struct Attn : AttnDims {
   View<float> q, k, v, out, sinks;
-  int64_t B, T, Hq, Hkv, D, Dv, qs, ks, vs, os;
-  int64_t window = 0, chunk = 0;
-  bool causal = true;
-  float scale;
 };
-
-int64_t optInt(Napi::Object o, const char* key, int64_t dflt) {
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined() || v.IsNull()) return dflt;
-  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string("attention: ") + key + " must be a number");
-  double d = v.As<Napi::Number>().DoubleValue();
-  if (d != std::floor(d)) throw Napi::TypeError::New(o.Env(), std::string("attention: ") + key + " must be an integer");
-  return static_cast<int64_t>(d);
-}
 
 Attn parseAttn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -44,45 +32,13 @@ Attn parseAttn(const Napi::CallbackInfo& info) {
   a.k = typedArg<float>(info, 1, "k");
   a.v = typedArg<float>(info, 2, "v");
   a.out = typedArg<float>(info, 3, "out");
-  if (info.Length() < 5 || !info[4].IsObject()) throw Napi::TypeError::New(env, "attention: options object expected");
-  Napi::Object o = info[4].As<Napi::Object>();
-  a.B = optInt(o, "batch", -1);
-  a.T = optInt(o, "seqLen", -1);
-  a.Hq = optInt(o, "numHeads", -1);
-  a.Hkv = optInt(o, "numKvHeads", a.Hq);
-  a.D = optInt(o, "headDim", -1);
-  a.Dv = optInt(o, "vHeadDim", a.D);
-  a.qs = optInt(o, "qStride", a.Hq * a.D);
-  a.ks = optInt(o, "kStride", a.Hkv * a.D);
-  a.vs = optInt(o, "vStride", a.Hkv * a.Dv);
-  a.os = optInt(o, "outStride", a.Hq * a.Dv);
-  a.window = optInt(o, "window", 0);
-  a.chunk = optInt(o, "chunk", 0);
-  Napi::Value c = o.Get("causal");
-  a.causal = c.IsUndefined() ? true : c.ToBoolean().Value();
-  Napi::Value sc = o.Get("scale");
-  a.scale = sc.IsNumber() ? sc.As<Napi::Number>().FloatValue() : 1.0f / std::sqrt(static_cast<float>(a.D));
-  Napi::Value s = o.Get("sinks");
-  if (!s.IsUndefined() && !s.IsNull()) {
-    if (!s.IsTypedArray() || s.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-      throw Napi::TypeError::New(env, "attention: sinks must be a Float32Array");
-    auto ta = s.As<Napi::TypedArray>();
-    a.sinks = {reinterpret_cast<float*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset()), ta.ElementLength()};
-  }
-  require(env, a.B >= 0 && a.T >= 0 && a.Hq > 0 && a.Hkv > 0 && a.D > 0 && a.Dv > 0,
-          "attention: batch, seqLen >= 0 and numHeads, numKvHeads, headDim, vHeadDim > 0 are required");
-  require(env, a.Hq % a.Hkv == 0, "attention: numHeads must be a multiple of numKvHeads");
-  require(env, a.window >= 0 && a.chunk >= 0, "attention: window and chunk must be >= 0");
-  require(env, a.qs >= a.Hq * a.D && a.ks >= a.Hkv * a.D && a.vs >= a.Hkv * a.Dv && a.os >= a.Hq * a.Dv,
-          "attention: a stride is smaller than heads*dim");
-  size_t rows = static_cast<size_t>(a.B * a.T);
-  if (rows > 0) {
-    require(env, a.q.length >= (rows - 1) * a.qs + a.Hq * a.D, "attention: q is too short");
-    require(env, a.k.length >= (rows - 1) * a.ks + a.Hkv * a.D, "attention: k is too short");
-    require(env, a.v.length >= (rows - 1) * a.vs + a.Hkv * a.Dv, "attention: v is too short");
-    require(env, a.out.length >= (rows - 1) * a.os + a.Hq * a.Dv, "attention: out is too short");
-  }
-  require(env, !a.sinks.data || a.sinks.length >= static_cast<size_t>(a.Hq), "attention: sinks shorter than numHeads");
+  static_cast<AttnDims&>(a) = parseAttnOptions(info, "attention");
+  a.sinks = attnSinks(info, a, "attention");
+  const AttnSpans need = attnSpans(a);
+  require(env, a.q.length >= need.q, "attention: q is too short");
+  require(env, a.k.length >= need.k, "attention: k is too short");
+  require(env, a.v.length >= need.v, "attention: v is too short");
+  require(env, a.out.length >= need.out, "attention: out is too short");
   return a;
 }
 

@@ -4,6 +4,7 @@
 import { describe, expect, it } from "vitest";
 import { CudaUnavailable, cudaKernels, deviceKernels, InvalidDevice, native, parseDevice } from "../ts/index.ts";
 import * as checks from "./cuda_checks.ts";
+import * as opsChecks from "./cuda_ops_checks.ts";
 
 const cudaEntryPoints = [
   "cudaDeviceCount",
@@ -18,6 +19,18 @@ const cudaEntryPoints = [
   "cudaSwigluF32",
   "cudaRmsNormF32",
   "cudaAttentionF32",
+  "cudaLogSoftmaxF32",
+  "cudaActivationF32",
+  "cudaClampedSwigluF32",
+  "cudaLayerNormF32",
+  "cudaL2NormF32",
+  "cudaRopeF32",
+  "cudaBf16ToF32",
+  "cudaF16ToF32",
+  "cudaDecodeToF32",
+  "cudaGemmMixed",
+  "cudaCausalConv1dSiluF32",
+  "cudaGatedDeltaRuleRecurrentF32",
   "cudaGptqBatched",
   "cudaMoeCalibrate",
   "cudaIpcExport",
@@ -79,6 +92,17 @@ if (!native.withCuda) {
     it("weighted Hessian", async () => console.log(await checks.checkHessian(12)), 60_000);
     it("softmax, top-k, SwiGLU, RMSNorm", async () => console.log(await checks.checkElementwise(13)), 60_000);
     it("attention variants", async () => console.log(await checks.checkAttention(17)), 60_000);
+    it(
+      "log-softmax, activations, clamped SwiGLU, RMSNorm / LayerNorm / L2 norm variants",
+      async () => console.log(await opsChecks.checkRowOps(18)),
+      60_000,
+    );
+    it("RoPE bit for bit with ropeF32", async () => console.log(await opsChecks.checkRope(19)), 60_000);
+    it("bf16 / f16 / f8_e4m3 decoding, every bit pattern", async () => console.log(await opsChecks.checkDecode()));
+    it("mixed-operand GEMM", async () => console.log(await opsChecks.checkGemmMixed(20)), 60_000);
+    it("causal conv1d + SiLU, gated delta rule", async () => console.log(await opsChecks.checkDeltaNet(21)), 60_000);
+    it("typed errors for bad input to the forward-pass kernels", async () =>
+      console.log(await opsChecks.checkOpsRejections()));
     it("GPTQ reproduces the oracle cases", async () => console.log(await checks.checkGptqOracle()), 60_000);
     it(
       "batched GPTQ matches the CPU kernel per expert",

@@ -21,7 +21,8 @@ export function rng(seed: number) {
   };
 }
 
-const randF32 = (n: number, r: () => number, scale = 1) => Float32Array.from({ length: n }, () => r() * 2 * scale);
+export const randF32 = (n: number, r: () => number, scale = 1) =>
+  Float32Array.from({ length: n }, () => r() * 2 * scale);
 
 export function relErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
   let d = 0;
@@ -34,17 +35,17 @@ export function relErr(got: ArrayLike<number>, want: ArrayLike<number>): number 
   return Math.sqrt(d / Math.max(s, 1e-300));
 }
 
-function assert(ok: boolean, msg: string): void {
+export function assert(ok: boolean, msg: string): void {
   if (!ok) throw new Error(msg);
 }
 
-class Dev {
+export class Dev {
   readonly cu: CudaKernels;
   private readonly held: CudaBuffer[] = [];
   constructor(cu: CudaKernels) {
     this.cu = cu;
   }
-  up(a: Float32Array | Int32Array | Uint8Array): CudaBuffer {
+  up(a: ArrayBufferView): CudaBuffer {
     const b = this.cu.cudaAlloc(a.byteLength);
     this.cu.cudaUpload(b, a);
     this.held.push(b);
@@ -67,7 +68,7 @@ class Dev {
   }
 }
 
-async function withDev<T>(f: (d: Dev) => Promise<T> | T): Promise<T> {
+export async function withDev<T>(f: (d: Dev) => Promise<T> | T): Promise<T> {
   const d = new Dev(cudaKernels(0));
   try {
     return await f(d);

@@ -8,6 +8,7 @@
 #include <map>
 
 #include "../args.h"
+#include "../attention_args.h"
 #include "../registry.h"
 #include "attention.h"
 #include "blas.h"
@@ -15,76 +16,10 @@
 #include "gptq.h"
 #include "kernels.h"
 #include "layer.h"
+#include "napi_args.h"
 
 namespace moeq::cuda {
 namespace {
-
-constexpr const char* kSlot = "__moeqCuda";
-
-Napi::Object wrapBuffer(Napi::Env env, std::shared_ptr<Allocation> alloc, size_t offset, size_t bytes) {
-  auto* b = new Buffer{std::move(alloc), offset, bytes};
-  auto obj = Napi::Object::New(env);
-  obj.Set("bytes", Napi::Number::New(env, double(bytes)));
-  obj.Set("device", Napi::Number::New(env, b->device()));
-  obj.DefineProperty(Napi::PropertyDescriptor::Value(
-      kSlot, Napi::External<Buffer>::New(env, b, [](Napi::Env, Buffer* p) { delete p; }), napi_default));
-  return obj;
-}
-
-Buffer& bufferArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  if (i < info.Length() && info[i].IsObject()) {
-    auto v = info[i].As<Napi::Object>().Get(kSlot);
-    if (v.IsExternal()) {
-      Buffer* b = v.As<Napi::External<Buffer>>().Data();
-      if (!b->alloc) throw Napi::Error::New(info.Env(), std::string(name) + ": the CudaBuffer was freed");
-      return *b;
-    }
-  }
-  throw Napi::TypeError::New(info.Env(), std::string(name) + ": expected a CudaBuffer");
-}
-
-Buffer* optBufferArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  if (i >= info.Length() || info[i].IsNull() || info[i].IsUndefined()) return nullptr;
-  return &bufferArg(info, i, name);
-}
-
-void need(const Napi::CallbackInfo& info, const Buffer& b, int64_t bytes, const char* name) {
-  if (bytes < 0 || size_t(bytes) > b.bytes)
-    throw Napi::RangeError::New(info.Env(), std::string(name) + ": CudaBuffer holds " + std::to_string(b.bytes) +
-                                                " bytes, needs " + std::to_string(bytes));
-}
-
-void sameDevice(const Napi::CallbackInfo& info, int dev, const Buffer* b, const char* name) {
-  if (b && b->device() != dev)
-    throw Napi::Error::New(info.Env(), std::string(name) + ": on device " + std::to_string(b->device()) +
-                                           ", the other operands are on device " + std::to_string(dev));
-}
-
-// CUDA failures surface as JS errors with the failing call's name.
-template <typename F>
-auto guarded(Napi::Env env, F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const CudaError& e) {
-    throw Napi::Error::New(env, e.what());
-  }
-}
-
-int deviceArg(const Napi::CallbackInfo& info, size_t i) {
-  if (i >= info.Length() || info[i].IsUndefined()) return 0;
-  return int(intArg(info, i, "device"));
-}
-
-struct HostBytes {
-  uint8_t* data;
-  size_t bytes;
-};
-HostBytes hostArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  if (i >= info.Length() || !info[i].IsTypedArray())
-    throw Napi::TypeError::New(info.Env(), std::string(name) + ": expected a typed array");
-  auto ta = info[i].As<Napi::TypedArray>();
-  return {static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset(), ta.ByteLength()};
-}
 
 Napi::Value DeviceCount(const Napi::CallbackInfo& info) {
   int n = 0;
@@ -198,16 +133,6 @@ Napi::Value FillUniform(const Napi::CallbackInfo& info) {
     check(cudaStreamSynchronize(ctx.stream), "cudaFillUniform sync");
   });
   return info.Env().Undefined();
-}
-
-Precision precisionArg(const Napi::CallbackInfo& info, size_t i, Precision dflt) {
-  if (i >= info.Length() || info[i].IsUndefined()) return dflt;
-  if (!info[i].IsString()) throw Napi::TypeError::New(info.Env(), "precision: expected \"f32\", \"tf32\" or \"bf16\"");
-  try {
-    return parsePrecision(info[i].As<Napi::String>().Utf8Value());
-  } catch (const CudaError& e) {
-    throw Napi::TypeError::New(info.Env(), e.what());
-  }
 }
 
 // (a, b, c, m, n, k, transA?, transB?, alpha?, beta?, precision?)
@@ -462,16 +387,6 @@ Napi::Value MoeCalibrate(const Napi::CallbackInfo& info) {
   });
 }
 
-int64_t optInt(const Napi::Object& o, const char* key, int64_t dflt) {
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined() || v.IsNull()) return dflt;
-  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string("cudaAttentionF32: ") + key + " must be a number");
-  double d = v.As<Napi::Number>().DoubleValue();
-  if (d != std::floor(d))
-    throw Napi::TypeError::New(o.Env(), std::string("cudaAttentionF32: ") + key + " must be an integer");
-  return int64_t(d);
-}
-
 // (q, k, v, out, options) with the options of attentionF32 (sinks: a host Float32Array)
 Napi::Value Attention(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -479,52 +394,25 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
   Buffer& k = bufferArg(info, 1, "cudaAttentionF32: k");
   Buffer& v = bufferArg(info, 2, "cudaAttentionF32: v");
   Buffer& out = bufferArg(info, 3, "cudaAttentionF32: out");
-  if (info.Length() < 5 || !info[4].IsObject()) throw Napi::TypeError::New(env, "cudaAttentionF32: options object expected");
-  Napi::Object o = info[4].As<Napi::Object>();
-  AttnArgs a{};
-  a.B = optInt(o, "batch", -1);
-  a.T = optInt(o, "seqLen", -1);
-  a.Hq = optInt(o, "numHeads", -1);
-  a.Hkv = optInt(o, "numKvHeads", a.Hq);
-  a.D = optInt(o, "headDim", -1);
-  a.Dv = optInt(o, "vHeadDim", a.D);
-  a.qs = optInt(o, "qStride", a.Hq * a.D);
-  a.ks = optInt(o, "kStride", a.Hkv * a.D);
-  a.vs = optInt(o, "vStride", a.Hkv * a.Dv);
-  a.os = optInt(o, "outStride", a.Hq * a.Dv);
-  a.window = optInt(o, "window", 0);
-  a.chunk = optInt(o, "chunk", 0);
-  Napi::Value c = o.Get("causal");
-  a.causal = c.IsUndefined() ? true : c.ToBoolean().Value();
-  Napi::Value sc = o.Get("scale");
-  a.scale = sc.IsUndefined() || sc.IsNull() ? float(1.0 / std::sqrt(double(a.D))) : float(sc.ToNumber().DoubleValue());
-  require(env, a.B >= 0 && a.T >= 0 && a.Hq > 0 && a.Hkv > 0 && a.D > 0 && a.Dv > 0,
-          "cudaAttentionF32: batch, seqLen >= 0 and numHeads, numKvHeads, headDim, vHeadDim > 0 are required");
-  require(env, a.Hq % a.Hkv == 0, "cudaAttentionF32: numHeads must be a multiple of numKvHeads");
-  require(env, a.D <= kAttnMaxHeadDim && a.Dv <= kAttnMaxHeadDim,
+  const AttnDims d = parseAttnOptions(info, "cudaAttentionF32");
+  require(env, d.D <= kAttnMaxHeadDim && d.Dv <= kAttnMaxHeadDim,
           "cudaAttentionF32: head dims up to " + std::to_string(kAttnMaxHeadDim) + " on the GPU");
-  require(env, a.window >= 0 && a.chunk >= 0, "cudaAttentionF32: window and chunk must be >= 0");
-  require(env, a.qs >= a.Hq * a.D && a.ks >= a.Hkv * a.D && a.vs >= a.Hkv * a.Dv && a.os >= a.Hq * a.Dv,
-          "cudaAttentionF32: a stride is smaller than its row");
-  const int64_t rows = a.B * a.T;
-  if (rows > 0) {
-    need(info, q, ((rows - 1) * a.qs + a.Hq * a.D) * 4, "cudaAttentionF32: q");
-    need(info, k, ((rows - 1) * a.ks + a.Hkv * a.D) * 4, "cudaAttentionF32: k");
-    need(info, v, ((rows - 1) * a.vs + a.Hkv * a.Dv) * 4, "cudaAttentionF32: v");
-    need(info, out, ((rows - 1) * a.os + a.Hq * a.Dv) * 4, "cudaAttentionF32: out");
-  }
-  Napi::Value sv = o.Get("sinks");
-  std::vector<float> sinks;
-  if (!sv.IsUndefined() && !sv.IsNull()) {
-    if (!sv.IsTypedArray() || sv.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-      throw Napi::TypeError::New(env, "cudaAttentionF32: sinks must be a Float32Array");
-    auto f = sv.As<Napi::Float32Array>();
-    require(env, int64_t(f.ElementLength()) >= a.Hq, "cudaAttentionF32: sinks needs numHeads values");
-    sinks.assign(f.Data(), f.Data() + a.Hq);
-  }
-  guarded(env, [&] {
-    DeviceContext& ctx = context(q.device());
-    std::lock_guard<std::mutex> lock(ctx.mu);
+  const AttnSpans span = attnSpans(d);
+  need(info, q, int64_t(span.q) * 4, "cudaAttentionF32: q");
+  need(info, k, int64_t(span.k) * 4, "cudaAttentionF32: k");
+  need(info, v, int64_t(span.v) * 4, "cudaAttentionF32: v");
+  need(info, out, int64_t(span.out) * 4, "cudaAttentionF32: out");
+  sameDevice(info, q.device(), &k, "cudaAttentionF32: k");
+  sameDevice(info, q.device(), &v, "cudaAttentionF32: v");
+  sameDevice(info, q.device(), &out, "cudaAttentionF32: out");
+  const moeq::View<float> sv = attnSinks(info, d, "cudaAttentionF32");
+  std::vector<float> sinks(sv.data, sv.data + (sv.data ? d.Hq : 0));
+  AttnArgs a{};
+  a.B = d.B, a.T = d.T, a.Hq = d.Hq, a.Hkv = d.Hkv, a.D = d.D, a.Dv = d.Dv;
+  a.qs = d.qs, a.ks = d.ks, a.vs = d.vs, a.os = d.os, a.window = d.window, a.chunk = d.chunk;
+  a.causal = d.causal;
+  a.scale = d.scale;
+  onStream(env, q.device(), "cudaAttentionF32 sync", [&](DeviceContext& ctx) {
     std::unique_ptr<Allocation> ds;
     if (!sinks.empty()) {
       ds = std::make_unique<Allocation>(sinks.size() * 4, ctx.device);
@@ -536,6 +424,7 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
     a.v = v.as<float>();
     a.out = out.as<float>();
     launchAttention(a, ctx.stream);
+    // the sinks allocation must outlive the kernel: wait here, before ds goes
     check(cudaStreamSynchronize(ctx.stream), "cudaAttentionF32 sync");
   });
   return env.Undefined();

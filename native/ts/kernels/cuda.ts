@@ -4,6 +4,8 @@
 // Matrices are row-major f32 unless named; a CudaBuffer is a byte range of a device allocation.
 
 import type { AttentionOptions } from "./attention.ts";
+import type { WeightDtype } from "./gemm.ts";
+import type { ActivationKind } from "./ops.ts";
 import type { GptqScaleDtype } from "./quant.ts";
 
 /** A byte range of device memory. Views share the allocation; it is freed when the last goes. */
@@ -142,6 +144,100 @@ export interface CudaKernels {
     cols: number,
     eps: number,
     plusOne?: boolean,
+  ): void;
+  // The forward-pass kernels of OpsKernels / GemmMixedKernels: same names with a `cuda` prefix,
+  // same argument order, CudaBuffers for the typed arrays. `out` may be the input itself where the
+  // CPU kernel allows it; a partial overlap (which would race on the GPU) is a RangeError.
+  cudaLogSoftmaxF32(x: CudaBuffer, out: CudaBuffer, rows: number, cols: number): void;
+  /** n defaults to x's length in f32 values. */
+  cudaActivationF32(kind: ActivationKind, x: CudaBuffer, out: CudaBuffer, n?: number): void;
+  /** GPT-OSS: (clamp(up, ±limit) + 1) · g·σ(alpha·g), g = min(gate, limit); out must not overlap gate/up. */
+  cudaClampedSwigluF32(
+    gate: CudaBuffer,
+    up: CudaBuffer,
+    out: CudaBuffer,
+    rows: number,
+    cols: number,
+    rowStride: number,
+    colStride: number,
+    alpha: number,
+    limit: number,
+  ): void;
+  cudaLayerNormF32(
+    x: CudaBuffer,
+    weight: CudaBuffer | null,
+    bias: CudaBuffer | null,
+    out: CudaBuffer,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): void;
+  cudaL2NormF32(x: CudaBuffer, out: CudaBuffer, rows: number, cols: number, eps: number): void;
+  /**
+   * As ropeF32, in place; cos/sin f32 [maxPos, rotaryDim/2] and positions i32 [rows] on the device.
+   * A position outside the table is a RangeError naming it and its row (the other rows are rotated).
+   */
+  cudaRopeF32(
+    x: CudaBuffer,
+    cos: CudaBuffer,
+    sin: CudaBuffer,
+    positions: CudaBuffer,
+    rows: number,
+    heads: number,
+    headDim: number,
+    rotaryDim: number,
+    interleaved?: boolean,
+    rowStride?: number,
+  ): void;
+  /** Every 16-bit value of src widened to f32 (src 2-byte aligned). */
+  cudaBf16ToF32(src: CudaBuffer, dst: CudaBuffer): void;
+  cudaF16ToF32(src: CudaBuffer, dst: CudaBuffer): void;
+  /** As decodeToF32: `count` stored values, bit-exact with PyTorch's `.to(float32)`. */
+  cudaDecodeToF32(src: CudaBuffer, dtype: WeightDtype, out: CudaBuffer, count: number): void;
+  /**
+   * As gemmMixed: Y[m,n] = X·Wᵀ (W stored [n,k], transB default true) or X·W (W stored [k,n]);
+   * W decoded on the device into an n·k f32 scratch (with its 128×128 block scales), then one
+   * cuBLAS GEMM in `precision` (default "f32"). w must start at a multiple of its element size.
+   */
+  cudaGemmMixed(
+    x: CudaBuffer,
+    w: CudaBuffer,
+    y: CudaBuffer,
+    m: number,
+    n: number,
+    k: number,
+    dtype: WeightDtype,
+    transB?: boolean,
+    blockScale?: CudaBuffer | null,
+    accumulate?: boolean,
+    precision?: CudaPrecision,
+  ): void;
+  /** As causalConv1dSiluF32; out must not overlap x. */
+  cudaCausalConv1dSiluF32(
+    x: CudaBuffer,
+    weight: CudaBuffer,
+    out: CudaBuffer,
+    batch: number,
+    seqLen: number,
+    channels: number,
+    kernel: number,
+  ): void;
+  /**
+   * As gatedDeltaRuleRecurrentF32 (the token recurrence in f32): one thread per value column,
+   * all (batch, head, column) in parallel; kDim up to 256. out may be v itself.
+   */
+  cudaGatedDeltaRuleRecurrentF32(
+    q: CudaBuffer,
+    k: CudaBuffer,
+    v: CudaBuffer,
+    g: CudaBuffer,
+    beta: CudaBuffer,
+    out: CudaBuffer,
+    batch: number,
+    seqLen: number,
+    numHeads: number,
+    kDim: number,
+    vDim: number,
   ): void;
   /** As attentionF32 (same options; sinks a host Float32Array); head dims up to 512. */
   cudaAttentionF32(q: CudaBuffer, k: CudaBuffer, v: CudaBuffer, out: CudaBuffer, opts: AttentionOptions): void;
