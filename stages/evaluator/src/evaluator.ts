@@ -5,16 +5,36 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { isFloatScheme, type StageContext } from "@moeq/runtime";
 import { telemetry as tracing } from "@moeq/runtime";
+import { distributeWindows } from "./distribute-windows.ts";
 import { evaluateCheckpoint } from "./evaluate.ts";
 import { reportData, writeRunReport } from "./report.ts";
+import { serveWindowWork } from "./window-worker.ts";
 
 export async function runEvaluator(ctx: StageContext): Promise<void> {
+  // A worker on another host: scores batches of windows until the run ends (runStage exits it).
+  if (ctx.remote) {
+    await serveWindowWork(ctx);
+    ctx.say("consuming evaluate work");
+    return new Promise<never>(() => undefined);
+  }
   if (ctx.find("EvaluationCompleted")) return;
   const packed = await ctx.waitFor("CheckpointPacked");
   const opened = await ctx.waitFor("ModelOpened");
   const o = ctx.options;
   ctx.say(`evaluating ${packed.payload.dir}`);
   await ctx.pause();
+  // graph option distribute: batches of windows go to evaluator workers (any host) through the
+  // `evaluate` queue and come back as per-token scores, merged in order (docs/cluster.md)
+  const so = ctx.stageOptions;
+  const distribution =
+    so.distribute === true
+      ? await distributeWindows(ctx, {
+          referenceDir: ctx.modelDir,
+          quantizedDir: packed.payload.dir,
+          ackWaitMs: typeof so.ackWaitMs === "number" && so.ackWaitMs >= 1000 ? so.ackWaitMs : undefined,
+          homeWorker: so.homeWorker !== false,
+        })
+      : undefined;
   const evaluate = (): ReturnType<typeof evaluateCheckpoint> => evaluateCheckpoint({
     referenceDir: ctx.modelDir,
     quantizedDir: packed.payload.dir,
@@ -23,13 +43,14 @@ export async function runEvaluator(ctx: StageContext): Promise<void> {
     batchWindows: o.batchWindows,
     cacheDir: ctx.paths.cache,
     onProgress: (d, n) => ctx.say(`evaluated ${d}/${n} windows`),
+    scoreElsewhere: distribution?.scoreElsewhere,
   });
   // the whole checkpoint at once: no layer/expert above it; its loss is the mean KLD
   const evaluation = await tracing.projectionSpan("evaluate", {}, async (span) => {
     const ev = await evaluate();
     tracing.setWork(span, { loss: ev.kld.kld.mean });
     return ev;
-  });
+  }).finally(() => distribution?.stop());
   const E = Math.max(1, ...opened.payload.expertsPerLayer);
   const planned = ctx.all("RoutingPlanned");
   const seconds = new Map<string, number>();
@@ -85,6 +106,7 @@ export async function runEvaluator(ctx: StageContext): Promise<void> {
         windows: evaluation.windows,
         reportDir: dir,
         seconds: evaluation.seconds,
+        ...(distribution ? { scoredBy: Object.fromEntries(distribution.scoredBy) } : {}),
       },
     },
   });
