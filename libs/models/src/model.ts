@@ -46,14 +46,22 @@ export function readConfig(dir: string): RawConfig {
 }
 
 /** Opens and validates a model directory (config.json + safetensors). Throws typed errors. */
-export function loadModel(dir: string, opts: { validate?: boolean } = {}): LoadedModel {
+export function loadModel(
+  dir: string,
+  opts: {
+    validate?: boolean;
+    /** How FP8 block-quantized weights are presented: BF16 (transformers' dequantize=True rounding,
+     *  the default) or F32 (exact f32(code)·scale, what moeq's evaluator scores). */
+    fp8Weights?: "BF16" | "F32";
+  } = {},
+): LoadedModel {
   const config = readConfig(dir);
   const { arch, spec } = buildSpec(config, join(dir, "config.json"));
   const checkpoint = openCheckpoint(dir);
-  // FP8 block-quantized inputs (quant_method "fp8") read as bf16, one tensor at a time.
+  // FP8 block-quantized inputs (quant_method "fp8") read as bf16 (or f32), one tensor at a time.
   const block = fp8BlockSize(config);
   const raw = storeSource(checkpoint, dir);
-  const stored = block ? fp8BlockSource(raw, { block, label: dir }) : raw;
+  const stored = block ? fp8BlockSource(raw, { block, label: dir, dtype: opts.fp8Weights ?? "BF16" }) : raw;
   const source = arch.adaptSource ? arch.adaptSource(stored) : stored;
   try {
     if (opts.validate ?? true) validateWeights(spec, source, dir);

@@ -90,14 +90,20 @@ export const forward = Command.make(
       Flag.withDefault(false),
       Flag.withDescription("Also write router_logits.<j> per MoE layer [B·T, E]"),
     ),
+    fp8Weights: Flag.Literals("fp8-weights", ["bf16", "f32"]).pipe(
+      Flag.withDefault("bf16"),
+      Flag.withDescription(
+        "FP8 block checkpoints: dequantize weights to bf16 (transformers' dequantize=True) or exactly to f32 (moeq eval)",
+      ),
+    ),
   },
-  ({ modelDir, inputIds, out, hiddenStates, routerLogits }) =>
+  ({ modelDir, inputIds, out, hiddenStates, routerLogits, fp8Weights }) =>
     Effect.gen(function* () {
       const started = Date.now();
       const written = yield* Effect.tryPromise({
         try: async () => {
           const tokens = readTokenIds(inputIds);
-          const m = loadModel(modelDir);
+          const m = loadModel(modelDir, { fp8Weights: fp8Weights === "f32" ? "F32" : "BF16" });
           try {
             const r = await m.engine().forward(tokens.ids, tokens.batch, tokens.seqLen, { hiddenStates, routerLogits });
             const { batch: B, seqLen: T } = tokens;

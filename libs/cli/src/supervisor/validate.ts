@@ -4,7 +4,7 @@
 import { accessSync, constants, existsSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { loadModel } from "@moeq/models";
-import { OptionsError, quantTargets, type RunOptions } from "@moeq/runtime";
+import { OptionsError, quantTargets, type RunOptions, SCHEME_INFO } from "@moeq/runtime";
 
 export interface Preflight {
   readonly modelDir: string;
@@ -34,6 +34,20 @@ function checkWritableParent(path: string, field: string) {
   }
 }
 
+/** The input-column multiple a scheme needs: integer groups, NVFP4's 16- and MXFP4's 32-element
+ *  blocks (serving kernels require whole blocks). FP8 needs none: 128×128 blocks may be partial at
+ *  the edges, exactly as DeepSeek-V3's own checkpoints store them. */
+function columnBlocking(options: RunOptions): { size: number; field: string; what: string } | undefined {
+  const family = SCHEME_INFO[options.scheme].family;
+  if (family === "int")
+    return options.groupSize === -1
+      ? undefined
+      : { size: options.groupSize, field: "group-size", what: `group size ${options.groupSize}` };
+  if (family === "nvfp4") return { size: 16, field: "scheme", what: "16 (NVFP4 blocks)" };
+  if (family === "mxfp4") return { size: 32, field: "scheme", what: "32 (MXFP4 blocks)" };
+  return undefined;
+}
+
 const isEmptyDir = (p: string) => statSync(p).isDirectory() && readdirSync(p).length === 0;
 
 export function preflight(
@@ -50,12 +64,11 @@ export function preflight(
   try {
     const targets = quantTargets(model.arch, model.spec, options.targets);
     if (targets.length === 0) fail("targets", `${options.targets}: the model has nothing to quantize`);
-    for (const t of targets)
-      if (options.groupSize !== -1 && t.cols % options.groupSize !== 0)
-        fail(
-          "group-size",
-          `${t.tensor} has ${t.cols} input columns, not a multiple of group size ${options.groupSize}`,
-        );
+    const blocking = columnBlocking(options);
+    if (blocking)
+      for (const t of targets)
+        if (t.cols % blocking.size !== 0)
+          fail(blocking.field, `${t.tensor} has ${t.cols} input columns, not a multiple of ${blocking.what}`);
     const moe = model.spec.layers.find((l) => l.mlp.kind === "moe")?.mlp;
     info = {
       modelDir,
