@@ -13,6 +13,7 @@ import type { LayerStats } from "@moeq/eval";
 import { type StageContext, writeFileAtomic } from "@moeq/runtime";
 import { Result } from "effect";
 import { checkpointFiles, linkInto } from "./checkpoint-files.ts";
+import type { EvaluateOptions } from "./evaluate.ts";
 import {
   type BatchScores,
   BatchScoresError,
@@ -21,7 +22,7 @@ import {
   sha256Hex,
   type WindowBatch,
 } from "./window-batches.ts";
-import { EVALUATE_QUEUE, EVALUATED_QUEUE, evaluateItemId, WindowsScored } from "./window-work.ts";
+import { EVALUATE_QUEUE, EVALUATED_QUEUE, evaluateItemId, forwardOptions, WindowsScored } from "./window-work.ts";
 import { serveWindowWork } from "./window-worker.ts";
 
 export interface DistributeOptions {
@@ -36,7 +37,7 @@ export interface DistributeOptions {
 export interface WindowDistribution {
   readonly evaluation: string;
   /** for EvaluateOptions.scoreElsewhere */
-  scoreElsewhere(batches: readonly WindowBatch[]): Promise<BatchScores>[];
+  scoreElsewhere(batches: readonly WindowBatch[], o: EvaluateOptions): Promise<BatchScores>[];
   /** batches merged, per host that scored them */
   readonly scoredBy: ReadonlyMap<string, number>;
   stop(): Promise<void>;
@@ -123,7 +124,7 @@ export async function distributeWindows(ctx: StageContext, o: DistributeOptions)
     throw e;
   }
 
-  const publish = async (b: WindowBatch) => {
+  const publish = async (b: WindowBatch, forward: Record<string, string | number | boolean>) => {
     const bytes = idsBytes(b.ids);
     const path = join(tensorsDir, `b${b.b0}.ids`);
     writeFileAtomic(path, bytes);
@@ -137,17 +138,28 @@ export async function distributeWindows(ctx: StageContext, o: DistributeOptions)
       id: evaluateItemId(ctx.runId, evaluation, b.b0),
       runId: ctx.runId,
       kind: "evaluate-windows",
-      payload: { evaluation, b0: b.b0, nb: b.nb, seqLen: b.seqLen, ids, layerErrors: b.b0 === 0, reference, quantized },
+      payload: {
+        evaluation,
+        b0: b.b0,
+        nb: b.nb,
+        seqLen: b.seqLen,
+        ids,
+        layerErrors: b.b0 === 0,
+        reference,
+        quantized,
+        forward,
+      },
     });
   };
 
   return {
     evaluation,
     scoredBy,
-    scoreElsewhere: (batches) => {
+    scoreElsewhere: (batches, options) => {
+      const forward = forwardOptions(options);
       for (const b of batches) pending.set(b.b0, pendingFor(b));
       void (async () => {
-        for (const b of batches) await publish(b);
+        for (const b of batches) await publish(b, forward);
         ctx.say(`evaluation ${evaluation}: ${batches.length} batches queued for evaluator workers`);
       })().catch(failAll);
       return batches.map((b) => pending.get(b.b0)!.promise);

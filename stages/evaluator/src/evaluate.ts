@@ -26,7 +26,7 @@ export interface EvaluateOptions {
   /** every batch scored here, with its per-token values (a worker sends them home) */
   readonly onBatchScored?: (b0: number, scores: TokenScores) => void;
   /** batches scored by evaluator workers instead (one promise per batch), merged here in batch order */
-  readonly scoreElsewhere?: (batches: readonly WindowBatch[]) => Promise<BatchScores>[];
+  readonly scoreElsewhere?: (batches: readonly WindowBatch[], o: EvaluateOptions) => Promise<BatchScores>[];
 }
 
 export interface ExpertWeightError {
@@ -119,7 +119,7 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<Evaluation
     const acc = new KldAccumulator();
     const layerErr = spec.layers.map(() => new RelativeErrorAccumulator());
     const batch = Math.min(o.batchWindows, N);
-    const elsewhere = o.scoreElsewhere?.(windowBatches(w, batch));
+    const elsewhere = o.scoreElsewhere?.(windowBatches(w, batch), o);
     let layersElsewhere: LayerStats[] | undefined;
     for (let b0 = 0; b0 < N; b0 += batch) {
       const nb = Math.min(batch, N - b0);

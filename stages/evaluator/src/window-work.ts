@@ -29,6 +29,8 @@ export const EvaluateWindowsWork = Schema.Struct({
   layerErrors: Schema.Boolean,
   reference: Schema.Array(CheckpointFile),
   quantized: Schema.Array(CheckpointFile),
+  /** the home evaluation's plain options that shape the forward (activations, ...), passed on as they are */
+  forward: Schema.Record(Schema.String, Schema.Union([Schema.String, Schema.Number, Schema.Boolean])),
 });
 export type EvaluateWindowsWork = typeof EvaluateWindowsWork.Type;
 
@@ -50,6 +52,25 @@ export const WindowsScored = Schema.Struct({
   layers: Schema.optionalKey(Schema.Array(LayerStatsSchema)),
 });
 export type WindowsScored = typeof WindowsScored.Type;
+
+// Options that only concern the home side's loop or the windows an item already carries.
+const NOT_FORWARDED = new Set([
+  "referenceDir",
+  "quantizedDir",
+  "texts",
+  "seed",
+  "batchWindows",
+  "cacheDir",
+  "layerErrors",
+]);
+
+/** The plain (string, number, boolean) evaluation options a worker must use for the same forward. */
+export function forwardOptions(o: object): Record<string, string | number | boolean> {
+  const out: Record<string, string | number | boolean> = {};
+  for (const [k, v] of Object.entries(o))
+    if (!NOT_FORWARDED.has(k) && (typeof v === "string" || typeof v === "number" || typeof v === "boolean")) out[k] = v;
+  return out;
+}
 
 export const evaluateItemId = (runId: string, evaluation: string, b0: number) =>
   `${runId}/evaluate/${evaluation}/${b0}`;

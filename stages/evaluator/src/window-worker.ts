@@ -61,6 +61,7 @@ export async function scoreWindowsItem(ctx: StageContext, item: WorkItem, workin
   working();
   let tokens: TokenScores | undefined;
   const ev = await evaluateCheckpoint({
+    ...p.forward,
     referenceDir,
     quantizedDir,
     texts: ctx.options.eval,

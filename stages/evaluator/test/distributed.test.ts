@@ -24,6 +24,7 @@ import {
   type WindowBatch,
   windowBatches,
 } from "../src/window-batches.ts";
+import { forwardOptions } from "../src/window-work.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const modelDir = join(here, "..", "..", "..", "..", "shared", "models", "tiny-qwen3moe-brown");
@@ -166,5 +167,18 @@ describe("token scores on the wire", () => {
       [2, 2, [6, 7, 8, 9, 10, 11]],
       [4, 1, [12, 13, 14]],
     ]);
+  });
+});
+
+describe("the options a worker's forward is given", () => {
+  it("are the plain options of the home evaluation except those of its loop and windows", () => {
+    const o = {
+      ...base(),
+      cacheDir: "/c",
+      activations: "weights-only",
+      layerErrors: true,
+      onProgress: () => undefined,
+    };
+    expect(forwardOptions(o)).toEqual({ activations: "weights-only" });
   });
 });
