@@ -3,7 +3,9 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { moeq, tempDir, trainedModel } from "./helpers.ts";
+import { resolveOptions } from "@moeq/runtime";
+import { preflight } from "../libs/cli/src/supervisor/validate.ts";
+import { moeq, shared, tempDir, trainedModel } from "./helpers.ts";
 
 const dir = tempDir("bad");
 
@@ -54,6 +56,13 @@ describe("moeq quantize rejects bad input before work starts", () => {
     await expectRejected([trainedModel, "--bits", "3"], join(dir, "o4"), /bits/);
     await expectRejected([trainedModel, "--group-size", "0"], join(dir, "o5"), /groupSize|group size/);
     await expectRejected([trainedModel, "--group-size", "48"], join(dir, "o6"), /not a multiple of group size 48/);
+    // float schemes need their own block multiple, not the int group size: MXFP4's 32-element
+    // blocks refuse DeepSeek-V3's 48-column q_b_proj (FP8's 128×128 blocks may be partial: below)
+    await expectRejected(
+      [join(shared, "fixtures", "tiny-random", "deepseek_v3"), "--scheme", "mxfp4", "--targets", "all-linear", "--calib", "random:2x16", "--eval", "random:2x16"],
+      join(dir, "o6b"),
+      /q_b_proj\.weight has 48 input columns, not a multiple of 32 \(MXFP4 blocks\)/,
+    );
     await expectRejected([trainedModel, "--calib", "nonsense"], join(dir, "o7"), /calib/);
     await expectRejected(
       [trainedModel, "--calib", join(dir, "missing.txt")],
@@ -74,4 +83,17 @@ describe("moeq quantize rejects bad input before work starts", () => {
     expect(r.stderr).toMatch(/already exists/);
     expect(existsSync(`${existing}.moeq-work`)).toBe(false);
   }, 60_000);
+});
+
+describe("the column check follows the scheme", () => {
+  const deepseek = join(shared, "fixtures", "tiny-random", "deepseek_v3");
+  const check = (scheme: string) =>
+    preflight(deepseek, join(dir, `pf-${scheme}`), undefined, resolveOptions({ scheme, targets: "all-linear", groupSize: 32, calib: "random:2x16", eval: "random:2x16" }));
+
+  it("FP8 block scales cover partial 128×128 blocks, so a 48-column weight is fine; NVFP4 needs 16, MXFP4 32", () => {
+    expect(check("fp8-block").targets).toBeGreaterThan(0);
+    expect(check("nvfp4").targets).toBeGreaterThan(0); // every width there is a multiple of 16
+    expect(() => check("mxfp4")).toThrow(/not a multiple of 32 \(MXFP4 blocks\)/);
+    expect(() => check("w4a16")).toThrow(/not a multiple of group size 32/);
+  });
 });
