@@ -8,6 +8,9 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 namespace moeq {
 
@@ -89,6 +92,45 @@ inline float decodeOne(const uint8_t* base, size_t idx, WeightDtype d) {
   return 0;
 }
 
+// f16 → f32 for one row. The scalar loop is the reference; on x86 with F16C (every CPU since
+// 2012, but not in the x86-64-v2 baseline we compile for) eight values go through one vcvtph2ps,
+// chosen at run time. Groups holding an inf/NaN take the scalar path so NaN payloads stay exactly
+// as the reference (and PyTorch) widen them rather than however the instruction quiets them.
+inline void f16RowScalar(const uint8_t* p, int64_t cols, float* out) {
+  for (int64_t c = 0; c < cols; c++) {
+    uint16_t h;
+    std::memcpy(&h, p + c * 2, 2);
+    out[c] = f16ToF32(h);
+  }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx,f16c"))) inline void f16RowF16C(const uint8_t* p, int64_t cols, float* out) {
+  const __m128i expMask = _mm_set1_epi16(0x7c00);
+  int64_t c = 0;
+  for (; c + 8 <= cols; c += 8) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + c * 2));
+    if (_mm_movemask_epi8(_mm_cmpeq_epi16(_mm_and_si128(h, expMask), expMask)))
+      f16RowScalar(p + c * 2, 8, out + c);
+    else
+      _mm256_storeu_ps(out + c, _mm256_cvtph_ps(h));
+  }
+  f16RowScalar(p + c * 2, cols - c, out + c);
+}
+
+inline bool cpuHasF16C() {
+  static const bool yes = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+  return yes;
+}
+#endif
+
+inline void f16Row(const uint8_t* p, int64_t cols, float* out) {
+#if defined(__x86_64__)
+  if (cpuHasF16C()) return f16RowF16C(p, cols, out);
+#endif
+  f16RowScalar(p, cols, out);
+}
+
 // Decodes stored rows [r0, r1) of a [rows, cols] matrix into dst ([r1-r0, cols], row-major).
 // blockScale (optional, the "weight_scale_inv" layout) holds one f32 per 128×128 tile of the
 // stored matrix, [ceil(rows/128), ceil(cols/128)]; each value is multiplied by its tile's scale.
@@ -109,15 +151,7 @@ inline void decodeRows(const uint8_t* src, WeightDtype d, int64_t cols, int64_t 
         }
         break;
       }
-      case WeightDtype::F16: {
-        const uint8_t* p = src + rowBase * 2;
-        for (int64_t c = 0; c < cols; c++) {
-          uint16_t h;
-          std::memcpy(&h, p + c * 2, 2);
-          out[c] = f16ToF32(h);
-        }
-        break;
-      }
+      case WeightDtype::F16: f16Row(src + rowBase * 2, cols, out); break;
       case WeightDtype::F8E4M3: {
         const float* t = f8e4m3Table();
         const uint8_t* p = src + rowBase;
