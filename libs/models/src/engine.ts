@@ -5,6 +5,7 @@ import { attentionBlock, type SequenceBatch } from "./blocks/attention.ts";
 import { deltaNetBlock } from "./blocks/deltanet.ts";
 import { type ExpertOutput, expertForward } from "./blocks/experts.ts";
 import { linear } from "./blocks/linear.ts";
+import type { LinearHook, LinearSite } from "./blocks/linear-hook.ts";
 import { mlaBlock } from "./blocks/mla.ts";
 import { denseMlp } from "./blocks/mlp.ts";
 import { moeForward, routerForward } from "./blocks/moe.ts";
@@ -12,10 +13,34 @@ import { applyNorm } from "./blocks/norm.ts";
 import { type RopeSpec, type RopeTables, ropeTables } from "./blocks/rope.ts";
 import type { Routing } from "./blocks/routing.ts";
 import { ModelInputError, ModelWeightError } from "./errors.ts";
-import type { LayerSpec, ModelSpec, MoeSpec } from "./spec.ts";
+import type { DenseMlpSpec, LayerSpec, LinearSpec, ModelSpec, MoeSpec, WeightRole } from "./spec.ts";
+import { mixerLinears } from "./tensors.ts";
 import { F32Weights, type WeightSource } from "./weights.ts";
 
 export type { Routing, SequenceBatch };
+
+/** Where every hookable LinearSpec and ExpertsSpec of a model sits. */
+export function linearSites(spec: ModelSpec): Map<object, LinearSite> {
+  const sites = new Map<object, LinearSite>();
+  const add = (l: LinearSpec, layer: number, module: WeightRole["module"], projection: WeightRole["projection"]) => {
+    if (!sites.has(l)) sites.set(l, { layer, module, projection });
+  };
+  const mlp = (m: DenseMlpSpec, layer: number, module: "mlp" | "shared_expert") => {
+    add(m.gate, layer, module, "gate_proj");
+    add(m.up, layer, module, "up_proj");
+    add(m.down, layer, module, "down_proj");
+  };
+  for (const L of spec.layers) {
+    for (const { l, p, module } of mixerLinears(L.attention)) add(l, L.index, module, p);
+    const m = L.mlp;
+    if (m.kind === "dense") mlp(m, L.index, "mlp");
+    else {
+      sites.set(m.experts, { layer: L.index, module: "experts", projection: "gate_proj" });
+      if (m.shared) mlp(m.shared.mlp, L.index, "shared_expert");
+    }
+  }
+  return sites;
+}
 
 export interface AttentionResult {
   /** [rows, H] hidden state after the attention residual (input of the MLP residual) */
@@ -67,6 +92,7 @@ export interface EngineOptions {
 export class Engine {
   readonly weights: F32Weights;
   private readonly ropeCache = new Map<string, RopeTables>();
+  private sites: Map<object, LinearSite> | undefined;
 
   constructor(
     readonly spec: ModelSpec,
@@ -88,6 +114,20 @@ export class Engine {
   setSource(source: WeightSource, changed?: Iterable<string>): void {
     this.weights.source = source;
     this.weights.invalidate(changed);
+  }
+
+  /**
+   * Every later Linear application on a quantizable weight (attention/MLA/DeltaNet/indexer
+   * projections, dense MLP, shared expert, routed experts) passes its input through `hook` before
+   * its GEMM; routers, the shared-expert gate and lm_head do not. `undefined` removes it.
+   */
+  setLinearHook(hook: LinearHook | undefined): void {
+    if (!hook) {
+      this.weights.linearHook = undefined;
+      return;
+    }
+    this.sites ??= linearSites(this.spec);
+    this.weights.linearHook = { fn: hook, sites: this.sites };
   }
 
   layer(L: number): LayerSpec {
@@ -206,6 +246,12 @@ export class Engine {
     const m = this.moeSpec(L);
     const rows = x.length / this.spec.hiddenSize;
     return moeForward(this.weights, m, x, rows, routing ?? (await routerForward(this.weights, m, x, rows)));
+  }
+
+  /** The shared expert of MoE layer L alone (ungated), with its down_proj input; null when it has none. */
+  async sharedExpert(L: number, x: Float32Array): Promise<{ out: Float32Array; act: Float32Array } | null> {
+    const m = this.moeSpec(L);
+    return m.shared ? denseMlp(this.weights, m.shared.mlp, x, x.length / this.spec.hiddenSize) : null;
   }
 
   /** The dense MLP of a non-MoE layer; also returns its down_proj input. */

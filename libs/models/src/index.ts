@@ -1,9 +1,14 @@
 // @moeq/models: the architecture registry (one file per architecture in ./archs) and the f32
 // forward engine over WeightSources.
 export type { Architecture } from "./arch.ts";
-export { type ExpertOutput, expertForward } from "./blocks/experts.ts";
-export { causalConv1dSilu, type DeltaRuleInputs, gatedDeltaRuleChunked, gatedDeltaRuleRecurrent } from "./blocks/deltanet.ts";
+export {
+  causalConv1dSilu,
+  type DeltaRuleInputs,
+  gatedDeltaRuleChunked,
+  gatedDeltaRuleRecurrent,
+} from "./blocks/deltanet.ts";
 export { indexerScores, selectKeys, sparseAttention } from "./blocks/dsa-indexer.ts";
+export { type ExpertOutput, expertForward } from "./blocks/experts.ts";
 export { dequantizeFp8Block, type Fp8BlockOptions, fp8BlockSize, fp8BlockSource } from "./blocks/fp8-source.ts";
 export {
   extractRoleMatrix,
@@ -12,6 +17,7 @@ export {
   packTarget,
   refuseModules,
 } from "./blocks/fused-tensors.ts";
+export type { LinearCall, LinearHook } from "./blocks/linear-hook.ts";
 export { dispatch } from "./blocks/moe.ts";
 export { dequantizeMxfp4Transposed, mxfp4ExpertSource } from "./blocks/mxfp4-source.ts";
 export { inverseFrequencies, type RopeScaling, type RopeSpec, type RopeTables, ropeTables } from "./blocks/rope.ts";
@@ -23,6 +29,7 @@ export {
   type EngineOptions,
   type ForwardOptions,
   type ForwardResult,
+  linearSites,
   type SequenceBatch,
 } from "./engine.ts";
 export {

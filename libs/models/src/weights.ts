@@ -3,6 +3,7 @@
 // knows whether a tensor came from disk.
 import { native } from "@moeq/native";
 import { type Tensor, toF32 } from "@moeq/tensor";
+import type { LinearHookState } from "./blocks/linear-hook.ts";
 import { ModelWeightError } from "./errors.ts";
 
 export interface WeightSource {
@@ -74,6 +75,8 @@ export function tensorToF32(t: Tensor, name: string): Float32Array {
 export class F32Weights {
   private readonly cache = new Map<string, Float32Array>();
   private bytes = 0;
+  /** Set through Engine.setLinearHook; every block reaches it because they all get these weights. */
+  linearHook: LinearHookState | undefined = undefined;
 
   constructor(
     public source: WeightSource,

@@ -4,13 +4,14 @@
 import { native } from "@moeq/native";
 import type { ExpertLayout, ExpertsSpec } from "../spec.ts";
 import type { F32Weights } from "../weights.ts";
+import { hookExpertInput } from "./linear-hook.ts";
 import { gatedActivation } from "./mlp.ts";
 import { clampedGlu, stackedExpertForward } from "./stacked-experts.ts";
 
 export interface ExpertOutput {
   /** [rows, hidden] */
   readonly out: Float32Array;
-  /** [rows, intermediate]: input of down_proj */
+  /** [rows, intermediate]: input of down_proj (as computed, before any linear hook) */
   readonly act: Float32Array;
 }
 
@@ -38,13 +39,18 @@ export async function expertForward(
     const D = w.get(perExpertName(layout, e, "down"), H * I);
     const g = new Float32Array(rows * I);
     const u = new Float32Array(rows * I);
+    const h = w.linearHook;
+    // separate gate/up matrices: one hook call each (same x; each may transform it its own way)
+    const xg = h ? hookExpertInput(h, spec, e, perExpertName(layout, e, "gate"), "gate_proj", x, rows, H) : x;
+    const xu = h ? hookExpertInput(h, spec, e, perExpertName(layout, e, "up"), "up_proj", x, rows, H) : x;
     await Promise.all([
-      native.gemmF32(x, G, g, rows, I, H, false, true),
-      native.gemmF32(x, U, u, rows, I, H, false, true),
+      native.gemmF32(xg, G, g, rows, I, H, false, true),
+      native.gemmF32(xu, U, u, rows, I, H, false, true),
     ]);
     const act = gatedActivation(spec.act, g, u, rows, I);
+    const ad = h ? hookExpertInput(h, spec, e, perExpertName(layout, e, "down"), "down_proj", act, rows, I) : act;
     const out = new Float32Array(rows * H);
-    await native.gemmF32(act, D, out, rows, H, I, false, true);
+    await native.gemmF32(ad, D, out, rows, H, I, false, true);
     return { out, act };
   }
   const E = spec.numExperts;
@@ -55,8 +61,11 @@ export async function expertForward(
     const b = w.get(layout.gateUpBias, E * 2 * I).subarray(e * 2 * I, (e + 1) * 2 * I);
     for (let r = 0; r < rows; r++) gu.set(b, r * 2 * I);
   }
+  // fused gate_up: one GEMM, so one hook call (projection "gate_proj") for the input gate and up share
+  const hk = w.linearHook;
+  const xgu = hk ? hookExpertInput(hk, spec, e, layout.gateUp, "gate_proj", x, rows, H) : x;
   // stored [2I, H] → x·GUᵀ; transposed [H, 2I] → x·GU
-  await native.gemmF32(x, GU, gu, rows, 2 * I, H, false, !layout.transposed, 1, layout.gateUpBias ? 1 : 0);
+  await native.gemmF32(xgu, GU, gu, rows, 2 * I, H, false, !layout.transposed, 1, layout.gateUpBias ? 1 : 0);
   const cg = spec.clampedGlu;
   const act = cg
     ? layout.split === "halves"
@@ -70,6 +79,7 @@ export async function expertForward(
     const b = w.get(layout.downBias, E * H).subarray(e * H, (e + 1) * H);
     for (let r = 0; r < rows; r++) out.set(b, r * H);
   }
-  await native.gemmF32(act, D, out, rows, H, I, false, !layout.transposed, 1, layout.downBias ? 1 : 0);
+  const ad = hk ? hookExpertInput(hk, spec, e, layout.down, "down_proj", act, rows, I) : act;
+  await native.gemmF32(ad, D, out, rows, H, I, false, !layout.transposed, 1, layout.downBias ? 1 : 0);
   return { out, act };
 }

@@ -2,9 +2,16 @@
 import { native } from "@moeq/native";
 import type { LinearSpec } from "../spec.ts";
 import type { F32Weights } from "../weights.ts";
+import { hookLinearInput } from "./linear-hook.ts";
 
-export async function linear(w: F32Weights, spec: LinearSpec, x: Float32Array, rows: number): Promise<Float32Array> {
+export async function linear(
+  w: F32Weights,
+  spec: LinearSpec,
+  input: Float32Array,
+  rows: number,
+): Promise<Float32Array> {
   const { outFeatures: n, inFeatures: k } = spec;
+  const x = w.linearHook ? hookLinearInput(w.linearHook, spec, input, rows) : input;
   // a row range of a fused tensor (DBRX Wqkv) is a zero-copy view of its f32 copy
   const rs = spec.rowSlice;
   const W = rs

@@ -4,6 +4,7 @@ import { native } from "@moeq/native";
 import type { ExpertLayout, ExpertsSpec } from "../spec.ts";
 import type { F32Weights } from "../weights.ts";
 import type { ExpertOutput } from "./experts.ts";
+import { hookExpertInput } from "./linear-hook.ts";
 import { gatedActivation } from "./mlp.ts";
 
 type Stacked = Extract<ExpertLayout, { kind: "stacked" }>;
@@ -23,16 +24,20 @@ export async function stackedExpertForward(
   const D = slice(layout.down);
   const g = new Float32Array(rows * I);
   const u = new Float32Array(rows * I);
+  const h = w.linearHook;
+  const xg = h ? hookExpertInput(h, spec, e, layout.gate, "gate_proj", x, rows, H) : x;
+  const xu = h ? hookExpertInput(h, spec, e, layout.up, "up_proj", x, rows, H) : x;
   await Promise.all([
-    native.gemmF32(x, G, g, rows, I, H, false, true),
-    native.gemmF32(x, U, u, rows, I, H, false, true),
+    native.gemmF32(xg, G, g, rows, I, H, false, true),
+    native.gemmF32(xu, U, u, rows, I, H, false, true),
   ]);
   const act = spec.clampedGlu
     ? clampedGlu(spec.clampedGlu, g, u, rows, I, I, 1)
     : gatedActivation(spec.act, g, u, rows, I);
   const out = new Float32Array(rows * H);
   // downTransposed: D's [I, H] slice multiplies act as is (y = act·D), not as a Linear weight
-  await native.gemmF32(act, D, out, rows, H, I, false, !layout.downTransposed);
+  const ad = h ? hookExpertInput(h, spec, e, layout.down, "down_proj", act, rows, I) : act;
+  await native.gemmF32(ad, D, out, rows, H, I, false, !layout.downTransposed);
   return { out, act };
 }
 
