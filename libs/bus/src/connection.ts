@@ -50,8 +50,8 @@ export async function connectBus(o: NatsOptions): Promise<Bus> {
       return { nc, js: jetstream(nc, JS_OPTIONS), jsm: await jetstreamManager(nc) };
     } catch (e) {
       lastError = e;
-      // Authorization failures will not heal by waiting.
-      if (/Authorization/i.test(errorText(e))) break;
+      // Authorization and certificate failures (unknown CA, name mismatch) will not heal by waiting.
+      if (/Authorization|certificate/i.test(errorText(e))) break;
       await sleep(Math.min(5000, 50 * 2 ** i) * (0.5 + Math.random()));
     }
   }
