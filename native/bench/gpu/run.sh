@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One call on the GPU machine (device tool), from the repository root, carrying .gpu-carry,
 # node_modules/node-addon-api and node_modules/node-api-headers:
-#   bash native/bench/gpu/run.sh [checks|store|bench|all|pipeline]     (logs and JSON under $OUT)
+#   bash native/bench/gpu/run.sh [checks|ops|store|bench|all|pipeline]     (logs and JSON under $OUT)
+# `ops`: the forward-pass kernels at model sizes against the CPU kernels (native/bench/gpu/ops.ts).
 # `pipeline`: the whole `moeq quantize --device cuda` on a synthesized Qwen3-30B-A3B-shaped model
 # (LAYERS, default 2), CLI and stages from .gpu-carry/pipeline (bundle-pipeline.mjs); per-layer
 # times from the run's summary, peak GPU memory sampled by nvidia-smi every 100 ms.
@@ -41,6 +42,10 @@ ldd "$MOEQ_NATIVE_ADDON" | grep -E 'cublas|cusolver|cudart|openblas' || true
 rc=0
 if [[ $what == checks || $what == all ]]; then
   node native/bench/gpu/check.ts /tmp/checks.json 2>&1 | tee "$OUT/checks.log"
+  rc=$(( rc | ${PIPESTATUS[0]} ))
+fi
+if [[ $what == ops || $what == all ]]; then
+  node native/bench/gpu/ops.ts --out "$OUT/ops.json" 2>&1 | tee "$OUT/ops.log"
   rc=$(( rc | ${PIPESTATUS[0]} ))
 fi
 if [[ $what == store || $what == all ]]; then

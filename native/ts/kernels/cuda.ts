@@ -4,8 +4,8 @@
 // Matrices are row-major f32 unless named; a CudaBuffer is a byte range of a device allocation.
 
 import type { AttentionOptions } from "./attention.ts";
-import type { WeightDtype } from "./gemm.ts";
-import type { ActivationKind } from "./ops.ts";
+import type { GemmMixedKernels } from "./gemm.ts";
+import type { OpsKernels } from "./ops.ts";
 import type { GptqScaleDtype } from "./quant.ts";
 
 /** A byte range of device memory. Views share the allocation; it is freed when the last goes. */
@@ -71,6 +71,12 @@ export interface CudaIpcEvent {
   readonly handle: Uint8Array;
   readonly device: number;
 }
+
+/** A CPU kernel's parameter types with every typed array (or ArrayBufferView) as a CudaBuffer. */
+type DeviceArg<T> = T extends ArrayBufferView ? CudaBuffer : T;
+type DeviceArgs<P extends unknown[]> = { [K in keyof P]: DeviceArg<P[K]> };
+/** The same parameter list on the device; synchronous (each call waits for its kernel). */
+type OnDevice<F extends (...args: never[]) => unknown> = (...args: DeviceArgs<Parameters<F>>) => void;
 
 export interface CudaKernels {
   /** 0 when no driver / GPU is visible. */
@@ -145,100 +151,42 @@ export interface CudaKernels {
     eps: number,
     plusOne?: boolean,
   ): void;
-  // The forward-pass kernels of OpsKernels / GemmMixedKernels: same names with a `cuda` prefix,
-  // same argument order, CudaBuffers for the typed arrays. `out` may be the input itself where the
-  // CPU kernel allows it; a partial overlap (which would race on the GPU) is a RangeError.
-  cudaLogSoftmaxF32(x: CudaBuffer, out: CudaBuffer, rows: number, cols: number): void;
+  // The forward-pass kernels of OpsKernels / GemmMixedKernels: the CPU kernel's name with a `cuda`
+  // prefix and its very parameter list with CudaBuffers for the typed arrays (OnDevice), so a
+  // caller switches by name. `out` may be the input itself where the CPU kernel allows it; a
+  // partial overlap (which would race on the GPU) is a RangeError.
+  cudaLogSoftmaxF32: OnDevice<OpsKernels["logSoftmaxF32"]>;
   /** n defaults to x's length in f32 values. */
-  cudaActivationF32(kind: ActivationKind, x: CudaBuffer, out: CudaBuffer, n?: number): void;
+  cudaActivationF32: OnDevice<OpsKernels["activationF32"]>;
   /** GPT-OSS: (clamp(up, ±limit) + 1) · g·σ(alpha·g), g = min(gate, limit); out must not overlap gate/up. */
-  cudaClampedSwigluF32(
-    gate: CudaBuffer,
-    up: CudaBuffer,
-    out: CudaBuffer,
-    rows: number,
-    cols: number,
-    rowStride: number,
-    colStride: number,
-    alpha: number,
-    limit: number,
-  ): void;
-  cudaLayerNormF32(
-    x: CudaBuffer,
-    weight: CudaBuffer | null,
-    bias: CudaBuffer | null,
-    out: CudaBuffer,
-    rows: number,
-    cols: number,
-    eps: number,
-  ): void;
-  cudaL2NormF32(x: CudaBuffer, out: CudaBuffer, rows: number, cols: number, eps: number): void;
+  cudaClampedSwigluF32: OnDevice<OpsKernels["clampedSwigluF32"]>;
+  cudaLayerNormF32: OnDevice<OpsKernels["layerNormF32"]>;
+  cudaL2NormF32: OnDevice<OpsKernels["l2NormF32"]>;
   /**
-   * As ropeF32, in place; cos/sin f32 [maxPos, rotaryDim/2] and positions i32 [rows] on the device.
-   * A position outside the table is a RangeError naming it and its row (the other rows are rotated).
+   * In place; cos/sin f32 [maxPos, rotaryDim/2] and positions i32 [rows] on the device. A position
+   * outside the table is a RangeError naming it and its row (the other rows are rotated).
    */
-  cudaRopeF32(
-    x: CudaBuffer,
-    cos: CudaBuffer,
-    sin: CudaBuffer,
-    positions: CudaBuffer,
-    rows: number,
-    heads: number,
-    headDim: number,
-    rotaryDim: number,
-    interleaved?: boolean,
-    rowStride?: number,
-  ): void;
+  cudaRopeF32: OnDevice<OpsKernels["ropeF32"]>;
   /** Every 16-bit value of src widened to f32 (src 2-byte aligned). */
-  cudaBf16ToF32(src: CudaBuffer, dst: CudaBuffer): void;
-  cudaF16ToF32(src: CudaBuffer, dst: CudaBuffer): void;
-  /** As decodeToF32: `count` stored values, bit-exact with PyTorch's `.to(float32)`. */
-  cudaDecodeToF32(src: CudaBuffer, dtype: WeightDtype, out: CudaBuffer, count: number): void;
+  cudaBf16ToF32: OnDevice<OpsKernels["bf16ToF32"]>;
+  cudaF16ToF32: OnDevice<OpsKernels["f16ToF32"]>;
+  /** `count` stored values, bit-exact with PyTorch's `.to(float32)`. */
+  cudaDecodeToF32: OnDevice<GemmMixedKernels["decodeToF32"]>;
   /**
-   * As gemmMixed: Y[m,n] = X·Wᵀ (W stored [n,k], transB default true) or X·W (W stored [k,n]);
-   * W decoded on the device into an n·k f32 scratch (with its 128×128 block scales), then one
-   * cuBLAS GEMM in `precision` (default "f32"). w must start at a multiple of its element size.
+   * Y[m,n] = X·Wᵀ (W stored [n,k], transB default true) or X·W (W stored [k,n]); W decoded on the
+   * device into an n·k f32 scratch (with its 128×128 block scales), then one cuBLAS GEMM in
+   * `precision` (default "f32"). w must start at a multiple of its element size.
    */
-  cudaGemmMixed(
-    x: CudaBuffer,
-    w: CudaBuffer,
-    y: CudaBuffer,
-    m: number,
-    n: number,
-    k: number,
-    dtype: WeightDtype,
-    transB?: boolean,
-    blockScale?: CudaBuffer | null,
-    accumulate?: boolean,
-    precision?: CudaPrecision,
-  ): void;
-  /** As causalConv1dSiluF32; out must not overlap x. */
-  cudaCausalConv1dSiluF32(
-    x: CudaBuffer,
-    weight: CudaBuffer,
-    out: CudaBuffer,
-    batch: number,
-    seqLen: number,
-    channels: number,
-    kernel: number,
-  ): void;
+  cudaGemmMixed: (
+    ...args: [...DeviceArgs<Parameters<GemmMixedKernels["gemmMixedSync"]>>, precision?: CudaPrecision]
+  ) => void;
+  /** out must not overlap x. */
+  cudaCausalConv1dSiluF32: OnDevice<OpsKernels["causalConv1dSiluF32"]>;
   /**
-   * As gatedDeltaRuleRecurrentF32 (the token recurrence in f32): one thread per value column,
-   * all (batch, head, column) in parallel; kDim up to 256. out may be v itself.
+   * The token recurrence in f32 (as gatedDeltaRuleRecurrentF32): one thread per value column, all
+   * (batch, head, column) in parallel; kDim up to 256. out may be v itself.
    */
-  cudaGatedDeltaRuleRecurrentF32(
-    q: CudaBuffer,
-    k: CudaBuffer,
-    v: CudaBuffer,
-    g: CudaBuffer,
-    beta: CudaBuffer,
-    out: CudaBuffer,
-    batch: number,
-    seqLen: number,
-    numHeads: number,
-    kDim: number,
-    vDim: number,
-  ): void;
+  cudaGatedDeltaRuleRecurrentF32: OnDevice<OpsKernels["gatedDeltaRuleRecurrentF32"]>;
   /** As attentionF32 (same options; sinks a host Float32Array); head dims up to 512. */
   cudaAttentionF32(q: CudaBuffer, k: CudaBuffer, v: CudaBuffer, out: CudaBuffer, opts: AttentionOptions): void;
   /**
