@@ -7,22 +7,13 @@
 // is the 1-worker run of the same invocation; the benchmark fails when 2 workers do not reach
 // `--target2` × its throughput (default 1.3; the machine needs ≥ 2 free cores for that).
 // Usage (root, built tree): node test/cluster/bench.ts [--workers 1,2,4] [--target2 1.3] [--layers-wait N]
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { makeCredentials, startCluster } from "./nats-cluster.ts";
+import { startClusterForHome, startHomeRun } from "./home-run.ts";
 import { assertNetnsWorks, sweepStaleNamespaces, TestNet } from "./netns.ts";
-import {
-  cliMain,
-  dumpRunOn,
-  type Proc,
-  startRemoteQuantizer,
-  track,
-  waitForJetStream,
-  waitUntil,
-  writeRemoteQuantizerGraph,
-} from "./remote.ts";
+import { dumpRunOn, type Proc, startRemoteQuantizer, waitUntil, writeRemoteQuantizerGraph } from "./remote.ts";
 
 const arg = (name: string, dflt: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -65,18 +56,8 @@ interface Result {
 }
 
 try {
-  const natsDir = join(secrets, "nats");
-  mkdirSync(natsDir);
-  const creds = makeCredentials(secrets);
-  const cluster = await startCluster(net, ["nats1", "nats2", "nats3"], natsDir, creds);
-  const homeEnv = {
-    ...process.env,
-    MOEQ_NATS_USER: creds.user,
-    MOEQ_NATS_PASS: creds.pass,
-    MOEQ_HOST_ID: "home",
-    MOEQ_NATS_URL: cluster.seeds,
-  };
-  await waitForJetStream(net, "home", homeEnv);
+  const home = await startClusterForHome(net, secrets);
+  const { cluster, creds, homeEnv } = home;
   const graph = join(secrets, "graph.json");
   writeRemoteQuantizerGraph(graph, 30_000);
   const layers = (JSON.parse(readFileSync(join(model, "config.json"), "utf8")) as { num_hidden_layers: number })
@@ -87,35 +68,14 @@ try {
     const t0 = Date.now();
     const out = join(dir, `out-${n}`);
     const workDir = join(dir, `work-${n}`);
-    const sup = track(
-      net.spawn(
-        "home",
-        process.execPath,
-        [
-          cliMain,
-          "quantize",
-          model,
-          "--out",
-          out,
-          "--work-dir",
-          workDir,
-          "--nats",
-          cluster.seeds,
-          "--graph",
-          graph,
-          "--json",
-          ...QUANT,
-        ],
-        { env: homeEnv },
-      ),
-    );
-    await waitUntil(
-      "run.json",
-      () => existsSync(join(workDir, "run.json")) || sup.child.exitCode !== null,
-      120_000,
-      () => sup.out,
-    );
-    const runId = (JSON.parse(readFileSync(join(workDir, "run.json"), "utf8")) as { runId: string }).runId;
+    const { supervisor: sup, runId } = await startHomeRun(net, home, {
+      model,
+      out,
+      workDir,
+      graph,
+      args: QUANT,
+      timeoutMs: 120_000,
+    });
     // All work queued before any worker starts: the drain measures the workers, not the calibrator.
     await waitUntil(
       "calibration of every layer",

@@ -1,31 +1,44 @@
-// Multi-host runs on one machine: six network namespaces stand for six hosts — three NATS nodes
-// (one JetStream cluster, R3 streams), the home host (supervisor, work dir, model, every stage
-// but the quantizer) and two worker hosts that run only quantizers. The workers cannot see the
-// work dir or the model (a private tmpfs is mounted over the test's directory in their mount
-// namespace), so every tensor they read or write goes through the home host's file server and
-// the object store. Mid-run one NATS node and one worker are SIGKILLed; the run must still
-// complete with shards byte-identical to a single-host run, every item quantized exactly once in
-// the log, and nothing dead-lettered.
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+// Multi-host runs on one machine: seven network namespaces stand for seven hosts — three NATS
+// nodes (one JetStream cluster, R3 streams), the home host (supervisor, work dir, model, every
+// stage but the quantizer), two worker hosts that run only quantizers and one that runs an
+// evaluator worker (the evaluation is distributed: every batch of windows is scored there).
+// The workers cannot see the work dir or the model (a private tmpfs is mounted over the test's
+// directory in their mount namespace), so every tensor and model file they read or write goes
+// through the home host's file server and the object store. Mid-run one NATS node and one
+// quantizer worker are SIGKILLed; the run must still complete with shards byte-identical to a
+// single-host run and exactly its KLD statistics, every item quantized exactly once in the log,
+// and nothing dead-lettered.
+import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { moeq, shardHashes, tempDir } from "../helpers.ts";
-import { makeCredentials, startCluster } from "./nats-cluster.ts";
+import { startClusterForHome, startHomeRun } from "./home-run.ts";
 import { assertNetnsWorks, sweepStaleNamespaces, TestNet } from "./netns.ts";
 import {
-  cliMain,
   dumpRunOn,
   onWorkerHost,
   quantizedCount,
+  startRemoteEvaluator,
   startRemoteQuantizer,
   track,
-  waitForJetStream,
   waitUntil,
   writeRemoteQuantizerGraph,
 } from "./remote.ts";
 
-const QUANT = ["--algo", "gptq", "--calib", "random:8x32", "--eval", "random:4x32", "--threads", "1"];
+// two batches of two evaluation windows: the distributed evaluation has two items
+const QUANT = [
+  ...["--algo", "gptq", "--calib", "random:8x32", "--eval", "random:4x32", "--batch-windows", "2"],
+  ...["--threads", "1"],
+];
+const kldOf = (workDir: string) => {
+  const r = JSON.parse(readFileSync(join(workDir, "report", "report.json"), "utf8")) as {
+    kld: unknown;
+    layers: unknown;
+  };
+  // JSON keeps every double exactly (shortest round-trip form): equal text = equal bits
+  return { kld: JSON.stringify(r.kld), layers: JSON.stringify(r.layers) };
+};
 
 describe("a run across simulated hosts (network namespaces)", () => {
   let dir: string; // hidden from the worker hosts
@@ -53,55 +66,18 @@ describe("a run across simulated hosts (network namespaces)", () => {
     if (secrets) rmSync(secrets, { recursive: true, force: true });
   }, 60_000);
 
-  it("completes with two remote quantizers while a NATS node and a worker are killed; shards match the single-host run", async () => {
-    net = TestNet.create(["nats1", "nats2", "nats3", "home", "w1", "w2"]);
-    const natsDir = join(secrets, "nats");
-    mkdirSync(natsDir);
-    const creds = makeCredentials(secrets);
-    const cluster = await startCluster(net, ["nats1", "nats2", "nats3"], natsDir, creds);
+  it("completes with two remote quantizers and a remote evaluator while a NATS node and a worker are killed; shards and KLD match the single-host run", async () => {
+    net = TestNet.create(["nats1", "nats2", "nats3", "home", "w1", "w2", "e1"]);
     // The home host authenticates with user/password, the workers with their nkey.
-    const homeEnv = {
-      ...process.env,
-      MOEQ_NATS_USER: creds.user,
-      MOEQ_NATS_PASS: creds.pass,
-      MOEQ_HOST_ID: "home",
-      MOEQ_NATS_URL: cluster.seeds,
-    };
-    await waitForJetStream(net, "home", homeEnv);
+    const home = await startClusterForHome(net, secrets);
+    const { cluster, creds, homeEnv } = home;
 
     const graph = join(secrets, "graph.json");
-    writeRemoteQuantizerGraph(graph, 6000);
+    // every batch of evaluation windows goes to the evaluator worker on e1
+    writeRemoteQuantizerGraph(graph, 6000, { distribute: true, homeWorker: false, ackWaitMs: 6000 });
     const out = join(dir, "out");
     const workDir = join(dir, "work");
-    const supervisor = track(
-      net.spawn(
-        "home",
-        process.execPath,
-        [
-          cliMain,
-          "quantize",
-          model,
-          "--out",
-          out,
-          "--work-dir",
-          workDir,
-          "--nats",
-          cluster.seeds,
-          "--graph",
-          graph,
-          "--json",
-          ...QUANT,
-        ],
-        { env: homeEnv },
-      ),
-    );
-    await waitUntil(
-      "run.json",
-      () => existsSync(join(workDir, "run.json")) || supervisor.child.exitCode !== null,
-      60_000,
-    );
-    expect(existsSync(join(workDir, "run.json")), supervisor.out).toBe(true);
-    const runId = (JSON.parse(readFileSync(join(workDir, "run.json"), "utf8")) as { runId: string }).runId;
+    const { supervisor, runId } = await startHomeRun(net, home, { model, out, workDir, graph, args: QUANT });
 
     const worker = { seeds: cluster.seeds, creds, runId, hideDir: dir };
     const seen = track(onWorkerHost(net, "w1", ["sh", "-c", `ls -A "${dir}" | wc -l`], worker));
@@ -109,11 +85,13 @@ describe("a run across simulated hosts (network namespaces)", () => {
     expect(seen.out.trim(), "a worker host must not see the home host's files").toBe("0");
 
     const workers = new Map(["w1", "w2"].map((h) => [h, startRemoteQuantizer(net!, h, worker)]));
+    const evaluator = startRemoteEvaluator(net, "e1", worker);
     const done = (h: string) => quantizedCount(workers.get(h)!);
     const logs = () =>
       [
         `--- supervisor\n${supervisor.out.slice(-3000)}`,
         ...[...workers].map(([h, p]) => `--- ${h}\n${p.out.slice(-3000)}`),
+        `--- e1 (evaluator)\n${evaluator.out.slice(-3000)}`,
         ...(existsSync(join(workDir, "logs")) ? readdirSync(join(workDir, "logs")) : []).map(
           (f) => `--- ${f}\n${readFileSync(join(workDir, "logs", f), "utf8").slice(-1500)}`,
         ),
@@ -127,7 +105,7 @@ describe("a run across simulated hosts (network namespaces)", () => {
         ),
       ].join("\n");
 
-    const early = () => [...workers].find(([, p]) => p.child.exitCode !== null);
+    const early = () => [...workers, ["e1", evaluator] as const].find(([, p]) => p.child.exitCode !== null);
     await waitUntil(
       "both workers to quantize items",
       () => (done("w1") >= 12 && done("w2") >= 1) || early() !== undefined,
@@ -143,11 +121,16 @@ describe("a run across simulated hosts (network namespaces)", () => {
     expect(code, logs()).toBe(0);
     expect((JSON.parse(supervisor.stdout) as { status: string }).status).toBe("completed");
     expect(await workers.get("w2")!.exit, "the surviving worker leaves when the run ends").toBe(0);
+    expect(await evaluator.exit, "the evaluator worker leaves when the run ends").toBe(0);
     expect(done("w2")).toBeGreaterThan(0);
     expect(w1Done).toBeGreaterThanOrEqual(12);
 
     expect(Object.keys(shardHashes(out)).length).toBeGreaterThan(0);
     expect(shardHashes(out)).toEqual(shardHashes(refOut));
+    // The evaluation, scored on e1 from model files it fetched through the object store: the
+    // single-host run's statistics exactly.
+    expect(kldOf(workDir)).toEqual(kldOf(join(dir, "ref.moeq-work")));
+    expect((evaluator.out.match(/ scored windows \[/g) ?? []).length).toBe(2);
 
     // The log, read back from the surviving nodes: every item exactly once, none dead-lettered.
     const run = await dumpRunOn(net, "home", runId, homeEnv);
@@ -165,6 +148,11 @@ describe("a run across simulated hosts (network namespaces)", () => {
       run.events.filter((e) => e.type === "StageStarted" && e.stage === "quantizer").map((e) => e.host),
     );
     expect(quantizerHosts).toEqual(new Set(["w1", "w2"]));
+    const evaluatorHosts = run.events
+      .filter((e) => e.type === "StageStarted" && e.stage === "evaluator")
+      .map((e) => e.host);
+    expect(new Set(evaluatorHosts)).toEqual(new Set(["home", "e1"]));
+    expect(run.events.find((e) => e.type === "EvaluationCompleted")?.scoredBy).toEqual({ e1: 2 });
     // The remote workers' outputs were imported into the home host's work dir.
     for (const e of run.events.filter((x) => x.type === "ExpertQuantized"))
       for (const f of e.files!) expect(f.startsWith(join(workDir, "tensors", "quant"))).toBe(true);

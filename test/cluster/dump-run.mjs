@@ -46,6 +46,7 @@ const events = (await retry("read the event log", () => log.read(1))).map((e) =>
       }
     : {}),
   ...(e.type === "StageStarted" ? { host: e.payload.host, instance: e.payload.instance } : {}),
+  ...(e.type === "EvaluationCompleted" ? { scoredBy: e.payload.stats.scoredBy } : {}),
 }));
 const dead = await retry("read the dead letters", async () => (await RunWorkQueues.open(bus, runId)).deadLetters());
 const replicas = {};

@@ -1,6 +1,6 @@
 // Pieces shared by the cluster test and benchmark: a graph whose quantizers all run on other
-// hosts, quantizer workers started on a simulated host that cannot see the home host's files,
-// and process output capture. (Plain TypeScript without parameter properties: the benchmark runs
+// hosts, quantizer and evaluator workers started on a simulated host that cannot see the home
+// host's files, and process output capture. (Plain TypeScript without parameter properties: the benchmark runs
 // it through Node's type stripping.)
 import type { ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
@@ -12,6 +12,7 @@ import type { TestNet } from "./netns.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const quantizerMain = join(root, "stages", "quantizer", "dist", "main.js");
+export const evaluatorMain = join(root, "stages", "evaluator", "dist", "main.js");
 export const dumpRun = join(root, "test", "cluster", "dump-run.mjs");
 export const cliMain = join(root, "libs", "cli", "dist", "main.js");
 
@@ -49,8 +50,11 @@ export async function waitUntil(
   }
 }
 
-/** Every stage on the home host except the quantizers (replicas 0: they join from other hosts). */
-export function writeRemoteQuantizerGraph(path: string, ackWaitMs: number): void {
+/**
+ * Every stage on the home host except the quantizers (replicas 0: they join from other hosts);
+ * `evaluator` options may distribute the evaluation's windows to evaluator workers too.
+ */
+export function writeRemoteQuantizerGraph(path: string, ackWaitMs: number, evaluator: object = {}): void {
   const stage = (name: string, extra: object = {}) => ({ name, ...extra });
   writeFileSync(
     path,
@@ -62,7 +66,7 @@ export function writeRemoteQuantizerGraph(path: string, ackWaitMs: number): void
         stage("calibrator"),
         stage("quantizer", { replicas: 0, options: { ackWaitMs } }),
         stage("packer"),
-        stage("evaluator"),
+        stage("evaluator", { options: evaluator }),
       ],
     }),
   );
@@ -75,16 +79,22 @@ export interface WorkerHostOptions {
   /** hidden on the worker host behind an empty tmpfs (the home host's work dir and model live here) */
   readonly hideDir: string;
   readonly threads?: number;
+  /** MOEQ_STAGE of the worker (default quantizer) */
+  readonly stage?: string;
 }
 
 /** Runs `cmd` on a worker host: its own mount namespace with an empty tmpfs over `hideDir`. */
 export function onWorkerHost(net: TestNet, host: string, cmd: readonly string[], o: WorkerHostOptions): ChildProcess {
+  // OpenBLAS picks its kernels per CPU unless OPENBLAS_CORETYPE pins them (the dev machine sets it):
+  // every host of a run must compute with the same ones, or the KLD differs in its last bits.
+  const blas = Object.entries(process.env).filter(([k]) => k.startsWith("OPENBLAS_"));
   const env: NodeJS.ProcessEnv = {
+    ...Object.fromEntries(blas),
     PATH: process.env.PATH,
     MOEQ_NATS_URL: o.seeds,
     MOEQ_NATS_NKEY_SEED_FILE: o.creds.nkeySeedFile,
     MOEQ_RUN_ID: o.runId,
-    MOEQ_STAGE: "quantizer",
+    MOEQ_STAGE: o.stage ?? "quantizer",
     MOEQ_INSTANCE: host,
     OPENBLAS_NUM_THREADS: String(o.threads ?? 1),
     TMPDIR: o.hideDir,
@@ -110,11 +120,25 @@ export function onWorkerHost(net: TestNet, host: string, cmd: readonly string[],
 export const startRemoteQuantizer = (net: TestNet, host: string, o: WorkerHostOptions): Proc =>
   track(onWorkerHost(net, host, [process.execPath, quantizerMain, "--host-id", host], o));
 
+/** An evaluator worker (`--host-id <host>`) on a worker host: scores batches of windows of a distributed evaluation. */
+export const startRemoteEvaluator = (net: TestNet, host: string, o: WorkerHostOptions): Proc =>
+  track(onWorkerHost(net, host, [process.execPath, evaluatorMain, "--host-id", host], { ...o, stage: "evaluator" }));
+
 /** Items a worker logged as quantized. */
 export const quantizedCount = (p: Proc) => (p.out.match(/ quantized \d+\/\d+\//g) ?? []).length;
 
 export interface RunDump {
-  events: { seq: number; type: string; time: string; key?: string; host?: string; stage: string; files?: string[] }[];
+  events: {
+    seq: number;
+    type: string;
+    time: string;
+    key?: string;
+    host?: string;
+    stage: string;
+    files?: string[];
+    /** EvaluationCompleted: batches merged per host that scored them */
+    scoredBy?: Record<string, number>;
+  }[];
   deadLetters: number;
   replicas: Record<string, number>;
 }
