@@ -8,6 +8,7 @@ import { buildSpec, Engine, extractRoleMatrix, loadModel, packTarget, type RawCo
 import { KldAccumulator, type KldStats, type LayerStats, RelativeErrorAccumulator, scoreTokens, type TokenScores } from "@moeq/eval";
 import { tokenWindows, type Windows } from "@moeq/runtime";
 import { f32Tensor, type Tensor } from "@moeq/tensor";
+import { type ActivationMode, type ActivationTreatment, type ExpertInputScales, planActivations } from "./activations.ts";
 import { type BatchScores, type WindowBatch, windowBatches } from "./window-batches.ts";
 
 export interface EvaluateOptions {
@@ -27,6 +28,10 @@ export interface EvaluateOptions {
   readonly onBatchScored?: (b0: number, scores: TokenScores) => void;
   /** batches scored by evaluator workers instead (one promise per batch), merged here in batch order */
   readonly scoreElsewhere?: (batches: readonly WindowBatch[], o: EvaluateOptions) => Promise<BatchScores>[];
+  /** "quantized" (default): linear inputs quantized as the checkpoint states (W8A8, W4A4); "weights-only": f32 */
+  readonly activations?: ActivationMode;
+  /** experts' input scales per expert (default) or one per layer (vLLM's fused FP8 MoE) */
+  readonly expertInputScales?: ExpertInputScales;
 }
 
 export interface ExpertWeightError {
@@ -43,6 +48,8 @@ export interface Evaluation {
   readonly format: string;
   readonly quantizedModules: number;
   readonly seconds: number;
+  /** what was done with the quantized model's activations */
+  readonly activations: ActivationTreatment;
 }
 
 const EXPERT = /\.layers\.(\d+)\..*\.experts\.(\d+)\./;
@@ -89,6 +96,8 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<Evaluation
     };
     const refEngine = ref.engine();
     const qEngine = new Engine(qspec, qSource);
+    const acts = planActivations(qc, qspec, { mode: o.activations, expertInputScales: o.expertInputScales });
+    if (acts.hook) qEngine.setLinearHook(acts.hook);
     const spec = ref.spec;
     const V = spec.vocabSize;
     const H = spec.hiddenSize;
@@ -189,6 +198,7 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<Evaluation
       format: qc.format,
       quantizedModules: qc.quantizedModules.length,
       seconds: (Date.now() - t0) / 1000,
+      activations: acts.treatment,
     };
   } finally {
     qc.close();

@@ -48,22 +48,45 @@ export function reportData(r: ReportInput): ReportData {
       });
     }
   const m = (f: keyof ExpertStats) =>
-    expertMatrix(r.layers, r.experts, stats, f).map((row) => row.map((v) => (typeof v === "number" && Number.isNaN(v) ? null : v)));
+    expertMatrix(r.layers, r.experts, stats, f).map((row) =>
+      row.map((v) => (typeof v === "number" && Number.isNaN(v) ? null : v)),
+    );
   const routed = m("routedTokens");
   let zero = 0;
   let total = 0;
   let below = 0;
   const minTokens = r.minTokens ?? 1;
-  for (const row of routed) for (const v of row) if (v !== null) (total++, v === 0 && zero++, v < minTokens && below++);
+  for (const row of routed) for (const v of row) if (v !== null) total++, v === 0 && zero++, v < minTokens && below++;
   return {
     title: r.title,
     createdAt: new Date().toISOString(),
-    model: { name: r.modelName, layers: r.layers, experts: r.experts, ...(r.topK ? { topK: r.topK } : {}), source: r.source },
-    settings: r.settings,
+    model: {
+      name: r.modelName,
+      layers: r.layers,
+      experts: r.experts,
+      ...(r.topK ? { topK: r.topK } : {}),
+      source: r.source,
+    },
+    // the activation treatment belongs to the numbers: W8A8 scored weight-only is another model
+    settings: { ...r.settings, activations: r.evaluation.activations.summary },
     kld: r.evaluation.kld,
     layers: r.evaluation.layers,
-    experts: { routedTokens: routed, calibWeightMass: m("calibWeightMass"), weightRelError: m("weightRelError"), outputRelError: m("outputRelError"), seconds: m("seconds") },
-    coverage: r.expertRuns ? { minTokens, expertsTotal: total, expertsWithoutTokens: zero, expertsBelowMin: below, ...(r.remedy ? { remedy: r.remedy } : {}) } : null,
+    experts: {
+      routedTokens: routed,
+      calibWeightMass: m("calibWeightMass"),
+      weightRelError: m("weightRelError"),
+      outputRelError: m("outputRelError"),
+      seconds: m("seconds"),
+    },
+    coverage: r.expertRuns
+      ? {
+          minTokens,
+          expertsTotal: total,
+          expertsWithoutTokens: zero,
+          expertsBelowMin: below,
+          ...(r.remedy ? { remedy: r.remedy } : {}),
+        }
+      : null,
     timings: r.timings ?? [],
   };
 }

@@ -26,6 +26,18 @@ export const evalCommand = Command.make(
       Flag.withDescription("Write report.json + report.html into this directory"),
     ),
     json: Flag.Boolean("json").pipe(Flag.withDefault(false), Flag.withDescription("Print the statistics as JSON")),
+    weightsOnly: Flag.Boolean("weights-only").pipe(
+      Flag.withDefault(false),
+      Flag.withDescription(
+        "Keep activations f32 (score only the weights); by default linear inputs are quantized as the checkpoint states (W8A8-FP8 input_scale, NVFP4 W4A4, dynamic FP8)",
+      ),
+    ),
+    expertInputScales: Flag.Literals("expert-input-scales", ["per-expert", "layer-max"]).pipe(
+      Flag.withDefault("per-expert"),
+      Flag.withDescription(
+        "Experts' static input scales: each expert's own, or the layer's max (vLLM's fused FP8 MoE)",
+      ),
+    ),
   },
   (a) =>
     Effect.tryPromise({
@@ -36,6 +48,8 @@ export const evalCommand = Command.make(
           texts: a.texts,
           seed: a.seed,
           batchWindows: a.batchWindows,
+          activations: a.weightsOnly ? "weights-only" : "quantized",
+          expertInputScales: a.expertInputScales,
         });
         const reportDir = Option.getOrUndefined(a.report);
         if (reportDir) {
@@ -57,7 +71,7 @@ export const evalCommand = Command.make(
         if (a.json) process.stdout.write(`${JSON.stringify(ev, null, 2)}\n`);
         else
           process.stdout.write(
-            `${ev.format}, ${ev.quantizedModules} quantized modules, ${ev.windows.n}×${ev.windows.seqLen} tokens, ${ev.seconds.toFixed(1)} s\n${formatKldTable(ev.kld)}\n`,
+            `${ev.format}, ${ev.quantizedModules} quantized modules, ${ev.windows.n}×${ev.windows.seqLen} tokens, ${ev.seconds.toFixed(1)} s\nactivations: ${ev.activations.summary}\n${formatKldTable(ev.kld)}\n`,
           );
       },
       catch: (e) => e,
