@@ -2,6 +2,7 @@
 # One call on the GPU machine (device tool), from the repository root, carrying .gpu-carry,
 # node_modules/node-addon-api and node_modules/node-api-headers:
 #   bash native/bench/gpu/run.sh [checks|ops|store|bench|all|pipeline]     (logs and JSON under $OUT)
+# Several at once in one word: run.sh "checks ops".
 # `ops`: the forward-pass kernels at model sizes against the CPU kernels (native/bench/gpu/ops.ts).
 # `pipeline`: the whole `moeq quantize --device cuda` on a synthesized Qwen3-30B-A3B-shaped model
 # (LAYERS, default 2), CLI and stages from .gpu-carry/pipeline (bundle-pipeline.mjs); per-layer
@@ -13,6 +14,7 @@
 # and perf_anchor.py copied from ../shared (which does not travel), bundle/ (bundle.sh).
 set -uo pipefail
 what=${1:-all}
+want() { [[ $what == all || " $what " == *" $1 "* ]]; }
 OUT=${OUT:-/tmp/moeq-gpu-out}
 mkdir -p "$OUT"
 root=$(pwd)
@@ -40,20 +42,20 @@ echo "build: $(( $(date +%s) - t0 )) s"
 export MOEQ_NATIVE_ADDON=$root/native/build-gpu/moeq_native.node
 ldd "$MOEQ_NATIVE_ADDON" | grep -E 'cublas|cusolver|cudart|openblas' || true
 rc=0
-if [[ $what == checks || $what == all ]]; then
+if want checks; then
   node native/bench/gpu/check.ts /tmp/checks.json 2>&1 | tee "$OUT/checks.log"
   rc=$(( rc | ${PIPESTATUS[0]} ))
 fi
-if [[ $what == ops || $what == all ]]; then
+if want ops; then
   node native/bench/gpu/ops.ts --out "$OUT/ops.json" 2>&1 | tee "$OUT/ops.log"
   rc=$(( rc | ${PIPESTATUS[0]} ))
 fi
-if [[ $what == store || $what == all ]]; then
+if want store; then
   # bundled here by native/bench/gpu/bundle.sh (the store needs node_modules)
   node .gpu-carry/bundle/store-handoff.mjs .gpu-carry/bundle/cuda-consumer.mjs 2>&1 | tee "$OUT/store.log"
   rc=$(( rc | ${PIPESTATUS[0]} ))
 fi
-if [[ $what == bench || $what == all ]]; then
+if want bench; then
   PYTHONUNBUFFERED=1 python3 .gpu-carry/perf_anchor.py "$OUT/anchor.json" 65536 8 >/tmp/anchor.log 2>&1
   tail -25 /tmp/anchor.log
   for p in ${MOEQ_BENCH_PRECISIONS:-tf32 bf16}; do

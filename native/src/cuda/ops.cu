@@ -181,42 +181,83 @@ __global__ void causalConvKernel(const float* x, const float* w, float* out, int
   }
 }
 
-// grid (batch·heads, ⌈vDim/32⌉), one warp: lane owns value column j, its state column S[:, j]
-// in shared memory ([kDim][32], conflict-free), k_t and q_t staged beside it.
+// grid (batch·heads, ⌈vDim/32⌉), block kRowWarps warps: lane owns value column j, warp w the
+// state rows [w·⌈dk/4⌉, …) of S[:, j] in shared memory ([kDim][32], conflict-free); the per-column
+// sums Σ_i S·k and Σ_i S·q are the warps' partial sums added in warp order (deterministic). The
+// next token's k, q, v, g, β are loaded into registers while this token computes, so the global
+// latency is hidden behind the two passes over S instead of stalling every step.
+constexpr int kRowWarps = 4;
+constexpr int kStage = 2;  // k/q values each thread stages per token
+static_assert(kStage * kWarp * kRowWarps >= kDeltaMaxKDim, "a token's k and q must fit the block's staging registers");
+
 __global__ void deltaRuleKernel(const float* q, const float* k, const float* v, const float* g, const float* beta,
                                 float* out, int64_t T, int64_t H, int64_t dk, int64_t dv) {
   extern __shared__ float sm[];
   float* S = sm;
   float* ks = S + dk * kWarp;
   float* qs = ks + dk;
+  float* red = qs + dk;  // [2][kRowWarps][32]: partial Σ S·k, then partial Σ S·q
+  const int lane = threadIdx.x % kWarp, w = threadIdx.x / kWarp, tid = threadIdx.x;
+  const int nthreads = kWarp * kRowWarps;
   const int64_t b = blockIdx.x / H, h = blockIdx.x % H;
-  const int lane = threadIdx.x;
   const int64_t j = int64_t(blockIdx.y) * kWarp + lane;
   const bool live = j < dv;
-  for (int64_t i = 0; i < dk; i++) S[i * kWarp + lane] = 0.0f;
+  const int64_t per = (dk + kRowWarps - 1) / kRowWarps;
+  const int64_t i0 = min(dk, w * per), i1 = min(dk, i0 + per);
+  for (int64_t i = i0; i < i1; i++) S[i * kWarp + lane] = 0.0f;
+  float pk[kStage], pq[kStage], pv = 0.0f, pg = 0.0f, pb = 0.0f;
+  auto fetch = [&](int64_t r) {
+#pragma unroll
+    for (int u = 0; u < kStage; u++) {
+      const int64_t i = tid + int64_t(u) * nthreads;
+      pk[u] = i < dk ? k[r * dk + i] : 0.0f;
+      pq[u] = i < dk ? q[r * dk + i] : 0.0f;
+    }
+    pv = live ? v[r * dv + j] : 0.0f;
+    pg = g[r];
+    pb = beta[r];
+  };
+  if (T > 0) fetch(b * T * H + h);
   for (int64_t t = 0; t < T; t++) {
     const int64_t r = (b * T + t) * H + h;
-    __syncwarp();  // every lane is done with the previous step's k and q
-    for (int64_t i = lane; i < dk; i += kWarp) {
-      ks[i] = k[r * dk + i];
-      qs[i] = q[r * dk + i];
+    __syncthreads();  // the previous token's readers of ks, qs and red are done
+#pragma unroll
+    for (int u = 0; u < kStage; u++) {
+      const int64_t i = tid + int64_t(u) * nthreads;
+      if (i < dk) {
+        ks[i] = pk[u];
+        qs[i] = pq[u];
+      }
     }
-    __syncwarp();
-    const float decay = expf(g[r]), bt = beta[r];
+    const float decay = expf(pg), bt = pb, vj = pv;
+    if (t + 1 < T) fetch(r + H);  // row (b·T + t + 1)·H + h
+    __syncthreads();
     float mem = 0;
-    for (int64_t i = 0; i < dk; i++) {
+    for (int64_t i = i0; i < i1; i++) {
       const float s = S[i * kWarp + lane] * decay;
       S[i * kWarp + lane] = s;
       mem += s * ks[i];
     }
-    const float delta = ((live ? v[r * dv + j] : 0.0f) - mem) * bt;
+    red[w * kWarp + lane] = mem;
+    __syncthreads();
+    mem = 0;
+#pragma unroll
+    for (int x = 0; x < kRowWarps; x++) mem += red[x * kWarp + lane];
+    const float delta = (vj - mem) * bt;
     float o = 0;
-    for (int64_t i = 0; i < dk; i++) {
+    for (int64_t i = i0; i < i1; i++) {
       const float s = S[i * kWarp + lane] + ks[i] * delta;
       S[i * kWarp + lane] = s;
       o += s * qs[i];
     }
-    if (live) out[r * dv + j] = o;
+    red[(kRowWarps + w) * kWarp + lane] = o;
+    __syncthreads();
+    if (w == 0 && live) {
+      o = 0;
+#pragma unroll
+      for (int x = 0; x < kRowWarps; x++) o += red[(kRowWarps + x) * kWarp + lane];
+      out[r * dv + j] = o;  // v's value of this row was read a token earlier (out may be v)
+    }
   }
 }
 
@@ -284,8 +325,8 @@ void launchGatedDeltaRule(const float* q, const float* k, const float* v, const 
                           cudaStream_t s) {
   if (batch * heads * seqLen * vDim == 0) return;
   const dim3 grid(unsigned(batch * heads), unsigned((vDim + kWarp - 1) / kWarp));
-  const size_t smem = size_t(kDim * kWarp + 2 * kDim) * sizeof(float);  // ≤ 34 KiB at kDim 256
-  deltaRuleKernel<<<grid, kWarp, smem, s>>>(q, k, v, g, beta, out, seqLen, heads, kDim, vDim);
+  const size_t smem = size_t(kDim * kWarp + 2 * kDim + 2 * kRowWarps * kWarp) * sizeof(float);  // ≤ 36 KiB
+  deltaRuleKernel<<<grid, kWarp * kRowWarps, smem, s>>>(q, k, v, g, beta, out, seqLen, heads, kDim, vDim);
   checkLaunch("gatedDeltaRule");
 }
 

@@ -37,8 +37,9 @@ void launchDecode(const void* src, StoredDtype d, float* out, int64_t count, con
 // out[b,t,c] = silu(Σ_j w[c,j]·x[b, t−(K−1)+j, c]), zero left padding.
 void launchCausalConv1dSilu(const float* x, const float* w, float* out, int64_t batch, int64_t seqLen,
                             int64_t channels, int64_t kernel, cudaStream_t s);
-// Gated delta rule, token recurrence in f32 (../hard_deltanet.cc's recurrentHead): one thread per
-// value column, which is independent of the others; the state column lives in shared memory.
+// Gated delta rule, token recurrence in f32 (../hard_deltanet.cc's recurrentHead): value columns
+// are independent of each other, so each (batch, head, 32 columns) is one block whose 4 warps
+// split the state rows; the state lives in shared memory.
 constexpr int64_t kDeltaMaxKDim = 256;
 void launchGatedDeltaRule(const float* q, const float* k, const float* v, const float* g, const float* beta,
                           float* out, int64_t batch, int64_t seqLen, int64_t heads, int64_t kDim, int64_t vDim,

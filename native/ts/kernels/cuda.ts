@@ -183,8 +183,9 @@ export interface CudaKernels {
   /** out must not overlap x. */
   cudaCausalConv1dSiluF32: OnDevice<OpsKernels["causalConv1dSiluF32"]>;
   /**
-   * The token recurrence in f32 (as gatedDeltaRuleRecurrentF32): one thread per value column, all
-   * (batch, head, column) in parallel; kDim up to 256. out may be v itself.
+   * The token recurrence in f32 (as gatedDeltaRuleRecurrentF32): value columns are independent, so
+   * every (batch, head, 32 columns) runs in parallel, 4 warps splitting the state rows; kDim up to
+   * 256. out may be v itself.
    */
   cudaGatedDeltaRuleRecurrentF32: OnDevice<OpsKernels["gatedDeltaRuleRecurrentF32"]>;
   /** As attentionF32 (same options; sinks a host Float32Array); head dims up to 512. */
