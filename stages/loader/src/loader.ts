@@ -2,10 +2,17 @@
 // and, per layer, `file` descriptors of its tensors (LayerLoaded): consumers map the shard
 // ranges themselves, nothing is copied. Layer 0 also carries the model-level tensors
 // (embeddings, final norm, lm_head) so a consumer needs no other source.
+// Checkpoints stored quantized (FP8 128×128 blocks: DeepSeek-V3, Kimi, MiniMax; MXFP4 experts:
+// GPT-OSS) are published as the model's logical bf16 tensors: each such tensor is decoded by the
+// model's own source (the one the forward pass uses) into the work dir, layer by layer, and its
+// scale/block tensors are not published. Every consumer — router, calibrator, quantizer, packer —
+// then sees a plain bf16 model, and weights left unquantized are written bf16 (a FP8 remnant could
+// not be described by the output's quantization_config).
+import { existsSync, statSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import type { TensorDescriptor } from "@moeq/contracts";
-import { loadModel } from "@moeq/models";
-import { fromSafetensorsDtype, type StageContext } from "@moeq/runtime";
+import { fp8BlockSize, loadModel } from "@moeq/models";
+import { fromSafetensorsDtype, type StageContext, writeFileAtomic } from "@moeq/runtime";
 import { telemetry as tracing } from "@moeq/runtime";
 
 // "model.layers.N." in most checkpoints, "transformer.blocks.N." in DBRX
@@ -29,29 +36,37 @@ export async function runLoader(ctx: StageContext): Promise<void> {
         config: model.config as Record<string, unknown>,
       },
     });
-    const byLayer = new Map<number, Record<string, TensorDescriptor>>();
-    for (const name of checkpoint.names()) {
+    const raw = new Set(checkpoint.names());
+    const fp8 = fp8BlockSize(model.config) !== null;
+    const derived = (n: string) => !raw.has(n) || (fp8 && n.endsWith(".weight") && raw.has(`${n}_scale_inv`));
+    const byLayer = new Map<number, string[]>();
+    for (const name of model.source.names()) {
       const m = LAYER.exec(name);
       const layer = m ? Number(m[1]) : 0;
-      const e = checkpoint.entry(name);
-      const d: TensorDescriptor = {
-        dtype: fromSafetensorsDtype(e.dtype),
-        shape: [...e.shape],
-        loc: {
-          kind: "file",
-          path: isAbsolute(e.file) ? e.file : join(checkpoint.dir, e.file),
-          offset: e.dataOffset,
-          bytes: e.byteLength,
-        },
-      };
-      if (!byLayer.has(layer)) byLayer.set(layer, {});
-      byLayer.get(layer)![name] = d;
+      if (!byLayer.has(layer)) byLayer.set(layer, []);
+      byLayer.get(layer)!.push(name);
     }
+    const describe = (name: string): TensorDescriptor => {
+      if (!derived(name)) {
+        const e = checkpoint.entry(name);
+        return {
+          dtype: fromSafetensorsDtype(e.dtype),
+          shape: [...e.shape],
+          loc: { kind: "file", path: isAbsolute(e.file) ? e.file : join(checkpoint.dir, e.file), offset: e.dataOffset, bytes: e.byteLength },
+        };
+      }
+      const t = model.source.tensor(name);
+      const path = join(ctx.paths.tensors, "input-decoded", `${name}.bin`);
+      // decoding is deterministic: a restarted loader reuses what an earlier attempt wrote whole
+      if (!existsSync(path) || statSync(path).size !== t.data.byteLength) writeFileAtomic(path, t.data);
+      return { dtype: fromSafetensorsDtype(t.dtype), shape: [...t.shape], loc: { kind: "file", path, offset: 0, bytes: t.data.byteLength } };
+    };
     for (let L = 0; L < spec.layers.length; L++) {
-      const tensors = byLayer.get(L) ?? {};
+      const tensors: Record<string, TensorDescriptor> = {};
+      for (const name of byLayer.get(L) ?? []) tensors[name] = describe(name);
       const bytes = Object.values(tensors).reduce((n, d) => n + (d.loc.kind === "file" ? d.loc.bytes : 0), 0);
       await tracing.layerSpan(L, () => tracing.projectionSpan("load", { layer: L, bytes }, () => ctx.emit({ type: "LayerLoaded", payload: { layer: L, tensors } })));
-      ctx.say(`layer ${L}: ${Object.keys(byLayer.get(L) ?? {}).length} tensors`);
+      ctx.say(`layer ${L}: ${Object.keys(tensors).length} tensors`);
       await ctx.pause();
     }
   } finally {

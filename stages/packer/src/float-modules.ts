@@ -6,6 +6,7 @@ import type { EventOf } from "@moeq/contracts";
 import type { QuantizedModule } from "@moeq/formats";
 import { type ActivationRange, inputScaleFp8, nvfp4InputScale, resolveExpertInputRanges } from "@moeq/quant";
 import {
+  floatSchemeCanPack,
   type QuantTarget,
   SCHEME_INFO,
   type SchemeName,
@@ -56,9 +57,11 @@ export function floatModules(
   const scheme = ctx.options.scheme;
   const info = SCHEME_INFO[scheme];
   const convention = ctx.options.format === "modelopt" ? "modelopt" : "compressed-tensors";
+  // Experts extracted from fused tensors are whole modules under their per-expert names; only a row
+  // slice of a module (DBRX's q/k/v inside Wqkv) would need scales shared across the slices.
   for (const t of targets)
-    if (t.extracted || t.packed.rowOffset !== 0 || t.role.rowSlice)
-      fail(`${t.tensor}: scheme ${scheme} does not support fused or sliced expert layouts yet (use an int scheme)`);
+    if (!floatSchemeCanPack(t))
+      fail(`${t.tensor}: scheme ${scheme} cannot quantize a row slice of a fused module (${t.packed.module}); use an int scheme or --targets experts`);
   const modules = targets.map((t) => ({
     t,
     name: t.packed.module,

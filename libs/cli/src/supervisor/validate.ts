@@ -4,7 +4,7 @@
 import { accessSync, constants, existsSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { loadModel } from "@moeq/models";
-import { OptionsError, quantTargets, type RunOptions, SCHEME_INFO } from "@moeq/runtime";
+import { floatSchemeCanPack, isFloatScheme, OptionsError, quantTargets, type RunOptions, SCHEME_INFO } from "@moeq/runtime";
 
 export interface Preflight {
   readonly modelDir: string;
@@ -64,6 +64,13 @@ export function preflight(
   try {
     const targets = quantTargets(model.arch, model.spec, options.targets);
     if (targets.length === 0) fail("targets", `${options.targets}: the model has nothing to quantize`);
+    if (isFloatScheme(options.scheme))
+      for (const t of targets)
+        if (!floatSchemeCanPack(t))
+          fail(
+            "scheme",
+            `${t.tensor}: scheme ${options.scheme} cannot quantize a row slice of the fused module ${t.packed.module}; use an int scheme or --targets experts`,
+          );
     const blocking = columnBlocking(options);
     if (blocking)
       for (const t of targets)
