@@ -170,7 +170,7 @@ export function planActivations(
       ? `weights only: the checkpoint states no activation quantization${unsupported.length ? ` it can be scored with (${unsupported.length} modules not emulated)` : ""}`
       : mode === "weights-only"
         ? `weights only (requested): activations of ${n} modules kept f32, though the checkpoint states ${kinds.join(" + ")}`
-        : `${kinds.join(" + ")} on the inputs of ${n} quantized modules${expertGroups.size ? `, expert scales ${expertInputScales}` : ""}${unsupported.length ? `; ${unsupported.length} modules not emulated` : ""}`;
+        : `${kinds.join(" + ")} on the inputs of ${n} quantized modules${expertGroups.size && applied.some((q) => q.kind === "fp8-tensor" || q.kind === "nvfp4") ? `, expert scales ${expertInputScales}` : ""}${unsupported.length ? `; ${unsupported.length} modules not emulated` : ""}`;
 
   const cache = new Map<string, InputQuantization | null>();
   const hook: LinearHook | undefined =
