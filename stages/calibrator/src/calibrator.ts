@@ -1,14 +1,23 @@
 // The calibrator owns the layer-sequential forward pass over the calibration windows. For each
-// layer: attention → MoE input x → routing plan (router-override) → per-expert Hessians of each
-// quantized projection under the plan's calibration weights (gate/up share the expert input,
-// down uses act(gate)·up of the same rows) → quantize work items → the layer output under the
-// real routing (full-precision weights, or the layer's dequantized weights with
-// --propagate quantized) → next layer's input persisted atomically → LayerCompleted.
-// In memory: one layer's weights (mapped from the loader's descriptors) and the activations.
+// layer:
+//   1. attention over the windows; with attention targets, the statistics of its linears come
+//      from the inputs the engine applies (linear hook) in that same pass → their work items;
+//   2. with --propagate quantized and attention targets: wait for the quantized attention and run
+//      attention again with it, so the MLP/MoE statistics see the input the packed model computes
+//      (GPTQ's sequential order: attention first, then the MLP on quantized-attention inputs);
+//   3. MoE: routing plan (router-override) → per-expert Hessians of each quantized projection
+//      under the plan's calibration weights (gate/up share the expert input, down uses act(gate)·up
+//      of the same rows; Llama 4's experts see their rows scaled by the router score) and the
+//      shared expert's (weight 1 per token) → work items; dense MLP: its linears likewise;
+//   4. the layer output under the real routing (full precision, or the layer's dequantized
+//      weights with --propagate quantized) → next layer's input persisted atomically →
+//      LayerCompleted.
+// In memory: one layer's weights (mapped from the loader's descriptors), the activations and the
+// k×k sums of the inputs being gathered.
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { type TensorDescriptor, workId } from "@moeq/contracts";
-import { buildSpec, Engine, type RawConfig, type Routing, type ModelSpec } from "@moeq/models";
+import type { EventOf, TensorDescriptor } from "@moeq/contracts";
+import { buildSpec, Engine, type ModelSpec, type RawConfig, type Routing, type WeightSource } from "@moeq/models";
 import { type DeviceKernels, deviceKernels, parseDevice } from "@moeq/native";
 import {
   descriptorSource,
@@ -17,36 +26,40 @@ import {
   type StageContext,
   StageError,
   targetKey,
-  targetWeight,
   tokenWindows,
+  telemetry as tracing,
   writeFileAtomic,
   writeTensorFile,
 } from "@moeq/runtime";
 import { dequantOverlay } from "./dequant.ts";
+import { expertInputStatistics, routerInputScores } from "./expert-stats.ts";
+import { InputStatistics } from "./input-stats.ts";
+import { publishLinears } from "./linear-work.ts";
 import { requestPlan } from "./route-client.ts";
-import { telemetry as tracing } from "@moeq/runtime";
 import { publishUncalibrated } from "./trace.ts";
+import { EMPTY_HESSIAN, fusedCache, publishWork } from "./work.ts";
 
 const actsFile = (dir: string, L: number) => join(dir, `layer-${L}.input.f32`);
-
-// fused tensors of the current layer, mapped once for all the matrices cut out of them
-const fusedCache = new Map<string, Float32Array | Uint16Array | Uint8Array>();
-
-function gatherRows(x: Float32Array, cols: number, rows: ArrayLike<number>): Float32Array {
-  const out = new Float32Array(rows.length * cols);
-  for (let i = 0; i < rows.length; i++) out.set(x.subarray(rows[i] * cols, (rows[i] + 1) * cols), i * cols);
-  return out;
-}
 
 // --device: set once per run from the options (runs written before --device existed mean cpu)
 let kernels: DeviceKernels = deviceKernels({ kind: "cpu" });
 
-async function weightedHessian(x: Float32Array, n: number, cols: number, w: Float32Array): Promise<{ h: Float32Array; absmax: number }> {
-  const acc = new Float64Array(cols * cols);
-  if (n > 0) await kernels.hessianAccumulate(acc, x, n, cols, w);
-  let absmax = 0;
-  for (let i = 0; i < n * cols; i++) absmax = Math.max(absmax, Math.abs(x[i]));
-  return { h: Float32Array.from(acc), absmax };
+const isAttention = (t: QuantTarget) => t.module === "attention" || t.module === "indexer";
+
+/** What one layer's forward needs besides the engine. */
+interface LayerRun {
+  readonly ctx: StageContext;
+  readonly spec: ModelSpec;
+  readonly engine: Engine;
+  /** the layer's full-precision weights (the engine's source may be overlaid) */
+  readonly base: WeightSource;
+  readonly L: number;
+  readonly targets: readonly QuantTarget[];
+  readonly descs: ReadonlyMap<string, TensorDescriptor>;
+  /** rows per engine call (batch windows × T) */
+  readonly chunk: number;
+  /** GPTQ (else RTN) for the linears outside the routed experts */
+  readonly linearGptq: boolean;
 }
 
 export async function runCalibrator(ctx: StageContext): Promise<void> {
@@ -60,11 +73,17 @@ export async function runCalibrator(ctx: StageContext): Promise<void> {
   while (layersDone.has(start)) start++;
   if (start >= spec.layers.length) return;
   if (o.algorithm === "rtn" && o.propagate === "fp") return rtnOnly(ctx, spec.layers.length, start, targets);
-  const windows = await tokenWindows(o.calib, "calib", { modelDir: ctx.modelDir, vocab: spec.vocabSize, seed: o.seed, cacheDir: ctx.paths.cache });
+  const windows = await tokenWindows(o.calib, "calib", {
+    modelDir: ctx.modelDir,
+    vocab: spec.vocabSize,
+    seed: o.seed,
+    cacheDir: ctx.paths.cache,
+  });
   const { n: N, seqLen: T } = windows;
   const H = spec.hiddenSize;
   const rows = N * T;
   const batch = Math.min(o.batchWindows, N);
+  const linearGptq = nonExpertAlgorithm(ctx) === "gptq";
   ctx.say(`calibrating on ${N}×${T} tokens from layer ${start}`);
 
   let h: Float32Array;
@@ -74,10 +93,20 @@ export async function runCalibrator(ctx: StageContext): Promise<void> {
     h = eng.embed(windows.ids, eng.sequences(N, T));
   } else {
     const f = actsFile(ctx.paths.acts, start);
-    if (!existsSync(f)) throw new StageError({ stage: ctx.stage, message: `${f} is missing: layer ${start - 1} completed without its output`, permanent: true });
+    if (!existsSync(f))
+      throw new StageError({
+        stage: ctx.stage,
+        message: `${f} is missing: layer ${start - 1} completed without its output`,
+        permanent: true,
+      });
     const b = readFileSync(f);
     h = new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
-    if (h.length !== rows * H) throw new StageError({ stage: ctx.stage, message: `${f}: ${h.length} values, expected ${rows}×${H}`, permanent: true });
+    if (h.length !== rows * H)
+      throw new StageError({
+        stage: ctx.stage,
+        message: `${f}: ${h.length} values, expected ${rows}×${H}`,
+        permanent: true,
+      });
   }
 
   for (let L = start; L < spec.layers.length; L++) {
@@ -85,40 +114,153 @@ export async function runCalibrator(ctx: StageContext): Promise<void> {
     const loaded = await ctx.waitFor("LayerLoaded", (e) => e.payload.layer === L);
     const descs = new Map(Object.entries(loaded.payload.tensors));
     fusedCache.clear();
-    const engine = new Engine(spec, descriptorSource(ctx.reader, descs), { cacheBytes: 2 ** 30 });
-    const residual = new Float32Array(rows * H);
-    const x = new Float32Array(rows * H);
-    for (let b0 = 0; b0 < N; b0 += batch) {
-      const nb = Math.min(batch, N - b0);
-      const seq = engine.sequences(nb, T);
-      const a = await engine.attention(L, h.subarray(b0 * T * H, (b0 + nb) * T * H), seq);
-      residual.set(a.residual, b0 * T * H);
-      x.set(a.x, b0 * T * H);
-    }
-    const layerTargets = targets.filter((t) => t.layer === L);
-    const tAttn = Date.now();
-    let y: Float32Array;
-    if (engine.isMoe(L)) {
-      y = await tracing.layerSpan(L, () => moeLayer(ctx, spec, engine, L, x, rows, layerTargets, descs));
-    } else {
-      y = new Float32Array(rows * H);
-      for (let r0 = 0; r0 < rows; r0 += batch * T) {
-        const nr = Math.min(batch * T, rows - r0);
-        y.set((await engine.mlp(L, x.subarray(r0 * H, (r0 + nr) * H))).out, r0 * H);
+    const base = descriptorSource(ctx.reader, descs);
+    const engine = new Engine(spec, base, { cacheBytes: 2 ** 30 });
+    const run: LayerRun = {
+      ctx,
+      spec,
+      engine,
+      base,
+      L,
+      targets: targets.filter((t) => t.layer === L),
+      descs,
+      chunk: batch * T,
+      linearGptq,
+    };
+    const attnTargets = run.targets.filter(isAttention);
+    const stats = attnTargets.length > 0 ? new InputStatistics(attnTargets, kernels, linearGptq) : null;
+    let { residual, x } = await attentionPass(run, h, N, T, batch, stats);
+    if (stats) {
+      await tracing.layerSpan(L, () => publishLinears(ctx, L, attnTargets, stats, descs, linearGptq));
+      if (o.propagate === "quantized") {
+        engine.setSource(dequantOverlay(ctx, spec, base, attnTargets, await quantized(ctx, L, attnTargets)));
+        ({ residual, x } = await attentionPass(run, h, N, T, batch, null));
       }
-      await tracing.layerSpan(L, () => publishRtn(ctx, L, layerTargets, descs));
     }
+    const tAttn = Date.now();
+    const y = engine.isMoe(L)
+      ? await tracing.layerSpan(L, () => moeLayer(run, x, rows))
+      : await tracing.layerSpan(L, () => denseLayer(run, x, rows));
     const tBlock = Date.now();
     h = engine.finishLayer(residual, y);
     writeFileAtomic(actsFile(ctx.paths.acts, L + 1), new Uint8Array(h.buffer, h.byteOffset, h.byteLength));
     await ctx.pause();
     await ctx.emit({
       type: "LayerCompleted",
-      payload: { layer: L, experts: spec.layers[L].mlp.kind === "moe" ? (spec.layers[L].mlp as { experts: { numExperts: number } }).experts.numExperts : 0, seconds: (Date.now() - t0) / 1000 },
+      payload: {
+        layer: L,
+        experts:
+          spec.layers[L].mlp.kind === "moe"
+            ? (spec.layers[L].mlp as { experts: { numExperts: number } }).experts.numExperts
+            : 0,
+        seconds: (Date.now() - t0) / 1000,
+      },
     });
     rmSync(actsFile(ctx.paths.acts, L), { force: true });
-    ctx.say(`layer ${L} done in ${((Date.now() - t0) / 1000).toFixed(2)} s (attention ${((tAttn - t0) / 1000).toFixed(2)} s, MLP/MoE + calibration ${((tBlock - tAttn) / 1000).toFixed(2)} s)`);
+    ctx.say(
+      `layer ${L} done in ${((Date.now() - t0) / 1000).toFixed(2)} s (attention ${((tAttn - t0) / 1000).toFixed(2)} s, MLP/MoE + calibration ${((tBlock - tAttn) / 1000).toFixed(2)} s)`,
+    );
   }
+}
+
+/**
+ * The algorithm of the linears outside the routed experts: the run's, unless the graph gives the
+ * calibrator `nonExpertAlgorithm: rtn` (GPTQ experts with RTN attention/MLP, an ablation that
+ * measures what GPTQ buys there; see docs/calibration.md).
+ */
+function nonExpertAlgorithm(ctx: StageContext): "gptq" | "rtn" {
+  const v = ctx.stageOptions.nonExpertAlgorithm ?? ctx.options.algorithm;
+  if (v !== "gptq" && v !== "rtn")
+    throw new StageError({
+      stage: ctx.stage,
+      message: `calibrator option nonExpertAlgorithm: expected "gptq" or "rtn", got ${JSON.stringify(v)}`,
+      permanent: true,
+    });
+  return v;
+}
+
+/** Attention over the windows in batches → residual and MLP input; `stats` observes its linears. */
+async function attentionPass(
+  run: LayerRun,
+  h: Float32Array,
+  N: number,
+  T: number,
+  batch: number,
+  stats: InputStatistics | null,
+) {
+  const { engine, L } = run;
+  const H = run.spec.hiddenSize;
+  const residual = new Float32Array(N * T * H);
+  const x = new Float32Array(N * T * H);
+  engine.setLinearHook(stats?.hook);
+  try {
+    for (let b0 = 0; b0 < N; b0 += batch) {
+      const nb = Math.min(batch, N - b0);
+      const a = await engine.attention(L, h.subarray(b0 * T * H, (b0 + nb) * T * H), engine.sequences(nb, T));
+      await stats?.flush();
+      residual.set(a.residual, b0 * T * H);
+      x.set(a.x, b0 * T * H);
+    }
+  } finally {
+    engine.setLinearHook(undefined);
+  }
+  return { residual, x };
+}
+
+/** Waits until every target has its ExpertQuantized (--propagate quantized) and returns the layer's. */
+async function quantized(
+  ctx: StageContext,
+  L: number,
+  targets: readonly QuantTarget[],
+): Promise<EventOf<"ExpertQuantized">[]> {
+  const keys = targets.map(targetKey);
+  await ctx.until(() => keys.every((key) => ctx.has(`ExpertQuantized/${key}`)));
+  return ctx.all("ExpertQuantized", (ev) => ev.payload.layer === L);
+}
+
+/** With --propagate quantized, the layer's block weights as quantized (attention included). */
+async function useQuantized(run: LayerRun): Promise<void> {
+  if (run.ctx.options.propagate !== "quantized") return;
+  const events = await quantized(run.ctx, run.L, run.targets);
+  run.engine.setSource(dequantOverlay(run.ctx, run.spec, run.base, run.targets, events));
+}
+
+/** Runs `f` over row chunks of x with `stats` observing the linears, returning the concatenated outputs. */
+async function overRows(
+  run: LayerRun,
+  x: Float32Array,
+  rows: number,
+  stats: InputStatistics | null,
+  f: (xs: Float32Array) => Promise<Float32Array>,
+): Promise<Float32Array> {
+  const H = run.spec.hiddenSize;
+  const y = new Float32Array(rows * H);
+  run.engine.setLinearHook(stats?.hook);
+  try {
+    for (let r0 = 0; r0 < rows; r0 += run.chunk) {
+      const nr = Math.min(run.chunk, rows - r0);
+      y.set(await f(x.subarray(r0 * H, (r0 + nr) * H)), r0 * H);
+      await stats?.flush();
+    }
+  } finally {
+    run.engine.setLinearHook(undefined);
+  }
+  return y;
+}
+
+async function denseLayer(run: LayerRun, x: Float32Array, rows: number): Promise<Float32Array> {
+  const { ctx, engine, L } = run;
+  const mlpTargets = run.targets.filter((t) => t.module === "mlp");
+  const stats = mlpTargets.length > 0 ? new InputStatistics(mlpTargets, kernels, run.linearGptq) : null;
+  let y = await overRows(run, x, rows, stats, async (xs) => (await engine.mlp(L, xs)).out);
+  if (stats) {
+    await publishLinears(ctx, L, mlpTargets, stats, run.descs, run.linearGptq);
+    if (ctx.options.propagate === "quantized") {
+      await useQuantized(run);
+      y = await overRows(run, x, rows, null, async (xs) => (await engine.mlp(L, xs)).out);
+    }
+  }
+  return y;
 }
 
 /** RTN with full-precision propagation needs no statistics: publish the work, skip the forward pass. */
@@ -129,57 +271,23 @@ async function rtnOnly(ctx: StageContext, layers: number, start: number, targets
     const descs = new Map(Object.entries(loaded.payload.tensors));
     fusedCache.clear();
     const layerTargets = targets.filter((t) => t.layer === L);
-    await tracing.layerSpan(L, () => publishUncalibrated(L, layerTargets, (t) => publishWork(ctx, t, descs.get(t.tensor), EMPTY_HESSIAN, "rtn", 0)));
+    await tracing.layerSpan(L, () =>
+      publishUncalibrated(L, layerTargets, (t) => publishWork(ctx, t, descs.get(t.tensor), EMPTY_HESSIAN, "rtn", 0)),
+    );
     await ctx.pause();
-    await ctx.emit({ type: "LayerCompleted", payload: { layer: L, experts: new Set(layerTargets.map((t) => t.expert)).size, seconds: (Date.now() - t0) / 1000 } });
+    await ctx.emit({
+      type: "LayerCompleted",
+      payload: {
+        layer: L,
+        experts: new Set(layerTargets.map((t) => t.expert)).size,
+        seconds: (Date.now() - t0) / 1000,
+      },
+    });
   }
 }
 
-function quantOptions(ctx: StageContext, t: QuantTarget, weightMass: number, fallback?: string) {
-  const o = ctx.options;
-  return {
-    bits: o.bits,
-    groupSize: o.groupSize,
-    symmetric: o.symmetric,
-    actOrder: o.actOrder,
-    damp: o.damp,
-    hessianWeight: weightMass,
-    rows: t.rows,
-    cols: t.cols,
-    tensor: t.tensor,
-    ...(fallback ? { fallback } : {}),
-  };
-}
-
-const EMPTY_HESSIAN: TensorDescriptor = { dtype: "f32", shape: [0], loc: { kind: "inline", data: new Uint8Array(0) } };
-
-async function publishWork(ctx: StageContext, t: QuantTarget, source: TensorDescriptor | undefined, hessian: TensorDescriptor, algorithm: string, weightMass: number, fallback?: string) {
-  const weight = targetWeight(ctx.reader, join(ctx.paths.tensors, "weights"), t, source, fusedCache);
-  if (!weight) throw new StageError({ stage: ctx.stage, message: `tensor ${t.tensor} was not in LayerLoaded(${t.layer})`, permanent: true });
-  const id = workId({ runId: ctx.runId, stage: "quantize", layer: t.layer, expert: t.expert, proj: t.proj });
-  await ctx.queues.publish("quantize", {
-    id,
-    runId: ctx.runId,
-    kind: "quantize-expert",
-    payload: { layer: t.layer, expert: t.expert, proj: t.proj, weight, hessian, algorithm, options: quantOptions(ctx, t, weightMass, fallback) },
-  });
-}
-
-/** Modules outside the routed experts are quantized with RTN in this issue (no Hessian). */
-async function publishRtn(ctx: StageContext, L: number, targets: readonly QuantTarget[], descs: ReadonlyMap<string, TensorDescriptor>) {
-  await publishUncalibrated(L, targets.filter((t) => t.module !== "experts"), (t) => publishWork(ctx, t, descs.get(t.tensor), EMPTY_HESSIAN, "rtn", 0));
-}
-
-async function moeLayer(
-  ctx: StageContext,
-  spec: ModelSpec,
-  engine: Engine,
-  L: number,
-  x: Float32Array,
-  rows: number,
-  targets: readonly QuantTarget[],
-  descs: ReadonlyMap<string, TensorDescriptor>,
-): Promise<Float32Array> {
+async function moeLayer(run: LayerRun, x: Float32Array, rows: number): Promise<Float32Array> {
+  const { ctx, spec, engine, L, targets, descs } = run;
   const H = spec.hiddenSize;
   const m = spec.layers[L].mlp;
   if (m.kind !== "moe") throw new Error("unreachable");
@@ -193,11 +301,30 @@ async function moeLayer(
   const weights = ctx.reader.f32(plan.weights, `plan L${L} weights`);
   const calib = ctx.reader.f32(plan.calib, `plan L${L} calib`);
   if (indices.length !== rows * k || calib.length !== rows * E)
-    throw new StageError({ stage: ctx.stage, message: `routing plan of layer ${L} has the wrong size`, permanent: true });
+    throw new StageError({
+      stage: ctx.stage,
+      message: `routing plan of layer ${L} has the wrong size`,
+      permanent: true,
+    });
   const tPlan = Date.now();
-  const routing: Routing = { rows, numExperts: E, topK: k, logits: new Float32Array(0), scores: new Float32Array(0), indices, weights };
+  const routing: Routing = {
+    rows,
+    numExperts: E,
+    topK: k,
+    logits: new Float32Array(0),
+    scores: new Float32Array(0),
+    indices,
+    weights,
+  };
+  // the router's own scores, for the tokens a policy adds to an expert whose weight scales its input
+  let scores: Float32Array | null = null;
+  try {
+    scores = m.weightScalesInput ? routerInputScores(m, (await engine.router(L, x)).logits) : null;
+  } catch (e) {
+    throw new StageError({ stage: ctx.stage, message: `layer ${L}: ${(e as Error).message}`, permanent: true });
+  }
 
-  const ctxAlgorithm = ctx.options.algorithm;
+  const gptq = ctx.options.algorithm === "gptq";
   // Statistics first (CPU), then the events in order, with the work items published alongside.
   const pending: Promise<unknown>[] = [];
   for (let e = 0; e < E; e++) {
@@ -208,43 +335,68 @@ async function moeLayer(
       for (let t = 0; t < rows; t++) if (calib[t * E + e] > 0) used.push(t);
       const w = Float32Array.from(used, (t) => calib[t * E + e]);
       const mass = w.reduce((s, v) => s + v, 0);
-      const needHessian = ctxAlgorithm === "gptq" && used.length > 0;
-      let inputH: TensorDescriptor = EMPTY_HESSIAN;
-      let downH: TensorDescriptor = EMPTY_HESSIAN;
-      let inAbs = 0;
-      let downAbs = 0;
+      const needHessian = gptq && used.length > 0;
       const tStats = performance.now();
-      if (used.length > 0) {
-        const xe = gatherRows(x, H, used);
-        const { act } = await engine.expert(L, e, xe);
-        const I = act.length / used.length;
-        if (needHessian) {
-          const hi = await weightedHessian(xe, used.length, H, w);
-          const hd = await weightedHessian(act, used.length, I, w);
-          inputH = writeTensorFile(calibDir, `L${L}.E${e}.input.hessian`, "f32", [H, H], hi.h);
-          downH = writeTensorFile(calibDir, `L${L}.E${e}.down.hessian`, "f32", [I, I], hd.h);
-          inAbs = hi.absmax;
-          downAbs = hd.absmax;
-        } else {
-          for (const v of xe) inAbs = Math.max(inAbs, Math.abs(v));
-          for (const v of act) downAbs = Math.max(downAbs, Math.abs(v));
-        }
-      }
+      // the expert's own linears see its input (gate/up) and act(gate)·up (down) through the hook
+      const stats = await expertInputStatistics({
+        engine,
+        L,
+        e,
+        x,
+        used,
+        w,
+        routing,
+        scores,
+        targets: expertTargets,
+        kernels,
+        hessians: needHessian,
+      });
       // gate/up share one Hessian: each projection's span carries the time of the statistics it uses
       const computeMs = performance.now() - tStats;
+      const files = new Map<string, TensorDescriptor>();
       for (const t of expertTargets) {
         const isDown = t.proj === "down_proj";
-        const hessian = isDown ? downH : inputH;
+        const st = stats.stats(t);
+        let hessian = EMPTY_HESSIAN;
+        if (needHessian && st) {
+          hessian =
+            files.get(st.group) ??
+            writeTensorFile(
+              calibDir,
+              `L${L}.E${e}.${isDown ? "down" : "input"}.hessian`,
+              "f32",
+              [st.cols, st.cols],
+              st.hessian,
+            );
+          files.set(st.group, hessian);
+        }
         const algorithm = needHessian ? "gptq" : "rtn";
         const hessianBytes = hessian.shape.reduce((a, b) => a * b, 1) * 4;
-        const work = { layer: L, expert: e, proj: t.proj, tokensRouted: used.length, weightMass: mass, bytes: hessianBytes, algorithm, computeMs };
+        const work = {
+          layer: L,
+          expert: e,
+          proj: t.proj,
+          tokensRouted: used.length,
+          weightMass: mass,
+          bytes: hessianBytes,
+          algorithm,
+          computeMs,
+        };
         // the work item is published inside the span (its consumer's parent); the span does not wait for the ack
         const published = await tracing.projectionSpan("calibrate", work, async () => {
           await ctx.emit({
             type: "ExpertCalibrated",
-            payload: { layer: L, expert: e, proj: t.proj, hessian, tokens: used.length, weightMass: mass, inputAbsmax: isDown ? downAbs : inAbs },
+            payload: {
+              layer: L,
+              expert: e,
+              proj: t.proj,
+              hessian,
+              tokens: used.length,
+              weightMass: mass,
+              inputAbsmax: st?.absmax ?? 0,
+            },
           });
-          const fallback = ctxAlgorithm === "gptq" && used.length === 0 ? "no calibration tokens under the policy: RTN" : undefined;
+          const fallback = gptq && used.length === 0 ? "no calibration tokens under the policy: RTN" : undefined;
           return { done: publishWork(ctx, t, descs.get(t.tensor), hessian, algorithm, mass, fallback) };
         });
         pending.push(published.done);
@@ -252,15 +404,24 @@ async function moeLayer(
     });
   }
   await Promise.all(pending);
-  await publishRtn(ctx, L, targets, descs);
-  const tCal = Date.now();
-  ctx.say(`layer ${L}: plan ${((tPlan - tStart) / 1000).toFixed(2)} s, statistics + work items ${((tCal - tPlan) / 1000).toFixed(2)} s`);
-
-  if (ctx.options.propagate === "quantized") {
-    const keys = targets.map(targetKey);
-    await ctx.until(() => keys.every((key) => ctx.has(`ExpertQuantized/${key}`)));
-    const quantized = ctx.all("ExpertQuantized", (ev) => ev.payload.layer === L);
-    engine.setSource(dequantOverlay(ctx, spec, engine.weights.source, targets, quantized));
+  // the shared expert sees every token with weight 1
+  const sharedTargets = targets.filter((t) => t.module === "shared_expert");
+  if (sharedTargets.length > 0) {
+    const stats = new InputStatistics(sharedTargets, kernels, run.linearGptq);
+    await overRows(
+      run,
+      x,
+      rows,
+      stats,
+      async (xs) => (await engine.sharedExpert(L, xs))?.out ?? new Float32Array(xs.length),
+    );
+    await publishLinears(ctx, L, sharedTargets, stats, descs, run.linearGptq);
   }
+  const tCal = Date.now();
+  ctx.say(
+    `layer ${L}: plan ${((tPlan - tStart) / 1000).toFixed(2)} s, statistics + work items ${((tCal - tPlan) / 1000).toFixed(2)} s`,
+  );
+
+  await useQuantized(run);
   return engine.moe(L, x, routing);
 }
