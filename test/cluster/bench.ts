@@ -53,7 +53,11 @@ interface Result {
   drainSeconds: number;
   itemsPerSecond: number;
   wallSeconds: number;
+  /** 1-minute load average when the workers started and when the run ended (the machine is shared) */
+  load: string;
 }
+
+const load1 = () => readFileSync("/proc/loadavg", "utf8").split(" ")[0];
 
 try {
   const home = await startClusterForHome(net, secrets);
@@ -84,6 +88,7 @@ try {
       () => sup.out,
     );
     const start = Date.now();
+    const loadAtStart = load1();
     const workers: Proc[] = [];
     for (let i = 1; i <= n; i++)
       workers.push(startRemoteQuantizer(net, `w${i}`, { seeds: cluster.seeds, creds, runId, hideDir: dir }));
@@ -102,6 +107,7 @@ try {
       drainSeconds,
       itemsPerSecond: quantized.length / drainSeconds,
       wallSeconds: (Date.now() - t0) / 1000,
+      load: `${loadAtStart} → ${load1()}`,
     });
     await Promise.all(workers.map((w) => w.exit));
     process.stderr.write(`${n} worker(s): ${quantized.length} items drained in ${drainSeconds.toFixed(1)} s\n`);
@@ -111,11 +117,11 @@ try {
   const lines = [
     `cluster quantizer throughput — trained model (${ref.items} GPTQ items), 3 NATS nodes (R3), workers on other simulated hosts, ${cpus().length} cores, load ${readFileSync("/proc/loadavg", "utf8").split(" ")[0]}`,
     "",
-    "| workers | items | drain s | items/s | × 1 worker | run wall s |",
-    "|---|---|---|---|---|---|",
+    "| workers | items | drain s | items/s | × 1 worker | run wall s | load (start → end) |",
+    "|---|---|---|---|---|---|---|",
     ...results.map(
       (r) =>
-        `| ${r.workers} | ${r.items} | ${r.drainSeconds.toFixed(1)} | ${r.itemsPerSecond.toFixed(2)} | ${(r.itemsPerSecond / ref.itemsPerSecond).toFixed(2)} | ${r.wallSeconds.toFixed(0)} |`,
+        `| ${r.workers} | ${r.items} | ${r.drainSeconds.toFixed(1)} | ${r.itemsPerSecond.toFixed(2)} | ${(r.itemsPerSecond / ref.itemsPerSecond).toFixed(2)} | ${r.wallSeconds.toFixed(0)} | ${r.load} |`,
     ),
   ];
   console.log(lines.join("\n"));
