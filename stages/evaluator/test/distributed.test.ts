@@ -3,10 +3,12 @@
 // through their byte encoding; merged in batch order they must give the single-process
 // statistics bit for bit. The checkpoint is real: layer-0 experts of the trained model in FP8
 // blocks, read back through the format's decoder.
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { TensorDescriptor } from "@moeq/contracts";
 import type { TokenScores } from "@moeq/eval";
 import { scoreTokens } from "@moeq/eval";
 import { type QuantizedModule, writeQuantizedCheckpoint } from "@moeq/formats";
@@ -14,6 +16,7 @@ import { quantizeFp8 } from "@moeq/quant";
 import { openCheckpoint } from "@moeq/safetensors";
 import type { Tensor } from "@moeq/tensor";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { checkpointFiles, fetchCheckpoint, linkInto, localCheckpointDir } from "../src/checkpoint-files.ts";
 import { type Evaluation, evaluateCheckpoint } from "../src/evaluate.ts";
 import {
   type BatchScores,
@@ -180,5 +183,59 @@ describe("the options a worker's forward is given", () => {
       onProgress: () => undefined,
     };
     expect(forwardOptions(o)).toEqual({ activations: "weights-only" });
+  });
+});
+
+describe("model files for workers", () => {
+  it("lists a directory's files with their hashes, fetches them once, and refuses bad names and bytes naming the file", async () => {
+    const src = join(out, "files-src");
+    mkdirSync(join(src, "sub"), { recursive: true });
+    writeFileSync(join(src, "config.json"), '{"a":1}');
+    writeFileSync(join(src, "model.safetensors"), new Uint8Array(70_000).fill(7));
+    writeFileSync(join(src, ".hidden"), "x");
+    const linked = linkInto(src, join(out, "files-linked"));
+    const files = checkpointFiles(linked);
+    expect(files.map((f) => f.name)).toEqual(["config.json", "model.safetensors"]);
+    expect(files[1].file).toMatchObject({
+      dtype: "u8",
+      shape: [70_000],
+      loc: { kind: "file", offset: 0, bytes: 70_000 },
+    });
+    // sha256 of 70 000 bytes of 7, computed independently
+    expect(files[1].file.checksum?.hex).toBe(createHash("sha256").update(Buffer.alloc(70_000, 7)).digest("hex"));
+    expect(localCheckpointDir(files, "ref")).toBe(linked);
+
+    const fetched: string[] = [];
+    const fetch = async (d: TensorDescriptor, what: string) => {
+      fetched.push(what);
+      return new Uint8Array(readFileSync(d.loc.kind === "file" ? d.loc.path : ""));
+    };
+    const cache = join(out, "files-cache");
+    const copy = await fetchCheckpoint(files, cache, fetch, "batch 0 reference", () => undefined);
+    expect(readFileSync(join(copy, "config.json"), "utf8")).toBe('{"a":1}');
+    expect(await fetchCheckpoint(files, cache, fetch, "batch 2 reference", () => undefined)).toBe(copy);
+    expect(fetched).toEqual(["batch 0 reference config.json", "batch 0 reference model.safetensors"]);
+
+    const tampered = async () => new Uint8Array(70_000).fill(8);
+    await expect(
+      fetchCheckpoint(files.slice(1), join(out, "c2"), tampered, "batch 4 reference", () => undefined),
+    ).rejects.toThrow(/batch 4 reference: fetched model\.safetensors does not hash to/);
+    const evil = [{ ...files[0], name: "../config.json" }];
+    await expect(fetchCheckpoint(evil, join(out, "c3"), fetch, "batch 6 checkpoint", () => undefined)).rejects.toThrow(
+      /batch 6 checkpoint: file name "\.\.\/config\.json" is not a plain file name/,
+    );
+    const mixed = [
+      files[0],
+      {
+        name: "other.json",
+        file: {
+          ...files[0].file,
+          loc: { kind: "file" as const, path: join(src, "sub", "other.json"), offset: 0, bytes: 7 },
+        },
+      },
+    ];
+    expect(() => localCheckpointDir(mixed, "batch 8 checkpoint")).toThrow(
+      /batch 8 checkpoint: the files lie in 2 directories/,
+    );
   });
 });
