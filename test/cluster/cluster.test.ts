@@ -7,8 +7,11 @@
 // through the home host's file server and the object store. Mid-run one NATS node and one
 // quantizer worker are SIGKILLed; the run must still complete with shards byte-identical to a
 // single-host run and exactly its KLD statistics, every item quantized exactly once in the log,
-// and nothing dead-lettered.
-import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
+// and nothing dead-lettered. The single-host run evaluates through the same queue (its evaluator
+// scores the batches itself) and `moeq eval` evaluates its checkpoint in one process: all three
+// statistics are equal bit for bit.
+import { spawn } from "node:child_process";
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -16,6 +19,7 @@ import { moeq, shardHashes, tempDir } from "../helpers.ts";
 import { startClusterForHome, startHomeRun } from "./home-run.ts";
 import { assertNetnsWorks, sweepStaleNamespaces, TestNet } from "./netns.ts";
 import {
+  cliMain,
   dumpRunOn,
   onWorkerHost,
   quantizedCount,
@@ -45,6 +49,7 @@ describe("a run across simulated hosts (network namespaces)", () => {
   let secrets: string; // visible to every host: configs and the workers' nkey seed
   let model: string;
   let refOut: string;
+  let refKld: ReturnType<typeof kldOf>;
   let net: TestNet | undefined;
 
   beforeAll(async () => {
@@ -56,8 +61,29 @@ describe("a run across simulated hosts (network namespaces)", () => {
     const s = await moeq(["synth", "--arch", "qwen3_moe", "--preset", "tiny", "--layers", "2", "--out", model]);
     expect(s.code, s.stderr).toBe(0);
     refOut = join(dir, "ref");
-    const r = await moeq(["quantize", model, "--out", refOut, "--quantizers", "1", "--json", ...QUANT]);
+    const refGraph = join(secrets, "ref-graph.json");
+    const names = ["loader", "router-override", "calibrator", "quantizer", "packer", "evaluator"];
+    const stages = names.map((name) => (name === "evaluator" ? { name, options: { distribute: true } } : { name }));
+    writeFileSync(refGraph, JSON.stringify({ version: 1, stages }));
+    const r = await moeq(["quantize", model, "--out", refOut, "--graph", refGraph, "--json", ...QUANT]);
     expect(r.code, r.stderr).toBe(0);
+    refKld = kldOf(join(dir, "ref.moeq-work"));
+    const scored = readFileSync(join(dir, "ref.moeq-work", "logs", "evaluator.0.log"), "utf8").match(/ scored on /g);
+    expect(scored?.length, "the single-host evaluator scores both batches through the queue").toBe(2);
+    // the same checkpoint evaluated in one process, with the stages' BLAS threads (--threads 1)
+    const e = track(
+      spawn(
+        process.execPath,
+        [cliMain, "eval", model, refOut, "--texts", "random:4x32", "--batch-windows", "2", "--json"],
+        {
+          env: { ...process.env, OPENBLAS_NUM_THREADS: "1" },
+          stdio: ["ignore", "pipe", "pipe"],
+        },
+      ),
+    );
+    expect(await e.exit, e.out).toBe(0);
+    const single = JSON.parse(e.stdout) as { kld: unknown; layers: unknown };
+    expect(refKld).toEqual({ kld: JSON.stringify(single.kld), layers: JSON.stringify(single.layers) });
   }, 240_000);
 
   afterAll(() => {
@@ -129,7 +155,7 @@ describe("a run across simulated hosts (network namespaces)", () => {
     expect(shardHashes(out)).toEqual(shardHashes(refOut));
     // The evaluation, scored on e1 from model files it fetched through the object store: the
     // single-host run's statistics exactly.
-    expect(kldOf(workDir)).toEqual(kldOf(join(dir, "ref.moeq-work")));
+    expect(kldOf(workDir)).toEqual(refKld);
     expect((evaluator.out.match(/ scored windows \[/g) ?? []).length).toBe(2);
 
     // The log, read back from the surviving nodes: every item exactly once, none dead-lettered.
