@@ -19,10 +19,19 @@ import { describe, expect, it } from "vitest";
 import { maxRelErr, tinyRandom } from "./fixtures.ts";
 
 // one fixture per distinct path through the blocks: per-expert + gated shared expert (qwen2_moe),
-// MLA + dense first layer (deepseek_v3), MLA + DSA indexer (deepseek_v32), DeltaNet + fused
-// halves (qwen3_next), fused transposed + input-scaling router (llama4_text), fused interleaved
-// with biases + sinks (gpt_oss), stacked experts + row-sliced Wqkv (dbrx)
-const FIXTURES = ["qwen2_moe", "deepseek_v3", "deepseek_v32", "qwen3_next", "llama4_text", "gpt_oss", "dbrx"];
+// MLA + dense first layer (deepseek_v3), MLA + DSA indexer (deepseek_v32), DeltaNet (qwen3_next),
+// fused transposed halves + input-scaling router (llama4_text), fused halves (granitemoe), fused
+// interleaved with biases + sinks (gpt_oss), stacked experts + row-sliced Wqkv (dbrx)
+const FIXTURES = [
+  "qwen2_moe",
+  "deepseek_v3",
+  "deepseek_v32",
+  "qwen3_next",
+  "llama4_text",
+  "granitemoe",
+  "gpt_oss",
+  "dbrx",
+];
 const B = 2;
 const T = 12; // above deepseek_v32's index_topk (8), so the indexer runs
 const ids = (V: number) => Array.from({ length: B * T }, (_, i) => (i * 37 + 5) % V);
