@@ -4,7 +4,10 @@
 // quantized so the calibrator re-fuses dequantized experts on a tiny calibration set) and
 // `moeq eval` of the written checkpoint, which must reproduce the run's KLD. Also `moeq eval` of a
 // GPT-OSS checkpoint stored MXFP4 the way OpenAI ships it (per-expert modules re-fused into the
-// model's gate_up_proj / down_proj). Real launcher, stage processes, embedded nats-server.
+// model's gate_up_proj / down_proj) — and the GPT-OSS quantize run starts from that MXFP4 checkpoint,
+// the form OpenAI ships, so a quantized input is proven decoded (not re-quantized from its blocks,
+// and no *_blocks / *_scales remnant in the output). Real launcher, stage processes, embedded
+// nats-server.
 // GPTQ with calibration on these and the hard architectures: libs/models/bench/hard-e2e.sh.
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -94,18 +97,25 @@ function writeMxfp4GptOss(dir: string): void {
 }
 
 const FUSED = ["gpt_oss", "llama4_text", "granitemoe", "dbrx"];
+const mxfp4GptOss = join(work, "gpt_oss-mxfp4");
+/** Llama 4's fused [gate|up] experts go out NVFP4 (per-expert modules with static input scales):
+ *  float schemes on fused layouts; the other three stay W4 int. */
+const SCHEME: Record<string, string[]> = { llama4_text: ["--scheme", "nvfp4"] };
+/** Where each fused run starts: GPT-OSS from its MXFP4-stored form, the others from the fixture. */
+const inputOf = (a: string) => (a === "gpt_oss" ? mxfp4GptOss : join(tinyRandom, a));
 
 describe("fused expert layouts end to end", () => {
   it("moeq quantize (RTN, --propagate quantized) completes on each fused layout and moeq eval reproduces its KLD", {
     timeout: 900_000,
   }, async () => {
+    writeMxfp4GptOss(mxfp4GptOss);
     // concurrently: each run is mostly process start-up and waiting on the bus
     const results = await Promise.all(
       FUSED.map(async (a) => {
         const out = join(work, a);
         const q = await moeq([
           "quantize",
-          join(tinyRandom, a),
+          inputOf(a),
           "--out",
           out,
           "--algo",
@@ -124,10 +134,11 @@ describe("fused expert layouts end to end", () => {
           "1",
           "--threads",
           "1",
+          ...(SCHEME[a] ?? []),
           "--json",
         ]);
         if (q.code !== 0) return { a, error: `quantize exit ${q.code}: ${q.stderr.slice(-1500)}` };
-        const e = await moeq(["eval", join(tinyRandom, a), out, "--texts", "random:2x32", "--json"]);
+        const e = await moeq(["eval", inputOf(a), out, "--texts", "random:2x32", "--json"]);
         if (e.code !== 0) return { a, error: `eval exit ${e.code}: ${e.stderr.slice(-1500)}` };
         return {
           a,
@@ -150,13 +161,16 @@ describe("fused expert layouts end to end", () => {
       expect(errs.length, r.a).toBeGreaterThan(0);
       for (const x of errs) expect(x.relError, `${r.a} ${x.layer}/${x.expert}`).toBeGreaterThan(0.01);
     }
+    const gptOssOut = readFileSync(join(work, "gpt_oss", "model.safetensors"));
+    const header = gptOssOut.subarray(8, 8 + Number(gptOssOut.readBigUInt64LE(0))).toString();
+    expect(header).not.toMatch(/_blocks"|_scales"/);
   });
 
   it("moeq eval reads a GPT-OSS checkpoint stored MXFP4 (experts re-fused from its per-expert modules)", {
     timeout: 180_000,
   }, async () => {
-    const dir = join(work, "gpt_oss-mxfp4");
-    writeMxfp4GptOss(dir);
+    const dir = mxfp4GptOss;
+    if (!existsSync(join(dir, "config.json"))) writeMxfp4GptOss(dir);
     const e = await moeq(["eval", join(tinyRandom, "gpt_oss"), dir, "--texts", "random:2x32", "--json"]);
     expect(e.code, e.stderr.slice(-2000)).toBe(0);
     const j = JSON.parse(e.stdout) as EvalJson & { format?: string };

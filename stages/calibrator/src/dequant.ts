@@ -1,10 +1,12 @@
-// --propagate quantized: the layer's weights as the quantizer left them (scale·(code − zero)),
-// overlaid on the full-precision source, so the next layer sees what the packed model computes.
+// --propagate quantized: the layer's weights as the quantizer left them (scale·(code − zero) for
+// int schemes; the quantizer's own `dequant` output for float schemes, whose modules are always
+// whole), overlaid on the full-precision source, so the next layer sees what the packed model computes.
 // Matrices cut out of fused tensors go back into f32 copies of those tensors (refuseModules).
 import type { EventOf } from "@moeq/contracts";
 import { type ModelSpec, overlaySource, refuseModules, type WeightSource } from "@moeq/models";
 import {
   dequantizeInt,
+  isFloatScheme,
   packedModules,
   type QuantTarget,
   readIntOutputs,
@@ -29,8 +31,17 @@ export function dequantOverlay(
   };
   const overrides = new Map<string, Tensor>();
   const fusedMatrices = new Map<string, Float32Array>();
-  for (const m of packedModules(targets, outputs)) {
-    const w = dequantizeInt(m.q, m.rows, m.cols);
+  const modules = isFloatScheme(ctx.options.scheme)
+    ? targets.map((t) => {
+        const ev = byKey.get(targetKey(t));
+        if (!ev?.payload.outputs.dequant)
+          throw new StageError({ stage: ctx.stage, message: `no dequantized output in ExpertQuantized for ${targetKey(t)}` });
+        const w = ctx.reader.f32(ev.payload.outputs.dequant, `ExpertQuantized ${targetKey(t)} dequant`);
+        return { module: t.packed.module, rows: t.rows, cols: t.cols, targets: [t], w };
+      })
+    : packedModules(targets, outputs).map((m) => ({ ...m, w: dequantizeInt(m.q, m.rows, m.cols) }));
+  for (const m of modules) {
+    const w = m.w;
     if (m.targets.some((t) => t.extracted)) fusedMatrices.set(m.module, w);
     else overrides.set(m.targets[0].tensor, f32Tensor(w, [m.rows, m.cols]));
   }

@@ -4,9 +4,9 @@
 // the stored bytes against what we evaluated.
 
 import type { TensorDescriptor } from "@moeq/contracts";
-import { tensorToF32 } from "@moeq/models";
+import { buildSpec, extractRoleMatrix, type RawConfig, tensorToF32 } from "@moeq/models";
 import { nvfp4GlobalScale, quantizeFp8, quantizeMxfp4, quantizeNvfp4 } from "@moeq/quant";
-import { SCHEME_INFO, type SchemeName, type StageContext } from "@moeq/runtime";
+import { type QuantTarget, quantTargets, SCHEME_INFO, type SchemeName, type StageContext, targetKey } from "@moeq/runtime";
 
 export interface FloatResult {
   readonly codes: Uint8Array;
@@ -16,25 +16,59 @@ export interface FloatResult {
   readonly dequant: Float32Array;
 }
 
-/** The projection vLLM fuses with this one (gate ↔ up), which must share NVFP4's tensor scale. */
-const fusedSibling = (tensor: string): string | undefined =>
-  tensor.includes("gate_proj")
-    ? tensor.replace("gate_proj", "up_proj")
-    : tensor.includes("up_proj")
-      ? tensor.replace("up_proj", "gate_proj")
-      : undefined;
+/**
+ * vLLM fuses q/k/v of attention and each gate/up pair (of an expert, the shared expert or a dense
+ * MLP) into one weight that keeps one NVFP4 tensor scale, so every member of such a group must be
+ * quantized with the group's amax. Which targets form a group comes from their roles, so fused
+ * on-disk layouts (Llama 4's [gate|up], GPT-OSS's interleave) group exactly like per-expert ones.
+ */
+const fusionGroup = (t: QuantTarget): string | undefined => {
+  const p = t.role.projection;
+  if (t.role.module === "attention" && (p === "q_proj" || p === "k_proj" || p === "v_proj")) return `${t.layer}/qkv`;
+  if (p === "gate_proj" || p === "up_proj") return `${t.layer}/${t.role.module}/${t.role.expert ?? "-"}/gate_up`;
+  return undefined;
+};
 
-async function siblingAmax(ctx: StageContext, layer: number, tensor: string | undefined): Promise<number> {
-  const sib = tensor && fusedSibling(tensor);
-  if (!sib) return 0;
-  const loaded = await ctx.waitFor("LayerLoaded", (e) => e.payload.layer === layer);
-  const d = loaded.payload.tensors[sib] as TensorDescriptor | undefined;
-  if (!d) return 0;
+let targetsOfRun: Promise<readonly QuantTarget[]> | undefined;
+const runTargets = (ctx: StageContext) =>
+  (targetsOfRun ??= ctx.waitFor("ModelOpened").then((opened) => {
+    const { arch, spec } = buildSpec(opened.payload.config as RawConfig, "ModelOpened.config");
+    return quantTargets(arch, spec, ctx.options.targets);
+  }));
+
+/** amax of one target's [rows, cols] matrix as the loader published it (cut out of a fused tensor if need be). */
+async function targetAmax(ctx: StageContext, t: QuantTarget): Promise<number> {
+  const loaded = await ctx.waitFor("LayerLoaded", (e) => e.payload.layer === t.layer);
+  const d = loaded.payload.tensors[t.tensor] as TensorDescriptor | undefined;
+  if (!d) throw new Error(`tensor '${t.tensor}' (NVFP4 scale group of ${targetKey(t)}) was not published by the loader`);
   const host = await ctx.host();
-  const w = tensorToF32(ctx.reader.tensor(await host.readable(d, `${sib} weight`), sib), sib);
-  let m = 0;
-  for (let i = 0; i < w.length; i++) m = Math.max(m, Math.abs(Math.fround(w[i])));
-  return m;
+  const whole = ctx.reader.tensor(await host.readable(d, `${t.tensor} weight`), t.tensor);
+  // cut the matrix out of the stored elements before widening: a fused tensor is never decoded whole
+  const width = whole.dtype === "F32" ? 4 : whole.dtype === "BF16" || whole.dtype === "F16" ? 2 : 0;
+  let w: Float32Array;
+  if (t.extracted && width > 0) {
+    const bytes = whole.data.byteOffset % width === 0 ? whole.data : whole.data.slice();
+    const elems = width === 4 ? new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4) : new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
+    const m = extractRoleMatrix(t.role, elems, whole.shape);
+    w = tensorToF32({ dtype: whole.dtype, shape: [m.length], data: new Uint8Array(m.buffer, m.byteOffset, m.byteLength) }, t.tensor);
+  } else {
+    const f = tensorToF32(whole, t.tensor);
+    w = t.extracted ? extractRoleMatrix(t.role, f, whole.shape) : f;
+  }
+  let amax = 0;
+  for (let i = 0; i < w.length; i++) amax = Math.max(amax, Math.abs(Math.fround(w[i])));
+  return amax;
+}
+
+/** The largest amax over the other members of this item's fusion group (0 when it has none). */
+async function siblingAmax(ctx: StageContext, at: { layer: number; expert?: number; proj?: string; tensor?: string }): Promise<number> {
+  const targets = await runTargets(ctx);
+  const self = targets.find((t) => t.layer === at.layer && t.tensor === at.tensor && t.proj === at.proj && (at.expert === undefined || t.expert === at.expert));
+  const group = self && fusionGroup(self);
+  if (!self || !group) return 0;
+  let amax = 0;
+  for (const t of targets) if (t !== self && t.layer === self.layer && fusionGroup(t) === group) amax = Math.max(amax, await targetAmax(ctx, t));
+  return amax;
 }
 
 export async function quantizeFloat(
@@ -43,7 +77,7 @@ export async function quantizeFloat(
   w: Float32Array,
   rows: number,
   cols: number,
-  at: { layer: number; tensor?: string; name: string },
+  at: { layer: number; expert?: number; proj?: string; tensor?: string; name: string },
 ): Promise<FloatResult> {
   const info = SCHEME_INFO[scheme];
   if (info.family === "fp8") {
@@ -55,7 +89,7 @@ export async function quantizeFloat(
     return { codes: q.codes, scales: q.scales, scaleShape: [rows, cols / 32], dequant: q.dequant };
   }
   const convention = ctx.options.format === "modelopt" ? "modelopt" : "compressed-tensors";
-  let amax = await siblingAmax(ctx, at.layer, at.tensor);
+  let amax = await siblingAmax(ctx, at);
   for (let i = 0; i < w.length; i++) amax = Math.max(amax, Math.abs(Math.fround(w[i])));
   const q = quantizeNvfp4(w, rows, cols, {
     convention,

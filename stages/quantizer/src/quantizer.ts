@@ -120,7 +120,7 @@ async function quantizeFloatItem(
   const scheme = ctx.options.scheme;
   let q: Awaited<ReturnType<typeof quantizeFloat>>;
   try {
-    q = await quantizeFloat(ctx, scheme, w, rows, cols, { layer: p.layer, tensor: o.tensor, name });
+    q = await quantizeFloat(ctx, scheme, w, rows, cols, { layer: p.layer, expert: p.expert, proj: p.proj, tensor: o.tensor, name });
   } catch (e) {
     throw new StageError({ stage: ctx.stage, message: `${name}: ${scheme}: ${(e as Error).message}`, permanent: true });
   }
