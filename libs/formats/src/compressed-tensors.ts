@@ -7,8 +7,8 @@ import { packCols, packNibbles, packRows, type Tensor, unpackCols, unpackNibbles
 import { FormatError } from "./errors.ts";
 import { checkFp8, checkMxfp4, checkNvfp4 } from "./float-checks.ts";
 import { checkFusedTensorScales } from "./fused-scales.ts";
-import { checkIntModule, intDequant } from "./int-checks.ts";
 import { scalarScale } from "./input-scales.ts";
+import { checkIntModule, intDequant } from "./int-checks.ts";
 import { deriveUnquantizedModules } from "./module-names.ts";
 import { maybeTensor, type QuantizedReader, type ReadContext } from "./reader-types.ts";
 import {

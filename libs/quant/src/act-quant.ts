@@ -25,8 +25,7 @@ export const FP8_MIN_TOKEN_SCALE = f(1 / (FP8_E4M3_MAX * 512));
 export const FP8_GROUP_EPS = 1e-10;
 
 /** e4m3 code of v after saturation at ±448 (the cast alone would give NaN past 448). */
-export const e4m3Saturate = (v: number): number =>
-  encodeE4m3(Math.min(FP8_E4M3_MAX, Math.max(-FP8_E4M3_MAX, v)));
+export const e4m3Saturate = (v: number): number => encodeE4m3(Math.min(FP8_E4M3_MAX, Math.max(-FP8_E4M3_MAX, v)));
 
 const checkShape = (x: ArrayLike<number>, rows: number, cols: number, name: string): void => {
   if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows < 0 || cols <= 0 || x.length !== rows * cols) {
