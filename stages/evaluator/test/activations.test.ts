@@ -5,13 +5,15 @@
 // weight-only KLD and equal a direct computation: the reference model's forward with layer 1's
 // MoE block computed here by hand in float64 (dequantized weights from the checkpoint, input
 // scales read from the checkpoint's tensors, activations rounded by the float64 grid-search
-// references of libs/quant/test/act-quant-ref.ts), then llama.cpp's KLD from both logits.
+// references of libs/quant/test/act-quant-ref.ts), then llama.cpp's KLD from both logits. Also:
+// which scale each linear call resolves to (gate/up combined, layer-max), and GPT-OSS's fused
+// gate_up_proj / down_proj stored per expert.
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type QuantizedModule, readQuantizedCheckpoint, writeQuantizedCheckpoint } from "@moeq/formats";
-import { buildSpec, loadModel, type RawConfig } from "@moeq/models";
+import { buildSpec, extractRoleMatrix, loadModel, packTarget, type RawConfig, weightRoles } from "@moeq/models";
 import { inputScaleFp8, nvfp4GlobalScale, nvfp4InputScale, quantizeFp8, quantizeNvfp4 } from "@moeq/quant";
 import { openCheckpoint } from "@moeq/safetensors";
 import type { Tensor } from "@moeq/tensor";
@@ -287,4 +289,75 @@ describe("which scale a linear call gets", () => {
       ]),
     ).toEqual({ kind: "nvfp4", globalScale: 2 });
   });
+});
+
+describe("fused expert tensors (GPT-OSS gate_up_proj / down_proj stored per expert)", () => {
+  it("the one fused gate_up call gets the combined gate/up scale, down its own; the evaluation runs both ways", async () => {
+    const fixture = join(here, "..", "..", "..", "..", "shared", "fixtures", "tiny-random", "gpt_oss");
+    const dir = join(out, "gpt-oss-w8a8");
+    const m = loadModel(fixture);
+    const scales = new Map<string, number>();
+    try {
+      const eng = m.engine();
+      const roles = weightRoles(m.spec).filter((r) => r.module === "experts" && r.expert !== null);
+      const fused = new Set(roles.map((r) => r.tensor));
+      const modules: QuantizedModule[] = roles.map((r) => {
+        const name = packTarget(m.spec, r).module;
+        const w = extractRoleMatrix(r, eng.weights.get(r.tensor), m.source.tensor(r.tensor).shape);
+        const [rows, cols] = r.shape as [number, number];
+        // distinct per expert and per projection, so that combining gate/up is visible
+        const scale = Math.fround(
+          (0.01 * (r.expert! + 1) * { gate_proj: 1, up_proj: 2, down_proj: 3 }[r.projection as "gate_proj"]) / 4,
+        );
+        scales.set(name, scale);
+        return {
+          name,
+          weight: quantizeFp8(w, rows, cols, { strategy: "tensor", name }),
+          inputScale: scale,
+          inputRange: { source: "calibration" },
+        };
+      });
+      const passthrough = new Map<string, Tensor>();
+      for (const n of m.source.names()) if (!fused.has(n)) passthrough.set(n, m.source.tensor(n));
+      const config = JSON.parse(readFileSync(join(fixture, "config.json"), "utf8")) as Record<string, unknown>;
+      writeQuantizedCheckpoint(
+        dir,
+        "compressed-tensors",
+        { modules, passthrough, modelConfig: config },
+        { sourceDir: fixture },
+      );
+    } finally {
+      m.close();
+    }
+    const ck = readQuantizedCheckpoint(dir);
+    try {
+      const { spec } = buildSpec(ck.config as RawConfig, dir);
+      const plan = planActivations(ck, spec);
+      const p = "model.layers.0.mlp.experts";
+      const call = (projection: "gate_proj" | "down_proj", weight: string) =>
+        ({ weight, layer: 0, module: "experts", expert: 1, projection }) as const;
+      expect(plan.resolve(call("gate_proj", `${p}.gate_up_proj`))).toEqual({
+        kind: "fp8-tensor",
+        scale: scales.get(`${p}.1.up_proj`),
+      });
+      expect(plan.resolve(call("down_proj", `${p}.down_proj`))).toEqual({
+        kind: "fp8-tensor",
+        scale: scales.get(`${p}.1.down_proj`),
+      });
+    } finally {
+      ck.close();
+    }
+    const ev = (activations: "quantized" | "weights-only") =>
+      evaluateCheckpoint({
+        referenceDir: fixture,
+        quantizedDir: dir,
+        texts: "random:2x16",
+        seed: 1,
+        batchWindows: 2,
+        activations,
+      });
+    const [a, wo] = [await ev("quantized"), await ev("weights-only")];
+    expect(a.activations.modules).toEqual({ "fp8-tensor": a.quantizedModules });
+    expect(Math.abs(a.kld.kld.mean - wo.kld.kld.mean)).toBeGreaterThan(0.01 * wo.kld.kld.mean);
+  }, 120_000);
 });
