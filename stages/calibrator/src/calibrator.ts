@@ -127,20 +127,22 @@ export async function runCalibrator(ctx: StageContext): Promise<void> {
       chunk: batch * T,
       linearGptq,
     };
-    const attnTargets = run.targets.filter(isAttention);
-    const stats = attnTargets.length > 0 ? new InputStatistics(attnTargets, kernels, linearGptq) : null;
-    let { residual, x } = await attentionPass(run, h, N, T, batch, stats);
-    if (stats) {
-      await tracing.layerSpan(L, () => publishLinears(ctx, L, attnTargets, stats, descs, linearGptq));
-      if (o.propagate === "quantized") {
-        engine.setSource(dequantOverlay(ctx, spec, base, attnTargets, await quantized(ctx, L, attnTargets)));
-        ({ residual, x } = await attentionPass(run, h, N, T, batch, null));
+    let tAttn = 0;
+    const { residual, y } = await tracing.layerSpan(L, async () => {
+      const attnTargets = run.targets.filter(isAttention);
+      const stats = attnTargets.length > 0 ? new InputStatistics(attnTargets, kernels, linearGptq) : null;
+      let a = await attentionPass(run, h, N, T, batch, stats);
+      if (stats) {
+        await publishLinears(ctx, L, attnTargets, stats, descs, linearGptq);
+        if (o.propagate === "quantized") {
+          engine.setSource(dequantOverlay(ctx, spec, base, attnTargets, await quantized(ctx, L, attnTargets)));
+          a = await attentionPass(run, h, N, T, batch, null);
+        }
       }
-    }
-    const tAttn = Date.now();
-    const y = engine.isMoe(L)
-      ? await tracing.layerSpan(L, () => moeLayer(run, x, rows))
-      : await tracing.layerSpan(L, () => denseLayer(run, x, rows));
+      tAttn = Date.now();
+      const block = engine.isMoe(L) ? await moeLayer(run, a.x, rows) : await denseLayer(run, a.x, rows);
+      return { residual: a.residual, y: block };
+    });
     const tBlock = Date.now();
     h = engine.finishLayer(residual, y);
     writeFileAtomic(actsFile(ctx.paths.acts, L + 1), new Uint8Array(h.buffer, h.byteOffset, h.byteLength));
