@@ -35,7 +35,10 @@ export function dequantOverlay(
     ? targets.map((t) => {
         const ev = byKey.get(targetKey(t));
         if (!ev?.payload.outputs.dequant)
-          throw new StageError({ stage: ctx.stage, message: `no dequantized output in ExpertQuantized for ${targetKey(t)}` });
+          throw new StageError({
+            stage: ctx.stage,
+            message: `no dequantized output in ExpertQuantized for ${targetKey(t)}`,
+          });
         const w = ctx.reader.f32(ev.payload.outputs.dequant, `ExpertQuantized ${targetKey(t)} dequant`);
         return { module: t.packed.module, rows: t.rows, cols: t.cols, targets: [t], w };
       })
