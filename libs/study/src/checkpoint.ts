@@ -2,7 +2,7 @@
 // @moeq/formats, the rest of the model passed through), so the evaluator's own function scores it.
 import { type QuantizedModule, writeQuantizedCheckpoint } from "@moeq/formats";
 import type { LoadedModel } from "@moeq/models";
-import { dequantizeInt, type IntOutputs, moduleName } from "@moeq/runtime";
+import { dequantizeInt, type IntOutputs, moduleName, targetKey } from "@moeq/runtime";
 import type { Tensor } from "@moeq/tensor";
 import { expertTargets, type QuantSettings } from "./collect.ts";
 
@@ -14,8 +14,8 @@ export function writePolicyCheckpoint(
 ): string {
   const targets = expertTargets(model);
   const mods: QuantizedModule[] = targets.map((t) => {
-    const r = modules.get(t.tensor);
-    if (!r) throw new Error(`study: ${t.tensor} was not quantized`);
+    const r = modules.get(targetKey(t));
+    if (!r) throw new Error(`study: ${targetKey(t)} (${t.tensor}) was not quantized`);
     return {
       name: moduleName(t),
       weight: {

@@ -5,10 +5,10 @@
 // Hessians are built exactly as the calibrator builds them (its used rows in token order, the
 // policy weights, native.hessianAccumulate, f32) and quantized right away (GPTQ as the quantizer
 // calls it, RTN where the policy gives no token), so only the quantized results are kept.
-import { type LoadedModel, type Routing, tensorToF32 } from "@moeq/models";
+import { extractRoleMatrix, type LoadedModel, type Routing, tensorToF32 } from "@moeq/models";
 import { native } from "@moeq/native";
 import { gptq, type IntQuantResult, quantizeIntRtn } from "@moeq/quant";
-import { type IntOutputs, type QuantTarget, quantTargets, tokenWindows } from "@moeq/runtime";
+import { type IntOutputs, type QuantTarget, quantTargets, targetKey, tokenWindows } from "@moeq/runtime";
 import { scaleDtypeFor } from "@moeq/stage-quantizer";
 import { type CalibrationPolicy, type Coverage, checkWeights, coverage } from "@moeq/stage-router-override";
 
@@ -80,8 +80,17 @@ export function rtnQuantize(model: LoadedModel, w: Float32Array, t: QuantTarget,
   });
 }
 
+let lastWhole: { model: LoadedModel; tensor: string; f32: Float32Array; shape: readonly number[] } | undefined;
+
+/** The target's [rows, cols] weight in f32; experts of fused tensors are cut out of it (the
+ *  decoded whole tensor is kept while consecutive experts read from it). */
 export function loadWeight(model: LoadedModel, t: QuantTarget): Float32Array {
-  return Float32Array.from(tensorToF32(model.source.tensor(t.tensor), t.tensor));
+  if (!t.extracted) return Float32Array.from(tensorToF32(model.source.tensor(t.tensor), t.tensor));
+  if (lastWhole?.model !== model || lastWhole.tensor !== t.tensor) {
+    const whole = model.source.tensor(t.tensor);
+    lastWhole = { model, tensor: t.tensor, f32: tensorToF32(whole, t.tensor), shape: whole.shape };
+  }
+  return extractRoleMatrix(t.role, lastWhole.f32, lastWhole.shape);
 }
 
 export async function collectAndQuantize(c: CollectInput): Promise<{ runs: PolicyRun[]; tokens: number }> {
@@ -126,6 +135,7 @@ export async function collectAndQuantize(c: CollectInput): Promise<{ runs: Polic
         L,
         x,
         routing,
+        m.weightScalesInput ? inputScoresOf(routing) : null,
         m.routing,
         targets.filter((t) => t.layer === L),
         runs,
@@ -146,12 +156,32 @@ export async function collectAndQuantize(c: CollectInput): Promise<{ runs: Polic
   return { runs, tokens: rows };
 }
 
+/** Llama 4 (the routing weight σ(z) scales the expert input): σ(z) of every logit, the weight each
+ *  expert would get for each token were it selected — the calibrator's routerInputScores. */
+function inputScoresOf(routing: Routing): Float32Array {
+  const s = new Float32Array(routing.logits.length);
+  native.activationF32("sigmoid", routing.logits, s);
+  return s;
+}
+
+/** Scales the gathered rows as the MoE block scales expert e's input: the real combine weight
+ *  where the token is routed to e, its score where only a calibration policy adds it. */
+function scaleRows(xe: Float32Array, H: number, rows: readonly number[], routing: Routing, scores: Float32Array, e: number): void {
+  const { numExperts: E, topK: k, indices, weights } = routing;
+  rows.forEach((t, i) => {
+    let s = scores[t * E + e];
+    for (let j = 0; j < k; j++) if (indices[t * k + j] === e) s = weights[t * k + j];
+    for (let c = 0; c < H; c++) xe[i * H + c] = Math.fround(xe[i * H + c] * s);
+  });
+}
+
 async function calibrateLayer(
   c: CollectInput,
   engine: ReturnType<LoadedModel["engine"]>,
   L: number,
   x: Float32Array,
   routing: Routing,
+  inputScores: Float32Array | null,
   routingSpec: Parameters<CalibrationPolicy["weights"]>[1]["spec"],
   targets: readonly QuantTarget[],
   runs: PolicyRun[],
@@ -174,7 +204,7 @@ async function calibrateLayer(
   for (let e = 0; e < E; e++) {
     const et = targets.filter((t) => t.expert === e);
     if (et.length === 0) continue;
-    const weights = new Map(et.map((t) => [t.tensor, loadWeight(model, t)]));
+    const weights = new Map(et.map((t) => [targetKey(t), loadWeight(model, t)]));
     // rows any policy uses, in token order; each policy takes its subset (order kept)
     const union: number[] = [];
     for (let t = 0; t < rows; t++) if (calibs.some((w) => w[t * E + e] > 0)) union.push(t);
@@ -183,6 +213,7 @@ async function calibrateLayer(
     let I = 0;
     if (union.length > 0 && q.algorithm === "gptq") {
       xe = gatherRows(x, H, union);
+      if (inputScores) scaleRows(xe, H, union, routing, inputScores, e);
       act = (await engine.expert(L, e, xe)).act;
       I = act.length / union.length;
     }
@@ -193,7 +224,7 @@ async function calibrateLayer(
       const run = runs[i];
       if (pos.length === 0 || q.algorithm === "rtn") {
         for (const t of et) {
-          run.modules.set(t.tensor, outputsOf(rtnQuantize(model, weights.get(t.tensor)!, t, q)));
+          run.modules.set(targetKey(t), outputsOf(rtnQuantize(model, weights.get(targetKey(t))!, t, q)));
           if (q.algorithm === "gptq") run.rtnFallbacks.push(t.tensor);
         }
         continue;
@@ -203,7 +234,7 @@ async function calibrateLayer(
       const hIn = await weightedHessian(gatherRows(xe, H, pos), pos.length, H, w);
       const hDown = await weightedHessian(gatherRows(act, I, pos), pos.length, I, w);
       for (const t of et) {
-        const res = await gptq(weights.get(t.tensor)!, t.rows, t.cols, t.proj === "down_proj" ? hDown : hIn, {
+        const res = await gptq(weights.get(targetKey(t))!, t.rows, t.cols, t.proj === "down_proj" ? hDown : hIn, {
           bits: q.bits,
           groupSize: q.groupSize,
           symmetric: q.symmetric,
@@ -213,7 +244,7 @@ async function calibrateLayer(
           scaleDtype: scaleDtypeOf(model, t),
           name: t.tensor,
         });
-        run.modules.set(t.tensor, outputsOf(res));
+        run.modules.set(targetKey(t), outputsOf(res));
       }
     }
   }

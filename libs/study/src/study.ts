@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { loadModel } from "@moeq/models";
-import { runPaths } from "@moeq/runtime";
+import { runPaths, targetKey } from "@moeq/runtime";
 import { evaluateCheckpoint } from "@moeq/stage-evaluator";
 import {
   type CalibrationPolicy,
@@ -133,7 +133,7 @@ export async function runStudy(o: StudyOptions): Promise<StudyResult> {
 
   if (o.policies.includes("rtn")) {
     const modules = new Map(
-      expertTargets(model).map((t) => [t.tensor, rtnQuantize(model, loadWeight(model, t), t, o.quant)] as const),
+      expertTargets(model).map((t) => [targetKey(t), rtnQuantize(model, loadWeight(model, t), t, o.quant)] as const),
     );
     await score("rtn", "-", 0, modules, null, 0);
   }
