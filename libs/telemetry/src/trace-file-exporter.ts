@@ -42,9 +42,9 @@ export class TraceFileExporter implements SpanExporter {
     }
   }
 
-  async forceFlush(): Promise<void> {
-    if (this.fd !== undefined) fsyncSync(this.fd);
-  }
+  // Every export is already written (writeSync): readers see it. fsync, which made flushes cost
+  // ~0.3 s CPU per run in the profile, is left to shutdown, where the file is closed.
+  async forceFlush(): Promise<void> {}
 
   async shutdown(): Promise<void> {
     if (this.fd === undefined) return;
