@@ -2,8 +2,8 @@
 // neither the output dir nor the work dir is left behind.
 import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
 import { resolveOptions } from "@moeq/runtime";
+import { describe, expect, it } from "vitest";
 import { preflight } from "../libs/cli/src/supervisor/validate.ts";
 import { moeq, shared, tempDir, trainedModel } from "./helpers.ts";
 
@@ -59,7 +59,17 @@ describe("moeq quantize rejects bad input before work starts", () => {
     // float schemes need their own block multiple, not the int group size: MXFP4's 32-element
     // blocks refuse DeepSeek-V3's 48-column q_b_proj (FP8's 128×128 blocks may be partial: below)
     await expectRejected(
-      [join(shared, "fixtures", "tiny-random", "deepseek_v3"), "--scheme", "mxfp4", "--targets", "all-linear", "--calib", "random:2x16", "--eval", "random:2x16"],
+      [
+        join(shared, "fixtures", "tiny-random", "deepseek_v3"),
+        "--scheme",
+        "mxfp4",
+        "--targets",
+        "all-linear",
+        "--calib",
+        "random:2x16",
+        "--eval",
+        "random:2x16",
+      ],
       join(dir, "o6b"),
       /q_b_proj\.weight has 48 input columns, not a multiple of 32 \(MXFP4 blocks\)/,
     );
@@ -88,7 +98,12 @@ describe("moeq quantize rejects bad input before work starts", () => {
 describe("the column check follows the scheme", () => {
   const deepseek = join(shared, "fixtures", "tiny-random", "deepseek_v3");
   const check = (scheme: string) =>
-    preflight(deepseek, join(dir, `pf-${scheme}`), undefined, resolveOptions({ scheme, targets: "all-linear", groupSize: 32, calib: "random:2x16", eval: "random:2x16" }));
+    preflight(
+      deepseek,
+      join(dir, `pf-${scheme}`),
+      undefined,
+      resolveOptions({ scheme, targets: "all-linear", groupSize: 32, calib: "random:2x16", eval: "random:2x16" }),
+    );
 
   it("FP8 block scales cover partial 128×128 blocks, so a 48-column weight is fine; NVFP4 needs 16, MXFP4 32", () => {
     expect(check("fp8-block").targets).toBeGreaterThan(0);

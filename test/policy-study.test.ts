@@ -131,9 +131,38 @@ describe("moeq study (tiny grid)", () => {
 
   it("on Llama 4 (fused [gate|up] experts, router score scaling the expert input) gives the shards of moeq quantize", async () => {
     const fixture = join(shared, "fixtures", "tiny-random", "llama4_text");
-    const r = await moeq(["study", fixture, "--policies", "soft", "--calib-sizes", "4x32", "--calib", "random", "--eval", evalText, "--work-dir", join(dir, "l4-scored"), "--keep-checkpoints", "--json"]);
+    const r = await moeq([
+      "study",
+      fixture,
+      "--policies",
+      "soft",
+      "--calib-sizes",
+      "4x32",
+      "--calib",
+      "random",
+      "--eval",
+      evalText,
+      "--work-dir",
+      join(dir, "l4-scored"),
+      "--keep-checkpoints",
+      "--json",
+    ]);
     expect(r.code, r.stderr).toBe(0);
-    const q = await moeq(["quantize", fixture, "--out", join(dir, "l4-q"), "--policy", "soft", "--calib", calib, "--eval", evalText, "--quantizers", "1", "--json"]);
+    const q = await moeq([
+      "quantize",
+      fixture,
+      "--out",
+      join(dir, "l4-q"),
+      "--policy",
+      "soft",
+      "--calib",
+      calib,
+      "--eval",
+      evalText,
+      "--quantizers",
+      "1",
+      "--json",
+    ]);
     expect(q.code, q.stderr).toBe(0);
     expect(shardHashes(join(dir, "l4-scored", "4x32-soft"))).toEqual(shardHashes(join(dir, "l4-q")));
   }, 600_000);

@@ -54,11 +54,19 @@ function writeFp8BlockInput(arch: string): string {
     const modules: QuantizedModule[] = [...linears].map((tensor) => {
       const [rows, cols] = m.checkpoint.tensor(tensor).shape as [number, number];
       const w = toF32(m.checkpoint.tensor(tensor));
-      return { name: tensor.slice(0, -".weight".length), weight: quantizeFp8(w, rows, cols, { strategy: "block", block: [128, 128] }) };
+      return {
+        name: tensor.slice(0, -".weight".length),
+        weight: quantizeFp8(w, rows, cols, { strategy: "block", block: [128, 128] }),
+      };
     });
     const passthrough = new Map<string, Tensor>();
     for (const n of m.checkpoint.names()) if (!linears.has(n)) passthrough.set(n, m.checkpoint.tensor(n));
-    writeQuantizedCheckpoint(dir, "fp8-block", { modules, passthrough, modelConfig: m.config }, { sourceDir: join(tinyRandom, arch) });
+    writeQuantizedCheckpoint(
+      dir,
+      "fp8-block",
+      { modules, passthrough, modelConfig: m.config },
+      { sourceDir: join(tinyRandom, arch) },
+    );
   } finally {
     m.close();
   }
@@ -113,14 +121,7 @@ describe("moeq quantize + eval on the hard architectures", { timeout: 600_000 },
     } finally {
       out.close();
     }
-    const e = await moeq([
-      "eval",
-      inputs.deepseek_v32,
-      join(work, "deepseek_v32"),
-      "--texts",
-      "random:2x32",
-      "--json",
-    ]);
+    const e = await moeq(["eval", inputs.deepseek_v32, join(work, "deepseek_v32"), "--texts", "random:2x32", "--json"]);
     expect(e.code, e.stderr.slice(-2000)).toBe(0);
     const stats = JSON.parse(e.stdout) as {
       kld?: { kld?: { mean: number }; mean?: number };

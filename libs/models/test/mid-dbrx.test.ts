@@ -73,7 +73,12 @@ describe("DBRX golden, layer by layer", () => {
       const r = await m.engine().forward(ids, 2, 24, { hiddenStates: true });
       const ours: Record<string, Float32Array> = { logits: r.logits };
       for (const [i, h] of (r.hiddenStates ?? []).entries()) ours[`hidden.${i}`] = h;
-      expect(Object.keys(ours).sort()).toEqual(ref.names().filter((n) => n !== "input_ids").sort());
+      expect(Object.keys(ours).sort()).toEqual(
+        ref
+          .names()
+          .filter((n) => n !== "input_ids")
+          .sort(),
+      );
       for (const name of Object.keys(ours)) {
         const want = f64(ref, name);
         const torchF32 = relErr(g.f32(name), want);

@@ -38,5 +38,7 @@ export const isFloatScheme = (s: string): boolean => s in SCHEME_INFO && SCHEME_
 /** Float schemes quantize whole modules (experts extracted from fused tensors are whole modules
  *  under their per-expert names); a row slice of a fused module (DBRX's q/k/v inside Wqkv) would
  *  need scales shared across its slices, which the quantizer does not compute. */
-export const floatSchemeCanPack = (t: { readonly role: { readonly rowSlice?: unknown }; readonly packed: { readonly rowOffset: number } }): boolean =>
-  !t.role.rowSlice && t.packed.rowOffset === 0;
+export const floatSchemeCanPack = (t: {
+  readonly role: { readonly rowSlice?: unknown };
+  readonly packed: { readonly rowOffset: number };
+}): boolean => !t.role.rowSlice && t.packed.rowOffset === 0;

@@ -166,7 +166,14 @@ function inputScoresOf(routing: Routing): Float32Array {
 
 /** Scales the gathered rows as the MoE block scales expert e's input: the real combine weight
  *  where the token is routed to e, its score where only a calibration policy adds it. */
-function scaleRows(xe: Float32Array, H: number, rows: readonly number[], routing: Routing, scores: Float32Array, e: number): void {
+function scaleRows(
+  xe: Float32Array,
+  H: number,
+  rows: readonly number[],
+  routing: Routing,
+  scores: Float32Array,
+  e: number,
+): void {
   const { numExperts: E, topK: k, indices, weights } = routing;
   rows.forEach((t, i) => {
     let s = scores[t * E + e];

@@ -12,8 +12,7 @@ import { existsSync, statSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import type { TensorDescriptor } from "@moeq/contracts";
 import { fp8BlockSize, loadModel } from "@moeq/models";
-import { fromSafetensorsDtype, type StageContext, writeFileAtomic } from "@moeq/runtime";
-import { telemetry as tracing } from "@moeq/runtime";
+import { fromSafetensorsDtype, type StageContext, telemetry as tracing, writeFileAtomic } from "@moeq/runtime";
 
 // "model.layers.N." in most checkpoints, "transformer.blocks.N." in DBRX
 const LAYER = /\.(?:layers|blocks)\.(\d+)\./;
@@ -52,20 +51,33 @@ export async function runLoader(ctx: StageContext): Promise<void> {
         return {
           dtype: fromSafetensorsDtype(e.dtype),
           shape: [...e.shape],
-          loc: { kind: "file", path: isAbsolute(e.file) ? e.file : join(checkpoint.dir, e.file), offset: e.dataOffset, bytes: e.byteLength },
+          loc: {
+            kind: "file",
+            path: isAbsolute(e.file) ? e.file : join(checkpoint.dir, e.file),
+            offset: e.dataOffset,
+            bytes: e.byteLength,
+          },
         };
       }
       const t = model.source.tensor(name);
       const path = join(ctx.paths.tensors, "input-decoded", `${name}.bin`);
       // decoding is deterministic: a restarted loader reuses what an earlier attempt wrote whole
       if (!existsSync(path) || statSync(path).size !== t.data.byteLength) writeFileAtomic(path, t.data);
-      return { dtype: fromSafetensorsDtype(t.dtype), shape: [...t.shape], loc: { kind: "file", path, offset: 0, bytes: t.data.byteLength } };
+      return {
+        dtype: fromSafetensorsDtype(t.dtype),
+        shape: [...t.shape],
+        loc: { kind: "file", path, offset: 0, bytes: t.data.byteLength },
+      };
     };
     for (let L = 0; L < spec.layers.length; L++) {
       const tensors: Record<string, TensorDescriptor> = {};
       for (const name of byLayer.get(L) ?? []) tensors[name] = describe(name);
       const bytes = Object.values(tensors).reduce((n, d) => n + (d.loc.kind === "file" ? d.loc.bytes : 0), 0);
-      await tracing.layerSpan(L, () => tracing.projectionSpan("load", { layer: L, bytes }, () => ctx.emit({ type: "LayerLoaded", payload: { layer: L, tensors } })));
+      await tracing.layerSpan(L, () =>
+        tracing.projectionSpan("load", { layer: L, bytes }, () =>
+          ctx.emit({ type: "LayerLoaded", payload: { layer: L, tensors } }),
+        ),
+      );
       ctx.say(`layer ${L}: ${Object.keys(tensors).length} tensors`);
       await ctx.pause();
     }

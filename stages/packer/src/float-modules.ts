@@ -61,7 +61,9 @@ export function floatModules(
   // slice of a module (DBRX's q/k/v inside Wqkv) would need scales shared across the slices.
   for (const t of targets)
     if (!floatSchemeCanPack(t))
-      fail(`${t.tensor}: scheme ${scheme} cannot quantize a row slice of a fused module (${t.packed.module}); use an int scheme or --targets experts`);
+      fail(
+        `${t.tensor}: scheme ${scheme} cannot quantize a row slice of a fused module (${t.packed.module}); use an int scheme or --targets experts`,
+      );
   const modules = targets.map((t) => ({
     t,
     name: t.packed.module,

@@ -6,7 +6,14 @@
 import type { TensorDescriptor } from "@moeq/contracts";
 import { buildSpec, extractRoleMatrix, type RawConfig, tensorToF32 } from "@moeq/models";
 import { nvfp4GlobalScale, quantizeFp8, quantizeMxfp4, quantizeNvfp4 } from "@moeq/quant";
-import { type QuantTarget, quantTargets, SCHEME_INFO, type SchemeName, type StageContext, targetKey } from "@moeq/runtime";
+import {
+  type QuantTarget,
+  quantTargets,
+  SCHEME_INFO,
+  type SchemeName,
+  type StageContext,
+  targetKey,
+} from "@moeq/runtime";
 
 export interface FloatResult {
   readonly codes: Uint8Array;
@@ -40,7 +47,8 @@ const runTargets = (ctx: StageContext) =>
 async function targetAmax(ctx: StageContext, t: QuantTarget): Promise<number> {
   const loaded = await ctx.waitFor("LayerLoaded", (e) => e.payload.layer === t.layer);
   const d = loaded.payload.tensors[t.tensor] as TensorDescriptor | undefined;
-  if (!d) throw new Error(`tensor '${t.tensor}' (NVFP4 scale group of ${targetKey(t)}) was not published by the loader`);
+  if (!d)
+    throw new Error(`tensor '${t.tensor}' (NVFP4 scale group of ${targetKey(t)}) was not published by the loader`);
   const host = await ctx.host();
   const whole = ctx.reader.tensor(await host.readable(d, `${t.tensor} weight`), t.tensor);
   // cut the matrix out of the stored elements before widening: a fused tensor is never decoded whole
@@ -48,9 +56,15 @@ async function targetAmax(ctx: StageContext, t: QuantTarget): Promise<number> {
   let w: Float32Array;
   if (t.extracted && width > 0) {
     const bytes = whole.data.byteOffset % width === 0 ? whole.data : whole.data.slice();
-    const elems = width === 4 ? new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4) : new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
+    const elems =
+      width === 4
+        ? new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4)
+        : new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
     const m = extractRoleMatrix(t.role, elems, whole.shape);
-    w = tensorToF32({ dtype: whole.dtype, shape: [m.length], data: new Uint8Array(m.buffer, m.byteOffset, m.byteLength) }, t.tensor);
+    w = tensorToF32(
+      { dtype: whole.dtype, shape: [m.length], data: new Uint8Array(m.buffer, m.byteOffset, m.byteLength) },
+      t.tensor,
+    );
   } else {
     const f = tensorToF32(whole, t.tensor);
     w = t.extracted ? extractRoleMatrix(t.role, f, whole.shape) : f;
@@ -61,13 +75,24 @@ async function targetAmax(ctx: StageContext, t: QuantTarget): Promise<number> {
 }
 
 /** The largest amax over the other members of this item's fusion group (0 when it has none). */
-async function siblingAmax(ctx: StageContext, at: { layer: number; expert?: number; proj?: string; tensor?: string }): Promise<number> {
+async function siblingAmax(
+  ctx: StageContext,
+  at: { layer: number; expert?: number; proj?: string; tensor?: string },
+): Promise<number> {
   const targets = await runTargets(ctx);
-  const self = targets.find((t) => t.layer === at.layer && t.tensor === at.tensor && t.proj === at.proj && (at.expert === undefined || t.expert === at.expert));
+  const self = targets.find(
+    (t) =>
+      t.layer === at.layer &&
+      t.tensor === at.tensor &&
+      t.proj === at.proj &&
+      (at.expert === undefined || t.expert === at.expert),
+  );
   const group = self && fusionGroup(self);
   if (!self || !group) return 0;
   let amax = 0;
-  for (const t of targets) if (t !== self && t.layer === self.layer && fusionGroup(t) === group) amax = Math.max(amax, await targetAmax(ctx, t));
+  for (const t of targets)
+    if (t !== self && t.layer === self.layer && fusionGroup(t) === group)
+      amax = Math.max(amax, await targetAmax(ctx, t));
   return amax;
 }
 

@@ -4,7 +4,14 @@
 import { accessSync, constants, existsSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { loadModel } from "@moeq/models";
-import { floatSchemeCanPack, isFloatScheme, OptionsError, quantTargets, type RunOptions, SCHEME_INFO } from "@moeq/runtime";
+import {
+  floatSchemeCanPack,
+  isFloatScheme,
+  OptionsError,
+  quantTargets,
+  type RunOptions,
+  SCHEME_INFO,
+} from "@moeq/runtime";
 
 export interface Preflight {
   readonly modelDir: string;
