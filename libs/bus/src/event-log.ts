@@ -111,10 +111,12 @@ export class RunEventLog {
     const last = await this.lastSeq();
     const out: Event[] = [];
     if (last < fromSeq) return out;
-    const c = await this.bus.js.consumers.get(this.stream, {
-      deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: fromSeq,
-    });
+    const c = await startWhileElecting(() =>
+      this.bus.js.consumers.get(this.stream, {
+        deliver_policy: DeliverPolicy.StartSequence,
+        opt_start_seq: fromSeq,
+      }),
+    );
     const msgs = await c.consume();
     try {
       for await (const m of msgs) {
@@ -168,7 +170,7 @@ export class RunEventLog {
       })();
       return { c, msgs, loop };
     };
-    let cur = await start();
+    let cur = await startWhileElecting(start);
     // An ordered consumer is R1: on a cluster it lives on one server, and when that server dies the
     // client does not always get it back. When the stream has events we have not delivered and
     // nothing arrived for a while, follow on with a fresh consumer from the next sequence.
@@ -209,5 +211,21 @@ export class RunEventLog {
       },
     };
   }
+}
 
+// Right after a cluster node dies, creating a consumer can time out or find no responders until
+// the stream's new leader is elected (seconds). That is not a failure of the stage: retry for up
+// to ~40 s; any other error, or one that outlasts the election, is thrown as it is.
+const TRANSIENT = /timeout|no responders|503|leader|unavailable|TIMEOUT/i;
+async function startWhileElecting<T>(start: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + 40_000;
+  for (let wait = 250; ; wait = Math.min(wait * 2, 4_000)) {
+    try {
+      return await start();
+    } catch (e) {
+      const text = `${(e as Error)?.name ?? ""} ${(e as Error)?.message ?? ""} ${(e as { code?: unknown })?.code ?? ""}`;
+      if (!TRANSIENT.test(text) || Date.now() + wait > deadline) throw e;
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
 }
