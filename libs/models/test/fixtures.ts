@@ -1,4 +1,5 @@
 // Locating the shared fixtures (beside the checkout) and comparing against goldens.
+import { spawn } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -49,4 +50,20 @@ export function argmaxMismatches(got: Float32Array, want: Float32Array, cols: nu
   const bad: number[] = [];
   for (let r = 0; r < want.length / cols; r++) if (am(got, r) !== am(want, r)) bad.push(r);
   return bad;
+}
+
+/** Runs the repository's `moeq` launcher (real stage processes, embedded nats-server). */
+export function moeq(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(join(repoRoot, "moeq"), args, { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    p.stdout.on("data", (d) => {
+      stdout += d;
+    });
+    p.stderr.on("data", (d) => {
+      stderr += d;
+    });
+    p.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
 }

@@ -9,7 +9,6 @@
 // and no *_blocks / *_scales remnant in the output). Real launcher, stage processes, embedded
 // nats-server.
 // GPTQ with calibration on these and the hard architectures: libs/models/bench/hard-e2e.sh.
-import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -20,25 +19,10 @@ import { afterAll, describe, expect, it } from "vitest";
 import { extractRoleMatrix, packTarget } from "../src/blocks/fused-tensors.ts";
 import { loadModel } from "../src/model.ts";
 import { weightRoles } from "../src/tensors.ts";
-import { repoRoot, tinyRandom } from "./fixtures.ts";
+import { moeq, tinyRandom } from "./fixtures.ts";
 
 const work = mkdtempSync(join(tmpdir(), "moeq-fused-e2e-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
-
-function moeq(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(join(repoRoot, "moeq"), args, { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    p.stdout.on("data", (d) => {
-      stdout += d;
-    });
-    p.stderr.on("data", (d) => {
-      stderr += d;
-    });
-    p.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 interface EvalJson {
   kld: { kld?: { mean: number }; mean?: number };

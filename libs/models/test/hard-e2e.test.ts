@@ -7,7 +7,6 @@
 // is decoded, not re-quantized from its codes, and that no FP8 remnant reaches the output. Runs the
 // real launcher (stage processes over an embedded nats-server). All seven hard fixtures, with GPTQ and calibration:
 // libs/models/bench/hard-e2e.sh (about a minute per model; every one passed, see the report).
-import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,26 +17,11 @@ import { type Tensor, toF32 } from "@moeq/tensor";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadModel } from "../src/model.ts";
 import { weightRoles } from "../src/tensors.ts";
-import { repoRoot, tinyRandom } from "./fixtures.ts";
+import { moeq, tinyRandom } from "./fixtures.ts";
 
 const HARD = ["deepseek_v32", "qwen3_5_moe_text"];
 const work = mkdtempSync(join(tmpdir(), "moeq-hard-e2e-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
-
-function moeq(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(join(repoRoot, "moeq"), args, { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    p.stdout.on("data", (d) => {
-      stdout += d;
-    });
-    p.stderr.on("data", (d) => {
-      stderr += d;
-    });
-    p.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 interface Run {
   readonly status: string;

@@ -3,30 +3,14 @@
 // with its own evaluation of the packed checkpoint) and `moeq eval` of the written checkpoint,
 // which must reproduce the run's KLD. Real launcher, stage processes, embedded nats-server.
 // GPTQ with calibration on all five: libs/models/bench/hard-e2e.sh <model_type...>.
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { repoRoot, tinyRandom } from "./fixtures.ts";
+import { moeq, tinyRandom } from "./fixtures.ts";
 
 const work = mkdtempSync(join(tmpdir(), "moeq-mid-e2e-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
-
-function moeq(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(join(repoRoot, "moeq"), args, { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    p.stdout.on("data", (d) => {
-      stdout += d;
-    });
-    p.stderr.on("data", (d) => {
-      stderr += d;
-    });
-    p.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 const meanKld = (json: string): number => {
   const j = JSON.parse(json) as { kld: { kld?: { mean: number }; mean?: number } };
