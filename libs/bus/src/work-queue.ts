@@ -15,9 +15,9 @@ import {
 import { AckPolicy, DeliverPolicy, type JsMsg } from "@nats-io/jetstream";
 import { headers, nanos } from "@nats-io/transport-node";
 import { Result } from "effect";
+import { streamReplicas } from "./cluster.ts";
 import type { Bus } from "./connection.ts";
 import { BusFailed, errorText, PermanentFailure } from "./errors.ts";
-import { streamReplicas } from "./cluster.ts";
 import { ensureRunStreams, type RunStreamOptions } from "./streams.ts";
 import { consumerName, streams, subjects } from "./subjects.ts";
 

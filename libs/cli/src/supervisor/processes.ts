@@ -1,8 +1,9 @@
 // Stage processes: spawned with the run's environment, output appended to logs/<stage>.<i>.log,
 // restarted (bounded) when they die before the run ends, peak RSS sampled from /proc.
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdirSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { spawnTied } from "@moeq/bus";
 import { ENV } from "@moeq/runtime";
 import type { ResolvedStage } from "./graph.ts";
 
@@ -72,10 +73,11 @@ export class StageProcesses {
   private start(s: ResolvedStage, i: number): void {
     const key = `${s.name}.${i}`;
     const log = openSync(join(this.logsDir, `${key}.log`), "a");
-    const child = spawn(s.command[0], s.command.slice(1), {
+    const child = spawnTied(s.command[0], s.command.slice(1), {
       stdio: ["ignore", log, log],
       env: {
         ...process.env,
+        [ENV.parentPid]: String(process.pid),
         [ENV.url]: this.env.url,
         ...(this.env.token ? { [ENV.token]: this.env.token } : {}),
         [ENV.runId]: this.env.runId,
