@@ -125,4 +125,29 @@ describe("process lifetime", () => {
       expect(left, `killed after ${Math.round(delayMs)} ms`).toEqual([]);
     }
   }, 120_000);
+
+  it("SIGINT and SIGTERM stop a run with the shell's codes (130, 143) and say how to resume it", async () => {
+    for (const [signal, code] of [
+      ["SIGINT", 130],
+      ["SIGTERM", 143],
+    ] as const) {
+      const out = join(dir, `signal-${signal}`);
+      const work = `${out}.moeq-work`;
+      const run = moeqSpawn([
+        "quantize",
+        model,
+        "--out",
+        out,
+        ...windows,
+        "--graph",
+        pausedGraph(join(dir, `${signal}.json`)),
+      ]);
+      await waitForLog(work, "loader", /started/);
+      run.child.kill(signal);
+      const r = await run.done;
+      // the shell's view: 128 + the signal number, whether the process exits with it or dies by it
+      expect(r.signal ? signal : r.code, r.stderr).toBe(r.signal ? signal : code);
+      expect(r.stderr).toContain(`moeq resume ${work}`);
+    }
+  }, 120_000);
 });

@@ -102,6 +102,27 @@ export class RunWorkQueues {
   }
 
   /**
+   * Makes every item a worker holds but never acked deliverable again now, instead of after the
+   * queue's ack wait (minutes): each queue's consumer is recreated with its own settings, so the
+   * unacked items of the work-queue stream are delivered from the start. Only for a supervisor
+   * that knows no worker of the run is alive (a resumed run on its own embedded server); a live
+   * worker's item would be done twice (harmless: results are deduplicated, but wasted).
+   * Returns how many items were in flight.
+   */
+  async redeliverInFlight(): Promise<number> {
+    const stream = streams.work(this.runId);
+    let inFlight = 0;
+    for await (const c of this.bus.jsm.consumers.list(stream)) {
+      if (c.num_ack_pending === 0) continue;
+      inFlight += c.num_ack_pending;
+      const { name: _name, ...config } = c.config;
+      await this.bus.jsm.consumers.delete(stream, c.name);
+      await this.bus.jsm.consumers.add(stream, config);
+    }
+    return inFlight;
+  }
+
+  /**
    * A worker that did not create the queue takes its settings from the server (so it never
    * resets what the queue's owner configured); creates it with defaults if it does not exist.
    */

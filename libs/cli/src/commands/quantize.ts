@@ -171,7 +171,10 @@ export const quantize = Command.make(
       Flag.withDescription("compressed-tensors|gptq|gptq-v2|modelopt|fp8-block|gpt-oss-mxfp4 (docs/formats.md)"),
     ),
     json: Flag.Boolean("json").pipe(Flag.withDefault(false), Flag.withDescription("Print the summary as JSON")),
-    traceFile: Flag.String("trace-file").pipe(Flag.optional, Flag.withDescription("Append every process's spans to this OTLP JSON-lines file (docs/tracing.md)")),
+    traceFile: Flag.String("trace-file").pipe(
+      Flag.optional,
+      Flag.withDescription("Append every process's spans to this OTLP JSON-lines file (docs/tracing.md)"),
+    ),
   },
   (a) =>
     Effect.tryPromise({

@@ -3,6 +3,7 @@
 // crashed stages (bounded), appends RunCompleted once the evaluation is in (or RunFailed), then
 // stops everything and builds the summary. A resumed run goes through the same path: stages
 // replay the events and skip what is done.
+import { writeSync } from "node:fs";
 import { cpus } from "node:os";
 import { resolve } from "node:path";
 import {
@@ -57,14 +58,20 @@ export async function supervise(o: SuperviseOptions): Promise<RunSummary> {
   }
 }
 
-async function superviseRun(o: SuperviseOptions, info: RunInfo, traceVars: Record<string, string>): Promise<RunSummary> {
+async function superviseRun(
+  o: SuperviseOptions,
+  info: RunInfo,
+  traceVars: Record<string, string>,
+): Promise<RunSummary> {
   const paths = runPaths(o.workDir);
   const started = Date.now();
   let server: EmbeddedServer | undefined;
   let bus: Bus | undefined;
   let procs: StageProcesses | undefined;
   let hostFiles: HostFileServer | undefined;
-  const stopSignals = () => {
+  const stopSignals = (signal: NodeJS.Signals) => {
+    // synchronous: the CLI runtime ends the process on the same signal before a piped write drains
+    writeSync(2, `\nmoeq: ${signal}: stopping; continue the run with: moeq resume ${o.workDir}\n`);
     void procs?.stopAll(1000);
   };
   try {
@@ -155,14 +162,28 @@ async function superviseRun(o: SuperviseOptions, info: RunInfo, traceVars: Recor
       };
       procs = new StageProcesses(
         stages,
-        { url, token, runId: info.runId, workDir: o.workDir, threads: info.threads ?? defaultThreads(), trace: traceVars },
+        {
+          url,
+          token,
+          runId: info.runId,
+          workDir: o.workDir,
+          threads: info.threads ?? defaultThreads(),
+          trace: traceVars,
+        },
         paths.logs,
         o.maxRestarts ?? 3,
         giveUp,
         (stage, i, why) => progress.note(`stage ${stage}.${i} died (${why}); restarting`),
       );
-      process.on("SIGINT", stopSignals);
-      process.on("SIGTERM", stopSignals);
+      // On our own embedded server no worker of this run is alive now (they die with their
+      // supervisor): what they held is redone at once rather than after the queue's ack wait.
+      if (server) {
+        const redone = await queues.redeliverInFlight();
+        if (redone > 0) progress.note(`${redone} work item(s) held by the previous processes are redone`);
+      }
+      // first in line: the CLI runtime's own handler ends the process on these signals
+      process.prependListener("SIGINT", stopSignals);
+      process.prependListener("SIGTERM", stopSignals);
       procs.startAll();
       o.onStarted?.(procs, log);
     }
