@@ -121,12 +121,28 @@ export function resolveOptions(partial: Partial<Record<keyof RunOptions, unknown
   const schemeGiven = partial.scheme !== undefined;
   const scheme = schemeGiven ? oneOf("scheme", o.scheme, SCHEMES) : o.bits === 8 ? "w8a16" : "w4a16";
   const info = SCHEME_INFO[scheme];
+  // a given option the scheme overrides or ignores is an error, never silently replaced
+  if (schemeGiven && partial.bits !== undefined && partial.bits !== info.bits)
+    fail(
+      "bits",
+      info.bits === undefined
+        ? `--bits does not apply to scheme ${scheme} (its element format is fixed); drop --bits`
+        : `--bits ${partial.bits} contradicts --scheme ${scheme} (${info.bits}-bit); give one of them`,
+    );
+  if (info.family !== "int" && partial.groupSize !== undefined)
+    fail(
+      "groupSize",
+      `--group-size does not apply to scheme ${scheme} (its scale blocks are fixed: docs/formats.md); drop --group-size`,
+    );
   if (info.bits !== undefined && schemeGiven) o.bits = info.bits;
   const format = oneOf("format", o.format, FORMATS);
   if (!info.formats.includes(format))
     fail("format", `${format} cannot store scheme ${scheme} (formats for ${scheme}: ${info.formats.join(", ")})`);
   if (info.staticInputs && o.algorithm === "rtn" && o.propagate !== "quantized")
-    fail("algorithm", `scheme ${scheme} needs the calibration pass for its static input scales; use --algo gptq (its Hessians are not used by the float scheme)`);
+    fail(
+      "algorithm",
+      `scheme ${scheme} needs the calibration pass for its static input scales; use --algo gptq (its Hessians are not used by the float scheme)`,
+    );
   const bits = intIn("bits", o.bits, 2, 8);
   if (bits !== 4 && bits !== 8) fail("bits", `pack-quantized stores 4 or 8 bits, got ${bits}`);
   const groupSize = intIn("groupSize", o.groupSize, -1, 1 << 20);

@@ -4,13 +4,13 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { type RunInfo, type RunOptions, resolveOptions, writeRunInfo } from "@moeq/runtime";
+import { OptionsError, type RunInfo, type RunOptions, resolveOptions, tokenWindows, writeRunInfo } from "@moeq/runtime";
 import { Effect, Option } from "effect";
 import { Argument, Command, Flag } from "effect/cli";
 import { defaultGraph, readGraphFile, resolveGraph } from "../supervisor/graph.ts";
 import { formatSummary, type RunSummary } from "../supervisor/summary.ts";
 import { defaultThreads, supervise } from "../supervisor/supervise.ts";
-import { preflight } from "../supervisor/validate.ts";
+import { type Preflight, preflight } from "../supervisor/validate.ts";
 
 export interface QuantizeArgs {
   readonly modelDir: string;
@@ -32,10 +32,30 @@ export function modelDefaults(modelDir: string, given: Partial<Record<keyof RunO
   };
 }
 
+/**
+ * The token windows of user-given text (files) and random specs, cut now as the stages will cut
+ * them: an empty, binary or too-short file fails here, naming it, instead of minutes into the run
+ * (or after packing, for --eval). Brown is shipped and its sizes are checked by the loader.
+ */
+async function checkWindows(pre: Preflight, o: RunOptions): Promise<void> {
+  for (const [split, spec] of [
+    ["calib", o.calib],
+    ["eval", o.eval],
+  ] as const) {
+    if (spec.startsWith("brown")) continue;
+    try {
+      await tokenWindows(spec, split, { modelDir: pre.modelDir, vocab: pre.vocab, seed: o.seed });
+    } catch (e) {
+      throw new OptionsError({ field: split, message: `--${split}: ${(e as Error).message}` });
+    }
+  }
+}
+
 /** Creates the run (validated, work dir + run.json) and returns its work dir; nothing is written on error. */
-export function createRun(a: QuantizeArgs): string {
+export async function createRun(a: QuantizeArgs): Promise<string> {
   const options = resolveOptions(modelDefaults(a.modelDir, a.options));
   const pre = preflight(a.modelDir, a.out, a.workDir, options);
+  await checkWindows(pre, options);
   const graph = a.graph ? readGraphFile(a.graph) : defaultGraph(options.quantizers);
   const stages = resolveGraph(graph);
   const info: RunInfo = {
@@ -86,10 +106,11 @@ export const quantize = Command.make(
       Argument.withDescription("Hugging Face model directory (config.json + safetensors)"),
     ),
     out: Flag.String("out").pipe(Flag.withDescription("Output checkpoint directory (must not exist)")),
-    bits: Flag.Int("bits").pipe(Flag.withDefault(4), Flag.withDescription("Weight bits: 4 or 8")),
+    // optional: given or not is what tells a contradiction with --scheme from a default
+    bits: Flag.Int("bits").pipe(Flag.optional, Flag.withDescription("Weight bits of int schemes: 4 or 8 (default 4)")),
     groupSize: Flag.Int("group-size").pipe(
-      Flag.withDefault(32),
-      Flag.withDescription("Input columns per scale group (-1: per channel)"),
+      Flag.optional,
+      Flag.withDescription("Input columns per scale group of int schemes (-1: per channel; default 32)"),
     ),
     asymmetric: Flag.Boolean("asymmetric").pipe(
       Flag.withDefault(false),
@@ -179,7 +200,7 @@ export const quantize = Command.make(
   (a) =>
     Effect.tryPromise({
       try: async () => {
-        const workDir = createRun({
+        const workDir = await createRun({
           modelDir: a.modelDir,
           out: a.out,
           workDir: opt(a.workDir),
@@ -187,8 +208,8 @@ export const quantize = Command.make(
           nats: opt(a.nats),
           threads: opt(a.threads),
           options: {
-            bits: a.bits,
-            groupSize: a.groupSize,
+            bits: opt(a.bits),
+            groupSize: opt(a.groupSize),
             symmetric: !a.asymmetric,
             algorithm: a.algo,
             policy: a.policy,

@@ -2,7 +2,7 @@
 // options, texts, graph, output and work dirs. Failures are typed errors naming the path,
 // tensor or field; nothing has been written when one is thrown.
 import { accessSync, constants, existsSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { dirname, join, resolve, sep } from "node:path";
 import { loadModel } from "@moeq/models";
 import {
   floatSchemeCanPack,
@@ -22,6 +22,7 @@ export interface Preflight {
   readonly experts: number;
   readonly targets: number;
   readonly modelBytes: number;
+  readonly vocab: number;
 }
 
 const fail = (field: string, message: string): never => {
@@ -57,6 +58,10 @@ function columnBlocking(options: RunOptions): { size: number; field: string; wha
 
 const isEmptyDir = (p: string) => statSync(p).isDirectory() && readdirSync(p).length === 0;
 
+/** `child` lies strictly below `parent` (both absolute, resolved). */
+const within = (child: string, parent: string): boolean =>
+  child.startsWith(parent.endsWith(sep) ? parent : parent + sep);
+
 export function preflight(
   modelDirArg: string,
   outArg: string,
@@ -90,6 +95,7 @@ export function preflight(
       layers: model.spec.layers.length,
       experts: moe && moe.kind === "moe" ? moe.experts.numExperts : 0,
       targets: targets.length,
+      vocab: model.spec.vocabSize,
       modelBytes: model.checkpoint.files.reduce(
         (s, f) => s + statSync(f.startsWith("/") ? f : join(modelDir, f)).size,
         0,
@@ -110,10 +116,17 @@ export function preflight(
   }
   const outDir = resolve(outArg);
   if (outDir === modelDir) fail("out", `${outDir} is the model directory`);
+  if (within(outDir, modelDir)) fail("out", `${outDir} is inside the model directory ${modelDir}; write elsewhere`);
   if (existsSync(outDir) && !isEmptyDir(outDir))
     fail("out", `${outDir} already exists; choose a new output directory or remove it`);
   checkWritableParent(outDir, "out");
   const workDir = resolve(workArg ?? `${outDir}.moeq-work`);
+  // the packer replaces the output dir and a finished run may remove artifacts from the work dir:
+  // sharing or nesting them would destroy the run's events or its output
+  if (workDir === outDir || within(workDir, outDir) || within(outDir, workDir))
+    fail("work-dir", `${workDir} and --out ${outDir} must be separate directories (neither inside the other)`);
+  if (within(workDir, modelDir) || workDir === modelDir)
+    fail("work-dir", `${workDir} is inside the model directory ${modelDir}; choose another work dir`);
   if (existsSync(workDir) && !isEmptyDir(workDir))
     fail(
       "work-dir",
