@@ -7,6 +7,7 @@ import {
   fsyncSync,
   mkdirSync,
   openSync,
+  readdirSync,
   readFileSync,
   renameSync,
   rmSync,
@@ -83,4 +84,16 @@ export function readRunInfo(workDir: string): RunInfo {
   } catch (e) {
     throw new RunDirError({ path: file, message: `${file}: not a valid run.json: ${(e as Error).message}` });
   }
+}
+
+/**
+ * Where a run may read model files: the model dir, and the targets of the symlinks in it — a Hugging
+ * Face cache snapshot (`models--org--name/snapshots/<rev>/`) links each file to `../../blobs/<sha>`,
+ * and exactly those blob files (not the whole cache) become readable.
+ */
+export function modelRoots(modelDir: string): string[] {
+  const roots = [modelDir];
+  for (const e of readdirSync(modelDir, { withFileTypes: true }))
+    if (e.isSymbolicLink()) roots.push(join(modelDir, e.name));
+  return roots;
 }

@@ -13,7 +13,7 @@ import * as T from "@moeq/telemetry";
 import { StageError } from "./errors.ts";
 import { eventKey } from "./events.ts";
 import type { RunOptions } from "./options.ts";
-import { type RunInfo, readRunInfo, runPaths } from "./run-dir.ts";
+import { modelRoots, type RunInfo, readRunInfo, runPaths } from "./run-dir.ts";
 import { TensorReader } from "./tensors.ts";
 
 /** What the supervisor passes to every stage process. */
@@ -248,7 +248,7 @@ export async function runStage(def: StageDefinition): Promise<never> {
       bus,
       log,
       queues,
-      reader: new TensorReader(remote ? [workDir] : [workDir, info.modelDir]),
+      reader: new TensorReader(remote ? [workDir] : [workDir, ...modelRoots(info.modelDir)]),
       paths: runPaths(workDir),
       events,
       hostId,

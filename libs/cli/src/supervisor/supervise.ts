@@ -18,7 +18,7 @@ import {
 } from "@moeq/bus";
 import { type Event, foldRunState, initialRunState, type RunState } from "@moeq/contracts";
 import { buildSpec, type RawConfig } from "@moeq/models";
-import { ENV, quantTargets, type RunInfo, readRunInfo, runPaths } from "@moeq/runtime";
+import { ENV, modelRoots, quantTargets, type RunInfo, readRunInfo, runPaths } from "@moeq/runtime";
 import { type HostFileServer, localHostId, removeRunSegments, serveHostFiles } from "@moeq/store";
 import { initTelemetry, runSpan, traceEnv } from "@moeq/telemetry";
 import { moeqVersion } from "../version.ts";
@@ -89,7 +89,7 @@ async function superviseRun(
     hostFiles = await serveHostFiles(bus, {
       runId: info.runId,
       hostId: localHostId(),
-      roots: [o.workDir, info.modelDir],
+      roots: [o.workDir, ...modelRoots(info.modelDir)],
       workDir: o.workDir,
       replicas: streamReplicas(bus.nc),
     });
