@@ -78,6 +78,10 @@ describe("refused before any work", () => {
     await refused(trainedModel, { calib: "random:0x32" }, /need N ≥ 1/);
   }, 60_000);
 
+  it("an unreachable --nats fails before the run is created", async () => {
+    await refused(trainedModel, {}, /--nats nats:\/\/127\.0\.0\.1:1: cannot connect/, { nats: "nats://127.0.0.1:1" });
+  }, 60_000);
+
   it("contradictory options are errors, not silently overridden", async () => {
     await refused(trainedModel, { scheme: "w4a16", bits: 8 }, /--bits 8 contradicts --scheme w4a16/);
     await refused(trainedModel, { scheme: "nvfp4", groupSize: 32 }, /--group-size does not apply to scheme nvfp4/);

@@ -4,6 +4,7 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { clusterOptionsFromEnv, connectBus } from "@moeq/bus";
 import { OptionsError, type RunInfo, type RunOptions, resolveOptions, tokenWindows, writeRunInfo } from "@moeq/runtime";
 import { Effect, Option } from "effect";
 import { Argument, Command, Flag } from "effect/cli";
@@ -51,11 +52,22 @@ async function checkWindows(pre: Preflight, o: RunOptions): Promise<void> {
   }
 }
 
+/** An external NATS (--nats) that cannot be reached fails now, not in every stage after the run is created. */
+async function checkNats(url: string): Promise<void> {
+  try {
+    const bus = await connectBus({ url, name: "moeq-preflight", attempts: 3, ...clusterOptionsFromEnv() });
+    await bus.nc.close();
+  } catch (e) {
+    throw new OptionsError({ field: "nats", message: `--nats ${url}: ${(e as Error).message}` });
+  }
+}
+
 /** Creates the run (validated, work dir + run.json) and returns its work dir; nothing is written on error. */
 export async function createRun(a: QuantizeArgs): Promise<string> {
   const options = resolveOptions(modelDefaults(a.modelDir, a.options));
   const pre = preflight(a.modelDir, a.out, a.workDir, options);
   await checkWindows(pre, options);
+  if (a.nats) await checkNats(a.nats);
   const graph = a.graph ? readGraphFile(a.graph) : defaultGraph(options.quantizers);
   const stages = resolveGraph(graph);
   const info: RunInfo = {
