@@ -1,10 +1,13 @@
 // The facts `moeq inspect` prints: layers, which are MoE, experts, top-k, parameter counts,
 // bytes by dtype and the quantizable tensors.
 import type { LoadedModel } from "./model.ts";
+import { architectureNote } from "./registry.ts";
 import { expectedTensors, quantizableWeights } from "./tensors.ts";
 
 export interface ModelSummary {
   readonly modelType: string;
+  /** set when the architecture was chosen by architectures[0] (model_type not registered) */
+  readonly architectureNote?: string;
   readonly difficulty: string;
   readonly numLayers: number;
   readonly hiddenSize: number;
@@ -44,8 +47,10 @@ export function summarize(m: LoadedModel): ModelSummary {
   const first = moe[0]?.mlp;
   const q = quantizableWeights(m.arch, spec);
   const qNames = [...new Set(q.map((r) => r.tensor))];
+  const note = architectureNote(m.config);
   return {
     modelType: spec.modelType,
+    ...(note ? { architectureNote: note } : {}),
     difficulty: m.arch.difficulty,
     numLayers: spec.layers.length,
     hiddenSize: spec.hiddenSize,

@@ -37,7 +37,8 @@ export function detectArchitecture(config: RawConfig, source = "config.json"): A
   const byType = architectures.get(modelType);
   if (byType) return byType;
   const names = Array.isArray(config.architectures) ? config.architectures.filter((x) => typeof x === "string") : [];
-  for (const a of ALL) if (names.some((n) => a.hfArchitectures.includes(n))) return a;
+  const byClass = ALL.find((a) => a.hfArchitectures.includes(names[0] ?? ""));
+  if (byClass) return byClass;
   const what = modelType
     ? `model_type '${modelType}'`
     : names.length
@@ -48,6 +49,19 @@ export function detectArchitecture(config: RawConfig, source = "config.json"): A
     supported: supportedModelTypes(),
     message: `${source}: ${what} is not a supported architecture. Supported model_types: ${supportedModelTypes().join(", ")}. To add one, see docs/architectures.md ("Adding an architecture").`,
   });
+}
+
+/**
+ * Said wherever a model is opened for the user (inspect, quantize): the architecture was chosen by
+ * architectures[0] because model_type is not registered — remote-code configs (Kimi K2's
+ * `kimi_k2` with DeepseekV3ForCausalLM) do this; it must never be silent. undefined otherwise.
+ */
+export function architectureNote(config: RawConfig): string | undefined {
+  const modelType = typeof config.model_type === "string" ? config.model_type : "";
+  if (architectures.has(modelType)) return undefined;
+  const a = detectArchitecture(config);
+  const cls = Array.isArray(config.architectures) ? config.architectures[0] : undefined;
+  return `model_type ${modelType ? `'${modelType}' is not registered` : "is missing"}; read as ${a.modelType} because architectures[0] is ${cls}`;
 }
 
 export function buildSpec(config: RawConfig, source = "config.json"): { arch: Architecture; spec: ModelSpec } {

@@ -2,6 +2,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
+  architectureNote,
   architectures,
   buildSpec,
   detectArchitecture,
@@ -125,5 +126,19 @@ describe("checkpoint validation", () => {
 
   it("a missing config.json is a ModelConfigError naming the file", () => {
     expect(() => loadModel(join(tmp, "nowhere"))).toThrow(/nowhere\/config\.json: cannot read/);
+  });
+
+  it("an unregistered model_type is read by architectures[0] only, and said (architectureNote)", () => {
+    const ds = cfgOf("deepseek_v3");
+    const kimi = { ...ds, model_type: "kimi_k2" };
+    expect(detectArchitecture(kimi).modelType).toBe("deepseek_v3");
+    expect(architectureNote(kimi)).toBe(
+      "model_type 'kimi_k2' is not registered; read as deepseek_v3 because architectures[0] is DeepseekV3ForCausalLM",
+    );
+    expect(architectureNote(ds)).toBeUndefined();
+    // a registered class later in the list does not count
+    expect(() => detectArchitecture({ ...kimi, architectures: ["KimiForCausalLM", "DeepseekV3ForCausalLM"] })).toThrow(
+      /model_type 'kimi_k2' is not a supported architecture/,
+    );
   });
 });

@@ -16,7 +16,7 @@ const human = (n: number) =>
 function render(dir: string, s: ModelSummary): string {
   const lines = [
     `model        ${dir}`,
-    `architecture ${s.modelType} (${s.difficulty})`,
+    `architecture ${s.modelType} (${s.difficulty})${s.architectureNote ? ` — ${s.architectureNote}` : ""}`,
     `layers       ${s.numLayers} (MoE: ${s.moeLayers.length ? s.moeLayers.join(",") : "none"}; dense: ${s.denseLayers.length ? s.denseLayers.join(",") : "none"})`,
     `hidden       ${s.hiddenSize}, vocab ${s.vocabSize}`,
     `experts      ${s.experts ?? "-"}, top-k ${s.topK ?? "-"}, routing ${s.routing ?? "-"}, shared expert ${s.sharedExperts ? "yes" : "no"}`,

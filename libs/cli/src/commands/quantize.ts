@@ -67,6 +67,7 @@ export async function createRun(a: QuantizeArgs): Promise<string> {
   const options = resolveOptions(modelDefaults(a.modelDir, a.options));
   const pre = preflight(a.modelDir, a.out, a.workDir, options);
   await checkWindows(pre, options);
+  if (pre.architectureNote) process.stderr.write(`moeq quantize: ${pre.architectureNote}\n`);
   if (a.nats) await checkNats(a.nats);
   const graph = a.graph ? readGraphFile(a.graph) : defaultGraph(options.quantizers);
   const stages = resolveGraph(graph);

@@ -3,7 +3,7 @@
 // tensor or field; nothing has been written when one is thrown.
 import { accessSync, constants, existsSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve, sep } from "node:path";
-import { loadModel } from "@moeq/models";
+import { architectureNote, loadModel } from "@moeq/models";
 import {
   floatSchemeCanPack,
   isFloatScheme,
@@ -23,6 +23,8 @@ export interface Preflight {
   readonly targets: number;
   readonly modelBytes: number;
   readonly vocab: number;
+  /** the registry chose the architecture by architectures[0] (said to the user, never silent) */
+  readonly architectureNote: string | undefined;
 }
 
 const fail = (field: string, message: string): never => {
@@ -96,6 +98,7 @@ export function preflight(
       experts: moe && moe.kind === "moe" ? moe.experts.numExperts : 0,
       targets: targets.length,
       vocab: model.spec.vocabSize,
+      architectureNote: architectureNote(model.config),
       modelBytes: model.checkpoint.files.reduce(
         (s, f) => s + statSync(f.startsWith("/") ? f : join(modelDir, f)).size,
         0,
