@@ -48,6 +48,7 @@ export {
   expectedTensors,
   isQuantizable,
   quantizableWeights,
+  unusedTensors,
   validateWeights,
   weightRoles,
 } from "./tensors.ts";

@@ -2,7 +2,7 @@
 // bytes by dtype and the quantizable tensors.
 import type { LoadedModel } from "./model.ts";
 import { architectureNote } from "./registry.ts";
-import { expectedTensors, quantizableWeights } from "./tensors.ts";
+import { expectedTensors, quantizableWeights, unusedTensors } from "./tensors.ts";
 
 export interface ModelSummary {
   readonly modelType: string;
@@ -22,6 +22,8 @@ export interface ModelSummary {
   readonly parameters: { readonly checkpoint: number; readonly model: number; readonly activePerToken: number };
   readonly bytesByDtype: Record<string, number>;
   readonly quantizable: { readonly tensors: number; readonly parameters: number; readonly names: string[] };
+  /** checkpoint tensors the forward pass never reads (copied to the output unchanged, not quantized) */
+  readonly unusedTensors: string[];
 }
 
 const numel = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
@@ -68,5 +70,6 @@ export function summarize(m: LoadedModel): ModelSummary {
       parameters: q.reduce((s, r) => s + r.shape[0] * r.shape[1], 0),
       names: qNames,
     },
+    unusedTensors: unusedTensors(spec, m.source),
   };
 }

@@ -9,6 +9,7 @@ import {
   loadModel,
   ModelConfigError,
   ModelWeightError,
+  summarize,
   supportedModelTypes,
   UnknownArchitectureError,
 } from "@moeq/models";
@@ -140,5 +141,24 @@ describe("checkpoint validation", () => {
     expect(() => detectArchitecture({ ...kimi, architectures: ["KimiForCausalLM", "DeepseekV3ForCausalLM"] })).toThrow(
       /model_type 'kimi_k2' is not a supported architecture/,
     );
+  });
+
+  it("tensors the configured model never reads are listed (summarize().unusedTensors)", () => {
+    const dir = join(tmp, "fewer-layers");
+    cpSync(join(tinyRandom, "qwen3_moe"), dir, { recursive: true });
+    const cfg = cfgOf("qwen3_moe");
+    const last = (cfg.num_hidden_layers as number) - 1;
+    writeFileSync(join(dir, "config.json"), JSON.stringify({ ...cfg, num_hidden_layers: last }));
+    const m = loadModel(dir);
+    try {
+      const unused = summarize(m).unusedTensors;
+      expect(unused.length).toBeGreaterThan(0);
+      expect(unused.every((n) => n.startsWith(`model.layers.${last}.`))).toBe(true);
+    } finally {
+      m.close();
+    }
+    const full = loadModel(join(tinyRandom, "qwen3_moe"));
+    expect(summarize(full).unusedTensors).toEqual([]);
+    full.close();
   });
 });

@@ -13,6 +13,10 @@ const human = (n: number) =>
         ? `${(n / 1e3).toFixed(1)} k`
         : `${n}`;
 
+/** The warning inspect and quantize give for checkpoint tensors the forward pass never reads. */
+export const unusedLine = (names: readonly string[]): string =>
+  `unused       ${names.length} checkpoint tensor(s) the configured model never reads — copied unchanged, not quantized: ${names.slice(0, 5).join(", ")}${names.length > 5 ? ", …" : ""}`;
+
 function render(dir: string, s: ModelSummary): string {
   const lines = [
     `model        ${dir}`,
@@ -26,6 +30,7 @@ function render(dir: string, s: ModelSummary): string {
       .join(", ")}`,
     `quantizable  ${s.quantizable.tensors} tensors, ${human(s.quantizable.parameters)} parameters (router, shared-expert gate, norms, biases, embeddings, lm_head excluded)`,
   ];
+  if (s.unusedTensors.length > 0) lines.push(unusedLine(s.unusedTensors));
   return lines.join("\n");
 }
 

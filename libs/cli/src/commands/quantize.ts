@@ -12,6 +12,7 @@ import { defaultGraph, readGraphFile, resolveGraph } from "../supervisor/graph.t
 import { formatSummary, type RunSummary } from "../supervisor/summary.ts";
 import { defaultThreads, supervise } from "../supervisor/supervise.ts";
 import { type Preflight, preflight } from "../supervisor/validate.ts";
+import { unusedLine } from "./inspect.ts";
 
 export interface QuantizeArgs {
   readonly modelDir: string;
@@ -68,6 +69,7 @@ export async function createRun(a: QuantizeArgs): Promise<string> {
   const pre = preflight(a.modelDir, a.out, a.workDir, options);
   await checkWindows(pre, options);
   if (pre.architectureNote) process.stderr.write(`moeq quantize: ${pre.architectureNote}\n`);
+  if (pre.unusedTensors.length > 0) process.stderr.write(`moeq quantize: ${unusedLine(pre.unusedTensors)}\n`);
   if (a.nats) await checkNats(a.nats);
   const graph = a.graph ? readGraphFile(a.graph) : defaultGraph(options.quantizers);
   const stages = resolveGraph(graph);

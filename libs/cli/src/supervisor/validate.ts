@@ -3,7 +3,7 @@
 // tensor or field; nothing has been written when one is thrown.
 import { accessSync, constants, existsSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve, sep } from "node:path";
-import { architectureNote, loadModel } from "@moeq/models";
+import { architectureNote, loadModel, unusedTensors } from "@moeq/models";
 import {
   floatSchemeCanPack,
   isFloatScheme,
@@ -25,6 +25,8 @@ export interface Preflight {
   readonly vocab: number;
   /** the registry chose the architecture by architectures[0] (said to the user, never silent) */
   readonly architectureNote: string | undefined;
+  /** checkpoint tensors the forward pass never reads (listed to the user) */
+  readonly unusedTensors: string[];
 }
 
 const fail = (field: string, message: string): never => {
@@ -99,6 +101,7 @@ export function preflight(
       targets: targets.length,
       vocab: model.spec.vocabSize,
       architectureNote: architectureNote(model.config),
+      unusedTensors: unusedTensors(model.spec, model.source),
       modelBytes: model.checkpoint.files.reduce(
         (s, f) => s + statSync(f.startsWith("/") ? f : join(modelDir, f)).size,
         0,
