@@ -2,7 +2,7 @@
 // failed on the previous code mid-run, silently, or by exhausting memory. createRun is what
 // `moeq quantize` runs before it writes anything: it must throw, naming the field, and leave
 // neither the output nor the work dir.
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { createRun } from "../libs/cli/src/commands/quantize.ts";
@@ -77,6 +77,21 @@ describe("refused before any work", () => {
     await refused(fixture("qwen3_moe"), { calib: short, eval: "random:2x16" }, /tokenizer\.json does not exist/);
     await refused(trainedModel, { calib: "random:0x32" }, /need N ≥ 1/);
   }, 60_000);
+
+  it("a config.json linked to a non-JSON file is refused without echoing the file's content", async () => {
+    const m = withConfig(fixture("qwen3_moe"), () => {});
+    const secret = file("secret.txt", "root:secret-token-4711:0:0:\n");
+    rmSync(join(m, "config.json"));
+    symlinkSync(secret, join(m, "config.json"));
+    const out = join(dir, `out-${n++}`);
+    const err = await createRun({ modelDir: m, out, options: {} }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(err?.message).toMatch(/config\.json: not valid JSON \(\d+ characters; content not shown\)/);
+    expect(err?.message).not.toContain("secret-token");
+    expect(existsSync(out)).toBe(false);
+  }, 30_000);
 
   it("an unreachable --nats fails before the run is created", async () => {
     await refused(trainedModel, {}, /--nats nats:\/\/127\.0\.0\.1:1: cannot connect/, { nats: "nats://127.0.0.1:1" });
