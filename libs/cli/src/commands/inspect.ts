@@ -3,6 +3,7 @@
 import { loadModel, type ModelSummary, summarize } from "@moeq/models";
 import { Console, Effect } from "effect";
 import { Argument, Command, Flag } from "effect/cli";
+import { resolveModelRef, stderrLine } from "../model-ref.ts";
 
 const human = (n: number) =>
   n >= 1e9
@@ -38,7 +39,7 @@ export const inspect = Command.make(
   "inspect",
   {
     modelDir: Argument.String("model-dir").pipe(
-      Argument.withDescription("Hugging Face model directory (config.json + safetensors)"),
+      Argument.withDescription("Model directory (config.json + safetensors) or Hugging Face id org/name[@revision]"),
     ),
     json: Flag.Boolean("json").pipe(
       Flag.withDefault(false),
@@ -47,9 +48,13 @@ export const inspect = Command.make(
   },
   ({ modelDir, json }) =>
     Effect.gen(function* () {
+      const dir = yield* Effect.tryPromise({
+        try: () => resolveModelRef(modelDir, { log: stderrLine }),
+        catch: (e) => e as Error,
+      });
       const summary = yield* Effect.try({
         try: () => {
-          const m = loadModel(modelDir);
+          const m = loadModel(dir);
           try {
             return summarize(m);
           } finally {
@@ -58,7 +63,7 @@ export const inspect = Command.make(
         },
         catch: (e) => e as Error,
       });
-      yield* Console.log(json ? JSON.stringify({ modelDir, ...summary }, null, 2) : render(modelDir, summary));
+      yield* Console.log(json ? JSON.stringify({ modelDir: dir, ...summary }, null, 2) : render(dir, summary));
     }).pipe(
       // A user error (bad directory, unsupported architecture, bad ids) is one line on stderr and
       // exit status 1, not a stack trace.

@@ -8,6 +8,7 @@ import { clusterOptionsFromEnv, connectBus } from "@moeq/bus";
 import { OptionsError, type RunInfo, type RunOptions, resolveOptions, tokenWindows, writeRunInfo } from "@moeq/runtime";
 import { Effect, Option } from "effect";
 import { Argument, Command, Flag } from "effect/cli";
+import { resolveModelRef, stderrLine } from "../model-ref.ts";
 import { defaultGraph, readGraphFile, resolveGraph } from "../supervisor/graph.ts";
 import { formatSummary, type RunSummary } from "../supervisor/summary.ts";
 import { defaultThreads, supervise } from "../supervisor/supervise.ts";
@@ -118,7 +119,7 @@ export const quantize = Command.make(
   "quantize",
   {
     modelDir: Argument.String("model-dir").pipe(
-      Argument.withDescription("Hugging Face model directory (config.json + safetensors)"),
+      Argument.withDescription("Model directory (config.json + safetensors) or Hugging Face id org/name[@revision]"),
     ),
     out: Flag.String("out").pipe(Flag.withDescription("Output checkpoint directory (must not exist)")),
     // optional: given or not is what tells a contradiction with --scheme from a default
@@ -216,7 +217,7 @@ export const quantize = Command.make(
     Effect.tryPromise({
       try: async () => {
         const workDir = await createRun({
-          modelDir: a.modelDir,
+          modelDir: await resolveModelRef(a.modelDir, { log: stderrLine }),
           out: a.out,
           workDir: opt(a.workDir),
           graph: opt(a.graph),
