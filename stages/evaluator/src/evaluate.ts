@@ -2,9 +2,10 @@
 // through the format's own decoder (@moeq/formats), both models run layer by layer on held-out
 // windows, and we accumulate llama.cpp-style KLD statistics of the next-token distributions,
 // the relative error of each MoE block's output (quantized vs reference on the reference's
-// input) and each expert's relative weight error.
+// input), each expert's output error on the first batch's tokens routed to it, and each expert's
+// relative weight error.
 import { readQuantizedCheckpoint } from "@moeq/formats";
-import { buildSpec, Engine, extractRoleMatrix, loadModel, packTarget, type RawConfig, refuseModules, tensorToF32, type WeightRole, type WeightSource, weightRoles } from "@moeq/models";
+import { buildSpec, Engine, extractRoleMatrix, loadModel, packTarget, type RawConfig, refuseModules, type Routing, tensorToF32, type WeightRole, type WeightSource, weightRoles } from "@moeq/models";
 import { KldAccumulator, type KldStats, type LayerStats, RelativeErrorAccumulator, scoreTokens, type TokenScores } from "@moeq/eval";
 import { tokenWindows, type Windows } from "@moeq/runtime";
 import { f32Tensor, type Tensor } from "@moeq/tensor";
@@ -40,10 +41,21 @@ export interface ExpertWeightError {
   readonly relError: number;
 }
 
+/** An expert's output error on the evaluation tokens the reference router sent to it. */
+export interface ExpertOutputError {
+  readonly layer: number;
+  readonly expert: number;
+  /** ‖expert_q(x) − expert(x)‖ / ‖expert(x)‖ over its routed rows of the first batch */
+  readonly relError: number;
+  readonly tokens: number;
+}
+
 export interface Evaluation {
   readonly kld: KldStats;
   readonly layers: LayerStats[];
   readonly expertWeightErrors: ExpertWeightError[];
+  /** empty when the first batch was scored by an evaluator worker (docs/cluster.md) */
+  readonly expertOutputErrors: ExpertOutputError[];
   readonly windows: { readonly n: number; readonly seqLen: number };
   readonly format: string;
   readonly quantizedModules: number;
@@ -127,6 +139,23 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<Evaluation
     const { n: N, seqLen: T } = w;
     const acc = new KldAccumulator();
     const layerErr = spec.layers.map(() => new RelativeErrorAccumulator());
+    const expertErr = new Map<string, { acc: RelativeErrorAccumulator; tokens: number }>();
+    /** Each expert on the rows routed to it (reference input and routing), reference vs quantized. */
+    const addExpertErrors = async (L: number, x: Float32Array, routing: Routing) => {
+      const rowsOf = new Map<number, number[]>();
+      for (let r = 0; r < routing.rows; r++)
+        for (let k = 0; k < routing.topK; k++) {
+          const e = routing.indices[r * routing.topK + k];
+          rowsOf.set(e, [...(rowsOf.get(e) ?? []), r]);
+        }
+      for (const [e, rows] of rowsOf) {
+        const xe = new Float32Array(rows.length * H);
+        for (const [i, r] of rows.entries()) xe.set(x.subarray(r * H, (r + 1) * H), i * H);
+        const acc = new RelativeErrorAccumulator();
+        acc.add((await refEngine.expert(L, e, xe)).out, (await qEngine.expert(L, e, xe)).out);
+        expertErr.set(`${L}/${e}`, { acc, tokens: rows.length });
+      }
+    };
     const batch = Math.min(o.batchWindows, N);
     const elsewhere = o.scoreElsewhere?.(windowBatches(w, batch), o);
     let layersElsewhere: LayerStats[] | undefined;
@@ -151,7 +180,10 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<Evaluation
           const yr = await refEngine.moe(L, ar.x, rr);
           // The per-layer error needs an extra quantized MoE pass; the first batch is a large
           // enough sample for a relative error, and this keeps the evaluation at ~2 forwards.
-          if (b0 === 0 && o.layerErrors !== false) layerErr[L].add(yr, await qEngine.moe(L, ar.x, rr));
+          if (b0 === 0 && o.layerErrors !== false) {
+            layerErr[L].add(yr, await qEngine.moe(L, ar.x, rr));
+            await addExpertErrors(L, ar.x, rr);
+          }
           hr = refEngine.finishLayer(ar.residual, yr);
           hq = qEngine.finishLayer(aq.residual, await qEngine.moe(L, aq.x));
         } else {
@@ -179,7 +211,6 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<Evaluation
       o.onBatchScored?.(b0, scores);
       o.onProgress?.(b0 + nb, N);
     }
-    void H;
     const layers: LayerStats[] = layersElsewhere ?? spec.layers.map((_, L) => ({
       layer: L,
       outputRelError: layerErr[L].elements > 0 ? layerErr[L].value : null,
@@ -190,10 +221,16 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<Evaluation
       return { layer, expert, relError: a.value };
     });
     expertWeightErrors.sort((a, b) => a.layer - b.layer || a.expert - b.expert);
+    const expertOutputErrors = [...expertErr].map(([k, { acc, tokens }]) => {
+      const [layer, expert] = k.split("/").map(Number);
+      return { layer, expert, relError: acc.value, tokens };
+    });
+    expertOutputErrors.sort((a, b) => a.layer - b.layer || a.expert - b.expert);
     return {
       kld: acc.finish(),
       layers,
       expertWeightErrors,
+      expertOutputErrors,
       windows: { n: N, seqLen: T },
       format: qc.format,
       quantizedModules: qc.quantizedModules.length,

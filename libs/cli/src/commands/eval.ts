@@ -68,6 +68,7 @@ export const evalCommand = Command.make(
               experts,
               settings: { texts: a.texts, seed: a.seed, format: ev.format },
               evaluation: ev,
+              timings: [{ stage: "evaluation", seconds: ev.seconds }],
             }),
           );
         }

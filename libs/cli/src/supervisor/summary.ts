@@ -5,7 +5,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { Event, EventOf, RunState } from "@moeq/contracts";
 import { formatKldTable, type KldStats } from "@moeq/eval";
-import { type RunInfo, runPaths, writeFileAtomic } from "@moeq/runtime";
+import { type RunInfo, runPaths, stageSpans, writeFileAtomic } from "@moeq/runtime";
 import { type CoverageDigest, coverageWarnings, digestCoverage } from "@moeq/stage-router-override";
 import type { StageProcessStats } from "./processes.ts";
 
@@ -52,15 +52,7 @@ export function buildSummary(a: {
   wallSeconds: number;
 }): RunSummary {
   const { info, events } = a;
-  const span = new Map<string, { from: number; to: number }>();
-  for (const e of events) {
-    if (e.stage === "run") continue;
-    const t = Date.parse(e.time);
-    const s = span.get(e.stage) ?? { from: t, to: t };
-    s.from = Math.min(s.from, t);
-    s.to = Math.max(s.to, t);
-    span.set(e.stage, s);
-  }
+  const span = stageSpans(events);
   // Peak RSS: the supervisor's /proc samples, and what each process reported at exit.
   const reported = new Map<number, number>();
   const statsDir = runPaths(a.workDir).stats;
