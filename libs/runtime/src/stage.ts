@@ -10,7 +10,7 @@ import { type Bus, clusterOptionsFromEnv, connectBus, RunEventLog, RunWorkQueues
 import type { Event, EventOf, EventType, NewEvent } from "@moeq/contracts";
 import { HostTensors, localHostId } from "@moeq/store";
 import * as T from "@moeq/telemetry";
-import { StageError } from "./errors.ts";
+import { EXIT_NO_SPACE, isNoSpaceError, StageError } from "./errors.ts";
 import { eventKey } from "./events.ts";
 import type { RunOptions } from "./options.ts";
 import { type RunInfo, readRunInfo, runPaths } from "./run-dir.ts";
@@ -102,7 +102,15 @@ function writeStats(workDir: string, stage: string, instance: string, started: n
     const u = process.resourceUsage();
     writeFileSync(
       join(dir, `${stage}.${instance}.${process.pid}.json`),
-      JSON.stringify({ stage, instance, pid: process.pid, wallSeconds: (Date.now() - started) / 1000, maxRssKiB: u.maxRSS, userSeconds: u.userCPUTime / 1e6, systemSeconds: u.systemCPUTime / 1e6 }),
+      JSON.stringify({
+        stage,
+        instance,
+        pid: process.pid,
+        wallSeconds: (Date.now() - started) / 1000,
+        maxRssKiB: u.maxRSS,
+        userSeconds: u.userCPUTime / 1e6,
+        systemSeconds: u.systemCPUTime / 1e6,
+      }),
     );
   } catch {
     // stats are best effort: the work dir may be gone after a cleanup
@@ -157,9 +165,19 @@ export async function runStage(def: StageDefinition): Promise<never> {
   let log: RunEventLog | undefined;
   try {
     const hostId = localHostId();
-    tel = T.initTelemetry({ serviceName: stage, runId, stageVersion: def.version, traceFile: process.env[ENV.traceFile] || undefined });
+    tel = T.initTelemetry({
+      serviceName: stage,
+      runId,
+      stageVersion: def.version,
+      traceFile: process.env[ENV.traceFile] || undefined,
+    });
     const localInfo = remote ? undefined : readRunInfo(workDir);
-    bus = await connectBus({ url: env("url"), token: process.env[ENV.token], name: `${stage}.${instance}@${hostId}`, ...clusterOptionsFromEnv() });
+    bus = await connectBus({
+      url: env("url"),
+      token: process.env[ENV.token],
+      name: `${stage}.${instance}@${hostId}`,
+      ...clusterOptionsFromEnv(),
+    });
     log = await RunEventLog.open(bus, runId);
     const queues = await RunWorkQueues.open(bus, runId);
     // Work items carry the publishing span, so the consumer's span continues it (another process).
@@ -231,7 +249,9 @@ export async function runStage(def: StageDefinition): Promise<never> {
       hostId,
       remote,
       host: () => {
-        host ??= remote ? HostTensors.open(theBus, { runId, hostId }) : Promise.resolve(HostTensors.home(theBus, { runId, hostId, workDir }));
+        host ??= remote
+          ? HostTensors.open(theBus, { runId, hostId })
+          : Promise.resolve(HostTensors.home(theBus, { runId, hostId, workDir }));
         host.catch(() => {
           host = undefined;
         });
@@ -284,20 +304,28 @@ export async function runStage(def: StageDefinition): Promise<never> {
     await bus.nc.drain().catch(() => undefined);
     process.exit(0);
   } catch (e) {
-    const permanent = isPermanentError(e);
-    say(`failed${permanent ? " (permanent)" : ""}: ${errorInfo(e).message}`);
+    const noSpace = isNoSpaceError(e);
+    const permanent = !noSpace && isPermanentError(e);
+    say(
+      `failed${noSpace ? " (out of disk space: free space, then moeq resume)" : permanent ? " (permanent)" : ""}: ${errorInfo(e).message}`,
+    );
     if (e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);
     try {
       if (log) {
         await log.append(stage, { type: "StageFailed", payload: { stage, instance, error: errorInfo(e) } });
-        if (permanent) await log.append(stage, { type: "RunFailed", payload: { stage, error: errorInfo(e) } }, { msgId: `${runId}/RunFailed` });
+        if (permanent)
+          await log.append(
+            stage,
+            { type: "RunFailed", payload: { stage, error: errorInfo(e) } },
+            { msgId: `${runId}/RunFailed` },
+          );
       }
     } catch {
       // the bus is gone too: the supervisor sees the exit code
     }
     await flushTrace();
     writeStats(workDir, stage, instance, started);
-    process.exit(permanent ? 2 : 1);
+    process.exit(noSpace ? EXIT_NO_SPACE : permanent ? 2 : 1);
   }
 }
 

@@ -170,8 +170,15 @@ export const quantize = Command.make(
       Flag.withDefault("compressed-tensors"),
       Flag.withDescription("compressed-tensors|gptq|gptq-v2|modelopt|fp8-block|gpt-oss-mxfp4 (docs/formats.md)"),
     ),
+    keepArtifacts: Flag.Boolean("keep-artifacts").pipe(
+      Flag.withDefault(false),
+      Flag.withDescription("Keep every layer's work-dir artifacts (default: deleted once the layer is packed)"),
+    ),
     json: Flag.Boolean("json").pipe(Flag.withDefault(false), Flag.withDescription("Print the summary as JSON")),
-    traceFile: Flag.String("trace-file").pipe(Flag.optional, Flag.withDescription("Append every process's spans to this OTLP JSON-lines file (docs/tracing.md)")),
+    traceFile: Flag.String("trace-file").pipe(
+      Flag.optional,
+      Flag.withDescription("Append every process's spans to this OTLP JSON-lines file (docs/tracing.md)"),
+    ),
   },
   (a) =>
     Effect.tryPromise({
@@ -203,6 +210,7 @@ export const quantize = Command.make(
             device: a.device,
             scheme: opt(a.scheme),
             format: a.format,
+            keepArtifacts: a.keepArtifacts,
           },
         });
         await runAndReport(workDir, a.json, opt(a.traceFile));

@@ -57,7 +57,11 @@ export async function supervise(o: SuperviseOptions): Promise<RunSummary> {
   }
 }
 
-async function superviseRun(o: SuperviseOptions, info: RunInfo, traceVars: Record<string, string>): Promise<RunSummary> {
+async function superviseRun(
+  o: SuperviseOptions,
+  info: RunInfo,
+  traceVars: Record<string, string>,
+): Promise<RunSummary> {
   const paths = runPaths(o.workDir);
   const started = Date.now();
   let server: EmbeddedServer | undefined;
@@ -115,6 +119,7 @@ async function superviseRun(o: SuperviseOptions, info: RunInfo, traceVars: Recor
       finish = r;
     });
     let appendingEnd = false;
+    let stopped: string | undefined;
     const follower = await log.follow(1, (e) => {
       events.push(e);
       state = foldRunState(state, e);
@@ -155,11 +160,26 @@ async function superviseRun(o: SuperviseOptions, info: RunInfo, traceVars: Recor
       };
       procs = new StageProcesses(
         stages,
-        { url, token, runId: info.runId, workDir: o.workDir, threads: info.threads ?? defaultThreads(), trace: traceVars },
+        {
+          url,
+          token,
+          runId: info.runId,
+          workDir: o.workDir,
+          threads: info.threads ?? defaultThreads(),
+          trace: traceVars,
+        },
         paths.logs,
         o.maxRestarts ?? 3,
         giveUp,
         (stage, i, why) => progress.note(`stage ${stage}.${i} died (${why}); restarting`),
+        (stage, why) => {
+          // No RunFailed: the log stays open for `moeq resume` once space is freed.
+          const failed = events.findLast((e) => e.type === "StageFailed" && e.payload.stage === stage);
+          const message = failed?.type === "StageFailed" ? failed.payload.error.message : why;
+          stopped = `${stage} ran out of disk space: ${message}; free space, then \`moeq resume ${o.workDir}\``;
+          progress.note(stopped);
+          finish();
+        },
       );
       process.on("SIGINT", stopSignals);
       process.on("SIGTERM", stopSignals);
@@ -177,6 +197,7 @@ async function superviseRun(o: SuperviseOptions, info: RunInfo, traceVars: Recor
       state,
       processes: procs ? [...procs.stats.values()] : [],
       wallSeconds: (Date.now() - started) / 1000,
+      ...(stopped ? { stopped } : {}),
     });
   } finally {
     process.removeListener("SIGINT", stopSignals);
