@@ -151,7 +151,9 @@ export async function runCalibrator(ctx: StageContext): Promise<void> {
     });
     const tBlock = Date.now();
     h = engine.finishLayer(residual, y);
-    writeFileAtomic(actsFile(ctx.paths.acts, L + 1), new Uint8Array(h.buffer, h.byteOffset, h.byteLength));
+    // the next layer's input, for a restart; the last layer's output has no reader
+    if (L + 1 < spec.layers.length)
+      writeFileAtomic(actsFile(ctx.paths.acts, L + 1), new Uint8Array(h.buffer, h.byteOffset, h.byteLength));
     await ctx.pause();
     await ctx.emit({
       type: "LayerCompleted",
