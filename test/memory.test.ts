@@ -29,13 +29,28 @@ const layerFiles = (work: string, layer: number) =>
 
 const sh = (script: string, timeoutMs = 600_000): Promise<{ code: number; stdout: string; stderr: string }> =>
   new Promise((resolve) =>
-    execFile("unshare", ["-m", "--propagation", "private", "bash", "-c", script], { timeout: timeoutMs, maxBuffer: 16 << 20 }, (err, stdout, stderr) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    execFile(
+      "unshare",
+      ["-m", "--propagation", "private", "bash", "-c", script],
+      { timeout: timeoutMs, maxBuffer: 16 << 20 },
+      (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     ),
   );
 
 beforeAll(async () => {
-  const s = await moeq(["synth", "--arch", "qwen3_moe", "--preset", "tiny", "--layers", "3", "--seed", "11", "--out", model]);
+  const s = await moeq([
+    "synth",
+    "--arch",
+    "qwen3_moe",
+    "--preset",
+    "tiny",
+    "--layers",
+    "3",
+    "--seed",
+    "11",
+    "--out",
+    model,
+  ]);
   expect(s.code, s.stderr).toBe(0);
   const out = join(dir, "baseline");
   const r = await moeq(["quantize", model, "--out", out, ...windows, "--json"]);
@@ -50,7 +65,8 @@ describe("work dir and disk", () => {
     expect(existsSync(join(work, "tensors", "packed"))).toBe(false);
     expect(readdirSync(join(work, "acts"))).toEqual([]);
     const log = logOf(work, "packer");
-    for (const L of [0, 1, 2]) expect(log).toMatch(new RegExp(`layer ${L} packed \\([\\d.]+ MiB\\), [\\d.]+ MiB of artifacts deleted`));
+    for (const L of [0, 1, 2])
+      expect(log).toMatch(new RegExp(`layer ${L} packed \\([\\d.]+ MiB\\), [\\d.]+ MiB of artifacts deleted`));
     // the loader waited for the packer before publishing layer 2 (backpressure)
     expect(logOf(work, "loader")).toContain("layer 2 waits until layer 0 is packed");
   });
@@ -85,7 +101,9 @@ describe("work dir and disk", () => {
     );
     expect(r.stdout).toMatch(/rc=1\n$/);
     expect(r.stderr).toMatch(
-      new RegExp(`not enough disk space for this run: ${mnt}/out\\.moeq-work needs about [\\d.]+ MiB \\(work dir peak [\\d.]+ MiB: ~3 layers of artifacts at up to [\\d.]+ MiB each \\+ the packed output [\\d.]+ MiB, plus the output dir [\\d.]+ MiB on the same filesystem\\), ${mnt} has [\\d.]+ MiB free`),
+      new RegExp(
+        `not enough disk space for this run: ${mnt}/out\\.moeq-work needs about [\\d.]+ MiB \\(work dir peak [\\d.]+ MiB: ~3 layers of artifacts at up to [\\d.]+ MiB each \\+ the packed output [\\d.]+ MiB, plus the output dir [\\d.]+ MiB on the same filesystem\\), ${mnt} has [\\d.]+ MiB free`,
+      ),
     );
   }, 120_000);
 
@@ -116,7 +134,9 @@ ${process.execPath} ${cli} resume ${work} --json > ${second}; echo "second=$?"
     expect(r.stdout).toMatch(/first=1\nfiller \n/);
     const s1 = JSON.parse(readFileSync(first, "utf8")) as { status: string; error: string };
     expect(s1.status).toBe("stopped");
-    expect(s1.error).toMatch(new RegExp(`packer ran out of disk space: .*${mnt}/.*(ENOSPC|no space left on device).*moeq resume ${work}`));
+    expect(s1.error).toMatch(
+      new RegExp(`packer ran out of disk space: .*${mnt}/.*(ENOSPC|no space left on device).*moeq resume ${work}`),
+    );
     expect(r.stdout).toMatch(/second=0\n/);
     expect((JSON.parse(readFileSync(second, "utf8")) as { status: string }).status).toBe("completed");
     const got = Object.fromEntries(

@@ -3,8 +3,7 @@
 // same shards byte for byte as writeQuantizedCheckpoint from memory, and — for a model whose
 // layers carry different schemes — the same config as the format's writer run once over every
 // module (the reference here is `format.write` on the whole input, not the part machinery).
-import { readdirSync, readFileSync, rmSync } from "node:fs";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { quantizeFp8, quantizeIntRtn } from "@moeq/quant";
@@ -62,7 +61,19 @@ function model(mixed: boolean) {
           weight:
             mixed && L === 1
               ? quantizeFp8(w, rows, cols, { strategy: "channel" })
-              : { kind: "int", rows, cols, result: quantizeIntRtn(w, rows, cols, { bits: 4, groupSize: 16, symmetric: true, clip: "minmax", scaleDtype: "bf16", name }) },
+              : {
+                  kind: "int",
+                  rows,
+                  cols,
+                  result: quantizeIntRtn(w, rows, cols, {
+                    bits: 4,
+                    groupSize: 16,
+                    symmetric: true,
+                    clip: "minmax",
+                    scaleDtype: "bf16",
+                    name,
+                  }),
+                },
         });
       }
   }
@@ -70,7 +81,11 @@ function model(mixed: boolean) {
 }
 
 const filesOf = (dir: string) =>
-  Object.fromEntries(readdirSync(dir).sort().map((f) => [f, readFileSync(join(dir, f)).toString("base64")]));
+  Object.fromEntries(
+    readdirSync(dir)
+      .sort()
+      .map((f) => [f, readFileSync(join(dir, f)).toString("base64")]),
+  );
 
 describe("a checkpoint written in parts", () => {
   it("names each tensor's part by its layer, model-level tensors −1", () => {
@@ -110,7 +125,8 @@ describe("a checkpoint written in parts", () => {
       const ck = readQuantizedCheckpoint(streamed);
       try {
         for (const m of input.modules) {
-          const want = m.weight.kind === "int" ? m.weight.result.dequant : m.weight.kind === "fp8" ? m.weight.dequant : null;
+          const want =
+            m.weight.kind === "int" ? m.weight.result.dequant : m.weight.kind === "fp8" ? m.weight.dequant : null;
           expect(Array.from(ck.dequantize(m.name).weight)).toEqual(Array.from(want!));
         }
       } finally {
@@ -127,11 +143,24 @@ describe("a checkpoint written in parts", () => {
       modules: parts[3].modules.map((m) => {
         if (m.weight.kind !== "int") return m;
         const w = m.weight.result.dequant as Float32Array;
-        return { ...m, weight: { ...m.weight, result: quantizeIntRtn(w, m.weight.rows, m.weight.cols, { bits: 4, groupSize: 32, symmetric: true, clip: "minmax", scaleDtype: "bf16", name: m.name }) } };
+        return {
+          ...m,
+          weight: {
+            ...m.weight,
+            result: quantizeIntRtn(w, m.weight.rows, m.weight.cols, {
+              bits: 4,
+              groupSize: 32,
+              symmetric: true,
+              clip: "minmax",
+              scaleDtype: "bf16",
+              name: m.name,
+            }),
+          },
+        };
       }),
     };
     const files = parts.map((_, i) => join(root, `gptq-part-${i}.safetensors`));
-    parts.forEach((p, i) => writeCheckpointPart(files[i], "gptq", p));
+    for (const [i, p] of parts.entries()) writeCheckpointPart(files[i], "gptq", p);
     expect(() => assembleCheckpoint(join(root, "gptq-bad"), "gptq", files.map(readCheckpointPart), input)).toThrow(
       /config of the part with model\.layers\.2\.mlp\.experts\.0\.gate_proj differs from that of model\.layers\.0\.mlp\.experts\.0\.gate_proj/,
     );

@@ -1,6 +1,7 @@
 // Evaluation of a packed checkpoint against its reference: the quantized model is read back
 // through the format's own decoder (@moeq/formats), both models run layer-major on held-out
-// windows (all windows through layer L, then L+1: one layer of each model's weights in memory), and we accumulate llama.cpp-style KLD statistics of the next-token distributions,
+// windows (all windows through layer L, then L+1: one layer of each model's weights in memory),
+// and we accumulate llama.cpp-style KLD statistics of the next-token distributions,
 // the relative error of each MoE block's output (quantized vs reference on the reference's
 // input) and each expert's relative weight error.
 import { readQuantizedCheckpoint } from "@moeq/formats";
@@ -111,6 +112,13 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<Evaluation
       if (!werr.has(key)) werr.set(key, new RelativeErrorAccumulator());
       werr.get(key)!.add(r, q);
     };
+    // the layer's weights go: decoded modules, rebuilt fused tensors, both engines' f32 copies
+    const dropLayerWeights = () => {
+      deq.clear();
+      refused.clear();
+      refEngine.weights.invalidate();
+      qEngine.weights.invalidate();
+    };
     const weightErrorsOfLayer = (L: number) => {
       for (const n of qmods) {
         const m = EXPERT.exec(n);
@@ -142,6 +150,10 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<Evaluation
         layersElsewhere ??= scored.layers;
         o.onProgress?.(b.b0 + b.nb, N);
       }
+      for (let L = 0; L < spec.layers.length; L++) {
+        weightErrorsOfLayer(L);
+        dropLayerWeights();
+      }
     } else {
       // Layer-major: every window through layer L, then L+1, so one layer of each model's weights
       // is decoded at a time; the hidden states of all windows (two models) are what stays.
@@ -167,36 +179,29 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<Evaluation
           }
         }
         weightErrorsOfLayer(L);
-        // the layer's weights go: decoded modules, rebuilt fused tensors, both engines' f32 copies
-        deq.clear();
-        refused.clear();
-        refEngine.weights.invalidate();
-        qEngine.weights.invalidate();
+        dropLayerWeights();
       }
       for (const [i, b] of batches.entries()) {
         const { nb, ids } = b;
-        const lr = await refEngine.logits(refEngine.finalNorm(hr[i]));
-        const lq = await qEngine.logits(qEngine.finalNorm(hq[i]));
-        // Score every position that has a next token in its window (T − 1 per window).
-        const scored = nb * (T - 1);
-        const r = new Float32Array(scored * V);
-        const q = new Float32Array(scored * V);
-        const targets = new Int32Array(scored);
-        for (let bb = 0; bb < nb; bb++)
-          for (let t = 0; t < T - 1; t++) {
-            const src = (bb * T + t) * V;
-            const dst = (bb * (T - 1) + t) * V;
-            r.set(lr.subarray(src, src + V), dst);
-            q.set(lq.subarray(src, src + V), dst);
-            targets[bb * (T - 1) + t] = ids[bb * T + t + 1];
-          }
-        const scores = scoreTokens(r, q, V, targets);
+        const nr = refEngine.finalNorm(hr[i]);
+        const nq = qEngine.finalNorm(hq[i]);
+        // Logits one window at a time ([T, vocab] f32 of each model: 0.3 GiB at T = 256 and a
+        // 152k vocabulary, where a batch of 16 windows would take 5 GiB); every position with a
+        // next token in its window is scored (T − 1 per window), in window order.
+        const parts: TokenScores[] = [];
+        for (let bb = 0; bb < nb; bb++) {
+          const rows = (x: Float32Array) => x.subarray(bb * T * H, (bb + 1) * T * H);
+          const lr = await refEngine.logits(rows(nr));
+          const lq = await qEngine.logits(rows(nq));
+          const targets = Int32Array.from(ids.subarray(bb * T + 1, (bb + 1) * T));
+          parts.push(scoreTokens(lr.subarray(0, (T - 1) * V), lq.subarray(0, (T - 1) * V), V, targets));
+        }
+        const scores = concatScores(parts);
         acc.addScores(scores);
         o.onBatchScored?.(b.b0, scores);
         o.onProgress?.(b.b0 + nb, N);
       }
     }
-    void H;
     const layers: LayerStats[] = layersElsewhere ?? spec.layers.map((_, L) => ({
       layer: L,
       outputRelError: layerErr[L].elements > 0 ? layerErr[L].value : null,
@@ -221,4 +226,24 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<Evaluation
     qc.close();
     ref.close();
   }
+}
+
+/** Token scores of consecutive rows, joined in order. */
+function concatScores(parts: readonly TokenScores[]): TokenScores {
+  const join = <A extends Float64Array | Uint8Array>(arrays: A[], make: (n: number) => A): A => {
+    const out = make(arrays.reduce((n, a) => n + a.length, 0));
+    let at = 0;
+    for (const a of arrays) {
+      out.set(a, at);
+      at += a.length;
+    }
+    return out;
+  };
+  const withNll = parts.every((p) => p.nll !== null && p.nllBase !== null);
+  return {
+    kld: join(parts.map((p) => p.kld), (n) => new Float64Array(n)),
+    sameTop: join(parts.map((p) => p.sameTop), (n) => new Uint8Array(n)),
+    nll: withNll ? join(parts.map((p) => p.nll as Float64Array), (n) => new Float64Array(n)) : null,
+    nllBase: withNll ? join(parts.map((p) => p.nllBase as Float64Array), (n) => new Float64Array(n)) : null,
+  };
 }

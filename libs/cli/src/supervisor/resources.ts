@@ -130,16 +130,16 @@ export function estimateResources(
   const layerArtifactBytes = Math.max(...perLayer);
   const artifacts = o.keepArtifacts
     ? perLayer.reduce((a, b) => a + b, 0)
-    : [...perLayer].sort((a, b) => b - a).slice(0, LIVE_LAYERS).reduce((a, b) => a + b, 0);
+    : [...perLayer]
+        .sort((a, b) => b - a)
+        .slice(0, LIVE_LAYERS)
+        .reduce((a, b) => a + b, 0);
   const maxLayerWeights = Math.max(...layerWeights);
   const vocab = spec.vocabSize;
   const batch = Math.min(o.batchWindows, ev.n);
   const calibrator = 4 * rows * H * F32 + maxLayerWeights + ENGINE_CACHE + 2 * largestHessian;
   const evaluator =
-    2 * 2 * ev.n * ev.seqLen * H * F32 +
-    4 * batch * ev.seqLen * vocab * F32 +
-    2 * maxLayerWeights +
-    2 * ENGINE_CACHE;
+    2 * 2 * ev.n * ev.seqLen * H * F32 + 4 * batch * ev.seqLen * vocab * F32 + 2 * maxLayerWeights + 2 * ENGINE_CACHE;
   const largestMatrix = Math.max(0, ...targets.map((t) => t.rows * t.cols));
   const quantizer = 2 * largestMatrix * F32 + 2 * largestHessian;
   return {
@@ -198,4 +198,5 @@ export function checkResources(est: ResourceEstimate, workDir: string, outDir: s
     });
 }
 
-const liveLayers = (est: ResourceEstimate) => Math.max(1, Math.round((est.workDirBytes - est.outputBytes) / Math.max(1, est.layerArtifactBytes)));
+const liveLayers = (est: ResourceEstimate) =>
+  Math.max(1, Math.round((est.workDirBytes - est.outputBytes) / Math.max(1, est.layerArtifactBytes)));
