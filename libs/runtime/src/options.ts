@@ -43,6 +43,9 @@ export interface RunOptions {
   readonly maxShardBytes: number;
   /** where the calibrator's Hessians and the quantizer's GPTQ run: cpu, cuda or cuda:N */
   readonly device: string;
+  /** keep every layer's work-dir artifacts (activations, Hessians, plans, quantizer outputs) after
+   *  the packer has written the layer (default: deleted then, so the work dir holds ~2 layers) */
+  readonly keepArtifacts: boolean;
 }
 
 export const DEFAULT_OPTIONS: RunOptions = {
@@ -67,6 +70,7 @@ export const DEFAULT_OPTIONS: RunOptions = {
   quantizers: 2,
   maxShardBytes: 5 * 1024 ** 3,
   device: "cpu",
+  keepArtifacts: false,
 };
 
 const fail = (field: string, message: string): never => {
@@ -149,6 +153,8 @@ export function resolveOptions(partial: Partial<Record<keyof RunOptions, unknown
   if (groupSize === 0 || groupSize < -1)
     fail("groupSize", `expected -1 (per channel) or a positive group size, got ${groupSize}`);
   if (typeof o.symmetric !== "boolean") fail("symmetric", `expected true or false, got ${JSON.stringify(o.symmetric)}`);
+  if (typeof o.keepArtifacts !== "boolean")
+    fail("keepArtifacts", `expected true or false, got ${JSON.stringify(o.keepArtifacts)}`);
   if (typeof o.actOrder !== "boolean") fail("actOrder", `expected true or false, got ${JSON.stringify(o.actOrder)}`);
   for (const f of ["calib", "eval"] as const)
     if (typeof o[f] !== "string" || !SPEC.test(o[f] as string))
@@ -179,5 +185,6 @@ export function resolveOptions(partial: Partial<Record<keyof RunOptions, unknown
     quantizers: intIn("quantizers", o.quantizers, 1, 256),
     maxShardBytes: intIn("maxShardBytes", o.maxShardBytes, 1024, Number.MAX_SAFE_INTEGER),
     device: deviceOption(o.device),
+    keepArtifacts: o.keepArtifacts as boolean,
   };
 }

@@ -11,6 +11,7 @@ import {
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
   writeSync,
 } from "node:fs";
 import { homedir } from "node:os";
@@ -49,6 +50,42 @@ export const runPaths = (workDir: string) => ({
   cache: process.env.MOEQ_CACHE_DIR ?? join(homedir(), ".cache", "moeq", "tokens"),
 });
 
+/** tensors/ subdirectories whose files are per layer, named `L<layer>.…` (see removeLayerArtifacts). */
+export const LAYER_ARTIFACT_DIRS = ["calib", "route", "quant", "weights"] as const;
+
+/** The layer's input activations (f32 [windows·T, hidden]) that the calibrator persists between layers. */
+export const layerInputFile = (actsDir: string, layer: number) => join(actsDir, `layer-${layer}.input.f32`);
+
+/**
+ * Deletes what the pipeline wrote for `layer` and no longer needs once the packer has written
+ * the layer (LayerPacked): its routing input, Hessians, routing plan, cut-out weights, quantizer
+ * outputs and its input activations. Idempotent (a resumed packer repeats it). Returns bytes freed.
+ */
+export function removeLayerArtifacts(workDir: string, layer: number): number {
+  const prefix = `L${layer}.`;
+  let freed = 0;
+  const drop = (path: string) => {
+    try {
+      freed += statSync(path).size;
+      rmSync(path, { force: true });
+    } catch {
+      // already gone
+    }
+  };
+  for (const sub of LAYER_ARTIFACT_DIRS) {
+    const dir = join(runPaths(workDir).tensors, sub);
+    let names: string[];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      continue;
+    }
+    for (const n of names) if (n.startsWith(prefix)) drop(join(dir, n));
+  }
+  drop(layerInputFile(runPaths(workDir).acts, layer));
+  return freed;
+}
+
 /** Writes a file through a temp file + fsync + rename, so readers see all of it or none. */
 export function writeFileAtomic(path: string, data: Uint8Array | string): void {
   mkdirSync(dirname(path), { recursive: true });
@@ -62,7 +99,8 @@ export function writeFileAtomic(path: string, data: Uint8Array | string): void {
   } catch (e) {
     closeSync(fd);
     rmSync(tmp, { force: true });
-    throw e;
+    // writeSync's own message ("ENOSPC: no space left on device, write") names no file
+    throw new Error(`writing ${path}: ${(e as Error).message}`, { cause: e });
   }
   closeSync(fd);
   renameSync(tmp, path);

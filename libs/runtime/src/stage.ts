@@ -10,7 +10,7 @@ import { type Bus, clusterOptionsFromEnv, connectBus, RunEventLog, RunWorkQueues
 import type { Event, EventOf, EventType, NewEvent } from "@moeq/contracts";
 import { HostTensors, localHostId } from "@moeq/store";
 import * as T from "@moeq/telemetry";
-import { StageError } from "./errors.ts";
+import { EXIT_NO_SPACE, isNoSpaceError, StageError } from "./errors.ts";
 import { eventKey } from "./events.ts";
 import type { RunOptions } from "./options.ts";
 import { modelRoots, type RunInfo, readRunInfo, runPaths } from "./run-dir.ts";
@@ -309,8 +309,11 @@ export async function runStage(def: StageDefinition): Promise<never> {
     await bus.nc.drain().catch(() => undefined);
     process.exit(0);
   } catch (e) {
-    const permanent = isPermanentError(e);
-    say(`failed${permanent ? " (permanent)" : ""}: ${errorInfo(e).message}`);
+    const noSpace = isNoSpaceError(e);
+    const permanent = !noSpace && isPermanentError(e);
+    say(
+      `failed${noSpace ? " (out of disk space: free space, then moeq resume)" : permanent ? " (permanent)" : ""}: ${errorInfo(e).message}`,
+    );
     if (e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);
     try {
       if (log) {
@@ -327,7 +330,7 @@ export async function runStage(def: StageDefinition): Promise<never> {
     }
     await flushTrace();
     writeStats(workDir, stage, instance, started);
-    process.exit(permanent ? 2 : 1);
+    process.exit(noSpace ? EXIT_NO_SPACE : permanent ? 2 : 1);
   }
 }
 

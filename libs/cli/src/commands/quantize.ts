@@ -207,6 +207,10 @@ export const quantize = Command.make(
       Flag.withDefault("compressed-tensors"),
       Flag.withDescription("compressed-tensors|gptq|gptq-v2|modelopt|fp8-block|gpt-oss-mxfp4 (docs/formats.md)"),
     ),
+    keepArtifacts: Flag.Boolean("keep-artifacts").pipe(
+      Flag.withDefault(false),
+      Flag.withDescription("Keep every layer's work-dir artifacts (default: deleted once the layer is packed)"),
+    ),
     json: Flag.Boolean("json").pipe(Flag.withDefault(false), Flag.withDescription("Print the summary as JSON")),
     traceFile: Flag.String("trace-file").pipe(
       Flag.optional,
@@ -243,6 +247,7 @@ export const quantize = Command.make(
             device: a.device,
             scheme: opt(a.scheme),
             format: a.format,
+            keepArtifacts: a.keepArtifacts,
           },
         });
         await runAndReport(workDir, a.json, opt(a.traceFile));

@@ -10,7 +10,8 @@ import { type CoverageDigest, coverageWarnings, digestCoverage } from "@moeq/sta
 import type { StageProcessStats } from "./processes.ts";
 
 export interface RunSummary {
-  readonly status: RunState["status"];
+  /** "stopped": a stage ran out of disk space; the run is resumable (`moeq resume`) */
+  readonly status: RunState["status"] | "stopped";
   readonly runId: string;
   readonly workDir: string;
   readonly seconds: number;
@@ -50,6 +51,7 @@ export function buildSummary(a: {
   state: RunState;
   processes: StageProcessStats[];
   wallSeconds: number;
+  stopped?: string;
 }): RunSummary {
   const { info, events } = a;
   const span = stageSpans(events);
@@ -128,11 +130,11 @@ export function buildSummary(a: {
       }
     : null;
   const summary: RunSummary = {
-    status: a.state.status,
+    status: a.stopped ? "stopped" : a.state.status,
     runId: info.runId,
     workDir: a.workDir,
     seconds: a.wallSeconds,
-    ...(a.state.error ? { error: a.state.error } : {}),
+    ...(a.stopped ? { error: a.stopped } : a.state.error ? { error: a.state.error } : {}),
     model: { dir: info.modelDir, arch: a.state.arch, layers: a.state.layers, bytes: dirBytes(info.modelDir) },
     output: {
       dir: info.outDir,

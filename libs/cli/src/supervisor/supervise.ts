@@ -122,6 +122,7 @@ async function superviseRun(
       finish = r;
     });
     let appendingEnd = false;
+    let stopped: string | undefined;
     const follower = await log.follow(1, (e) => {
       events.push(e);
       state = foldRunState(state, e);
@@ -174,6 +175,14 @@ async function superviseRun(
         o.maxRestarts ?? 3,
         giveUp,
         (stage, i, why) => progress.note(`stage ${stage}.${i} died (${why}); restarting`),
+        (stage, why) => {
+          // No RunFailed: the log stays open for `moeq resume` once space is freed.
+          const failed = events.findLast((e) => e.type === "StageFailed" && e.payload.stage === stage);
+          const message = failed?.type === "StageFailed" ? failed.payload.error.message : why;
+          stopped = `${stage} ran out of disk space: ${message}; free space, then \`moeq resume ${o.workDir}\``;
+          progress.note(stopped);
+          finish();
+        },
       );
       // On our own embedded server no worker of this run is alive now (they die with their
       // supervisor): what they held is redone at once rather than after the queue's ack wait.
@@ -198,6 +207,7 @@ async function superviseRun(
       state,
       processes: procs ? [...procs.stats.values()] : [],
       wallSeconds: (Date.now() - started) / 1000,
+      ...(stopped ? { stopped } : {}),
     });
   } finally {
     process.removeListener("SIGINT", stopSignals);

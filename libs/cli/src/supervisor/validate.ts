@@ -1,5 +1,5 @@
 // Everything the supervisor checks before any work: model dir, config, architecture, weights,
-// options, texts, graph, output and work dirs. Failures are typed errors naming the path,
+// options, texts, graph, output and work dirs, and that the run fits the free disk and memory. Failures are typed errors naming the path,
 // tensor or field; nothing has been written when one is thrown.
 import { accessSync, constants, existsSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve, sep } from "node:path";
@@ -12,6 +12,7 @@ import {
   type RunOptions,
   SCHEME_INFO,
 } from "@moeq/runtime";
+import { checkResources, estimateResources, type ResourceEstimate } from "./resources.ts";
 
 export interface Preflight {
   readonly modelDir: string;
@@ -27,6 +28,8 @@ export interface Preflight {
   readonly architectureNote: string | undefined;
   /** checkpoint tensors the forward pass never reads (listed to the user) */
   readonly unusedTensors: string[];
+  /** disk and memory the run is expected to need (checked against what is free) */
+  readonly estimate: ResourceEstimate;
 }
 
 const fail = (field: string, message: string): never => {
@@ -76,7 +79,8 @@ export function preflight(
   if (!existsSync(modelDir)) fail("model-dir", `${modelDir} does not exist`);
   if (!statSync(modelDir).isDirectory()) fail("model-dir", `${modelDir} is not a directory`);
   const model = loadModel(modelDir);
-  let info: Omit<Preflight, "outDir" | "workDir">;
+  let info: Omit<Preflight, "outDir" | "workDir" | "estimate">;
+  let estimate: ResourceEstimate;
   try {
     const targets = quantTargets(model.arch, model.spec, options.targets);
     if (targets.length === 0) fail("targets", `${options.targets}: the model has nothing to quantize`);
@@ -92,6 +96,7 @@ export function preflight(
       for (const t of targets)
         if (t.cols % blocking.size !== 0)
           fail(blocking.field, `${t.tensor} has ${t.cols} input columns, not a multiple of ${blocking.what}`);
+    estimate = estimateResources(model, targets, options);
     const moe = model.spec.layers.find((l) => l.mlp.kind === "moe")?.mlp;
     info = {
       modelDir,
@@ -139,5 +144,6 @@ export function preflight(
       `${workDir} already exists (an earlier run?): continue it with \`moeq resume ${workDir}\` or remove it`,
     );
   checkWritableParent(workDir, "work-dir");
-  return { ...info, outDir, workDir };
+  checkResources(estimate, workDir, outDir);
+  return { ...info, outDir, workDir, estimate };
 }
