@@ -2,7 +2,7 @@
 // files are relative symlinks into the cache's blobs/: it passed validation and then failed 4 s into
 // the run ("outside the run's allowed roots"); it must quantize like the plain directory, byte for
 // byte. Only the snapshot's own link targets join the allowed roots (modelRoots), not the whole cache.
-import { existsSync, mkdirSync, readdirSync, renameSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { wantedFile } from "../libs/cli/src/model-ref.ts";
@@ -28,8 +28,18 @@ describe("Hugging Face cache snapshot", () => {
       plain,
     ]);
     expect(s.code, s.stderr).toBe(0);
+    // the input's other files: copied unchanged (remote code as data, never run), pickles never
+    const extras: Record<string, string> = {
+      "chat_template.jinja": "{% for m in messages %}{{ m.content }}{% endfor %}",
+      "modeling_tiny.py": "raise SystemExit('never executed by moeq')\n",
+      "notes.txt": "hello\n",
+    };
+    for (const [f, text] of Object.entries(extras)) writeFileSync(join(plain, f), text);
+    writeFileSync(join(plain, "pytorch_model.bin"), "not a weight moeq reads");
     const a = await moeq(["quantize", plain, "--out", join(dir, "q-plain"), ...windows]);
     expect(a.code, a.stderr).toBe(0);
+    for (const [f, text] of Object.entries(extras)) expect(readFileSync(join(dir, "q-plain", f), "utf8"), f).toBe(text);
+    expect(existsSync(join(dir, "q-plain", "pytorch_model.bin"))).toBe(false);
 
     // models--org--tiny/{blobs/<name>, snapshots/<rev>/<file> -> ../../blobs/<name>, refs/main}
     const repo = join(dir, "hub", "models--org--tiny");
@@ -49,6 +59,7 @@ describe("Hugging Face cache snapshot", () => {
     const b = await moeq(["quantize", "org/tiny", "--out", join(dir, "q-cache"), ...windows]);
     expect(b.code, b.stderr).toBe(0);
     expect(shardHashes(join(dir, "q-cache"))).toEqual(shardHashes(join(dir, "q-plain")));
+    for (const [f, text] of Object.entries(extras)) expect(readFileSync(join(dir, "q-cache", f), "utf8"), f).toBe(text);
     // the snapshot dir itself, and the id at a commit, name the same model
     const i = await moeq(["inspect", `org/tiny@${rev}`]);
     expect(i.code, i.stderr).toBe(0);

@@ -3,7 +3,7 @@
 // parts' tensors are copied in order through the streaming safetensors writer (temp dir, then
 // rename). The packer keeps parts as files in the work dir as layers finish; a model held in
 // memory takes the same path, so both give the same bytes. Also: open any quantized checkpoint.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import {
   type Checkpoint,
@@ -21,22 +21,34 @@ import type { QuantizedReader } from "./reader-types.ts";
 import { getFormat } from "./registry.ts";
 import type { DequantizedModule, FormatInput, FormatPartOutput, InputQuantization } from "./types.ts";
 
-/** Files copied unchanged from the source model when present. */
-export const COPIED_FILES = [
-  "generation_config.json",
-  "tokenizer.json",
-  "tokenizer_config.json",
-  "special_tokens_map.json",
-  "tokenizer.model",
-  "vocab.json",
-  "merges.txt",
-  "added_tokens.json",
-  "chat_template.jinja",
-  "chat_template.json",
-];
+/**
+ * Weights in any format (the output's own are written as safetensors), the checkpoint index and
+ * the config (both written anew) and the model card (written by the run): not copied.
+ */
+const NOT_COPIED =
+  /(\.(safetensors|bin|pt|pth|ckpt|h5|msgpack|gguf|onnx|pkl|npz|npy|tflite|ot)|^model\.safetensors\.index\.json|^config\.json|^README\.md)$/i;
+
+/**
+ * The source model's other files, copied unchanged so the output loads wherever the input did:
+ * tokenizer, generation config, chat template, and the remote code that `auto_map` in the config
+ * points at (copied as data, never run). Top-level regular files only (links are followed: a
+ * Hugging Face cache snapshot is made of them); hidden files are skipped.
+ */
+export function nonWeightFiles(sourceDir: string): string[] {
+  return readdirSync(sourceDir)
+    .filter((f) => !f.startsWith(".") && !NOT_COPIED.test(f))
+    .filter((f) => {
+      try {
+        return statSync(join(sourceDir, f)).isFile();
+      } catch {
+        return false; // a dangling link
+      }
+    })
+    .sort();
+}
 
 export interface WriteCheckpointOptions {
-  /** The source model directory: tokenizer and generation config are copied from it. */
+  /** The source model directory: its non-weight files are copied from it (nonWeightFiles). */
   readonly sourceDir?: string;
   readonly maxShardBytes?: number;
 }
@@ -193,12 +205,10 @@ export function assembleCheckpoint(
         else writer.copyFrom(t.name, b.file, b.offset);
       }
     if (opts.sourceDir) {
-      for (const f of COPIED_FILES) {
-        const p = join(opts.sourceDir, f);
-        if (existsSync(p) && !(f in extra)) {
-          extra[f] = readFileSync(p);
-          copied.push(f);
-        }
+      for (const f of nonWeightFiles(opts.sourceDir)) {
+        if (f in extra) continue;
+        extra[f] = readFileSync(join(opts.sourceDir, f));
+        copied.push(f);
       }
     }
   } catch (e) {
