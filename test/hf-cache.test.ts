@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, symlinkSy
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { wantedFile } from "../libs/cli/src/model-ref.ts";
+import { formatKldTable, type KldStats } from "../libs/eval/src/index.ts";
 import { moeq, shardHashes, tempDir } from "./helpers.ts";
 
 const dir = tempDir("hf-cache");
@@ -36,8 +37,15 @@ describe("Hugging Face cache snapshot", () => {
     };
     for (const [f, text] of Object.entries(extras)) writeFileSync(join(plain, f), text);
     writeFileSync(join(plain, "pytorch_model.bin"), "not a weight moeq reads");
-    const a = await moeq(["quantize", plain, "--out", join(dir, "q-plain"), ...windows]);
+    const a = await moeq(["quantize", plain, "--out", join(dir, "q-plain"), ...windows, "--json"]);
     expect(a.code, a.stderr).toBe(0);
+    // the model card: Hub metadata, the run's own KLD table, the exact command
+    const card = readFileSync(join(dir, "q-plain", "README.md"), "utf8");
+    const summary = JSON.parse(a.stdout) as { kld: KldStats };
+    expect(card).toMatch(/^---\nbase_model: plain\ntags:\n- moeq\n[\s\S]*quantized_by: moeq\n---\n/);
+    expect(card).toContain(formatKldTable(summary.kld));
+    expect(card).toContain(`moeq quantize ${plain} --out ${join(dir, "q-plain")} ${windows.join(" ")} --json`);
+    expect(card).toContain("| scheme | w4a16 (int4, group 32, symmetric) |");
     for (const [f, text] of Object.entries(extras)) expect(readFileSync(join(dir, "q-plain", f), "utf8"), f).toBe(text);
     expect(existsSync(join(dir, "q-plain", "pytorch_model.bin"))).toBe(false);
 

@@ -35,6 +35,8 @@ export interface RunInfo {
   /** BLAS threads of every stage process (fixed so a restarted stage accumulates in the same order) */
   readonly threads?: number;
   readonly createdAt: string;
+  /** the command line that created the run (after `moeq`), for the model card */
+  readonly command?: readonly string[];
 }
 
 export const runPaths = (workDir: string) => ({

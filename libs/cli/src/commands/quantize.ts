@@ -23,6 +23,8 @@ export interface QuantizeArgs {
   readonly nats?: string;
   readonly threads?: number;
   readonly options: Partial<Record<keyof RunOptions, unknown>>;
+  /** the command line recorded for the model card (default: this process's arguments) */
+  readonly command?: readonly string[];
 }
 
 /** Defaults that depend on the model: a model without tokenizer.json gets random token windows. */
@@ -86,6 +88,7 @@ export async function createRun(a: QuantizeArgs): Promise<string> {
     ...(a.nats ? { natsUrl: a.nats } : {}),
     threads: a.threads ?? defaultThreads(),
     createdAt: new Date().toISOString(),
+    command: a.command ?? process.argv.slice(2),
   };
   mkdirSync(pre.workDir, { recursive: true });
   writeRunInfo(pre.workDir, info);

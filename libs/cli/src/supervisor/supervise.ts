@@ -23,6 +23,7 @@ import { type HostFileServer, localHostId, removeRunSegments, serveHostFiles } f
 import { initTelemetry, runSpan, traceEnv } from "@moeq/telemetry";
 import { moeqVersion } from "../version.ts";
 import { resolveGraph } from "./graph.ts";
+import { writeModelCard } from "./model-card.ts";
 import { StageProcesses } from "./processes.ts";
 import { Progress } from "./progress.ts";
 import { buildSummary, type RunSummary } from "./summary.ts";
@@ -200,7 +201,7 @@ async function superviseRun(
     await procs?.stopAll();
     await follower.stop();
     removeRunSegments(info.runId);
-    return buildSummary({
+    const summary = buildSummary({
       info,
       workDir: o.workDir,
       events,
@@ -209,6 +210,8 @@ async function superviseRun(
       wallSeconds: (Date.now() - started) / 1000,
       ...(stopped ? { stopped } : {}),
     });
+    writeModelCard(summary, info);
+    return summary;
   } finally {
     process.removeListener("SIGINT", stopSignals);
     process.removeListener("SIGTERM", stopSignals);
