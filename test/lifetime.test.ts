@@ -6,7 +6,7 @@ import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { beforeAll, describe, expect, it } from "vitest";
-import { moeq, moeqSpawn, root, tempDir, waitForLog } from "./helpers.ts";
+import { moeq, moeqSpawn, root, shardHashes, tempDir, waitForLog } from "./helpers.ts";
 
 const dir = tempDir("lifetime");
 const model = join(dir, "model");
@@ -150,4 +150,38 @@ describe("process lifetime", () => {
       expect(r.stderr).toContain(`moeq resume ${work}`);
     }
   }, 120_000);
+
+  it("a run that failed because a stage kept dying is continued by moeq resume, byte-identical to an undisturbed run", async () => {
+    const base = await moeq(["quantize", model, "--out", join(dir, "undisturbed"), ...windows]);
+    expect(base.code, base.stderr).toBe(0);
+    const out = join(dir, "gave-up");
+    const work = `${out}.moeq-work`;
+    const run = moeqSpawn([
+      "quantize",
+      model,
+      "--out",
+      out,
+      ...windows,
+      "--graph",
+      pausedGraph(join(dir, "gave-up.json")),
+    ]);
+    // the supervisor restarts a stage 3 times, then gives up: kill the quantizer 4 times
+    let last = 0;
+    for (let k = 0; k < 4; k++) {
+      let pid = last;
+      while (pid === last) pid = await waitForLog(work, "quantizer", /consuming quantize work/);
+      process.kill(pid, "SIGKILL");
+      last = pid;
+    }
+    const failed = await run.done;
+    expect(failed.code).not.toBe(0);
+    expect(failed.stdout + failed.stderr).toMatch(/quantizer\.0 died 4 times/);
+    const r = await moeq(["resume", work, "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect((JSON.parse(r.stdout) as { status: string }).status, r.stderr).toBe("completed");
+    expect(shardHashes(out)).toEqual(shardHashes(join(dir, "undisturbed")));
+    // a completed run resumed again stays completed
+    const again = await moeq(["resume", work, "--json"]);
+    expect((JSON.parse(again.stdout) as { status: string }).status).toBe("completed");
+  }, 180_000);
 });

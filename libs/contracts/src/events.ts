@@ -88,6 +88,15 @@ export const eventPayloads = {
   EvaluationCompleted: Schema.Struct({ stats: Open }),
   RunCompleted: Schema.Struct({ seconds: Schema.Finite, summary: Schema.optionalKey(Open) }),
   RunFailed: Schema.Struct({ stage: StageName, error: ErrorInfo }),
+  RunResumed: Schema.Struct({
+    attempt: NonNegativeInt.annotate({
+      description: "how many times the run has been resumed after a failure, this one included",
+    }),
+    after: ErrorInfo,
+  }).annotate({
+    description:
+      "`moeq resume` continues a run that failed on a condition that can pass (a stage that kept dying): the failure is over, the work done stands",
+  }),
 } as const;
 
 export type EventType = keyof typeof eventPayloads;
@@ -125,6 +134,7 @@ export const CheckpointPackedEvent = envelopeOf("CheckpointPacked");
 export const EvaluationCompletedEvent = envelopeOf("EvaluationCompleted");
 export const RunCompletedEvent = envelopeOf("RunCompleted");
 export const RunFailedEvent = envelopeOf("RunFailed");
+export const RunResumedEvent = envelopeOf("RunResumed");
 
 /** Every event on the bus: an envelope whose `type` selects the payload schema. */
 export const Event = Schema.Union([
@@ -143,6 +153,7 @@ export const Event = Schema.Union([
   EvaluationCompletedEvent,
   RunCompletedEvent,
   RunFailedEvent,
+  RunResumedEvent,
 ]).annotate({ identifier: "Event" });
 export type Event = typeof Event.Type;
 export type EventOf<T extends EventType> = Extract<Event, { type: T }>;

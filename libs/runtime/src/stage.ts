@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Bus, clusterOptionsFromEnv, connectBus, RunEventLog, RunWorkQueues } from "@moeq/bus";
-import type { Event, EventOf, EventType, NewEvent } from "@moeq/contracts";
+import { type Event, type EventOf, type EventType, type NewEvent, runFailedMsgId } from "@moeq/contracts";
 import { HostTensors, localHostId } from "@moeq/store";
 import * as T from "@moeq/telemetry";
 import { EXIT_NO_SPACE, isNoSpaceError, StageError } from "./errors.ts";
@@ -168,6 +168,8 @@ export async function runStage(def: StageDefinition): Promise<never> {
 
   let bus: Bus | undefined;
   let log: RunEventLog | undefined;
+  // resumes after failures so far: a failure in this attempt gets its own RunFailed id
+  let attempt = 0;
   try {
     const hostId = localHostId();
     tel = T.initTelemetry({
@@ -200,12 +202,14 @@ export async function runStage(def: StageDefinition): Promise<never> {
     let lastKnown = startSeq;
     await log.follow(1, (e) => {
       lastKnown = Math.max(lastKnown, e.seq);
+      if (e.type === "RunResumed") attempt = e.payload.attempt;
       events.push(e);
       keys.add(eventKey(e));
       if (e.seq >= startSeq) replayed();
       for (const w of [...waiters]) w();
-      // Nobody stops a worker on another host: it leaves when the run is over.
-      if (remote && (e.type === "RunCompleted" || e.type === "RunFailed")) {
+      // Nobody stops a worker on another host: it leaves when the run is over (an end replayed
+      // from before a resume is not the run's state now: only the last event at start or a later one).
+      if (remote && e.seq >= startSeq && (e.type === "RunCompleted" || e.type === "RunFailed")) {
         say(`run ended (${e.type}); exiting`);
         writeStats(workDir, stage, instance, started);
         process.exit(0);
@@ -322,7 +326,7 @@ export async function runStage(def: StageDefinition): Promise<never> {
           await log.append(
             stage,
             { type: "RunFailed", payload: { stage, error: errorInfo(e) } },
-            { msgId: `${runId}/RunFailed` },
+            { msgId: runFailedMsgId(runId, attempt) },
           );
       }
     } catch {

@@ -16,7 +16,14 @@ import {
   startNatsServer,
   streamReplicas,
 } from "@moeq/bus";
-import { type Event, foldRunState, initialRunState, type RunState } from "@moeq/contracts";
+import {
+  type Event,
+  foldRunState,
+  initialRunState,
+  type RunState,
+  resumableFailure,
+  runFailedMsgId,
+} from "@moeq/contracts";
 import { buildSpec, type RawConfig } from "@moeq/models";
 import { ENV, modelRoots, quantTargets, type RunInfo, readRunInfo, runPaths } from "@moeq/runtime";
 import { type HostFileServer, localHostId, removeRunSegments, serveHostFiles } from "@moeq/store";
@@ -114,6 +121,27 @@ async function superviseRun(
         { msgId: `${info.runId}/RunStarted` },
       );
 
+    // A run that failed because a stage kept dying is continued: RunResumed closes that failure,
+    // the work done stands, and only ends after it count. An input error stays the run's end.
+    const past = await log.read(1);
+    const before = past.reduce(foldRunState, initialRunState);
+    const lastFailure = past.findLast((e) => e.type === "RunFailed");
+    const resumed =
+      before.status === "failed" &&
+      lastFailure?.type === "RunFailed" &&
+      resumableFailure(lastFailure.payload.error.tag);
+    const attempt = resumed ? before.attempt + 1 : before.attempt;
+    if (resumed && lastFailure?.type === "RunFailed") {
+      const after = { tag: lastFailure.payload.error.tag, message: lastFailure.payload.error.message };
+      await log.append(
+        "run",
+        { type: "RunResumed", payload: { attempt, after } },
+        { msgId: `${info.runId}/RunResumed/${attempt}` },
+      );
+    }
+    // ends before the latest RunResumed were that attempt's, not the run's
+    const judgedUpTo = resumed ? before.lastSeq : (past.findLast((e) => e.type === "RunResumed")?.seq ?? 0);
+
     const events: Event[] = [];
     let state: RunState = initialRunState;
     let targetsPerLayer: (L: number) => number = () => 0;
@@ -145,10 +173,11 @@ async function superviseRun(
           )
           .catch((err) => progress.note(`cannot append RunCompleted: ${(err as Error).message}`));
       }
-      if (e.type === "RunCompleted" || e.type === "RunFailed") finish();
+      if ((e.type === "RunCompleted" || e.type === "RunFailed") && e.seq > judgedUpTo) finish();
     });
+    if (resumed) progress.note(`resuming after: ${before.error}`);
 
-    const already = (await log.read(1)).some((e) => e.type === "RunCompleted" || e.type === "RunFailed");
+    const already = before.status === "completed" || (before.status === "failed" && !resumed);
     if (!already) {
       const stages = resolveGraph(info.graph);
       const giveUp = (stage: string, why: string) => {
@@ -158,7 +187,7 @@ async function superviseRun(
           .append(
             "run",
             { type: "RunFailed", payload: { stage, error: { tag: "StageGaveUp", message: why } } },
-            { msgId: `${info.runId}/RunFailed` },
+            { msgId: runFailedMsgId(info.runId, attempt) },
           )
           .catch(() => finish());
       };
