@@ -25,4 +25,15 @@ export class ModelInputError extends Data.TaggedError("ModelInputError")<{
   readonly message: string;
 }> {}
 
-export type ModelError = UnknownArchitectureError | ModelConfigError | ModelWeightError | ModelInputError;
+/** The device engine does not implement a block this model uses (named in the message); nothing ran. */
+export class DeviceUnsupportedError extends Data.TaggedError("DeviceUnsupportedError")<{
+  readonly modelType: string;
+  readonly message: string;
+}> {}
+
+export type ModelError =
+  | UnknownArchitectureError
+  | ModelConfigError
+  | ModelWeightError
+  | ModelInputError
+  | DeviceUnsupportedError;

@@ -191,6 +191,67 @@ export interface CudaKernels {
   /** As attentionF32 (same options; sinks a host Float32Array); head dims up to 512. */
   cudaAttentionF32(q: CudaBuffer, k: CudaBuffer, v: CudaBuffer, out: CudaBuffer, opts: AttentionOptions): void;
   /**
+   * As attentionF32 (same options, sinks a host Float32Array) on cuBLAS batched GEMMs: per chunk of
+   * (batch, head) pairs S = scale·Q·Kᵀ, a masked softmax per row, O = P·V. "f32" exact (CUDA cores),
+   * "tf32" / "bf16" both products on the tensor cores. scratchBytes (default 1 GiB) bounds the score
+   * matrices held at once (at least one seqLen²). out must not overlap q, k or v.
+   */
+  cudaAttentionGemm(
+    q: CudaBuffer,
+    k: CudaBuffer,
+    v: CudaBuffer,
+    out: CudaBuffer,
+    opts: AttentionOptions,
+    precision?: CudaPrecision,
+    scratchBytes?: number,
+  ): void;
+  // The device engine's glue (engine_ops.cu): the CPU engine's TypeScript loops with its rounding.
+  /** y[r, :] = row[:] */
+  cudaFillRowsF32(y: CudaBuffer, row: CudaBuffer, rows: number, cols: number): void;
+  /** out = a + f32(b·scale) (scale default 1: a + b); out may be a or b */
+  cudaResidualAddF32(a: CudaBuffer, b: CudaBuffer, out: CudaBuffer, n: number, scale?: number): void;
+  /** out = f32(x·factor), or f32(x / factor) when divide (in double: the factor is a JS number) */
+  cudaScaleF32(x: CudaBuffer, out: CudaBuffer, n: number, factor: number, divide?: boolean): void;
+  /** out = clamp(x, −limit, limit) */
+  cudaClampF32(x: CudaBuffer, out: CudaBuffer, n: number, limit: number): void;
+  /** out = a·b elementwise */
+  cudaMulF32(a: CudaBuffer, b: CudaBuffer, out: CudaBuffer, n: number): void;
+  /** dst[r·dstRowStride + c] = src[r·rowStride + c·colStride] (dstRowStride default cols); multiply: *= instead */
+  cudaStridedF32(
+    src: CudaBuffer,
+    dst: CudaBuffer,
+    rows: number,
+    cols: number,
+    rowStride: number,
+    colStride: number,
+    multiply?: boolean,
+    dstRowStride?: number,
+  ): void;
+  /** out[i, :] = x[idx[i], :] (· scale[i]); idx i32 [n]; an index outside x's rows is a RangeError */
+  cudaGatherRowsF32(
+    x: CudaBuffer,
+    idx: CudaBuffer,
+    scale: CudaBuffer | null,
+    out: CudaBuffer,
+    n: number,
+    cols: number,
+  ): void;
+  /** y[idx[i], :] += src[i, :]·scale[i] (one rounding: an FMA); idx i32 [n], distinct */
+  cudaScatterAddRowsF32(
+    y: CudaBuffer,
+    src: CudaBuffer,
+    idx: CudaBuffer,
+    scale: CudaBuffer | null,
+    n: number,
+    cols: number,
+  ): void;
+  /** out[r, c] += g[r]·src[r, c] (an FMA) */
+  cudaRowScaleAddF32(out: CudaBuffer, src: CudaBuffer, g: CudaBuffer, rows: number, cols: number): void;
+  /** x[r, c] *= f[r], in place */
+  cudaScaleRowsF32(x: CudaBuffer, f: CudaBuffer, rows: number, cols: number): void;
+  /** each row of w [rows, k] divided by its (sequential f32) sum, in place */
+  cudaRenormRowsF32(w: CudaBuffer, rows: number, k: number): void;
+  /**
    * GPTQ of `experts` matrices W [E, rows, cols] with Hessians h [E, cols, cols] in one pass (the
    * algorithm and conventions of gptqQuantize, f64 inside, scales rounded to scaleDtype — default
    * f32 — before zero points, codes and error feedback); blockSize 1..128.

@@ -1,0 +1,53 @@
+// Launchers of the device engine's glue kernels (engine_ops.cu): the elementwise, gather/scatter
+// and row steps the CPU engine (libs/models) does in TypeScript loops, with the same f32 rounding,
+// and prefill attention on cuBLAS batched GEMMs (tensor cores in tf32 / bf16). Row-major f32.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "common.h"
+
+namespace moeq::cuda {
+
+// y[r, :] = row[:] for r < rows
+void launchFillRows(float* y, const float* row, int64_t rows, int64_t cols, cudaStream_t s);
+// out = a + (scale == 1 ? b : f32(b·scale)) with the product in double (the scale is a JS number)
+void launchResidualAdd(const float* a, const float* b, float* out, int64_t n, double scale, cudaStream_t s);
+// out = f32(x·factor) or f32(x / factor), in double
+void launchScale(const float* x, float* out, int64_t n, double factor, bool divide, cudaStream_t s);
+void launchClamp(const float* x, float* out, int64_t n, float c, cudaStream_t s);
+void launchMul(const float* a, const float* b, float* out, int64_t n, cudaStream_t s);
+// dst[r·drs + c] = src[r·rs + c·cs]; mul: dst[…] *= src[…] instead
+void launchStrided(const float* src, float* dst, int64_t rows, int64_t cols, int64_t rs, int64_t cs, int64_t drs,
+                   bool mul, cudaStream_t s);
+// out[i, :] = x[idx[i], :] (· w[i] when w, rounded to f32); an index outside [0, xRows) leaves the
+// row untouched and lowers *bad to i (the caller initialises it to n)
+void launchGatherRows(const float* x, const int32_t* idx, const float* w, float* out, int64_t n, int64_t cols,
+                      int64_t xRows, int64_t* bad, cudaStream_t s);
+// y[idx[i], :] = fma(src[i, :], w[i], y[idx[i], :]) (w null: + src); indices must be distinct
+void launchScatterAddRows(float* y, const float* src, const int32_t* idx, const float* w, int64_t n, int64_t cols,
+                          int64_t yRows, int64_t* bad, cudaStream_t s);
+// out[r, c] = fma(g[r], src[r, c], out[r, c])
+void launchRowScaleAdd(float* out, const float* src, const float* g, int64_t rows, int64_t cols, cudaStream_t s);
+// x[r, c] = x[r, c]·f[r]
+void launchScaleRowsInPlace(float* x, const float* f, int64_t rows, int64_t cols, cudaStream_t s);
+// w[r, :] /= Σ w[r, :] (sequential f32 sum, as the CPU's renormalise with eps = floor = 0)
+void launchRenormRows(float* w, int64_t rows, int64_t k, cudaStream_t s);
+
+// Prefill attention with the options of attentionF32: per chunk of (batch, head) pairs,
+// S = scale·Q·Kᵀ (cublasGemmBatchedEx), a masked softmax per row (causal / window / chunk / sinks,
+// the CPU kernel's formula), O = P·V (cublasGemmBatchedEx). F32 is exact f32 (CUDA cores); TF32
+// and BF16 run both products on the tensor cores (cuBLAS compute types 32F_FAST_TF32 / 32F_FAST_16BF).
+struct AttnGemmArgs {
+  const float *q, *k, *v;
+  float* out;
+  const float* sinks;  // device [Hq] or null
+  int64_t B, T, Hq, Hkv, D, Dv, qs, ks, vs, os, window, chunk;
+  bool causal;
+  float scale;
+};
+// scratchBytes bounds the score matrices held at once (at least one T×T).
+void attentionGemm(DeviceContext& ctx, const AttnGemmArgs& a, Precision p, int64_t scratchBytes);
+
+}  // namespace moeq::cuda
