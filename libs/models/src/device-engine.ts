@@ -25,7 +25,7 @@ import type {
   MoeSpec,
   NormSpec,
 } from "./spec.ts";
-import { tensorToF32, type WeightSource } from "./weights.ts";
+import { type StoredCodes, storedCodes, tensorToF32, type WeightSource } from "./weights.ts";
 
 /** A row-major f32 [rows, cols] matrix in device memory. */
 export interface DeviceMatrix {
@@ -151,12 +151,51 @@ class DeviceWeights {
         tensor: name,
         message: `tensor '${name}' has ${numel} elements, the architecture expects ${expectNumel}`,
       });
+    const codes = storedCodes(t);
+    if (codes) {
+      const s = this.decodeCodes(name, codes, numel);
+      this.put(this.stored, name, s);
+      return s;
+    }
     const dtype = DTYPES[t.dtype];
     const s: Stored = dtype
       ? { buf: this.upload(t.data.subarray(0, numel * BYTES[dtype])), dtype, numel }
       : { buf: this.upload(tensorToF32(t, name)), dtype: "f32", numel };
     this.put(this.stored, name, s);
     return s;
+  }
+
+  /** FP8-block / MXFP4 codes uploaded as stored and decoded on the device (never through `data`). */
+  private decodeCodes(name: string, c: StoredCodes, numel: number): Stored {
+    const cu = this.cu;
+    if (c.kind === "fp8_block") {
+      const [rows, cols] = c.codes.shape as [number, number];
+      const codes = this.upload(c.codes.data.subarray(0, rows * cols));
+      const scales = this.upload(c.scales);
+      const bf16 = c.dtype === "BF16";
+      const out = cu.cudaAlloc(Math.max(4, numel * (bf16 ? 2 : 4)), this.device);
+      try {
+        cu.cudaDequantFp8Block(codes, scales, out, rows, cols, c.block[0], c.block[1], bf16 ? "bf16" : "f32");
+      } finally {
+        cu.cudaFree(codes);
+        cu.cudaFree(scales);
+      }
+      return { buf: out, dtype: bf16 ? "bf16" : "f32", numel };
+    }
+    const [E, rows, nb] = c.blocks.shape as [number, number, number, number];
+    const blocks = this.upload(c.blocks.data.subarray(0, E * rows * nb * 16));
+    const scales = this.upload(c.scales.data.subarray(0, E * rows * nb));
+    const out = cu.cudaAlloc(Math.max(4, numel * 2), this.device);
+    try {
+      cu.cudaDequantMxfp4T(blocks, scales, out, E, rows, nb);
+    } catch (e) {
+      cu.cudaFree(out);
+      throw new ModelWeightError({ tensor: name, message: `MXFP4 '${name}': ${(e as Error).message}` });
+    } finally {
+      cu.cudaFree(blocks);
+      cu.cudaFree(scales);
+    }
+    return { buf: out, dtype: "bf16", numel };
   }
 
   /** An f32 copy (norm weights, biases, router biases). */
@@ -265,6 +304,20 @@ export class DeviceEngine {
   setLinearHook(hook: DeviceLinearHook | undefined): void {
     this.hook = hook;
     if (hook) this.sites ??= linearSites(this.spec);
+  }
+
+  /**
+   * A weight as the device holds it for the GEMMs: the stored bytes (bf16 / f16 / f32 / f8_e4m3) or,
+   * for FP8-block / MXFP4 sources, its decoded bf16 / f32 form. The buffer belongs to the engine's
+   * cache: valid until setSource / dispose or the next call that needs the room (copy to keep).
+   */
+  storedWeight(name: string): { readonly buf: CudaBuffer; readonly dtype: WeightDtype } {
+    this.weights.tick();
+    const t = this.weights.source.tensor(name);
+    return this.weights.raw(
+      name,
+      t.shape.reduce((a, b) => a * b, 1),
+    );
   }
 
   layer(L: number): LayerSpec {

@@ -283,6 +283,61 @@ Napi::Value RenormRows(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// (codes u8 [rows, cols], scales f32 [⌈rows/br⌉, ⌈cols/bc⌉], out, rows, cols, br, bc, outDtype "bf16" | "f32")
+Napi::Value DequantFp8Block(const Napi::CallbackInfo& info) {
+  const char* fn = "cudaDequantFp8Block";
+  Buffer& codes = bufferArg(info, 0, "cudaDequantFp8Block: codes");
+  Buffer& scales = bufferArg(info, 1, "cudaDequantFp8Block: scales");
+  Buffer& out = bufferArg(info, 2, "cudaDequantFp8Block: out");
+  const int64_t rows = dimArg(info, 3, fn, "rows"), cols = dimArg(info, 4, fn, "cols");
+  const int64_t br = dimArg(info, 5, fn, "blockRows"), bc = dimArg(info, 6, fn, "blockCols");
+  const std::string dt = info.Length() > 7 && info[7].IsString() ? info[7].As<Napi::String>().Utf8Value() : "";
+  require(info.Env(), dt == "bf16" || dt == "f32", nm(fn, "outDtype must be \"bf16\" or \"f32\""));
+  require(info.Env(), br > 0 && bc > 0, nm(fn, "block sizes must be > 0"));
+  const bool bf16 = dt == "bf16";
+  const int64_t ob = rows * cols * (bf16 ? 2 : 4);
+  need(info, codes, rows * cols, "cudaDequantFp8Block: codes");
+  need(info, scales, ((rows + br - 1) / br) * ((cols + bc - 1) / bc) * 4, "cudaDequantFp8Block: scales");
+  need(info, out, ob, "cudaDequantFp8Block: out");
+  require(info.Env(), out.offset % 4 == 0 && scales.offset % 4 == 0, nm(fn, "out and scales must be 4-byte aligned"));
+  for (const Buffer* b : {&scales, &out}) sameDevice(info, codes.device(), b, "cudaDequantFp8Block: scales/out");
+  disjoint(info, out, ob, codes, rows * cols, nm(fn, "out and codes"));
+  onStream(info.Env(), codes.device(), "cudaDequantFp8Block sync", [&](DeviceContext& ctx) {
+    launchDequantFp8Block(codes.as<uint8_t>(), scales.as<float>(), out.as<void>(), rows, cols, br, bc, bf16, ctx.stream);
+  });
+  return info.Env().Undefined();
+}
+
+// (blocks u8 [E, rows, nb, 16], scales u8 [E, rows, nb], out bf16 [E, nb·32, rows], E, rows, nb)
+Napi::Value DequantMxfp4T(const Napi::CallbackInfo& info) {
+  const char* fn = "cudaDequantMxfp4T";
+  Buffer& blocks = bufferArg(info, 0, "cudaDequantMxfp4T: blocks");
+  Buffer& scales = bufferArg(info, 1, "cudaDequantMxfp4T: scales");
+  Buffer& out = bufferArg(info, 2, "cudaDequantMxfp4T: out");
+  const int64_t E = dimArg(info, 3, fn, "experts"), rows = dimArg(info, 4, fn, "rows"), nb = dimArg(info, 5, fn, "blocks");
+  const int64_t n = E * rows * nb;
+  need(info, blocks, n * 16, "cudaDequantMxfp4T: blocks");
+  need(info, scales, n, "cudaDequantMxfp4T: scales");
+  need(info, out, n * 64, "cudaDequantMxfp4T: out");
+  require(info.Env(), out.offset % 2 == 0, nm(fn, "out must be 2-byte aligned"));
+  for (const Buffer* b : {&scales, &out}) sameDevice(info, blocks.device(), b, "cudaDequantMxfp4T: scales/out");
+  disjoint(info, out, n * 64, blocks, n * 16, nm(fn, "out and blocks"));
+  int64_t bad = n;
+  onStream(info.Env(), blocks.device(), "cudaDequantMxfp4T sync", [&](DeviceContext& ctx) {
+    Allocation flag(8, ctx.device);
+    check(cudaMemcpyAsync(flag.ptr, &bad, 8, cudaMemcpyHostToDevice, ctx.stream), "flag");
+    launchDequantMxfp4T(blocks.as<uint8_t>(), scales.as<uint8_t>(), out.as<uint16_t>(), E, rows, nb,
+                        static_cast<int64_t*>(flag.ptr), ctx.stream);
+    check(cudaMemcpyAsync(&bad, flag.ptr, 8, cudaMemcpyDeviceToHost, ctx.stream), "flag");
+    check(cudaStreamSynchronize(ctx.stream), "cudaDequantMxfp4T sync");
+  });
+  if (bad < n)
+    throw Napi::RangeError::New(info.Env(), std::string(fn) + ": scale of expert " + std::to_string(bad / (rows * nb)) +
+                                                ", row " + std::to_string((bad / nb) % rows) + ", block " +
+                                                std::to_string(bad % nb) + " is the E8M0 NaN code 0xff");
+  return info.Env().Undefined();
+}
+
 void exportEngineOps(Napi::Env env, Napi::Object exports) {
   auto fn = [&](const char* name, Napi::Function::Callback cb) { exports.Set(name, Napi::Function::New(env, cb, name)); };
   fn("cudaAttentionGemm", AttentionGemm);
@@ -297,6 +352,8 @@ void exportEngineOps(Napi::Env env, Napi::Object exports) {
   fn("cudaRowScaleAddF32", RowScaleAdd);
   fn("cudaScaleRowsF32", ScaleRows);
   fn("cudaRenormRowsF32", RenormRows);
+  fn("cudaDequantFp8Block", DequantFp8Block);
+  fn("cudaDequantMxfp4T", DequantMxfp4T);
 }
 MOEQ_EXPORTS(exportEngineOps);
 

@@ -96,6 +96,54 @@ __global__ void renormRowsKernel(float* w, int64_t rows, int64_t k) {
   }
 }
 
+// e4m3 as ops.cu's decodeOne (PyTorch's .to(float32)): bias 7, no infinities, S.1111.111 NaN
+__device__ __forceinline__ float e4m3(uint32_t c) {
+  const uint32_t e = (c >> 3) & 0xf, m = c & 7;
+  float mag;
+  if (e == 0xf && m == 7) mag = __uint_as_float(0x7fc00000u);
+  else if (e == 0) mag = float(m) * 0.001953125f;
+  else mag = __uint_as_float(((e + 120) << 23) | (m << 20));
+  return (c & 0x80) ? -mag : mag;
+}
+
+// f32 → bf16 bits, round to nearest even, NaN → 0x7fc0 (libs/tensor's f32BitsToBf16Bits)
+__device__ __forceinline__ uint16_t bf16Bits(float v) {
+  const uint32_t u = __float_as_uint(v);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
+  return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+__global__ void dequantFp8BlockKernel(const uint8_t* codes, const float* scales, void* out, int64_t rows, int64_t cols,
+                                      int64_t br, int64_t bc, bool bf16) {
+  const int64_t sc = (cols + bc - 1) / bc;
+  GRID_STRIDE(i, rows * cols) {
+    const int64_t r = i / cols, c = i % cols;
+    const float v = __fmul_rn(e4m3(codes[i]), scales[(r / br) * sc + c / bc]);
+    if (bf16) static_cast<uint16_t*>(out)[i] = bf16Bits(v);
+    else static_cast<float*>(out)[i] = v;
+  }
+}
+
+__global__ void dequantMxfp4TKernel(const uint8_t* blocks, const uint8_t* scales, uint16_t* out, int64_t E,
+                                    int64_t rows, int64_t nb, unsigned long long* bad) {
+  const float lut[16] = {0.f, 0.5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f, -0.f, -0.5f, -1.f, -1.5f, -2.f, -3.f, -4.f, -6.f};
+  const int64_t cols = nb * 32;
+  // one thread per output element of expert e: (e, c, r) = value of stored (r, c)
+  GRID_STRIDE(i, E * rows * cols) {
+    const int64_t r = i % rows, c = (i / rows) % cols, e = i / (rows * cols);
+    const int64_t g = c / 32, j = (c % 32) / 2;
+    const int64_t si = (e * rows + r) * nb + g;
+    const uint32_t sc = scales[si];
+    if (sc == 0xffu) {
+      atomicMin(bad, (unsigned long long)si);
+      continue;
+    }
+    const uint8_t byte = blocks[si * 16 + j];
+    const float v = ldexpf(lut[(c & 1) ? (byte >> 4) : (byte & 15)], int(sc) - 127);
+    out[i] = bf16Bits(v);
+  }
+}
+
 __device__ __forceinline__ float warpReduce(float v, bool isMax) {
   for (int o = 16; o > 0; o >>= 1) {
     const float u = __shfl_xor_sync(0xffffffffu, v, o);
@@ -202,6 +250,20 @@ void launchRenormRows(float* w, int64_t rows, int64_t k, cudaStream_t s) {
   if (rows == 0) return;
   renormRowsKernel<<<gridFor(rows), kThreads, 0, s>>>(w, rows, k);
   checkLaunch("renormRows");
+}
+
+void launchDequantFp8Block(const uint8_t* codes, const float* scales, void* out, int64_t rows, int64_t cols,
+                           int64_t br, int64_t bc, bool bf16, cudaStream_t s) {
+  if (rows * cols == 0) return;
+  dequantFp8BlockKernel<<<gridFor(rows * cols), kThreads, 0, s>>>(codes, scales, out, rows, cols, br, bc, bf16);
+  checkLaunch("dequantFp8Block");
+}
+void launchDequantMxfp4T(const uint8_t* blocks, const uint8_t* scales, uint16_t* out, int64_t E, int64_t rows,
+                         int64_t nb, int64_t* bad, cudaStream_t s) {
+  if (E * rows * nb == 0) return;
+  dequantMxfp4TKernel<<<gridFor(E * rows * nb * 32), kThreads, 0, s>>>(blocks, scales, out, E, rows, nb,
+                                                                      reinterpret_cast<unsigned long long*>(bad));
+  checkLaunch("dequantMxfp4T");
 }
 
 void attentionGemm(DeviceContext& ctx, const AttnGemmArgs& a, Precision p, int64_t scratchBytes) {

@@ -35,6 +35,15 @@ void launchScaleRowsInPlace(float* x, const float* f, int64_t rows, int64_t cols
 // w[r, :] /= Σ w[r, :] (sequential f32 sum, as the CPU's renormalise with eps = floor = 0)
 void launchRenormRows(float* w, int64_t rows, int64_t k, cudaStream_t s);
 
+// FP8 block-quantized weight [rows, cols] (codes e4m3, scales f32 [⌈rows/br⌉, ⌈cols/bc⌉]) to bf16
+// bits of f32(code)·scale (round to nearest even; NaN → 0x7fc0: fp8-source.ts's rounding) or f32.
+void launchDequantFp8Block(const uint8_t* codes, const float* scales, void* out, int64_t rows, int64_t cols,
+                           int64_t br, int64_t bc, bool bf16, cudaStream_t s);
+// MXFP4 blocks [E, rows, nb, 16] + E8M0 scales [E, rows, nb] to bf16 [E, nb·32, rows] (transposed,
+// low nibble first: mxfp4-source.ts). A scale 0xff lowers *bad to its flat index (caller sets n).
+void launchDequantMxfp4T(const uint8_t* blocks, const uint8_t* scales, uint16_t* out, int64_t E, int64_t rows,
+                         int64_t nb, int64_t* bad, cudaStream_t s);
+
 // Prefill attention with the options of attentionF32: per chunk of (batch, head) pairs,
 // S = scale·Q·Kᵀ (cublasGemmBatchedEx), a masked softmax per row (causal / window / chunk / sinks,
 // the CPU kernel's formula), O = P·V (cublasGemmBatchedEx). F32 is exact f32 (CUDA cores); TF32

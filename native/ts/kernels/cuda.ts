@@ -252,6 +252,34 @@ export interface CudaKernels {
   /** each row of w [rows, k] divided by its (sequential f32) sum, in place */
   cudaRenormRowsF32(w: CudaBuffer, rows: number, k: number): void;
   /**
+   * FP8 block-quantized weight to its float form on the device: codes u8 (e4m3) [rows, cols], scales
+   * f32 [⌈rows/blockRows⌉, ⌈cols/blockCols⌉]; out bf16 bits of f32(code)·scale rounded to nearest
+   * even (fp8BlockSource's BF16 presentation) or f32.
+   */
+  cudaDequantFp8Block(
+    codes: CudaBuffer,
+    scales: CudaBuffer,
+    out: CudaBuffer,
+    rows: number,
+    cols: number,
+    blockRows: number,
+    blockCols: number,
+    outDtype: "bf16" | "f32",
+  ): void;
+  /**
+   * GPT-OSS MXFP4 experts to bf16 on the device, transposed as mxfp4ExpertSource presents them:
+   * blocks u8 [E, rows, nb, 16] + E8M0 scales u8 [E, rows, nb] → out bf16 [E, nb·32, rows]. A 0xff
+   * scale is a RangeError naming its expert, row and block.
+   */
+  cudaDequantMxfp4T(
+    blocks: CudaBuffer,
+    scales: CudaBuffer,
+    out: CudaBuffer,
+    experts: number,
+    rows: number,
+    blocks32: number,
+  ): void;
+  /**
    * GPTQ of `experts` matrices W [E, rows, cols] with Hessians h [E, cols, cols] in one pass (the
    * algorithm and conventions of gptqQuantize, f64 inside, scales rounded to scaleDtype — default
    * f32 — before zero points, codes and error feedback); blockSize 1..128.
