@@ -16,6 +16,7 @@ import { Engine, type ForwardOptions, type ForwardResult, linearSites } from "./
 import { DeviceUnsupportedError, ModelInputError, ModelWeightError } from "./errors.ts";
 import type {
   AttentionSpec,
+  DeltaNetSpec,
   DenseMlpSpec,
   ExpertsSpec,
   LayerSpec,
@@ -76,13 +77,16 @@ export interface DeviceEngineOptions {
   readonly attentionScratchBytes?: number;
 }
 
-/** Why the device engine cannot run a model, per layer and block; empty when it can. */
+/**
+ * Why the device engine cannot run a model, per layer and block; empty when it can. (DeepSeek-V3.2's
+ * DSA sparse attention is refused per call, by sequence length: shorter sequences are dense MLA.)
+ */
 export function deviceUnsupported(spec: ModelSpec): string[] {
   const out: string[] = [];
   for (const L of spec.layers) {
     const a = L.attention;
-    if (a.kind === "gated_deltanet")
-      out.push(`layer ${L.index}: gated DeltaNet (linear attention) is not implemented on the device engine`);
+    if (a.kind === "gated_deltanet" && Math.max(a.kHeadDim, a.vHeadDim) > 256)
+      out.push(`layer ${L.index}: gated DeltaNet with head dims over 256 is not implemented on the device engine`);
   }
   return out;
 }
@@ -701,6 +705,97 @@ export class DeviceEngine {
     return y;
   }
 
+  /**
+   * Gated DeltaNet (deltanet.ts's deltaNetBlock) on the device: projections, causal conv + SiLU,
+   * per-key-head L2 norm repeated to the value heads, the delta rule as the token recurrence
+   * (cudaGatedDeltaRuleRecurrentF32; the CPU sums the chunked form, equal to f32 round-off),
+   * per-head RMSNorm × silu(z), out_proj.
+   */
+  private async deltaNet(s: DeltaNetSpec, x: DeviceMatrix, T: number, B: number): Promise<DeviceMatrix> {
+    const cu = this.cu;
+    const rows = x.rows;
+    const { numKHeads: Hk, numVHeads: Hv, kHeadDim: dk, vHeadDim: dv, convKernel: K } = s;
+    const keyDim = Hk * dk;
+    const convDim = 2 * keyDim + Hv * dv;
+    const r = Hv / Hk;
+    const view = (b: CudaBuffer, off: number) => cu.cudaView(b, off * 4, b.bytes - off * 4);
+    // dst[:, dOff : dOff + n] = src[:, sOff : sOff + n]
+    const cols = (src: DeviceMatrix, sOff: number, dst: DeviceMatrix, dOff: number, n: number) =>
+      cu.cudaStridedF32(view(src.buf, sOff), view(dst.buf, dOff), rows, n, src.cols, 1, false, dst.cols);
+    let raw: DeviceMatrix;
+    let z: DeviceMatrix;
+    let b: DeviceMatrix;
+    let a: DeviceMatrix;
+    const p = s.projections;
+    if (p.layout === "split") {
+      raw = await this.linear(p.qkv, x);
+      z = await this.linear(p.z, x);
+      b = await this.linear(p.b, x);
+      a = await this.linear(p.a, x);
+    } else {
+      const per = 2 * dk + 2 * r * dv;
+      const qkvz = await this.linear(p.qkvz, x);
+      const ba = await this.linear(p.ba, x);
+      raw = this.alloc(rows, convDim);
+      z = this.alloc(rows, Hv * dv);
+      b = this.alloc(rows, Hv);
+      a = this.alloc(rows, Hv);
+      for (let g = 0; g < Hk; g++) {
+        cols(qkvz, g * per, raw, g * dk, dk);
+        cols(qkvz, g * per + dk, raw, keyDim + g * dk, dk);
+        cols(qkvz, g * per + 2 * dk, raw, 2 * keyDim + g * r * dv, r * dv);
+        cols(qkvz, g * per + 2 * dk + r * dv, z, g * r * dv, r * dv);
+        cols(ba, g * 2 * r, b, g * r, r);
+        cols(ba, g * 2 * r + r, a, g * r, r);
+      }
+      this.free(qkvz, ba);
+    }
+    const qkv = this.alloc(rows, convDim);
+    cu.cudaCausalConv1dSiluF32(raw.buf, this.weights.f32(s.conv, convDim * K), qkv.buf, B, T, convDim, K);
+    this.free(raw);
+    const qk = this.alloc(rows, 2 * keyDim);
+    cols(qkv, 0, qk, 0, 2 * keyDim);
+    cu.cudaL2NormF32(qk.buf, qk.buf, rows * 2 * Hk, dk, 1e-6);
+    const q = this.alloc(rows, Hv * dk);
+    const k = this.alloc(rows, Hv * dk);
+    const v = this.alloc(rows, Hv * dv);
+    for (let h = 0; h < Hv; h++) {
+      const g = Math.floor(h / r);
+      cols(qk, g * dk, q, h * dk, dk);
+      cols(qk, keyDim + g * dk, k, h * dk, dk);
+    }
+    cu.cudaScaleF32(q.buf, q.buf, rows * Hv * dk, dk ** -0.5);
+    cols(qkv, 2 * keyDim, v, 0, Hv * dv);
+    this.free(qk, qkv);
+    cu.cudaActivationF32("sigmoid", b.buf, b.buf, rows * Hv);
+    // gate = softplus(a + dt_bias) · −exp(A_log), per value head
+    const gate = this.alloc(rows, Hv);
+    cu.cudaFillRowsF32(gate.buf, this.weights.f32(s.dtBias, Hv), rows, Hv);
+    cu.cudaResidualAddF32(gate.buf, a.buf, gate.buf, rows * Hv);
+    cu.cudaActivationF32("softplus", gate.buf, gate.buf, rows * Hv);
+    const aLog = this.hostF32(s.aLog, Hv);
+    const decay = this.upload(
+      Float32Array.from(aLog, (l) => -Math.exp(l)),
+      1,
+      Hv,
+    );
+    const tiled = this.alloc(rows, Hv);
+    cu.cudaFillRowsF32(tiled.buf, decay.buf, rows, Hv);
+    cu.cudaMulF32(gate.buf, tiled.buf, gate.buf, rows * Hv);
+    this.free(a, decay, tiled);
+    const o = this.alloc(rows, Hv * dv);
+    cu.cudaGatedDeltaRuleRecurrentF32(q.buf, k.buf, v.buf, gate.buf, b.buf, o.buf, B, T, Hv, dk, dv);
+    this.free(q, k, v, gate, b);
+    const nw = s.norm.weight ? this.weights.f32(s.norm.weight, dv) : null;
+    cu.cudaRmsNormF32(o.buf, nw, o.buf, rows * Hv, dv, s.norm.eps, false);
+    cu.cudaActivationF32("silu", z.buf, z.buf, rows * Hv * dv);
+    cu.cudaMulF32(o.buf, z.buf, o.buf, rows * Hv * dv);
+    this.free(z);
+    const y = await this.linear(s.out, o);
+    this.free(o);
+    return y;
+  }
+
   // ---------- the engine's calls
 
   /** Token ids [B·T] → embeddings [B·T, H] on the device (rows gathered on the host, as Engine.embed). */
@@ -727,11 +822,6 @@ export class DeviceEngine {
         message: `layer ${L}: hidden is [${hidden.rows}, ${hidden.cols}], expected [${rows}, ${H}]`,
       });
     const a = spec.attention;
-    if (a.kind === "gated_deltanet")
-      throw new DeviceUnsupportedError({
-        modelType: this.spec.modelType,
-        message: `layer ${L}: gated DeltaNet is not implemented on the device engine`,
-      });
     const residual = this.alloc(rows, H);
     const per = Math.max(1, Math.floor(this.attentionRows / T));
     for (let b0 = 0; b0 < seq.batch; b0 += per) {
@@ -741,7 +831,9 @@ export class DeviceEngine {
       const attn =
         a.kind === "mla"
           ? await this.mlaAttention(a, normed, seq, b0, nb, L)
-          : await this.standardAttention(a, normed, seq, b0, nb);
+          : a.kind === "gated_deltanet"
+            ? await this.deltaNet(a, normed, seq.seqLen, nb)
+            : await this.standardAttention(a, normed, seq, b0, nb);
       this.free(normed);
       const rv = this.rowsView(residual, b0 * T, nb * T);
       this.cu.cudaResidualAddF32(h.buf, attn.buf, rv.buf, nb * T * H, this.spec.residualMultiplier ?? 1);
