@@ -646,17 +646,13 @@ export class DeviceEngine {
     const rows = x.rows;
     const { numHeads: H, qkNopeHeadDim: N, qkRopeHeadDim: R, vHeadDim: V, kvLoraRank: C } = s;
     const D = N + R;
-    if (s.indexer && seq.seqLen > s.indexer.topK)
-      throw new DeviceUnsupportedError({
-        modelType: this.spec.modelType,
-        message: `layer ${L}: the DSA indexer's sparse attention (seqLen ${seq.seqLen} > index_topk ${s.indexer.topK}) is not implemented on the device engine`,
-      });
+    const sparse = s.indexer && seq.seqLen > s.indexer.topK ? s.indexer : null;
     let q: DeviceMatrix;
+    let qLatent: DeviceMatrix | null = null;
     if (s.qA && s.qB && s.qANorm) {
-      const qa = await this.linear(s.qA, x);
-      this.norm(s.qANorm, qa, rows, qa);
-      q = await this.linear(s.qB, qa);
-      this.free(qa);
+      qLatent = await this.linear(s.qA, x);
+      this.norm(s.qANorm, qLatent, rows, qLatent);
+      q = await this.linear(s.qB, qLatent);
     } else if (s.q) q = await this.linear(s.q, x);
     else
       throw new DeviceUnsupportedError({
@@ -690,16 +686,57 @@ export class DeviceEngine {
     for (let h = 0; h < H; h++) cu.cudaStridedF32(kRope.buf, view(K.buf, h * D), rows, R, R, 1, false, H * D);
     this.free(kRope);
     const out = this.alloc(rows, H * V);
-    cu.cudaAttentionGemm(
-      Q.buf,
-      K.buf,
-      Vv.buf,
-      out.buf,
-      { batch: nb, seqLen: seq.seqLen, numHeads: H, numKvHeads: H, headDim: D, vHeadDim: V, scale: s.scale },
-      this.precision,
-      this.scratchBytes,
-    );
-    this.free(Q, K, Vv);
+    if (sparse) {
+      // DeepSeek-V3.2: each query attends to the top-k keys of the lightning indexer only
+      if (!qLatent)
+        throw new DeviceUnsupportedError({
+          modelType: this.spec.modelType,
+          message: `layer ${L}: the DSA indexer reads the q latent: it needs q_lora_rank (q_a_proj)`,
+        });
+      const T = seq.seqLen;
+      const { numHeads: Hi, headDim: Di, topK } = sparse;
+      const iq = await this.linear(sparse.wqB, qLatent);
+      const ik = await this.linear(sparse.wk, x);
+      this.norm(sparse.kNorm, ik, rows, ik);
+      const iw = await this.linear(sparse.weightsProj, x);
+      const ir = this.rope(sparse.rope, T);
+      const ipos = this.positions(seq, b0, nb);
+      cu.cudaRopeF32(iq.buf, ir.cos, ir.sin, ipos, rows, Hi, Di, sparse.rope.rotaryDim, false);
+      cu.cudaRopeF32(ik.buf, ir.cos, ir.sin, ipos, rows, 1, Di, sparse.rope.rotaryDim, false);
+      cu.cudaFree(ipos);
+      const scores = this.alloc(rows, T);
+      cu.cudaIndexerScoresF32(
+        iq.buf,
+        ik.buf,
+        iw.buf,
+        scores.buf,
+        nb,
+        T,
+        Hi,
+        Di,
+        Math.fround(Di ** -0.5),
+        Math.fround(Hi ** -0.5),
+      );
+      this.free(iq, ik, iw);
+      const sel = cu.cudaAlloc(rows * topK * 4, this.device);
+      const val = cu.cudaAlloc(rows * topK * 4, this.device);
+      // ties to the lower position, as selectKeys; picks past the query (−∞ scores) are skipped
+      cu.cudaTopkF32(scores.buf, rows, T, topK, sel, val);
+      this.free(scores);
+      cu.cudaSparseAttentionF32(Q.buf, K.buf, Vv.buf, out.buf, sel, nb, T, H, D, V, topK, s.scale);
+      cu.cudaFree(sel);
+      cu.cudaFree(val);
+    } else
+      cu.cudaAttentionGemm(
+        Q.buf,
+        K.buf,
+        Vv.buf,
+        out.buf,
+        { batch: nb, seqLen: seq.seqLen, numHeads: H, numKvHeads: H, headDim: D, vHeadDim: V, scale: s.scale },
+        this.precision,
+        this.scratchBytes,
+      );
+    this.free(Q, K, Vv, qLatent);
     const y = await this.linear(s.o, out);
     this.free(out);
     return y;

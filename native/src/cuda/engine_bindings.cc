@@ -338,6 +338,58 @@ Napi::Value DequantMxfp4T(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// (q [B·T, H, D], k [B·T, D], w [B·T, H], out [B, T, T], batch, seqLen, heads, headDim, scale, headScale)
+Napi::Value IndexerScores(const Napi::CallbackInfo& info) {
+  const char* fn = "cudaIndexerScoresF32";
+  Buffer& q = bufferArg(info, 0, "cudaIndexerScoresF32: q");
+  Buffer& k = bufferArg(info, 1, "cudaIndexerScoresF32: k");
+  Buffer& w = bufferArg(info, 2, "cudaIndexerScoresF32: w");
+  Buffer& out = bufferArg(info, 3, "cudaIndexerScoresF32: out");
+  const int64_t B = dimArg(info, 4, fn, "batch"), T = dimArg(info, 5, fn, "seqLen"), H = dimArg(info, 6, fn, "heads"),
+                D = dimArg(info, 7, fn, "headDim");
+  const double scale = numArg(info, 8, "scale"), headScale = numArg(info, 9, "headScale");
+  const int64_t rows = B * T;
+  need(info, q, rows * H * D * 4, "cudaIndexerScoresF32: q");
+  need(info, k, rows * D * 4, "cudaIndexerScoresF32: k");
+  need(info, w, rows * H * 4, "cudaIndexerScoresF32: w");
+  need(info, out, rows * T * 4, "cudaIndexerScoresF32: out");
+  for (const Buffer* b : {&k, &w, &out}) sameDevice(info, q.device(), b, "cudaIndexerScoresF32: k/w/out");
+  for (const Buffer* b : {&q, &k, &w}) disjoint(info, out, rows * T * 4, *b, int64_t(b->bytes), nm(fn, "out and q/k/w"));
+  onStream(info.Env(), q.device(), "cudaIndexerScoresF32 sync", [&](DeviceContext& ctx) {
+    launchIndexerScores(q.as<float>(), k.as<float>(), w.as<float>(), out.as<float>(), B, T, H, D, scale, headScale,
+                        ctx.stream);
+  });
+  return info.Env().Undefined();
+}
+
+// (q, k [B·T, H, D], v, out [B·T, H, Dv], sel i32 [B·T, topK], batch, seqLen, heads, headDim, vHeadDim, topK, scale)
+Napi::Value SparseAttention(const Napi::CallbackInfo& info) {
+  const char* fn = "cudaSparseAttentionF32";
+  Buffer& q = bufferArg(info, 0, "cudaSparseAttentionF32: q");
+  Buffer& k = bufferArg(info, 1, "cudaSparseAttentionF32: k");
+  Buffer& v = bufferArg(info, 2, "cudaSparseAttentionF32: v");
+  Buffer& out = bufferArg(info, 3, "cudaSparseAttentionF32: out");
+  Buffer& sel = bufferArg(info, 4, "cudaSparseAttentionF32: selected");
+  const int64_t B = dimArg(info, 5, fn, "batch"), T = dimArg(info, 6, fn, "seqLen"), H = dimArg(info, 7, fn, "heads"),
+                D = dimArg(info, 8, fn, "headDim"), Dv = dimArg(info, 9, fn, "vHeadDim"), K = dimArg(info, 10, fn, "topK");
+  const double scale = numArg(info, 11, "scale");
+  require(info.Env(), D <= 512 && Dv <= 512, nm(fn, "head dims up to 512 on the GPU"));
+  const int64_t rows = B * T;
+  need(info, q, rows * H * D * 4, "cudaSparseAttentionF32: q");
+  need(info, k, rows * H * D * 4, "cudaSparseAttentionF32: k");
+  need(info, v, rows * H * Dv * 4, "cudaSparseAttentionF32: v");
+  need(info, out, rows * H * Dv * 4, "cudaSparseAttentionF32: out");
+  need(info, sel, rows * K * 4, "cudaSparseAttentionF32: selected");
+  for (const Buffer* b : {&k, &v, &out, &sel}) sameDevice(info, q.device(), b, "cudaSparseAttentionF32: operands");
+  for (const Buffer* b : {&q, &k, &v, &sel})
+    disjoint(info, out, rows * H * Dv * 4, *b, int64_t(b->bytes), nm(fn, "out and an input"));
+  onStream(info.Env(), q.device(), "cudaSparseAttentionF32 sync", [&](DeviceContext& ctx) {
+    launchSparseAttention(q.as<float>(), k.as<float>(), v.as<float>(), out.as<float>(), sel.as<int32_t>(), B, T, H, D,
+                          Dv, K, float(scale), ctx.stream);
+  });
+  return info.Env().Undefined();
+}
+
 void exportEngineOps(Napi::Env env, Napi::Object exports) {
   auto fn = [&](const char* name, Napi::Function::Callback cb) { exports.Set(name, Napi::Function::New(env, cb, name)); };
   fn("cudaAttentionGemm", AttentionGemm);
@@ -354,6 +406,8 @@ void exportEngineOps(Napi::Env env, Napi::Object exports) {
   fn("cudaRenormRowsF32", RenormRows);
   fn("cudaDequantFp8Block", DequantFp8Block);
   fn("cudaDequantMxfp4T", DequantMxfp4T);
+  fn("cudaIndexerScoresF32", IndexerScores);
+  fn("cudaSparseAttentionF32", SparseAttention);
 }
 MOEQ_EXPORTS(exportEngineOps);
 

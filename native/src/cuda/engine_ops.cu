@@ -144,6 +144,77 @@ __global__ void dequantMxfp4TKernel(const uint8_t* blocks, const uint8_t* scales
   }
 }
 
+__global__ void indexerScoresKernel(const float* q, const float* k, const float* w, float* out, int64_t B, int64_t T,
+                                    int64_t H, int64_t D, double scale, double headScale) {
+  GRID_STRIDE(i, B * T * T) {
+    const int64_t s = i % T, t = (i / T) % T, b = i / (T * T);
+    if (s > t) {
+      out[i] = -INFINITY;
+      continue;
+    }
+    const int64_t r = b * T + t;
+    const float* kr = k + (b * T + s) * D;
+    float acc = 0;
+    for (int64_t h = 0; h < H; h++) {
+      const float* qh = q + (r * H + h) * D;
+      double d = 0;
+      for (int64_t e = 0; e < D; e++) d += double(qh[e]) * double(kr[e]);
+      const float dot = float(fmax(0.0, d * scale));
+      const float wh = float(double(w[r * H + h]) * headScale);
+      acc = __fmaf_rn(wh, dot, acc);
+    }
+    out[i] = acc;
+  }
+}
+
+constexpr int kSparsePer = 16;  // head dims up to 512 (16 values per lane)
+
+__global__ void sparseAttentionKernel(const float* q, const float* k, const float* v, float* out, const int32_t* sel,
+                                      int64_t B, int64_t T, int64_t H, int64_t D, int64_t Dv, int64_t topK,
+                                      float scale) {
+  const int64_t gw = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  const int lane = threadIdx.x & 31;
+  if (gw >= B * T * H) return;
+  const int64_t h = gw % H, r = gw / H, t = r % T, b = r / T;
+  float qv[kSparsePer], acc[kSparsePer];
+#pragma unroll
+  for (int u = 0; u < kSparsePer; u++) {
+    const int64_t d = int64_t(u) * 32 + lane;
+    qv[u] = d < D ? q[(r * H + h) * D + d] : 0.0f;
+    acc[u] = 0.0f;
+  }
+  float m = -INFINITY, l = 0.0f;
+  for (int64_t j = 0; j < topK; j++) {
+    const int64_t key = sel[r * topK + j];
+    if (key < 0 || key > t) continue;
+    const float* kr = k + ((b * T + key) * H + h) * D;
+    float sc = 0;
+#pragma unroll
+    for (int u = 0; u < kSparsePer; u++) {
+      const int64_t d = int64_t(u) * 32 + lane;
+      if (d < D) sc += qv[u] * kr[d];
+    }
+    for (int o = 16; o > 0; o >>= 1) sc += __shfl_xor_sync(0xffffffffu, sc, o);
+    sc *= scale;
+    const float mNew = fmaxf(m, sc);
+    const float corr = expf(m - mNew), p = expf(sc - mNew);
+    l = l * corr + p;
+    const float* vr = v + ((b * T + key) * H + h) * Dv;
+#pragma unroll
+    for (int u = 0; u < kSparsePer; u++) {
+      const int64_t d = int64_t(u) * 32 + lane;
+      if (d < Dv) acc[u] = acc[u] * corr + p * vr[d];
+    }
+    m = mNew;
+  }
+  const float inv = l > 0 ? 1.0f / l : 0.0f;
+#pragma unroll
+  for (int u = 0; u < kSparsePer; u++) {
+    const int64_t d = int64_t(u) * 32 + lane;
+    if (d < Dv) out[(r * H + h) * Dv + d] = acc[u] * inv;
+  }
+}
+
 __device__ __forceinline__ float warpReduce(float v, bool isMax) {
   for (int o = 16; o > 0; o >>= 1) {
     const float u = __shfl_xor_sync(0xffffffffu, v, o);
@@ -264,6 +335,20 @@ void launchDequantMxfp4T(const uint8_t* blocks, const uint8_t* scales, uint16_t*
   dequantMxfp4TKernel<<<gridFor(E * rows * nb * 32), kThreads, 0, s>>>(blocks, scales, out, E, rows, nb,
                                                                       reinterpret_cast<unsigned long long*>(bad));
   checkLaunch("dequantMxfp4T");
+}
+
+void launchIndexerScores(const float* q, const float* k, const float* w, float* out, int64_t B, int64_t T, int64_t H,
+                         int64_t D, double scale, double headScale, cudaStream_t s) {
+  if (B * T == 0) return;
+  indexerScoresKernel<<<gridFor(B * T * T), kThreads, 0, s>>>(q, k, w, out, B, T, H, D, scale, headScale);
+  checkLaunch("indexerScores");
+}
+void launchSparseAttention(const float* q, const float* k, const float* v, float* out, const int32_t* sel, int64_t B,
+                           int64_t T, int64_t H, int64_t D, int64_t Dv, int64_t topK, float scale, cudaStream_t s) {
+  const int64_t warps = B * T * H;
+  if (warps == 0) return;
+  sparseAttentionKernel<<<unsigned((warps + 3) / 4), 128, 0, s>>>(q, k, v, out, sel, B, T, H, D, Dv, topK, scale);
+  checkLaunch("sparseAttention");
 }
 
 void attentionGemm(DeviceContext& ctx, const AttnGemmArgs& a, Precision p, int64_t scratchBytes) {

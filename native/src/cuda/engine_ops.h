@@ -44,6 +44,15 @@ void launchDequantFp8Block(const uint8_t* codes, const float* scales, void* out,
 void launchDequantMxfp4T(const uint8_t* blocks, const uint8_t* scales, uint16_t* out, int64_t E, int64_t rows,
                          int64_t nb, int64_t* bad, cudaStream_t s);
 
+// DSA lightning-indexer scores out[b, t, s] = Σ_h f32(w[r,h]·headScale)·max(0, f32(q_h(r)·k(s)·scale))
+// (dot in double, sum by FMAs in head order: dsa-indexer.ts's rounding), −∞ for s > t.
+void launchIndexerScores(const float* q, const float* k, const float* w, float* out, int64_t B, int64_t T, int64_t H,
+                         int64_t D, double scale, double headScale, cudaStream_t s);
+// Softmax attention of each query over its selected keys (sel [B·T, topK]; entries < 0 or after the
+// query are skipped): q, k [B·T, H, D], v, out [B·T, H, Dv]. One warp per (row, head).
+void launchSparseAttention(const float* q, const float* k, const float* v, float* out, const int32_t* sel, int64_t B,
+                           int64_t T, int64_t H, int64_t D, int64_t Dv, int64_t topK, float scale, cudaStream_t s);
+
 // Prefill attention with the options of attentionF32: per chunk of (batch, head) pairs,
 // S = scale·Q·Kᵀ (cublasGemmBatchedEx), a masked softmax per row (causal / window / chunk / sinks,
 // the CPU kernel's formula), O = P·V (cublasGemmBatchedEx). F32 is exact f32 (CUDA cores); TF32

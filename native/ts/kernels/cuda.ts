@@ -280,6 +280,37 @@ export interface CudaKernels {
     blocks32: number,
   ): void;
   /**
+   * DeepSeek-V3.2 indexer scores out [B, T, T] = Σ_h f32(w·headScale)·relu(q_h·k·scale), −∞ after
+   * the query (dsa-indexer.ts's indexerScores, its rounding); q [B·T, heads, headDim], k [B·T, headDim], w [B·T, heads].
+   */
+  cudaIndexerScoresF32(
+    q: CudaBuffer,
+    k: CudaBuffer,
+    w: CudaBuffer,
+    out: CudaBuffer,
+    batch: number,
+    seqLen: number,
+    heads: number,
+    headDim: number,
+    scale: number,
+    headScale: number,
+  ): void;
+  /** sparseAttention on the device: each query over its selected keys (i32 [B·T, topK]; < 0 or future skipped). */
+  cudaSparseAttentionF32(
+    q: CudaBuffer,
+    k: CudaBuffer,
+    v: CudaBuffer,
+    out: CudaBuffer,
+    selected: CudaBuffer,
+    batch: number,
+    seqLen: number,
+    heads: number,
+    headDim: number,
+    vHeadDim: number,
+    topK: number,
+    scale: number,
+  ): void;
+  /**
    * GPTQ of `experts` matrices W [E, rows, cols] with Hessians h [E, cols, cols] in one pass (the
    * algorithm and conventions of gptqQuantize, f64 inside, scales rounded to scaleDtype — default
    * f32 — before zero points, codes and error feedback); blockSize 1..128.
