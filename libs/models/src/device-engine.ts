@@ -50,6 +50,18 @@ export interface DeviceRouting {
   readonly weights: CudaBuffer;
 }
 
+/** Rows of x routed to each expert (see DeviceEngine.dispatch). */
+export interface DeviceDispatch {
+  /** [E + 1]: expert e's entries are [offsets[e], offsets[e + 1]) */
+  readonly offsets: Int32Array;
+  /** per expert: token rows and routing weights (host) */
+  readonly groups: readonly { readonly rows: Int32Array; readonly weights: Float32Array }[];
+  /** i32 [total] token rows, expert by expert */
+  readonly deviceRows: CudaBuffer;
+  /** f32 [total] routing weights, expert by expert */
+  readonly deviceWeights: CudaBuffer;
+}
+
 /**
  * Sees the device input [rows, inFeatures] of every Linear on a quantizable weight before its
  * GEMM (the sites of Engine.setLinearHook). `x` belongs to the engine and is valid only during the
@@ -1038,54 +1050,79 @@ export class DeviceEngine {
   }
 
   /** The MoE block's output (routed experts under `routing`, plus the shared expert), [rows, H]. */
-  async moe(L: number, x: DeviceMatrix, routing?: DeviceRouting): Promise<DeviceMatrix> {
-    this.weights.tick();
-    const m = this.moeSpec(L);
-    const H = this.spec.hiddenSize;
-    const rows = x.rows;
-    const own = routing ? null : await this.router(L, x);
-    const r = routing ?? (own as DeviceRouting);
-    const k = r.topK;
-    const indices = new Int32Array(rows * k);
-    const weights = new Float32Array(rows * k);
+  /**
+   * The rows each expert receives under a routing, in dispatch()'s order (token order per expert):
+   * host `offsets` [E + 1] and `rows` / `weights` per expert (host arrays), plus the same on the
+   * device (`deviceRows` i32, `deviceWeights` f32, [total]) for gathers: expert e's slice is
+   * [offsets[e], offsets[e + 1]). The caller frees the two device buffers (freeDispatch).
+   */
+  dispatch(routing: DeviceRouting): DeviceDispatch {
+    const k = routing.topK;
+    const indices = new Int32Array(routing.rows * k);
+    const weights = new Float32Array(routing.rows * k);
     if (indices.length > 0) {
-      this.cu.cudaDownload(r.indices, indices);
-      this.cu.cudaDownload(r.weights, weights);
+      this.cu.cudaDownload(routing.indices, indices);
+      this.cu.cudaDownload(routing.weights, weights);
     }
-    if (own) this.freeRouting(own);
     const groups = dispatch({
-      rows,
-      numExperts: m.experts.numExperts,
+      rows: routing.rows,
+      numExperts: routing.numExperts,
       topK: k,
       indices,
       weights,
       logits: new Float32Array(0),
       scores: new Float32Array(0),
     });
+    const offsets = new Int32Array(groups.length + 1);
+    for (let e = 0; e < groups.length; e++) offsets[e + 1] = offsets[e] + groups[e].rows.length;
+    const total = offsets[groups.length];
+    const allIdx = new Int32Array(Math.max(1, total));
+    const allW = new Float32Array(Math.max(1, total));
+    for (let e = 0; e < groups.length; e++) {
+      allIdx.set(groups[e].rows, offsets[e]);
+      allW.set(groups[e].weights, offsets[e]);
+    }
+    const deviceRows = this.cu.cudaAlloc(allIdx.byteLength, this.device);
+    const deviceWeights = this.cu.cudaAlloc(allW.byteLength, this.device);
+    this.cu.cudaUpload(deviceRows, allIdx);
+    this.cu.cudaUpload(deviceWeights, allW);
+    return { offsets, groups, deviceRows, deviceWeights };
+  }
+
+  freeDispatch(d: DeviceDispatch): void {
+    this.cu.cudaFree(d.deviceRows);
+    this.cu.cudaFree(d.deviceWeights);
+  }
+
+  /** Expert e's rows of x under a dispatch (scaled by their routing weights when `scaled`): [n, H]. */
+  expertRows(x: DeviceMatrix, d: DeviceDispatch, e: number, scaled = false): DeviceMatrix {
+    const n = d.offsets[e + 1] - d.offsets[e];
+    const xs = this.alloc(n, x.cols);
+    if (n === 0) return xs;
+    const iv = this.cu.cudaView(d.deviceRows, d.offsets[e] * 4, n * 4);
+    const wv = this.cu.cudaView(d.deviceWeights, d.offsets[e] * 4, n * 4);
+    this.cu.cudaGatherRowsF32(x.buf, iv, scaled ? wv : null, xs.buf, n, x.cols);
+    return xs;
+  }
+
+  /** The MoE block's output (routed experts under `routing`, plus the shared expert), [rows, H]. */
+  async moe(L: number, x: DeviceMatrix, routing?: DeviceRouting): Promise<DeviceMatrix> {
+    this.weights.tick();
+    const m = this.moeSpec(L);
+    const H = this.spec.hiddenSize;
+    const rows = x.rows;
+    const own = routing ? null : await this.router(L, x);
+    const d = this.dispatch(routing ?? (own as DeviceRouting));
+    if (own) this.freeRouting(own);
     const out = this.alloc(rows, H);
     const zero = this.upload(new Float32Array(H), 1, H);
     this.cu.cudaFillRowsF32(out.buf, zero.buf, rows, H);
     this.free(zero);
-    const total = groups.reduce((s, g) => s + g.rows.length, 0);
-    const allIdx = new Int32Array(Math.max(1, total));
-    const allW = new Float32Array(Math.max(1, total));
-    const starts: number[] = [];
-    let o = 0;
-    for (const g of groups) {
-      starts.push(o);
-      allIdx.set(g.rows, o);
-      allW.set(g.weights, o);
-      o += g.rows.length;
-    }
-    const ib = this.cu.cudaAlloc(allIdx.byteLength, this.device);
-    const wb = this.cu.cudaAlloc(allW.byteLength, this.device);
-    this.cu.cudaUpload(ib, allIdx);
-    this.cu.cudaUpload(wb, allW);
-    for (let e = 0; e < groups.length; e++) {
-      const n = groups[e].rows.length;
+    for (let e = 0; e < m.experts.numExperts; e++) {
+      const n = d.offsets[e + 1] - d.offsets[e];
       if (n === 0) continue;
-      const iv = this.cu.cudaView(ib, starts[e] * 4, n * 4);
-      const wv = this.cu.cudaView(wb, starts[e] * 4, n * 4);
+      const iv = this.cu.cudaView(d.deviceRows, d.offsets[e] * 4, n * 4);
+      const wv = this.cu.cudaView(d.deviceWeights, d.offsets[e] * 4, n * 4);
       const xs = this.alloc(n, H);
       // Llama 4 scales the expert's input by its routing weight and sums the outputs unweighted
       this.cu.cudaGatherRowsF32(x.buf, iv, m.weightScalesInput ? wv : null, xs.buf, n, H);
@@ -1093,8 +1130,7 @@ export class DeviceEngine {
       this.cu.cudaScatterAddRowsF32(out.buf, y.buf, iv, m.weightScalesInput ? null : wv, n, H);
       this.free(xs, y, act);
     }
-    this.cu.cudaFree(ib);
-    this.cu.cudaFree(wb);
+    this.freeDispatch(d);
     if (m.shared) {
       const { out: ys, act } = await this.denseMlp(m.shared.mlp, x);
       this.free(act);

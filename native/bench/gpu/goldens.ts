@@ -323,6 +323,65 @@ for (const name of ["qwen3_moe", "gpt_oss", "dbrx", "deepseek_v3"].filter((n) =>
   }
 }
 
+// ---------- 3b. the calibrator's per-layer calls: attention → router → dispatch → expert rows → expert
+for (const name of ["qwen3_moe", "gpt_oss", "dbrx", "llama4_text"].filter((n) => fixtures.includes(n))) {
+  const model = loadModel(join(dir, name));
+  try {
+    const golden = openSafetensors(join(dir, name, "golden.safetensors"));
+    const idsT = golden.tensor("input_ids");
+    const [B, T] = idsT.shape;
+    const ids = Array.from(new BigInt64Array(idsT.data.slice().buffer), Number);
+    golden.close();
+    const cpu = model.engine();
+    const dev = new DeviceEngine(model.spec, model.source, { precision });
+    const L = model.spec.layers.findIndex((l) => l.mlp.kind === "moe");
+    const seq = cpu.sequences(B, T);
+    let hc = cpu.embed(ids, seq);
+    let hd = dev.embed(ids, seq);
+    for (let i = 0; i < L; i++) {
+      hc = await cpu.runLayer(i, hc, seq);
+      const next = await dev.runLayer(i, hd, seq);
+      dev.free(hd);
+      hd = next;
+    }
+    const ac = await cpu.attention(L, hc, seq);
+    const ad = await dev.attention(L, hd, seq);
+    const rc = await cpu.router(L, ac.x);
+    const rd = await dev.router(L, ad.x);
+    const hostR = dev.downloadRouting(rd);
+    let worst = Math.max(maxRel(dev.download(ad.x), ac.x), maxRel(hostR.scores, rc.scores));
+    const sameSel = hostR.indices.every((v, i) => v === rc.indices[i]);
+    const d = dev.dispatch(rd);
+    const H = model.spec.hiddenSize;
+    let experts = 0;
+    for (let e = 0; e < d.groups.length; e++) {
+      const rowsE = d.groups[e].rows;
+      if (rowsE.length === 0) continue;
+      const xs = dev.expertRows(ad.x, d, e);
+      const od = await dev.expert(L, e, xs);
+      const xc = new Float32Array(rowsE.length * H);
+      rowsE.forEach((r, i) => {
+        xc.set(ac.x.subarray(r * H, (r + 1) * H), i * H);
+      });
+      const oc = await cpu.expert(L, e, xc);
+      worst = Math.max(worst, maxRel(dev.download(od.out), oc.out), maxRel(dev.download(od.act), oc.act));
+      dev.free(xs, od.out, od.act);
+      experts++;
+    }
+    dev.freeDispatch(d);
+    dev.freeRouting(rd);
+    dev.free(hd, ad.residual, ad.x);
+    dev.dispose();
+    record(
+      `calibrator calls ${name}`,
+      sameSel && worst <= TOL,
+      `layer ${L}: x, scores, ${experts} experts' out and act max rel ${worst.toExponential(2)}; top-k ${sameSel ? "identical" : "DIFFERS"}`,
+    );
+  } finally {
+    model.close();
+  }
+}
+
 // ---------- 4. FP8 block / MXFP4 codes decoded on the device
 async function compareForward(label: string, fdir: string, source: WeightSource, check: string[]) {
   const model = loadModel(fdir);
