@@ -32,7 +32,7 @@ def rot(x):
     a, b = x.chunk(2, -1)
     return torch.cat([-b, a], -1)
 
-def attention(h, per=32):
+def attention(h, per=8):
     out = torch.empty_like(h)
     for b0 in range(0, B, per):
         nb = min(per, B - b0)
