@@ -29,7 +29,10 @@ export class ModelInputError extends Data.TaggedError("ModelInputError")<{
 export class DeviceUnsupportedError extends Data.TaggedError("DeviceUnsupportedError")<{
   readonly modelType: string;
   readonly message: string;
-}> {}
+}> {
+  /** no restart of a stage fixes it (libs/runtime's isPermanentError) */
+  readonly permanent = true;
+}
 
 export type ModelError =
   | UnknownArchitectureError
