@@ -847,9 +847,23 @@ export class DeviceEngine {
 
   // ---------- the engine's calls
 
-  /** Token ids [B·T] → embeddings [B·T, H] on the device (rows gathered on the host, as Engine.embed). */
+  /**
+   * Token ids [B·T] → embeddings [B·T, H] on the device: rows gathered on the host (Engine.embed) a
+   * group of sequences at a time, each group uploaded into place, so no [B·T, H] host copy exists.
+   */
   embed(ids: ArrayLike<number | bigint>, seq: SequenceBatch): DeviceMatrix {
-    return this.upload(this.host.embed(ids, seq), seq.batch * seq.seqLen, this.spec.hiddenSize);
+    const { batch: B, seqLen: T } = seq;
+    const H = this.spec.hiddenSize;
+    if (ids.length !== B * T)
+      throw new ModelInputError({ message: `expected ${B * T} token ids (B·T), got ${ids.length}` });
+    const m = this.alloc(B * T, H);
+    const per = Math.max(1, Math.floor(this.attentionRows / T));
+    for (let b0 = 0; b0 < B; b0 += per) {
+      const nb = Math.min(per, B - b0);
+      const part = Array.from({ length: nb * T }, (_, i) => ids[b0 * T + i]);
+      this.cu.cudaUpload(m.buf, this.host.embed(part, this.host.sequences(nb, T)), b0 * T * H * 4);
+    }
+    return m;
   }
 
   /**

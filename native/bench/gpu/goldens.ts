@@ -6,6 +6,7 @@
 //    in f32, tf32 and bf16; the glue kernels (gather / scatter / renorm / strided) vs JS loops.
 // 2. Every fixture: DeviceEngine.forward vs golden.safetensors (logits, every hidden state, every
 //    router_logits within 1e-4 max relative error in f32, identical argmax) and vs the CPU engine.
+//    Then the same fixtures with tf32 tensor cores (logits within 2e-2).
 // 3. The device linear hook sees the same calls, with the same inputs, as the CPU engine's.
 // 4. FP8-block and MXFP4 weights decoded on the device: bit-identical to the host decoders, and
 //    the device forward over such sources equals the CPU engine's over the same sources.
@@ -273,6 +274,30 @@ for (const name of fixtures) {
     model.close();
   }
 }
+
+// ---------- 2b. the tensor-core path (tf32 GEMMs and attention) against the same goldens, loosely:
+// what calibration in tf32 would perturb (bound 2e-2 relative on the logits)
+if (precision === "f32")
+  for (const name of fixtures) {
+    const fdir = join(dir, name);
+    const model = loadModel(fdir);
+    const golden = openSafetensors(join(fdir, "golden.safetensors"));
+    try {
+      const idsT = golden.tensor("input_ids");
+      const [B, T] = idsT.shape;
+      const ids = Array.from(new BigInt64Array(idsT.data.slice().buffer), Number);
+      const dev = new DeviceEngine(model.spec, model.source, { precision: "tf32" });
+      const r = await dev.forward(ids, B, T);
+      dev.dispose();
+      const e = maxRel(r.logits, golden.f32("logits"));
+      record(`tf32 ${name}`, e <= 2e-2, `logits max rel ${e.toExponential(2)} (tf32 tensor cores)`);
+    } catch (err) {
+      record(`tf32 ${name}`, false, `device forward failed: ${(err as Error).message}`);
+    } finally {
+      golden.close();
+      model.close();
+    }
+  }
 
 // ---------- 3. the linear hook: same calls, same inputs as the CPU engine's
 for (const name of ["qwen3_moe", "gpt_oss", "dbrx", "deepseek_v3"].filter((n) => fixtures.includes(n))) {
