@@ -968,6 +968,7 @@ export class DeviceEngine {
   ): Promise<{ out: DeviceMatrix; act: DeviceMatrix }> {
     const { hidden: H, intermediate: I, layout, numExperts: E } = spec;
     const n = x.rows;
+    if (n === 0) return { out: this.alloc(0, H), act: this.alloc(0, I) };
     if (layout.kind === "per_expert" || layout.kind === "stacked") {
       const names =
         layout.kind === "per_expert"
