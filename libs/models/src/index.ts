@@ -24,6 +24,14 @@ export { inverseFrequencies, type RopeScaling, type RopeSpec, type RopeTables, r
 export { type Routing, route } from "./blocks/routing.ts";
 export { ConfigReader, type RawConfig } from "./config.ts";
 export {
+  DeviceEngine,
+  type DeviceEngineOptions,
+  type DeviceLinearHook,
+  type DeviceMatrix,
+  type DeviceRouting,
+  deviceUnsupported,
+} from "./device-engine.ts";
+export {
   type AttentionResult,
   Engine,
   type EngineOptions,
@@ -33,6 +41,7 @@ export {
   type SequenceBatch,
 } from "./engine.ts";
 export {
+  DeviceUnsupportedError,
   ModelConfigError,
   type ModelError,
   ModelInputError,
@@ -56,6 +65,9 @@ export {
   F32Weights,
   mapSource,
   overlaySource,
+  STORED_CODES,
+  type StoredCodes,
+  storedCodes,
   storeSource,
   type TensorStore,
   tensorToF32,

@@ -13,6 +13,34 @@ export interface WeightSource {
   names(): readonly string[];
 }
 
+/**
+ * What a presented tensor was decoded from, for a device that decodes the stored codes itself
+ * instead of reading `data` (which decodes on the host): set by fp8BlockSource and
+ * mxfp4ExpertSource on the tensors they present, read with storedCodes().
+ */
+export type StoredCodes =
+  | {
+      readonly kind: "fp8_block";
+      /** F8_E4M3 [rows, cols] */
+      readonly codes: Tensor;
+      readonly scales: Float32Array;
+      readonly block: readonly [number, number];
+      /** the presented dtype */
+      readonly dtype: "BF16" | "F32";
+    }
+  | {
+      /** blocks U8 [E, rows, nb, 16] + scales [E, rows, nb], presented as BF16 [E, nb·32, rows] */
+      readonly kind: "mxfp4_transposed";
+      readonly blocks: Tensor;
+      readonly scales: Tensor;
+    };
+
+export const STORED_CODES = Symbol("moeq.storedCodes");
+
+export function storedCodes(t: Tensor): StoredCodes | undefined {
+  return (t as Tensor & { [STORED_CODES]?: StoredCodes })[STORED_CODES];
+}
+
 /** Anything shaped like @moeq/safetensors' Checkpoint. */
 export interface TensorStore {
   names(): readonly string[] | string[];

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # One call on the GPU machine (device tool), from the repository root, carrying .gpu-carry,
 # node_modules/node-addon-api and node_modules/node-api-headers:
-#   bash native/bench/gpu/run.sh [checks|ops|store|bench|all|pipeline]     (logs and JSON under $OUT)
+#   bash native/bench/gpu/run.sh [checks|ops|store|bench|engine|all|pipeline]     (logs and JSON under $OUT)
 # Several at once in one word: run.sh "checks ops".
 # `ops`: the forward-pass kernels at model sizes against the CPU kernels (native/bench/gpu/ops.ts).
+# `engine`: the device engine (libs/models DeviceEngine) against the transformers goldens and one
+# Qwen3-30B-A3B-shaped layer against PyTorch (needs bundle-engine.sh's .gpu-carry/pipeline/engine).
 # `pipeline`: the whole `moeq quantize --device cuda` on a synthesized Qwen3-30B-A3B-shaped model
 # (LAYERS, default 2), CLI and stages from .gpu-carry/pipeline (bundle-pipeline.mjs); per-layer
 # times from the run's summary, peak GPU memory sampled by nvidia-smi every 100 ms.
@@ -61,6 +63,19 @@ if want bench; then
   for p in ${MOEQ_BENCH_PRECISIONS:-tf32 bf16}; do
     node native/bench/gpu/layer.ts --anchor "$OUT/anchor.json" --precision "$p" --out "$OUT/layer-$p.json" 2>&1 | tee "/tmp/layer-$p.log"
     rc=$(( rc | ${PIPESTATUS[0]} ))
+  done
+fi
+if want engine && [[ -d .gpu-carry/pipeline/engine ]]; then
+  # the device engine (bundle-engine.sh): goldens of every tiny-random fixture in f32 + kernel
+  # checks, then one Qwen3-30B-A3B-shaped layer (ENGINE_SEQS × 2048 tokens) against PyTorch
+  e=.gpu-carry/pipeline/engine
+  mkdir -p /tmp/engine-fx && tar xJf "$e/tiny-random.tar.xz" -C /tmp/engine-fx
+  node "$e/goldens.mjs" /tmp/engine-fx/tiny-random --precision f32 --out "$OUT/goldens.json" 2>&1 | tee "$OUT/goldens.log" | tail -45
+  rc=$(( rc | ${PIPESTATUS[0]} ))
+  for p in ${ENGINE_PRECISIONS:-tf32}; do
+    timeout "${ENGINE_TIMEOUT:-150}" node "$e/engine-layer.mjs" --seqs "${ENGINE_SEQS:-512}" --precision "$p" --out "$OUT/engine-layer-$p.json" 2>&1 | tee "$OUT/engine-layer-$p.log" | tail -5
+    rc=$(( rc | ${PIPESTATUS[0]} ))
+    timeout "${ENGINE_TIMEOUT:-150}" python3 native/bench/gpu/engine_layer_ref.py "$OUT/torch-layer-$p.json" "${ENGINE_SEQS:-512}" 2048 "$p" 2>&1 | tail -5 | tee "$OUT/torch-layer-$p.log"
   done
 fi
 if [[ $what == pipeline ]]; then
