@@ -3,6 +3,9 @@
 # node_modules/node-addon-api and node_modules/node-api-headers:
 #   bash native/bench/gpu/run.sh [checks|ops|store|bench|all|pipeline]     (logs and JSON under $OUT)
 # Several at once in one word: run.sh "checks ops".
+# `equiv`: --device cuda vs --device cpu codes and KLD on the tiny fixtures copied into .gpu-fixtures/.
+# `pipeline` also prints the per-layer split (pipeline-report.mjs) and, with BOUND=1, runs layer.ts
+# and perf_anchor.py at the same token count.
 # `ops`: the forward-pass kernels at model sizes against the CPU kernels (native/bench/gpu/ops.ts).
 # `pipeline`: the whole `moeq quantize --device cuda` on a synthesized Qwen3-30B-A3B-shaped model
 # (LAYERS, default 2), CLI and stages from .gpu-carry/pipeline (bundle-pipeline.mjs); per-layer
@@ -63,7 +66,38 @@ if want bench; then
     rc=$(( rc | ${PIPESTATUS[0]} ))
   done
 fi
-if [[ $what == pipeline ]]; then
+if want equiv; then
+  # --device cuda against --device cpu on the tiny fixtures (carried in .gpu-fixtures/): every policy
+  # family the routing plan has, all runs in parallel; ≥ 99 % identical codes and mean KLD within 2 %
+  b=.gpu-carry/pipeline/a/b
+  mkdir -p libs/cli/dist && echo "import \"../../../$b/moeq.mjs\";" >libs/cli/dist/main.js
+  for s in loader router-override calibrator quantizer packer evaluator; do
+    mkdir -p "stages/$s/dist" && echo "import \"../../../$b/$s.mjs\";" >"stages/$s/dist/main.js"
+  done
+  pids=()
+  for fx in ${EQUIV_FIXTURES:-qwen3_moe llama4_text}; do
+    for pol in ${EQUIV_POLICIES:-soft routed}; do
+      for dev in cpu cuda; do
+        o=/tmp/eq/$fx-$pol-$dev
+        mkdir -p /tmp/eq
+        node libs/cli/dist/main.js quantize ".gpu-fixtures/$fx" --out "$o" --device $dev --policy $pol --calib random:8x64 \
+          --eval random:2x32 --quantizers 1 --threads 1 --json >"$o.json" 2>"$o.err" &
+        pids+=($!)
+      done
+    done
+  done
+  for p in "${pids[@]}"; do wait "$p" || echo "a quantize run failed (exit $?)"; done
+  for fx in ${EQUIV_FIXTURES:-qwen3_moe llama4_text}; do
+    for pol in ${EQUIV_POLICIES:-soft routed}; do
+      o=/tmp/eq/$fx-$pol
+      grep -h "experts on cuda\|per expert on the CPU path" "$o-cuda.moeq-work/logs/calibrator.0.log" 2>/dev/null | head -2
+      for d in cpu cuda; do [[ -s $o-$d.json ]] || { echo "$fx $pol $d:"; tail -5 "$o-$d.err"; tail -20 "$o-$d.moeq-work/logs/"*.log 2>/dev/null | tail -40; }; done
+      node native/bench/gpu/compare-codes.mjs "$o-cpu" "$o-cuda" 2>&1 | tee -a "$OUT/equiv.log"
+      rc=$(( rc | ${PIPESTATUS[0]} ))
+    done
+  done
+fi
+if [[ $what == *pipeline* ]]; then
   # dist/ is git-ignored and does not travel: each entry point becomes a stub importing its bundle
   b=.gpu-carry/pipeline/a/b
   mkdir -p libs/cli/dist && echo "import \"../../../$b/moeq.mjs\";" >libs/cli/dist/main.js
@@ -84,7 +118,15 @@ if [[ $what == pipeline ]]; then
   kill "$smi" 2>/dev/null
   echo "quantize --device cuda: exit $prc in $(( $(date +%s) - t1 )) s; peak GPU memory $(sort -n "$OUT/gpu-mem.csv" | tail -1) MiB (nvidia-smi, whole card)"
   tail -5 "$OUT/pipeline.err"
-  mkdir -p "$OUT/work" && cp -r "$q.moeq-work/report" "$q.moeq-work/logs" "$OUT/work/" 2>/dev/null
+  node native/bench/gpu/pipeline-report.mjs "$OUT/pipeline.json" "$q.moeq-work" "$OUT/gpu-mem.csv" "$OUT/pipeline-layers.json" 2>&1 | tee "$OUT/pipeline-report.txt"
+  mkdir -p "$OUT/work" && cp -r "$q.moeq-work/logs" "$OUT/work/" 2>/dev/null
+  if [[ -n ${BOUND:-} ]]; then
+    # the same layer shape in the batched kernels (layer.ts, f32 Hessians like the product path) and the
+    # PyTorch per-expert reference, at the pipeline's calibration token count, on the same card
+    n=$(( $(echo "${CALIB:-random:16x128}" | sed -E 's/.*:([0-9]+)x([0-9]+)/\1*\2/') ))
+    PYTHONUNBUFFERED=1 python3 .gpu-carry/perf_anchor.py "$OUT/anchor.json" "$n" 4 >/tmp/anchor.log 2>&1; tail -4 /tmp/anchor.log
+    node native/bench/gpu/layer.ts --anchor "$OUT/anchor.json" --precision f32 --tokens "$n" --min-ratio 0 --out "$OUT/layer-f32.json" 2>&1 | tail -12
+  fi
   rc=$(( rc | prc ))
 fi
 exit $rc
