@@ -151,77 +151,85 @@ async function runBatch(
     const out = (base: string, suffix: string, dtype: "u8" | "f32" | "i32", shape: number[], data: ArrayBufferView) =>
       host.output(`${base}.${suffix}`, dtype, shape, data, writeFileAtomic);
     const slot = new Map(p.experts.map((e, i) => [e.expert, i]));
-    await Promise.all(
+    // outputs written concurrently; events appended one at a time (the log takes appends at its
+    // last sequence: hundreds of concurrent appends from one process would only contend)
+    const written = await Promise.all(
       todo.map(async ({ expert: e, projection: q }) => {
+        const tE = performance.now();
         const i = slot.get(e.expert) ?? -1;
         const rows = q.rows;
-        const key = targetKey({ layer: p.layer, expert: e.expert, proj: q.proj });
-        const attrs = {
-          layer: p.layer,
-          expert: e.expert,
-          proj: q.proj,
-          tokensRouted: e.tokens,
-          weightMass: e.weightMass,
+        let res: { codes: Uint8Array; scales: Float32Array; zeros: Int32Array; gIdx: Int32Array };
+        let loss = 0;
+        if (e.fallback) {
+          const wh = new Float32Array(rows * C);
+          cu.cudaDownload(w, wh, (i * R + q.rowStart) * C * 4);
+          const rtn = quantizeIntRtn(wh, rows, C, {
+            bits: o.bits,
+            groupSize: o.groupSize,
+            symmetric: o.symmetric,
+            clip: "minmax",
+            scaleDtype,
+            name: q.tensor,
+          });
+          for (let j = 0; j < wh.length; j++) loss += (wh[j] - rtn.dequant[j]) ** 2;
+          res = rtn;
+        } else {
+          const r0 = i * R + q.rowStart;
+          res = {
+            codes: codes.subarray(r0 * C, (r0 + rows) * C),
+            scales: scales.subarray(r0 * nG, (r0 + rows) * nG),
+            zeros: zeros.subarray(r0 * nG, (r0 + rows) * nG),
+            gIdx: r.gIdx.subarray(i * C, (i + 1) * C),
+          };
+          for (let j = r0; j < r0 + rows; j++) loss += rowLoss[j];
+        }
+        const g = res.scales.length / rows;
+        const base = `quant/L${p.layer}.E${e.expert}.${q.proj}`;
+        const [c, sc, z, gi] = await Promise.all([
+          out(base, "codes", "u8", [rows, C], res.codes),
+          out(base, "scales", "f32", [rows, g], res.scales),
+          out(base, "zeros", "i32", [rows, g], res.zeros),
+          out(base, "g_idx", "i32", [C], res.gIdx),
+        ]);
+        const bytes = res.codes.byteLength + res.scales.byteLength + res.zeros.byteLength + res.gIdx.byteLength;
+        return {
+          e,
+          q,
+          loss,
+          bytes,
+          outputs: { codes: c, scales: sc, zeros: z, g_idx: gi },
+          writeMs: performance.now() - tE,
         };
-        await T.projectionSpan("quantize", { ...attrs, algorithm: e.fallback ? "rtn" : "gptq" }, async (ps) => {
-          const tE = performance.now();
-          let res: { codes: Uint8Array; scales: Float32Array; zeros: Int32Array; gIdx: Int32Array };
-          let loss = 0;
-          if (e.fallback) {
-            const wh = new Float32Array(rows * C);
-            cu.cudaDownload(w, wh, (i * R + q.rowStart) * C * 4);
-            const rtn = quantizeIntRtn(wh, rows, C, {
-              bits: o.bits,
-              groupSize: o.groupSize,
-              symmetric: o.symmetric,
-              clip: "minmax",
-              scaleDtype,
-              name: q.tensor,
-            });
-            for (let j = 0; j < wh.length; j++) loss += (wh[j] - rtn.dequant[j]) ** 2;
-            res = rtn;
-          } else {
-            const r0 = i * R + q.rowStart;
-            res = {
-              codes: codes.subarray(r0 * C, (r0 + rows) * C),
-              scales: scales.subarray(r0 * nG, (r0 + rows) * nG),
-              zeros: zeros.subarray(r0 * nG, (r0 + rows) * nG),
-              gIdx: r.gIdx.subarray(i * C, (i + 1) * C),
-            };
-            for (let j = r0; j < r0 + rows; j++) loss += rowLoss[j];
-          }
-          const g = res.scales.length / rows;
-          const base = `quant/L${p.layer}.E${e.expert}.${q.proj}`;
-          const [c, sc, z, gi] = await Promise.all([
-            out(base, "codes", "u8", [rows, C], res.codes),
-            out(base, "scales", "f32", [rows, g], res.scales),
-            out(base, "zeros", "i32", [rows, g], res.zeros),
-            out(base, "g_idx", "i32", [C], res.gIdx),
-          ]);
-          T.setWork(ps, {
-            loss,
-            bytes: res.codes.byteLength + res.scales.byteLength + res.zeros.byteLength + res.gIdx.byteLength,
-            computeMs: performance.now() - tE,
-          });
-          await ctx.pause();
-          await ctx.emit({
-            type: "ExpertQuantized",
-            payload: {
-              layer: p.layer,
-              expert: e.expert,
-              proj: q.proj,
-              outputs: { codes: c, scales: sc, zeros: z, g_idx: gi },
-              loss,
-              algorithm: e.fallback ? "rtn" : "gptq",
-              // the batch's GPTQ is one call: each projection reports its share of it plus its own writes
-              seconds: (tGptq - t0) / 1000 / E + (performance.now() - tE) / 1000,
-            },
-          });
-          working();
-          ctx.say(`quantized ${key} (${e.fallback ? "rtn" : "gptq"}, batched)`);
-        });
       }),
     );
+    working();
+    for (const { e, q, loss, bytes, outputs, writeMs } of written) {
+      const algorithm = e.fallback ? "rtn" : "gptq";
+      const attrs = {
+        layer: p.layer,
+        expert: e.expert,
+        proj: q.proj,
+        tokensRouted: e.tokens,
+        weightMass: e.weightMass,
+      };
+      await T.projectionSpan("quantize", { ...attrs, algorithm, loss, bytes, computeMs: writeMs }, async () => {
+        await ctx.pause();
+        await ctx.emit({
+          type: "ExpertQuantized",
+          payload: {
+            layer: p.layer,
+            expert: e.expert,
+            proj: q.proj,
+            outputs,
+            loss,
+            algorithm,
+            // one GPTQ call for the batch: each projection reports its share of it plus its own outputs
+            seconds: (tGptq - t0) / 1000 / E + writeMs / 1000,
+          },
+        });
+      });
+    }
+    ctx.say(`quantized ${written.length} projections of ${name} (batched)`);
     T.setWork(span, { computeMs: tGptq - t0, bytes: codes.byteLength });
     ctx.say(
       `${name}: ${E} experts × [${R}, ${C}] GPTQ ${((tGptq - t0) / 1000).toFixed(2)} s (factor ${r.seconds.factor.toFixed(2)}, sweep ${r.seconds.sweep.toFixed(2)}), loss + download ${((tDown - tGptq) / 1000).toFixed(2)} s, outputs + events ${((performance.now() - tDown) / 1000).toFixed(2)} s`,
