@@ -45,6 +45,26 @@ echo "build: $(( $(date +%s) - t0 )) s"
 export MOEQ_NATIVE_ADDON=$root/native/build-gpu/moeq_native.node
 ldd "$MOEQ_NATIVE_ADDON" | grep -E 'cublas|cusolver|cudart|openblas' || true
 rc=0
+stubs() {
+  # dist/ is git-ignored and does not travel: each entry point becomes a stub importing its bundle
+  local b=.gpu-carry/pipeline/a/b
+  mkdir -p libs/cli/dist && echo "import \"../../../$b/moeq.mjs\";" >libs/cli/dist/main.js
+  for s in loader router-override calibrator quantizer packer evaluator; do
+    mkdir -p "stages/$s/dist" && echo "import \"../../../$b/$s.mjs\";" >"stages/$s/dist/main.js"
+  done
+}
+synth() {
+  rm -rf /tmp/moeq-synth /tmp/moeq-synth.done
+  local t1=$(date +%s)
+  node libs/cli/dist/main.js synth --arch qwen3_moe --preset qwen3-30b-a3b --layers "${LAYERS:-2}" --out /tmp/moeq-synth 2>&1 | tail -3
+  echo "synth: $(( $(date +%s) - t1 )) s"
+  touch /tmp/moeq-synth.done
+}
+if [[ -n ${PRESYNTH:-} ]]; then
+  # the pipeline's model synthesized on the CPU while the checks run (a later `run.sh pipeline` waits for it)
+  stubs
+  synth >/tmp/moeq-synth.log 2>&1 &
+fi
 if want checks; then
   node native/bench/gpu/check.ts /tmp/checks.json 2>&1 | tee "$OUT/checks.log"
   rc=$(( rc | ${PIPESTATUS[0]} ))
@@ -69,18 +89,14 @@ fi
 if want equiv; then
   # --device cuda against --device cpu on the tiny fixtures (carried in .gpu-fixtures/): every policy
   # family the routing plan has, all runs in parallel; ≥ 99 % identical codes and mean KLD within 2 %
-  b=.gpu-carry/pipeline/a/b
-  mkdir -p libs/cli/dist && echo "import \"../../../$b/moeq.mjs\";" >libs/cli/dist/main.js
-  for s in loader router-override calibrator quantizer packer evaluator; do
-    mkdir -p "stages/$s/dist" && echo "import \"../../../$b/$s.mjs\";" >"stages/$s/dist/main.js"
-  done
+  stubs
   pids=()
   for fx in ${EQUIV_FIXTURES:-qwen3_moe llama4_text}; do
     for pol in ${EQUIV_POLICIES:-soft routed}; do
       for dev in cpu cuda; do
         o=/tmp/eq/$fx-$pol-$dev
         mkdir -p /tmp/eq
-        node libs/cli/dist/main.js quantize ".gpu-fixtures/$fx" --out "$o" --device $dev --policy $pol --calib random:8x64 \
+        timeout "${EQUIV_TIMEOUT:-150}" node libs/cli/dist/main.js quantize ".gpu-fixtures/$fx" --out "$o" --device $dev --policy $pol --calib random:8x64 \
           --eval random:2x32 --quantizers 1 --threads 1 --json >"$o.json" 2>"$o.err" &
         pids+=($!)
       done
@@ -98,21 +114,20 @@ if want equiv; then
   done
 fi
 if [[ $what == *pipeline* ]]; then
-  # dist/ is git-ignored and does not travel: each entry point becomes a stub importing its bundle
-  b=.gpu-carry/pipeline/a/b
-  mkdir -p libs/cli/dist && echo "import \"../../../$b/moeq.mjs\";" >libs/cli/dist/main.js
-  for s in loader router-override calibrator quantizer packer evaluator; do
-    mkdir -p "stages/$s/dist" && echo "import \"../../../$b/$s.mjs\";" >"stages/$s/dist/main.js"
-  done
+  stubs
   m=/tmp/moeq-synth q=/tmp/moeq-q
-  rm -rf "$m" "$q" "$q.moeq-work"
-  t1=$(date +%s)
-  node libs/cli/dist/main.js synth --arch qwen3_moe --preset qwen3-30b-a3b --layers "${LAYERS:-2}" --out "$m" 2>&1 | tail -3 | tee "$OUT/synth.log"
-  echo "synth: $(( $(date +%s) - t1 )) s" | tee -a "$OUT/synth.log"
+  rm -rf "$q" "$q.moeq-work"
+  if [[ -f /tmp/moeq-synth.log ]]; then
+    while [[ ! -f /tmp/moeq-synth.done ]]; do sleep 1; done # started by PRESYNTH
+    cp /tmp/moeq-synth.log "$OUT/synth.log"
+  else
+    synth | tee "$OUT/synth.log"
+  fi
+  cat "$OUT/synth.log"
   nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 >"$OUT/gpu-mem.csv" 2>/dev/null &
   smi=$!
   t1=$(date +%s)
-  node libs/cli/dist/main.js quantize "$m" --out "$q" --device cuda --calib "${CALIB:-random:16x128}" --eval "${EVAL:-random:4x64}" \
+  timeout "${PIPELINE_TIMEOUT:-3000}" node libs/cli/dist/main.js quantize "$m" --out "$q" --device cuda --calib "${CALIB:-random:16x128}" --eval "${EVAL:-random:4x64}" \
     --quantizers "${QUANTIZERS:-2}" --threads "${THREADS:-8}" --json >"$OUT/pipeline.json" 2>"$OUT/pipeline.err"
   prc=$?
   kill "$smi" 2>/dev/null
