@@ -139,7 +139,7 @@ if [[ $what == *pipeline* ]]; then
     # the same layer shape in the batched kernels (layer.ts, f32 Hessians like the product path) and the
     # PyTorch per-expert reference, at the pipeline's calibration token count, on the same card
     n=$(( $(echo "${CALIB:-random:16x128}" | sed -E 's/.*:([0-9]+)x([0-9]+)/\1*\2/') ))
-    PYTHONUNBUFFERED=1 python3 .gpu-carry/perf_anchor.py "$OUT/anchor.json" "$n" 4 >/tmp/anchor.log 2>&1; tail -4 /tmp/anchor.log
+    PYTHONUNBUFFERED=1 python3 .gpu-carry/perf_anchor.py "$OUT/anchor.json" "$n" "${ANCHOR_EXPERTS:-4}" >/tmp/anchor.log 2>&1; tail -4 /tmp/anchor.log
     node native/bench/gpu/layer.ts --anchor "$OUT/anchor.json" --precision f32 --tokens "$n" --min-ratio 0 --out "$OUT/layer-f32.json" 2>&1 | tail -12
   fi
   rc=$(( rc | prc ))
