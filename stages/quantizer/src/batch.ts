@@ -8,14 +8,14 @@
 import { PermanentFailure } from "@moeq/bus";
 import { QuantizeBatchWork, validate, type WorkItem } from "@moeq/contracts";
 import { type CudaBuffer, type CudaGptqResult, type CudaKernels, cudaKernels, parseDevice } from "@moeq/native";
-import { quantizeIntRtn } from "@moeq/quant";
+import { quantizeIntRtn, type ScaleDtype } from "@moeq/quant";
 import { type StageContext, StageError, telemetry as T, targetKey, writeFileAtomic } from "@moeq/runtime";
 import { type CudaOpened, CudaTensorStore, DescriptorRejected } from "@moeq/store";
 import { Result } from "effect";
 import type { ItemTrace } from "./quantizer.ts";
 import { scaleDtypeFor } from "./scale-dtype.ts";
 
-interface BatchOptions {
+export interface BatchOptions {
   bits: number;
   groupSize: number;
   symmetric: boolean;
@@ -107,45 +107,12 @@ async function runBatch(
   }
   const [ow, oh] = opened;
   const t0 = performance.now();
-  const held: CudaBuffer[] = [];
   try {
     const w = ow.tensor.buffer;
-    // GPTQ's convention on a copy (the stacks belong to the calibrator; a redelivery must find them unchanged)
-    const h = cu.cudaAlloc(E * C * C * 4, w.device);
-    held.push(h);
-    const k = Float64Array.from(p.experts, (e) => (e.weightMass > 0 ? 2 / e.weightMass : 0));
-    cu.cudaScaleBlocksF32(oh.tensor.buffer, h, E, C * C, k);
-    // experts without tokens: identity Hessian (RTN replaces their codes below; GPTQ must not see a zero matrix)
-    const eye = new Float32Array(C * C);
-    for (let i = 0; i < C; i++) eye[i * C + i] = 1;
-    for (const [i, e] of p.experts.entries()) if (!(e.weightMass > 0)) cu.cudaUpload(h, eye, i * C * C * 4);
-    working();
     const scaleDtype = scaleDtypeFor(ctx.options.format, p.weightDtype);
-    const r = await cu.cudaGptqBatched(
-      w,
-      h,
-      E,
-      R,
-      C,
-      o.bits,
-      o.groupSize,
-      o.symmetric,
-      o.actOrder ?? false,
-      o.damp ?? 0.01,
-      128,
-      scaleDtype,
-    );
-    held.push(r.codes, r.scales, r.zeros, r.dequant);
-    const tGptq = performance.now();
-    working();
-    const rowLoss = rowLosses(cu, w, h, r, E, R, C);
-    const nG = r.scales.bytes / 4 / (E * R);
-    const codes = new Uint8Array(E * R * C);
-    const scales = new Float32Array(E * R * nG);
-    const zeros = new Int32Array(E * R * nG);
-    cu.cudaDownload(r.codes, codes);
-    cu.cudaDownload(r.scales, scales);
-    cu.cudaDownload(r.zeros, zeros);
+    const g = await batchedGptq(cu, w, oh.tensor.buffer, p.experts, R, C, o, scaleDtype, working);
+    const { r, rowLoss, nG, codes, scales, zeros } = g;
+    const tGptq = t0 + g.gptqMs;
     const tDown = performance.now();
     const host = await ctx.host();
     const out = (base: string, suffix: string, dtype: "u8" | "f32" | "i32", shape: number[], data: ArrayBufferView) =>
@@ -235,9 +202,68 @@ async function runBatch(
       `${name}: ${E} experts × [${R}, ${C}] GPTQ ${((tGptq - t0) / 1000).toFixed(2)} s (factor ${r.seconds.factor.toFixed(2)}, sweep ${r.seconds.sweep.toFixed(2)}), loss + download ${((tDown - tGptq) / 1000).toFixed(2)} s, outputs + events ${((performance.now() - tDown) / 1000).toFixed(2)} s`,
     );
   } finally {
-    for (const b of held) cu.cudaFree(b);
     await ow.release();
     await oh.release();
+  }
+}
+
+/**
+ * The device part of a batch: H scaled to GPTQ's 2/Σw into a copy (identity for experts without
+ * tokens), one cudaGptqBatched call, the per-row losses, and codes / scales / zeros downloaded.
+ */
+export async function batchedGptq(
+  cu: CudaKernels,
+  w: CudaBuffer,
+  rawH: CudaBuffer,
+  experts: QuantizeBatchWork["experts"],
+  R: number,
+  C: number,
+  o: BatchOptions,
+  scaleDtype: ScaleDtype,
+  working: () => void = () => undefined,
+) {
+  const E = experts.length;
+  const t0 = performance.now();
+  const held: CudaBuffer[] = [];
+  try {
+    // GPTQ's convention on a copy (the stacks belong to the calibrator; a redelivery must find them unchanged)
+    const h = cu.cudaAlloc(E * C * C * 4, w.device);
+    held.push(h);
+    const k = Float64Array.from(experts, (e) => (e.weightMass > 0 ? 2 / e.weightMass : 0));
+    cu.cudaScaleBlocksF32(rawH, h, E, C * C, k);
+    // experts without tokens: identity Hessian (RTN replaces their codes; GPTQ must not see a zero matrix)
+    const eye = new Float32Array(C * C);
+    for (let i = 0; i < C; i++) eye[i * C + i] = 1;
+    for (const [i, e] of experts.entries()) if (!(e.weightMass > 0)) cu.cudaUpload(h, eye, i * C * C * 4);
+    working();
+    const r = await cu.cudaGptqBatched(
+      w,
+      h,
+      E,
+      R,
+      C,
+      o.bits,
+      o.groupSize,
+      o.symmetric,
+      o.actOrder ?? false,
+      o.damp ?? 0.01,
+      128,
+      scaleDtype,
+    );
+    held.push(r.codes, r.scales, r.zeros, r.dequant);
+    const gptqMs = performance.now() - t0;
+    working();
+    const rowLoss = rowLosses(cu, w, h, r, E, R, C);
+    const nG = r.scales.bytes / 4 / (E * R);
+    const codes = new Uint8Array(E * R * C);
+    const scales = new Float32Array(E * R * nG);
+    const zeros = new Int32Array(E * R * nG);
+    cu.cudaDownload(r.codes, codes);
+    cu.cudaDownload(r.scales, scales);
+    cu.cudaDownload(r.zeros, zeros);
+    return { r, rowLoss, nG, codes, scales, zeros, gptqMs };
+  } finally {
+    for (const b of held) cu.cudaFree(b);
   }
 }
 
