@@ -8,8 +8,11 @@
 # and perf_anchor.py at the same token count.
 # `ops`: the forward-pass kernels at model sizes against the CPU kernels (native/bench/gpu/ops.ts).
 # `pipeline`: the whole `moeq quantize --device cuda` on a synthesized Qwen3-30B-A3B-shaped model
-# (LAYERS, default 2), CLI and stages from .gpu-carry/pipeline (bundle-pipeline.mjs); per-layer
-# times from the run's summary, peak GPU memory sampled by nvidia-smi every 100 ms.
+# (LAYERS, default 8; W4A16 group GROUP, default 128; the default policy; CALIB, default
+# random:16x128 while the forward runs on the CPU), CLI and stages from .gpu-carry/pipeline
+# (bundle-pipeline.mjs); per-layer times from the run's summary and stage logs, peak GPU memory
+# sampled by nvidia-smi every 100 ms. PRESYNTH=1 on an earlier invocation synthesizes the model in
+# the background while the checks run.
 # Builds the addon with -DWITH_CUDA=ON (cmake directly: no npm there), runs the GPU-vs-CPU checks
 # (native/bench/gpu/check.ts), perf_anchor.py and the layer benchmark (native/bench/gpu/layer.ts).
 # .gpu-carry holds: Node + nats-server (../shared/device/prepare.sh), openblas.tar.xz (the Debian
@@ -56,7 +59,7 @@ stubs() {
 synth() {
   rm -rf /tmp/moeq-synth /tmp/moeq-synth.done
   local t1=$(date +%s)
-  node libs/cli/dist/main.js synth --arch qwen3_moe --preset qwen3-30b-a3b --layers "${LAYERS:-2}" --out /tmp/moeq-synth 2>&1 | tail -3
+  node libs/cli/dist/main.js synth --arch qwen3_moe --preset qwen3-30b-a3b --layers "${LAYERS:-8}" --out /tmp/moeq-synth 2>&1 | tail -3
   echo "synth: $(( $(date +%s) - t1 )) s"
   touch /tmp/moeq-synth.done
 }
@@ -127,7 +130,7 @@ if [[ $what == *pipeline* ]]; then
   nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 >"$OUT/gpu-mem.csv" 2>/dev/null &
   smi=$!
   t1=$(date +%s)
-  timeout "${PIPELINE_TIMEOUT:-3000}" node libs/cli/dist/main.js quantize "$m" --out "$q" --device cuda --calib "${CALIB:-random:16x128}" --eval "${EVAL:-random:4x64}" \
+  timeout "${PIPELINE_TIMEOUT:-3000}" node libs/cli/dist/main.js quantize "$m" --out "$q" --device cuda --bits 4 --group-size "${GROUP:-128}" --calib "${CALIB:-random:16x128}" --eval "${EVAL:-random:4x64}" \
     --quantizers "${QUANTIZERS:-2}" --threads "${THREADS:-8}" --json >"$OUT/pipeline.json" 2>"$OUT/pipeline.err"
   prc=$?
   kill "$smi" 2>/dev/null
