@@ -50,6 +50,39 @@ export function layerBatch(m: MoeSpec, targets: readonly QuantTarget[]): LayerBa
   return { experts, gate: g, up: u, down: d, hidden: H, inter: I };
 }
 
+/**
+ * GPU bytes one expert slot costs at the peak of a batch: the quantizer's gate_up GPTQ (about
+ * 24·rows·cols + 16·cols² inside cudaGptqBatched, rows = 2I, cols = H, plus the scaled Hessian
+ * copy, the dequantized weights and the loss product) and the calibrator's stacks it maps.
+ */
+export function slotBytes(hidden: number, inter: number): number {
+  const H = hidden;
+  const I = inter;
+  return 4 * (2 * I * H + H * I + H * H + I * I) + 24 * 2 * I * H + 16 * H * H + 4 * H * H + 2 * 4 * 2 * I * H;
+}
+
+/**
+ * The layer's experts in consecutive chunks whose stacks fit `budgetBytes` (at least one expert
+ * each): Qwen3-30B-A3B's 128 experts (26.5 GiB by slotBytes) are one chunk under the default
+ * 32 GiB; DeepSeek-V3's 256 experts of 7168×2048 (2.2 GiB each) are chunks of 14, so no process
+ * holds a layer's 50 GB of Hessians.
+ */
+export function expertChunks(batch: LayerBatch, budgetBytes: number): LayerBatch[] {
+  const per = Math.max(1, Math.floor(budgetBytes / slotBytes(batch.hidden, batch.inter)));
+  const out: LayerBatch[] = [];
+  for (let i = 0; i < batch.experts.length; i += per) {
+    const j = Math.min(batch.experts.length, i + per);
+    out.push({
+      ...batch,
+      experts: batch.experts.slice(i, j),
+      gate: batch.gate.slice(i, j),
+      up: batch.up.slice(i, j),
+      down: batch.down.slice(i, j),
+    });
+  }
+  return out;
+}
+
 /** Every expert's calibration rows of the layer as one CSR: rows of expert slot i are index[offsets[i]..offsets[i+1]). */
 export interface RowPlan {
   readonly offsets: Int32Array;
@@ -89,6 +122,21 @@ export function rowPlan(calib: Float32Array, rows: number, numExperts: number, e
     maxRows = Math.max(maxRows, offsets[i + 1] - offsets[i]);
   }
   return { offsets, index, weights, mass, maxRows };
+}
+
+/** The plan of expert slots [from, to) of a RowPlan, offsets rebased (views, no copies). */
+export function slicePlan(p: RowPlan, from: number, to: number): RowPlan {
+  const base = p.offsets[from];
+  const offsets = Int32Array.from(p.offsets.subarray(from, to + 1), (v) => v - base);
+  let maxRows = 0;
+  for (let i = 0; i + 1 < offsets.length; i++) maxRows = Math.max(maxRows, offsets[i + 1] - offsets[i]);
+  return {
+    offsets,
+    index: p.index.subarray(base, p.offsets[to]),
+    weights: p.weights.subarray(base, p.offsets[to]),
+    mass: p.mass.subarray(from, to),
+    maxRows,
+  };
 }
 
 /** What the statistics gave each expert slot (tokens and mass from the plan, absmax from the device). */
@@ -131,10 +179,16 @@ export function batchPayload(
 }
 
 /**
- * The work item id: the layer and kind, plus a generation tag from the hand-off (the IPC handle),
+ * The work item id: the layer, the chunk's first expert and the kind, plus a generation tag from the hand-off (the IPC handle),
  * so a calibrator restarted after SIGKILL publishes its recomputed batch under a new message id
  * instead of having it dropped as a duplicate of the dead process's.
  */
-export function batchWorkId(runId: string, L: number, group: ExpertGroup, generation: string): string {
-  return `${workId({ runId, stage: "quantize", layer: L, proj: group })}@${generation}`;
+export function batchWorkId(
+  runId: string,
+  L: number,
+  group: ExpertGroup,
+  firstExpert: number,
+  generation: string,
+): string {
+  return `${workId({ runId, stage: "quantize", layer: L, expert: firstExpert, proj: group })}@${generation}`;
 }

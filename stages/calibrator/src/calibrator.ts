@@ -33,7 +33,7 @@ import {
   writeTensorFile,
 } from "@moeq/runtime";
 import { CudaTensorStore } from "@moeq/store";
-import { type LayerBatch, layerBatch, rowPlan } from "./batch-plan.ts";
+import { expertChunks, type LayerBatch, layerBatch, rowPlan, slicePlan } from "./batch-plan.ts";
 import { dequantOverlay } from "./dequant.ts";
 import {
   type DeviceStatistics,
@@ -491,31 +491,55 @@ async function deviceExperts(
     });
   }
   const dx = cu.cudaAlloc(rows * H * 4, device.index);
-  let weights: DeviceWeights | undefined;
-  let stats: DeviceStatistics | undefined;
+  const o = ctx.options;
+  const options = { bits: o.bits, groupSize: o.groupSize, symmetric: o.symmetric, actOrder: o.actOrder, damp: o.damp };
+  const chunks = expertChunks(batch, batchBytes(ctx));
+  const times = { weights: 0, statistics: 0, handOff: 0 };
   try {
     cu.cudaUpload(dx, x);
     const tUp = performance.now();
-    weights = uploadExpertWeights(cu, device.index, ctx, batch, run.descs);
-    const tW = performance.now();
-    stats = await deviceMoeStatistics(cu, { x: dx, rows }, batch, plan, scales, weights, L);
-    const tS = performance.now();
-    cudaStore ??= await CudaTensorStore.open(ctx.bus, ctx.runId);
-    const o = ctx.options;
-    await handOff(ctx, cudaStore, L, batch, plan, stats, weights, {
-      bits: o.bits,
-      groupSize: o.groupSize,
-      symmetric: o.symmetric,
-      actOrder: o.actOrder,
-      damp: o.damp,
-    });
+    for (const [c, chunk] of chunks.entries()) {
+      // at most two chunks' stacks alive: the one being built and the one being quantized
+      if (c >= 2) await quantized(ctx, L, [...chunks[c - 2].gate, ...chunks[c - 2].up, ...chunks[c - 2].down]);
+      const from = batch.experts.indexOf(chunk.experts[0]);
+      const chunkPlan = slicePlan(plan, from, from + chunk.experts.length);
+      const chunkScales = scales?.subarray(plan.offsets[from], plan.offsets[from + chunk.experts.length]) ?? null;
+      let weights: DeviceWeights | undefined;
+      let stats: DeviceStatistics | undefined;
+      try {
+        const t1 = performance.now();
+        weights = uploadExpertWeights(cu, device.index, ctx, chunk, run.descs);
+        const t2 = performance.now();
+        stats = await deviceMoeStatistics(cu, { x: dx, rows }, chunk, chunkPlan, chunkScales, weights, L);
+        const t3 = performance.now();
+        cudaStore ??= await CudaTensorStore.open(ctx.bus, ctx.runId);
+        await handOff(ctx, cudaStore, L, chunk, chunkPlan, stats, weights, options);
+        times.weights += t2 - t1;
+        times.statistics += t3 - t2;
+        times.handOff += performance.now() - t3;
+      } finally {
+        // the store holds its own views of what it handed off; these are this function's handles
+        if (weights) for (const b of [weights.gateUp, weights.down]) cu.cudaFree(b);
+        if (stats) for (const b of [stats.hIn, stats.hDown]) cu.cudaFree(b);
+      }
+    }
+    const s = (ms: number) => (ms / 1000).toFixed(2);
     ctx.say(
-      `layer ${L}: ${batch.experts.length} experts on ${device.index === 0 ? "cuda" : `cuda:${device.index}`}: x upload ${((tUp - t0) / 1000).toFixed(2)} s, weights ${((tW - tUp) / 1000).toFixed(2)} s, statistics ${((tS - tW) / 1000).toFixed(2)} s, hand-off ${((performance.now() - tS) / 1000).toFixed(2)} s`,
+      `layer ${L}: ${batch.experts.length} experts on ${device.index === 0 ? "cuda" : `cuda:${device.index}`} in ${chunks.length} chunk(s): x upload ${s(tUp - t0)} s, weights ${s(times.weights)} s, statistics ${s(times.statistics)} s, hand-off ${s(times.handOff)} s`,
     );
   } finally {
-    // the store holds its own views of what it handed off; these are this function's handles
     cu.cudaFree(dx);
-    if (weights) for (const b of [weights.gateUp, weights.down]) cu.cudaFree(b);
-    if (stats) for (const b of [stats.hIn, stats.hDown]) cu.cudaFree(b);
   }
+}
+
+/** GPU bytes a batch of expert stacks may take (calibrator stage option `batchBytes`, default 32 GiB). */
+function batchBytes(ctx: StageContext): number {
+  const v = ctx.stageOptions.batchBytes ?? 32 * 2 ** 30;
+  if (typeof v !== "number" || !(v > 0))
+    throw new StageError({
+      stage: ctx.stage,
+      message: `calibrator option batchBytes: expected a positive number of bytes, got ${JSON.stringify(v)}`,
+      permanent: true,
+    });
+  return v;
 }

@@ -269,7 +269,7 @@ export async function handOff(
   ] as const) {
     const payload = batchPayload(L, group as ExpertGroup, batch, slots, weight, hessian, weights.dtype, options);
     await ctx.queues.publish("quantize", {
-      id: batchWorkId(ctx.runId, L, group as ExpertGroup, generation(weight)),
+      id: batchWorkId(ctx.runId, L, group as ExpertGroup, batch.experts[0], generation(weight)),
       runId: ctx.runId,
       kind: "quantize-batch",
       payload,

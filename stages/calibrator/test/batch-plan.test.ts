@@ -11,7 +11,17 @@ import { buildSpec, type MoeSpec, type RawConfig } from "@moeq/models";
 import { quantTargets } from "@moeq/runtime";
 import { Result } from "effect";
 import { describe, expect, it } from "vitest";
-import { batchPayload, batchWorkId, layerBatch, NO_TOKENS, rowPlan } from "../src/batch-plan.ts";
+import {
+  batchPayload,
+  batchWorkId,
+  expertChunks,
+  type LayerBatch,
+  layerBatch,
+  NO_TOKENS,
+  rowPlan,
+  slicePlan,
+  slotBytes,
+} from "../src/batch-plan.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 const fixture = (name: string) => join(root, "..", "shared", "fixtures", "tiny-random", name, "config.json");
@@ -121,10 +131,51 @@ describe("batchPayload", () => {
     expect(new Set([gu, dn].map((p) => p.group)).size).toBe(2);
   });
 
-  it("ids: one per (layer, kind, generation)", () => {
-    const a = batchWorkId("run1", 3, "experts.down", "aaaa");
-    expect(a).toBe("run1/3/-/experts.down/quantize@aaaa");
-    expect(batchWorkId("run1", 3, "experts.down", "bbbb")).not.toBe(a);
-    expect(batchWorkId("run1", 3, "experts.gate_up", "aaaa")).not.toBe(a);
+  it("ids: one per (layer, chunk, kind, generation)", () => {
+    const a = batchWorkId("run1", 3, "experts.down", 0, "aaaa");
+    expect(a).toBe("run1/3/0/experts.down/quantize@aaaa");
+    expect(batchWorkId("run1", 3, "experts.down", 0, "bbbb")).not.toBe(a);
+    expect(batchWorkId("run1", 3, "experts.gate_up", 0, "aaaa")).not.toBe(a);
+    expect(batchWorkId("run1", 3, "experts.down", 64, "aaaa")).not.toBe(a);
+  });
+});
+
+describe("expertChunks / slicePlan", () => {
+  const fake = (E: number, H: number, I: number): LayerBatch => {
+    const t = (e: number, proj: string) => ({ expert: e, proj }) as unknown as LayerBatch["gate"][number];
+    const experts = [...Array(E).keys()];
+    return {
+      experts,
+      gate: experts.map((e) => t(e, "gate_proj")),
+      up: experts.map((e) => t(e, "up_proj")),
+      down: experts.map((e) => t(e, "down_proj")),
+      hidden: H,
+      inter: I,
+    };
+  };
+  it("Qwen3-30B-A3B's layer is one chunk under 32 GiB; DeepSeek-V3's is cut so each chunk fits", () => {
+    const budget = 32 * 2 ** 30;
+    expect(expertChunks(fake(128, 2048, 768), budget)).toHaveLength(1);
+    const ds = expertChunks(fake(256, 7168, 2048), budget);
+    expect(ds.length).toBeGreaterThan(10);
+    expect(ds.flatMap((c) => c.experts)).toEqual([...Array(256).keys()]);
+    for (const c of ds) {
+      expect(c.experts.length * slotBytes(7168, 2048)).toBeLessThanOrEqual(budget);
+      expect(c.down.map((t) => t.expert)).toEqual(c.experts);
+    }
+    // a budget below one expert still makes progress, one expert at a time
+    expect(expertChunks(fake(3, 7168, 2048), 1).map((c) => c.experts)).toEqual([[0], [1], [2]]);
+  });
+  it("a chunk's plan is the full plan's slots, rebased", () => {
+    const E = 4;
+    const calib = Float32Array.from({ length: 6 * E }, (_, i) => ((i * 7) % 5) / 4);
+    const full = rowPlan(calib, 6, E, [0, 1, 2, 3]);
+    const part = slicePlan(full, 1, 3);
+    const direct = rowPlan(calib, 6, E, [1, 2]);
+    expect(Array.from(part.offsets)).toEqual(Array.from(direct.offsets));
+    expect(Array.from(part.index)).toEqual(Array.from(direct.index));
+    expect(Array.from(part.weights)).toEqual(Array.from(direct.weights));
+    expect(Array.from(part.mass)).toEqual(Array.from(direct.mass));
+    expect(part.maxRows).toBe(direct.maxRows);
   });
 });
