@@ -1,11 +1,14 @@
 // The docs cannot rot: every shell block in README.md and docs/*.md is either run here (exit 0
 // and the expected output fragments) or carries a reason why it cannot run in CI, and every
 // included source file is byte-equal to the copy in the docs. Conventions: docs/index.md.
-import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { parse as parseYaml } from "yaml";
+// the alt-quantizer's JSON Schema checker (a plain .mjs module, independent of the product)
+import { validator } from "./alt-quantizer/json-schema.mjs";
 import {
   type Block,
   blocksOf,
@@ -127,6 +130,91 @@ describe("doc conventions", () => {
       expect(existsSync(join(root, path)), `${where(b)}: ${path}`).toBe(true);
       expect(`${b.body}\n`, `${where(b)} must be a copy of ${path}`).toBe(readFileSync(join(root, path), "utf8"));
     }
+  });
+});
+
+/** A command line, comments dropped: what a reader would actually run. */
+const commandLines = (b: Block) =>
+  b.body
+    .split("\n")
+    .map((l) => l.replace(/(^|\s)#.*$/, "").trim())
+    .filter((l) => l !== "");
+
+describe("every block is checked", () => {
+  it("no shell command elides arguments (… or ...)", () => {
+    const bad = allBlocks.flatMap((b) =>
+      isShell(b)
+        ? commandLines(b)
+            .filter((l) => /…|(^|\s)\.\.\.(\s|$)/.test(l))
+            .map((l) => `${where(b)}: "${l}"`)
+        : [],
+    );
+    expect(bad).toEqual([]);
+  });
+
+  it("benchmark and device blocks parse as bash and name scripts that exist", () => {
+    const checked = allBlocks.filter((b) => ["benchmark", "device"].includes(effectiveMark(b)?.kind ?? ""));
+    expect(checked.map((b) => b.file)).toEqual(expect.arrayContaining(["docs/benchmarks.md", "docs/gpu.md"]));
+    const bad = checked.flatMap((b) => {
+      const syntax = spawnSync("bash", ["-n"], { input: b.body, encoding: "utf8" });
+      const problems = syntax.status === 0 ? [] : [`${where(b)}: bash -n: ${syntax.stderr.trim()}`];
+      // repository scripts the commands run (relative paths with a script extension)
+      for (const m of b.body.matchAll(
+        /(?:^|[\s"'=])((?:\.\/)?(?:libs|stages|native|test|infra|schemas)\/[\w./-]+\.(?:ts|mjs|js|sh|py))\b/g,
+      ))
+        if (!existsSync(join(root, m[1]))) problems.push(`${where(b)}: ${m[1]} does not exist`);
+      return problems;
+    });
+    expect(bad).toEqual([]);
+  });
+
+  it("every TypeScript block compiles (tsc on the extracted blocks, against the built packages)", () => {
+    // an included block is a copy of a source file the build compiles (checked byte for byte above)
+    const ts = allBlocks.filter((b) => (b.lang === "ts" || b.lang === "typescript") && b.mark?.kind !== "include");
+    expect(ts.length).toBeGreaterThanOrEqual(5);
+    // under node_modules so that @moeq/* and the other packages resolve as they do for a user
+    const dir = join(root, "node_modules", ".cache", "moeq-doc-blocks");
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    const names = ts.map((b) => {
+      const name = `${b.file.replace(/[^\w]/g, "_")}_${b.line}.ts`;
+      // each block is a module of its own (a block without import/export still gets its own scope)
+      writeFileSync(join(dir, name), `${b.body}\nexport {};\n`);
+      return name;
+    });
+    writeFileSync(
+      join(dir, "tsconfig.json"),
+      JSON.stringify({
+        extends: join(root, "tsconfig.base.json"),
+        compilerOptions: {
+          noEmit: true,
+          composite: false,
+          declaration: false,
+          declarationMap: false,
+          sourceMap: false,
+          noUnusedLocals: false,
+        },
+        files: names,
+      }),
+    );
+    const tsc = spawnSync(join(root, "node_modules", ".bin", "tsc"), ["-p", join(dir, "tsconfig.json")], {
+      encoding: "utf8",
+    });
+    // name the doc and line of each error instead of the extracted file
+    const out = `${tsc.stdout}${tsc.stderr}`.replace(
+      /(\w+)_md_(\d+)\.ts\((\d+),\d+\)/g,
+      (_m, f: string, line: string, row: string) => `${f.replace(/_/g, "/")}.md:${Number(line) + Number(row)}`,
+    );
+    expect(out.trim(), "TypeScript errors in doc blocks").toBe("");
+    expect(tsc.status).toBe(0);
+  }, 120_000);
+
+  it("every YAML graph block is a valid graph (schemas/graph.json)", () => {
+    const graphs = allBlocks.filter((b) => b.lang === "yaml" || b.lang === "yml");
+    expect(graphs.length).toBeGreaterThanOrEqual(4);
+    const check = validator(JSON.parse(readFileSync(join(root, "schemas", "graph.json"), "utf8")));
+    const bad = graphs.flatMap((b) => (check(parseYaml(b.body), where(b)) as string[]).map((e) => e));
+    expect(bad).toEqual([]);
   });
 });
 

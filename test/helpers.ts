@@ -17,6 +17,8 @@ export const tempDir = (name: string) => mkdtempSync(join(tmpdir(), `moeq-e2e-${
 
 export interface CliResult {
   readonly code: number | null;
+  /** the signal that ended the process, where it did not exit by itself */
+  readonly signal?: NodeJS.Signals | null;
   readonly stdout: string;
   readonly stderr: string;
 }
@@ -38,7 +40,7 @@ export function moeqSpawn(args: readonly string[]): { child: ChildProcess; done:
   let stderr = "";
   child.stdout!.on("data", (b) => (stdout += b));
   child.stderr!.on("data", (b) => (stderr += b));
-  const done = new Promise<CliResult>((r) => child.on("exit", (code) => r({ code, stdout, stderr })));
+  const done = new Promise<CliResult>((r) => child.on("exit", (code, signal) => r({ code, signal, stdout, stderr })));
   return { child, done };
 }
 

@@ -4,6 +4,7 @@
 // run's report.html must render in headless Chromium (issue #10's done-when on the trained model).
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { emptySections, type ReportData } from "@moeq/eval";
 import { describe, expect, it } from "vitest";
 import { withReportPage } from "../libs/eval/test/report-browser.ts";
 import { meanKld, moeq, tempDir, trainedModel } from "./helpers.ts";
@@ -71,6 +72,13 @@ describe("quality on the trained tiny Qwen3-MoE", () => {
     );
     expect(r.code, r.stderr).toBe(0);
     const gptq = meanKld(r.stdout);
+    // the GPTQ run's report shows every section it promises: calibration maps, per-expert output
+    // error on routed eval tokens, time per expert, stage timings (issue #25: grey maps, empty timings)
+    const report = JSON.parse(readFileSync(join(`${out}.moeq-work`, "report", "report.json"), "utf8")) as ReportData;
+    expect(emptySections(report)).toEqual([]);
+    expect(report.timings.map((t) => t.stage).sort()).toEqual(
+      ["calibrator", "evaluator", "loader", "packer", "quantizer", "router-override"].sort(),
+    );
     expect(Number.isFinite(rtn)).toBe(true);
     expect(gptq).toBeLessThanOrEqual(0.9 * rtn);
     const e = await moeq(["eval", trainedModel, out, "--json"], 1_800_000);

@@ -1,6 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { type GptqNativeResult, native } from "../ts/index.ts";
-import { codesVsOracle, loadGptqCases } from "./gptq_fixtures.ts";
+import { codesVsOracle, loadGptqCases, tieOffset } from "./gptq_fixtures.ts";
+
+/** How close to a rounding boundary (in code units) an exempted "tie" row's value must be. */
+const TIE_EPS = 1e-4;
 
 function rng(seed: number) {
   let s = seed >>> 0;
@@ -66,6 +69,14 @@ describe("gptqQuantize reproduces the oracle (../shared/fixtures/gptq)", () => {
       );
       expect(cmp.same).toBeGreaterThanOrEqual(0.999);
       expect(cmp.tieRows).toBeLessThanOrEqual(Math.ceil(c.rows * 0.02));
+      // an exempted row must really sit on a rounding boundary: the replayed value is within
+      // TIE_EPS code units of code + ½ (f64 replay vs the oracle's f32-stored Q and scales: ~1e-6)
+      for (const tie of cmp.ties) {
+        const at = tie.row * c.cols + (res.perm[tie.position] ?? 0);
+        const off = tieOffset(c, t, tie.row, tie.position, oracleCode(at));
+        console.log(`${c.name}: tie row ${tie.row} position ${tie.position}: |x/scale + zero − (q + ½)| = ${off}`);
+        expect(off, `row ${tie.row}`).toBeLessThan(TIE_EPS);
+      }
       let scaleBad = 0;
       let zeroBad = 0;
       for (let i = 0; i < S.length; i++) {

@@ -6,6 +6,10 @@ import { join } from "node:path";
 export type Mark =
   | { readonly kind: "test"; readonly expects: readonly string[]; readonly timeoutS?: number }
   | { readonly kind: "no-test"; readonly reason: string }
+  /** A benchmark command (minutes of CPU, or it gates on a machine's speed): checked, not run. */
+  | { readonly kind: "benchmark"; readonly reason: string }
+  /** A command for the lent GPU machine: checked, not run. */
+  | { readonly kind: "device"; readonly reason: string }
   | { readonly kind: "include"; readonly path: string }
   | { readonly kind: "invalid"; readonly problem: string };
 
@@ -33,13 +37,14 @@ export const firstLine = (b: Block) =>
     ?.trim() ?? "";
 
 export function parseMark(comment: string): Mark | undefined {
-  const m = /^<!--\s*(test|no-test|include)\s*:?(.*?)-->$/s.exec(comment.trim());
+  const m = /^<!--\s*(test|no-test|benchmark|device|include)\s*:?(.*?)-->$/s.exec(comment.trim());
   if (!m) return undefined;
   const rest = m[2].trim();
-  if (m[1] === "no-test")
+  const kind = m[1];
+  if (kind === "no-test" || kind === "benchmark" || kind === "device")
     return rest.length >= 10
-      ? { kind: "no-test", reason: rest }
-      : { kind: "invalid", problem: `no-test needs a reason (at least 10 characters), got "${rest}"` };
+      ? { kind, reason: rest }
+      : { kind: "invalid", problem: `${kind} needs a reason (at least 10 characters), got "${rest}"` };
   if (m[1] === "include")
     return rest ? { kind: "include", path: rest } : { kind: "invalid", problem: "include needs a path" };
   const expects: string[] = [];

@@ -70,6 +70,15 @@ export const eventPayloads = {
     seconds: Schema.Finite,
   }),
   LayerCompleted: Schema.Struct({ layer: Layer, experts: NonNegativeInt, seconds: Schema.Finite }),
+  LayerPacked: Schema.Struct({
+    layer: Layer,
+    parts: Schema.Array(Schema.String).annotate({
+      description: "the layer's checkpoint part files in the work dir (layer 0's include the model-level tensors)",
+    }),
+    bytes: NonNegativeInt,
+  }).annotate({
+    description: "the packer has durably written the layer's part of the output: its work-dir artifacts may go",
+  }),
   ShardWritten: Schema.Struct({
     file: Schema.String,
     bytes: NonNegativeInt,
@@ -110,6 +119,7 @@ export const RoutingPlannedEvent = envelopeOf("RoutingPlanned");
 export const ExpertCalibratedEvent = envelopeOf("ExpertCalibrated");
 export const ExpertQuantizedEvent = envelopeOf("ExpertQuantized");
 export const LayerCompletedEvent = envelopeOf("LayerCompleted");
+export const LayerPackedEvent = envelopeOf("LayerPacked");
 export const ShardWrittenEvent = envelopeOf("ShardWritten");
 export const CheckpointPackedEvent = envelopeOf("CheckpointPacked");
 export const EvaluationCompletedEvent = envelopeOf("EvaluationCompleted");
@@ -127,6 +137,7 @@ export const Event = Schema.Union([
   ExpertCalibratedEvent,
   ExpertQuantizedEvent,
   LayerCompletedEvent,
+  LayerPackedEvent,
   ShardWrittenEvent,
   CheckpointPackedEvent,
   EvaluationCompletedEvent,

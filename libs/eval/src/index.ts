@@ -22,6 +22,7 @@ export {
   coverageOf,
   type ExpertMatrices,
   type ExpertMatrix,
+  emptySections,
   MATRIX_FIELDS,
   type ReportData,
   type StageTiming,

@@ -122,3 +122,20 @@ export function validateReportData(data: ReportData): void {
   if (typeof data.settings !== "object" || data.settings === null)
     throw new ReportDataError({ field: "settings", reason: "expected an object" });
 }
+
+/**
+ * The report sections that would render without a single value: "kld", "layers" (no measured MoE
+ * output error), "experts.<field>" (every cell null: a grey heatmap), "settings", "timings".
+ * An RTN run legitimately has no calibration (experts.routedTokens, experts.calibWeightMass);
+ * anything else listed here is a section the report promises and does not show.
+ */
+export function emptySections(data: ReportData): string[] {
+  const empty: string[] = [];
+  if (!data.kld) empty.push("kld");
+  if (!data.layers.some((s) => s.outputRelError !== null)) empty.push("layers");
+  for (const f of MATRIX_FIELDS)
+    if (!data.experts[f].some((row) => row.some((v) => v !== null && Number.isFinite(v)))) empty.push(`experts.${f}`);
+  if (Object.keys(data.settings).length === 0) empty.push("settings");
+  if (data.timings.length === 0) empty.push("timings");
+  return empty;
+}

@@ -46,6 +46,8 @@ interface HeatmapSpec {
   readonly log: boolean;
   /** Draw exact zeros in a warning colour (experts that got no calibration data). */
   readonly flagZero: boolean;
+  /** Why a map may have no value at all (said under its title when it has none). */
+  readonly absentReason?: string;
 }
 
 function heatmap(spec: HeatmapSpec, layers: number, experts: number): string {
@@ -97,6 +99,7 @@ function heatmap(spec: HeatmapSpec, layers: number, experts: number): string {
   ].join("");
   return `<section class="panel heat">
 <h3>${escapeHtml(spec.title)} <span class="muted">rows: layers, columns: experts</span></h3>
+${values.length === 0 ? `<p class="muted empty">Not measured in this run${spec.absentReason ? `: ${escapeHtml(spec.absentReason)}` : ""}.</p>` : ""}
 <svg class="heatmap" id="${spec.id}" data-layers="${layers}" data-experts="${experts}" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-label="${escapeHtml(spec.title)}: layers by experts">
 ${axes.join("\n")}
 ${cells.join("\n")}
@@ -215,6 +218,7 @@ export function renderReportHtml(data: ReportData): string {
     {
       id: "heat-routed",
       title: "Routed calibration tokens",
+      absentReason: "no calibration pass (RTN, or moeq eval of a checkpoint)",
       unit: "tokens",
       matrix: data.experts.routedTokens,
       log: true,
@@ -223,6 +227,7 @@ export function renderReportHtml(data: ReportData): string {
     {
       id: "heat-mass",
       title: "Calibration weight mass",
+      absentReason: "no calibration pass (RTN, or moeq eval of a checkpoint)",
       unit: "",
       matrix: data.experts.calibWeightMass,
       log: true,
@@ -239,12 +244,21 @@ export function renderReportHtml(data: ReportData): string {
     {
       id: "heat-oerr",
       title: "Output error on routed eval tokens (relative)",
+      absentReason: "the first batch of windows was scored by an evaluator worker",
       unit: "",
       matrix: data.experts.outputRelError,
       log: false,
       flagZero: false,
     },
-    { id: "heat-time", title: "Time per expert", unit: "s", matrix: data.experts.seconds, log: false, flagZero: false },
+    {
+      id: "heat-time",
+      title: "Time per expert",
+      unit: "s",
+      matrix: data.experts.seconds,
+      log: false,
+      flagZero: false,
+      absentReason: "no quantization in this run (moeq eval of a checkpoint)",
+    },
   ];
   const settings = Object.entries(data.settings)
     .map(([k, v]) => row([escapeHtml(k), escapeHtml(v === null ? "—" : String(v))]))

@@ -3,7 +3,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Effect } from "effect";
 import { describe, expect, it } from "vitest";
-import { coverageOf, type ReportData, ReportDataError, writeReport } from "../src/index.ts";
+import {
+  coverageOf,
+  emptySections,
+  type ReportData,
+  ReportDataError,
+  renderReportHtml,
+  writeReport,
+} from "../src/index.ts";
 import { sampleReport } from "./sampleReport.ts";
 
 const tmp = () => mkdtempSync(join(tmpdir(), "moeq-report-"));
@@ -110,5 +117,28 @@ describe("coverageOf", () => {
       expertsWithoutTokens: 2,
       expertsBelowMin: 4,
     });
+  });
+});
+
+describe("emptySections", () => {
+  it("a full report has none; a grey heatmap, no layer error or no timings is named", () => {
+    const full = sampleReport(2, 4);
+    expect(emptySections(full)).toEqual([]);
+    const nulls = full.experts.outputRelError.map((row) => row.map(() => null));
+    const empty: ReportData = {
+      ...full,
+      experts: { ...full.experts, outputRelError: nulls },
+      layers: full.layers.map((l) => ({ ...l, outputRelError: null })),
+      timings: [],
+    };
+    expect(emptySections(empty)).toEqual(["layers", "experts.outputRelError", "timings"]);
+  });
+
+  it("the HTML says under a map's title that it was not measured, and why", () => {
+    const full = sampleReport(2, 4);
+    const nulls = full.experts.routedTokens.map((row) => row.map(() => null));
+    const html = renderReportHtml({ ...full, experts: { ...full.experts, routedTokens: nulls } });
+    expect(html).toContain("Not measured in this run: no calibration pass (RTN, or moeq eval of a checkpoint).");
+    expect(renderReportHtml(full)).not.toContain("Not measured in this run");
   });
 });

@@ -41,13 +41,14 @@ export {
 } from "./errors.ts";
 export { type ModelSummary, summarize } from "./inspect.ts";
 export { type LoadedModel, loadModel, readConfig } from "./model.ts";
-export { architectures, buildSpec, detectArchitecture, supportedModelTypes } from "./registry.ts";
+export { architectureNote, architectures, buildSpec, detectArchitecture, supportedModelTypes } from "./registry.ts";
 export type * from "./spec.ts";
 export {
   defaultQuantizable,
   expectedTensors,
   isQuantizable,
   quantizableWeights,
+  unusedTensors,
   validateWeights,
   weightRoles,
 } from "./tensors.ts";

@@ -9,6 +9,7 @@ export function eventKey(e: Pick<Event, "type" | "payload"> | NewEvent): string 
     case "LayerLoaded":
     case "RoutingPlanned":
     case "LayerCompleted":
+    case "LayerPacked":
       return `${e.type}/${p.layer}`;
     case "ExpertCalibrated":
     case "ExpertQuantized":
@@ -26,3 +27,23 @@ export function eventKey(e: Pick<Event, "type" | "payload"> | NewEvent): string 
 
 /** Module name of a projection (what the checkpoint calls `<module>.weight`). */
 export const expertKey = (layer: number, expert: number, proj: string) => `${layer}/${expert}/${proj}`;
+
+/**
+ * Each stage's span in a run's events: its first and last event times (ms since the epoch), in
+ * the order the stages first appear; the supervisor's "run" events are not a stage. The run
+ * summary's and the report's stage timings.
+ */
+export function stageSpans(
+  events: readonly Pick<Event, "stage" | "time">[],
+): Map<string, { from: number; to: number }> {
+  const span = new Map<string, { from: number; to: number }>();
+  for (const e of events) {
+    if (e.stage === "run") continue;
+    const t = Date.parse(e.time);
+    const s = span.get(e.stage) ?? { from: t, to: t };
+    s.from = Math.min(s.from, t);
+    s.to = Math.max(s.to, t);
+    span.set(e.stage, s);
+  }
+  return span;
+}

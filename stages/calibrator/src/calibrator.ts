@@ -14,7 +14,7 @@
 //      LayerCompleted.
 // In memory: one layer's weights (mapped from the loader's descriptors), the activations and the
 // k×k sums of the inputs being gathered.
-import { existsSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { EventOf, TensorDescriptor } from "@moeq/contracts";
 import { buildSpec, Engine, type ModelSpec, type RawConfig, type Routing, type WeightSource } from "@moeq/models";
@@ -22,6 +22,7 @@ import { cudaKernels, type DeviceKernels, type DeviceSpec, deviceKernels, parseD
 import {
   descriptorSource,
   isFloatScheme,
+  layerInputFile,
   type QuantTarget,
   quantTargets,
   type StageContext,
@@ -32,7 +33,7 @@ import {
   writeFileAtomic,
   writeTensorFile,
 } from "@moeq/runtime";
-import { CudaTensorStore } from "@moeq/store";
+import { CudaTensorStore, readFileInto } from "@moeq/store";
 import { expertChunks, type LayerBatch, layerBatch, rowPlan, slicePlan } from "./batch-plan.ts";
 import { dequantOverlay } from "./dequant.ts";
 import {
@@ -49,7 +50,9 @@ import { requestPlan } from "./route-client.ts";
 import { publishUncalibrated } from "./trace.ts";
 import { EMPTY_HESSIAN, fusedCache, publishWork } from "./work.ts";
 
-const actsFile = (dir: string, L: number) => join(dir, `layer-${L}.input.f32`);
+// Layer inputs stay f32: the next layer's statistics and the routing plan are computed from
+// them, and bf16 would round every activation before GPTQ sees it (the reference keeps f32).
+const actsFile = layerInputFile;
 
 // --device: set once per run from the options (runs written before --device existed mean cpu)
 let device: DeviceSpec = { kind: "cpu" };
@@ -113,14 +116,16 @@ export async function runCalibrator(ctx: StageContext): Promise<void> {
         message: `${f} is missing: layer ${start - 1} completed without its output`,
         permanent: true,
       });
-    const b = readFileSync(f);
-    h = new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
-    if (h.length !== rows * H)
+    // read in chunks into one f32 buffer: the file may pass 2 GiB (readFileSync's limit)
+    const size = statSync(f).size;
+    if (size !== rows * H * 4)
       throw new StageError({
         stage: ctx.stage,
-        message: `${f}: ${h.length} values, expected ${rows}×${H}`,
+        message: `${f}: ${size / 4} values, expected ${rows}×${H}`,
         permanent: true,
       });
+    h = new Float32Array(rows * H);
+    readFileInto(f, new Uint8Array(h.buffer));
   }
 
   for (let L = start; L < spec.layers.length; L++) {
@@ -159,7 +164,9 @@ export async function runCalibrator(ctx: StageContext): Promise<void> {
     });
     const tBlock = Date.now();
     h = engine.finishLayer(residual, y);
-    writeFileAtomic(actsFile(ctx.paths.acts, L + 1), new Uint8Array(h.buffer, h.byteOffset, h.byteLength));
+    // the next layer's input, for a restart; the last layer's output has no reader
+    if (L + 1 < spec.layers.length)
+      writeFileAtomic(actsFile(ctx.paths.acts, L + 1), new Uint8Array(h.buffer, h.byteOffset, h.byteLength));
     await ctx.pause();
     await ctx.emit({
       type: "LayerCompleted",

@@ -3,7 +3,7 @@
 // and appends EvaluationCompleted with the KLD statistics.
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { isFloatScheme, type StageContext } from "@moeq/runtime";
+import { isFloatScheme, type StageContext, stageSpans } from "@moeq/runtime";
 import { telemetry as tracing } from "@moeq/runtime";
 import { distributeWindows } from "./distribute-windows.ts";
 import { evaluateCheckpoint } from "./evaluate.ts";
@@ -61,6 +61,13 @@ export async function runEvaluator(ctx: StageContext): Promise<void> {
   const expertRuns = planned.flatMap((p) =>
     p.payload.coverage.map((c) => ({ layer: p.payload.layer, expert: c.expert, routedTokens: c.tokensRouted, calibWeightMass: c.weightMass, seconds: seconds.get(`${p.payload.layer}/${c.expert}`) ?? 0 })),
   );
+  // experts quantized without a calibration plan (RTN): their time, no calibration numbers
+  const covered = new Set(expertRuns.map((r) => `${r.layer}/${r.expert}`));
+  for (const [k, s] of seconds)
+    if (!covered.has(k)) {
+      const [layer, expert] = k.split("/").map(Number);
+      expertRuns.push({ layer, expert, routedTokens: Number.NaN, calibWeightMass: Number.NaN, seconds: s });
+    }
   // the packer's notes (input-scale fallbacks of experts without calibration tokens, scale dtypes)
   const packJson = join(ctx.paths.report, "pack.json");
   const packNotes: string[] = existsSync(packJson) ? (JSON.parse(readFileSync(packJson, "utf8")).notes ?? []) : [];
@@ -93,6 +100,11 @@ export async function runEvaluator(ctx: StageContext): Promise<void> {
     },
     evaluation,
     expertRuns,
+    // every stage's span in the run's events so far; the evaluator's own runs until this report
+    timings: [...stageSpans(ctx.events)].map(([stage, { from, to }]) => ({
+      stage,
+      seconds: ((stage === ctx.stage ? Date.now() : to) - from) / 1000,
+    })),
     remedy: o.algorithm === "gptq" ? (o.zeroTokenFallback && o.zeroTokenFallback !== "rtn" ? `policy ${o.zeroTokenFallback}, else RTN` : "RTN fallback") : undefined,
     minTokens: o.minExpertTokens || opened.payload.hiddenSize,
   });

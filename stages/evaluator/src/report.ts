@@ -31,19 +31,21 @@ export interface ReportInput {
 export function reportData(r: ReportInput): ReportData {
   const runs = new Map((r.expertRuns ?? []).map((s) => [`${s.layer}/${s.expert}`, s]));
   const werr = new Map(r.evaluation.expertWeightErrors.map((s) => [`${s.layer}/${s.expert}`, s.relError]));
+  const oerr = new Map(r.evaluation.expertOutputErrors.map((s) => [`${s.layer}/${s.expert}`, s.relError]));
   const stats: ExpertStats[] = [];
   for (let L = 0; L < r.layers; L++)
     for (let e = 0; e < r.experts; e++) {
       const run = runs.get(`${L}/${e}`);
       const we = werr.get(`${L}/${e}`);
-      if (!run && we === undefined) continue;
+      const oe = oerr.get(`${L}/${e}`);
+      if (!run && we === undefined && oe === undefined) continue;
       stats.push({
         layer: L,
         expert: e,
         routedTokens: run?.routedTokens ?? Number.NaN,
         calibWeightMass: run?.calibWeightMass ?? Number.NaN,
         weightRelError: we ?? null,
-        outputRelError: null,
+        outputRelError: oe ?? null,
         seconds: run?.seconds ?? Number.NaN,
       });
     }
@@ -78,7 +80,7 @@ export function reportData(r: ReportInput): ReportData {
       outputRelError: m("outputRelError"),
       seconds: m("seconds"),
     },
-    coverage: r.expertRuns
+    coverage: r.expertRuns && total > 0
       ? {
           minTokens,
           expertsTotal: total,

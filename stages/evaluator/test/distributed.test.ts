@@ -105,6 +105,21 @@ describe("a distributed evaluation", () => {
     expect(single.kld.tokens).toBe(3 * 23);
     expect(single.kld.kld.mean).toBeGreaterThan(0);
     expect(single.layers[0].outputRelError).toBeGreaterThan(0);
+    // each expert's output error on the first batch's rows routed to it: every routed row counted
+    // once per expert that got it (top-k per row), a real but bounded error
+    const moeLayers = new Set(single.expertOutputErrors.map((x) => x.layer));
+    expect(moeLayers.size).toBeGreaterThan(0);
+    for (const L of moeLayers) {
+      const rows = single.expertOutputErrors.filter((x) => x.layer === L).reduce((n, x) => n + x.tokens, 0);
+      expect(rows % (2 * 24), `layer ${L}`).toBe(0); // first batch: 2 windows × 24 tokens, × top-k
+    }
+    // layer 0's experts are FP8 in the checkpoint, the others as they were: exactly 0 there
+    for (const x of single.expertOutputErrors) {
+      if (x.layer === 0) expect(x.relError, `${x.layer}/${x.expert}`).toBeGreaterThan(0);
+      else expect(x.relError, `${x.layer}/${x.expert}`).toBe(0);
+      expect(x.relError, `${x.layer}/${x.expert}`).toBeLessThan(1);
+    }
+    expect(single.expertOutputErrors.some((x) => x.layer === 0)).toBe(true);
     // JSON keeps every double exactly (shortest round-trip form), so equal text = equal bits
     expect(JSON.stringify(split.kld)).toBe(JSON.stringify(single.kld));
     expect(JSON.stringify(split.layers)).toBe(JSON.stringify(single.layers));

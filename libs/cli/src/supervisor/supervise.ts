@@ -3,6 +3,7 @@
 // crashed stages (bounded), appends RunCompleted once the evaluation is in (or RunFailed), then
 // stops everything and builds the summary. A resumed run goes through the same path: stages
 // replay the events and skip what is done.
+import { writeSync } from "node:fs";
 import { cpus } from "node:os";
 import { resolve } from "node:path";
 import {
@@ -17,11 +18,12 @@ import {
 } from "@moeq/bus";
 import { type Event, foldRunState, initialRunState, type RunState } from "@moeq/contracts";
 import { buildSpec, type RawConfig } from "@moeq/models";
-import { ENV, quantTargets, type RunInfo, readRunInfo, runPaths } from "@moeq/runtime";
+import { ENV, modelRoots, quantTargets, type RunInfo, readRunInfo, runPaths } from "@moeq/runtime";
 import { type HostFileServer, localHostId, removeRunSegments, serveHostFiles } from "@moeq/store";
 import { initTelemetry, runSpan, traceEnv } from "@moeq/telemetry";
 import { moeqVersion } from "../version.ts";
 import { resolveGraph } from "./graph.ts";
+import { writeModelCard } from "./model-card.ts";
 import { StageProcesses } from "./processes.ts";
 import { Progress } from "./progress.ts";
 import { buildSummary, type RunSummary } from "./summary.ts";
@@ -57,14 +59,20 @@ export async function supervise(o: SuperviseOptions): Promise<RunSummary> {
   }
 }
 
-async function superviseRun(o: SuperviseOptions, info: RunInfo, traceVars: Record<string, string>): Promise<RunSummary> {
+async function superviseRun(
+  o: SuperviseOptions,
+  info: RunInfo,
+  traceVars: Record<string, string>,
+): Promise<RunSummary> {
   const paths = runPaths(o.workDir);
   const started = Date.now();
   let server: EmbeddedServer | undefined;
   let bus: Bus | undefined;
   let procs: StageProcesses | undefined;
   let hostFiles: HostFileServer | undefined;
-  const stopSignals = () => {
+  const stopSignals = (signal: NodeJS.Signals) => {
+    // synchronous: the CLI runtime ends the process on the same signal before a piped write drains
+    writeSync(2, `\nmoeq: ${signal}: stopping; continue the run with: moeq resume ${o.workDir}\n`);
     void procs?.stopAll(1000);
   };
   try {
@@ -82,7 +90,7 @@ async function superviseRun(o: SuperviseOptions, info: RunInfo, traceVars: Recor
     hostFiles = await serveHostFiles(bus, {
       runId: info.runId,
       hostId: localHostId(),
-      roots: [o.workDir, info.modelDir],
+      roots: [o.workDir, ...modelRoots(info.modelDir)],
       workDir: o.workDir,
       replicas: streamReplicas(bus.nc),
     });
@@ -115,6 +123,7 @@ async function superviseRun(o: SuperviseOptions, info: RunInfo, traceVars: Recor
       finish = r;
     });
     let appendingEnd = false;
+    let stopped: string | undefined;
     const follower = await log.follow(1, (e) => {
       events.push(e);
       state = foldRunState(state, e);
@@ -155,14 +164,36 @@ async function superviseRun(o: SuperviseOptions, info: RunInfo, traceVars: Recor
       };
       procs = new StageProcesses(
         stages,
-        { url, token, runId: info.runId, workDir: o.workDir, threads: info.threads ?? defaultThreads(), trace: traceVars },
+        {
+          url,
+          token,
+          runId: info.runId,
+          workDir: o.workDir,
+          threads: info.threads ?? defaultThreads(),
+          trace: traceVars,
+        },
         paths.logs,
         o.maxRestarts ?? 3,
         giveUp,
         (stage, i, why) => progress.note(`stage ${stage}.${i} died (${why}); restarting`),
+        (stage, why) => {
+          // No RunFailed: the log stays open for `moeq resume` once space is freed.
+          const failed = events.findLast((e) => e.type === "StageFailed" && e.payload.stage === stage);
+          const message = failed?.type === "StageFailed" ? failed.payload.error.message : why;
+          stopped = `${stage} ran out of disk space: ${message}; free space, then \`moeq resume ${o.workDir}\``;
+          progress.note(stopped);
+          finish();
+        },
       );
-      process.on("SIGINT", stopSignals);
-      process.on("SIGTERM", stopSignals);
+      // On our own embedded server no worker of this run is alive now (they die with their
+      // supervisor): what they held is redone at once rather than after the queue's ack wait.
+      if (server) {
+        const redone = await queues.redeliverInFlight();
+        if (redone > 0) progress.note(`${redone} work item(s) held by the previous processes are redone`);
+      }
+      // first in line: the CLI runtime's own handler ends the process on these signals
+      process.prependListener("SIGINT", stopSignals);
+      process.prependListener("SIGTERM", stopSignals);
       procs.startAll();
       o.onStarted?.(procs, log);
     }
@@ -170,14 +201,17 @@ async function superviseRun(o: SuperviseOptions, info: RunInfo, traceVars: Recor
     await procs?.stopAll();
     await follower.stop();
     removeRunSegments(info.runId);
-    return buildSummary({
+    const summary = buildSummary({
       info,
       workDir: o.workDir,
       events,
       state,
       processes: procs ? [...procs.stats.values()] : [],
       wallSeconds: (Date.now() - started) / 1000,
+      ...(stopped ? { stopped } : {}),
     });
+    writeModelCard(summary, info);
+    return summary;
   } finally {
     process.removeListener("SIGINT", stopSignals);
     process.removeListener("SIGTERM", stopSignals);
