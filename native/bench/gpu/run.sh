@@ -100,7 +100,7 @@ if want equiv; then
         o=/tmp/eq/$fx-$pol-$dev
         mkdir -p /tmp/eq
         timeout "${EQUIV_TIMEOUT:-150}" node libs/cli/dist/main.js quantize ".gpu-fixtures/$fx" --out "$o" --device $dev --policy $pol --calib random:8x64 \
-          --eval random:2x32 --quantizers 1 --threads 1 --json >"$o.json" 2>"$o.err" &
+          --eval random:2x32 --quantizers 1 --threads 1 --keep-artifacts --json >"$o.json" 2>"$o.err" &
         pids+=($!)
       done
     done
