@@ -345,6 +345,29 @@ export interface CudaKernels {
     precision?: CudaPrecision,
     timePhases?: boolean,
   ): Promise<CudaMoeCalibration>;
+  /**
+   * One expert's calibration rows: out[i, :] = x[index[i], :] (· scale[i], one f32 product, when
+   * scale is given: Llama 4's router-scaled expert input). index i32 [n] and scale f32 [n] on the
+   * device; an index outside [0, xRows) is a RangeError naming its position.
+   */
+  cudaGatherRowsF32(
+    x: CudaBuffer,
+    xRows: number,
+    cols: number,
+    index: CudaBuffer,
+    n: number,
+    scale: CudaBuffer | null,
+    out: CudaBuffer,
+  ): void;
+  /** max |x[i]| over n f32 values (NaN when one is NaN): an input's absmax without a download. */
+  cudaAbsMaxF32(x: CudaBuffer, n: number): number;
+  /**
+   * dst[b, i] = f32(f64(src[b, i]) · scale[b]) over `blocks` blocks of blockLen values (a stack of raw
+   * Hessian sums brought to GPTQ's 2/Σw convention, rounded once as the CPU path does); dst may be src.
+   */
+  cudaScaleBlocksF32(src: CudaBuffer, dst: CudaBuffer, blocks: number, blockLen: number, scale: Float64Array): void;
+  /** Per row Σ_c a[r, c]·b[r, c], accumulated in f64 (per-projection GPTQ loss out of a batched call). */
+  cudaRowDotF32(a: CudaBuffer, b: CudaBuffer, rows: number, cols: number): Float64Array;
   /** Handle for another process on this host; only for allocations this process made. */
   cudaIpcExport(buf: CudaBuffer): CudaIpcExport;
   /** Maps another process's allocation; rejects ranges past the allocation's end. */
