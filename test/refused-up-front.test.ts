@@ -131,3 +131,32 @@ describe("refused before any work", () => {
     expect(existsSync(join(model, "quantized"))).toBe(false);
   }, 60_000);
 });
+
+describe("found at first use, named", () => {
+  it("a NaN weight fails the run with a message naming the tensor and element (was an internal schema error on a statistic)", async () => {
+    const m = withConfig(fixture("qwen3_moe"), () => {});
+    const file = join(m, "model.safetensors");
+    const bytes = readFileSync(file);
+    const headerLen = Number(bytes.readBigUInt64LE(0));
+    const header = JSON.parse(bytes.subarray(8, 8 + headerLen).toString("utf8"));
+    const name = "model.layers.0.mlp.experts.1.up_proj.weight";
+    const { dtype, shape, data_offsets } = header[name] as { dtype: string; shape: number[]; data_offsets: number[] };
+    expect(dtype).toBe("BF16");
+    // row 2, column 3 becomes a bf16 NaN
+    bytes.writeUInt16LE(0x7fc0, 8 + headerLen + data_offsets[0] + 2 * (2 * shape[1] + 3));
+    writeFileSync(file, bytes);
+    const r = await moeq([
+      "quantize",
+      m,
+      "--out",
+      join(dir, "nan-out"),
+      "--calib",
+      "random:4x16",
+      "--eval",
+      "random:2x16",
+    ]);
+    expect(r.code).not.toBe(0);
+    expect(r.stdout + r.stderr).toContain(`tensor '${name}' holds NaN at row 2, column 3`);
+    expect(r.stdout + r.stderr).not.toMatch(/Expected a finite number/);
+  }, 120_000);
+});
