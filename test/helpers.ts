@@ -77,3 +77,21 @@ export const shardHashes = (dir: string) =>
 
 export const meanKld = (summaryJson: string): number =>
   (JSON.parse(summaryJson) as { kld: { kld: { mean: number } } }).kld.kld.mean;
+
+/** `moeq synth` of a tiny model (2 layers unless said) into `out`; fails the test when synth fails. */
+export async function synthTiny(out: string, o: { arch?: string; layers?: number; seed?: number } = {}): Promise<void> {
+  const r = await moeq([
+    "synth",
+    "--arch",
+    o.arch ?? "qwen3_moe",
+    "--preset",
+    "tiny",
+    "--layers",
+    String(o.layers ?? 2),
+    "--seed",
+    String(o.seed ?? 0),
+    "--out",
+    out,
+  ]);
+  if (r.code !== 0) throw new Error(`moeq synth failed: ${r.stderr}`);
+}

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { wantedFile } from "../libs/cli/src/model-ref.ts";
 import { formatKldTable, type KldStats } from "../libs/eval/src/index.ts";
-import { moeq, shardHashes, tempDir } from "./helpers.ts";
+import { moeq, shardHashes, synthTiny, tempDir } from "./helpers.ts";
 
 const dir = tempDir("hf-cache");
 const windows = ["--calib", "random:8x32", "--eval", "random:2x32", "--algo", "rtn"];
@@ -15,20 +15,7 @@ const windows = ["--calib", "random:8x32", "--eval", "random:2x32", "--algo", "r
 describe("Hugging Face cache snapshot", () => {
   it("quantizes a model id from the cache (refs/main → snapshot of symlinks into blobs/) byte-identically to the plain dir", async () => {
     const plain = join(dir, "plain");
-    const s = await moeq([
-      "synth",
-      "--arch",
-      "qwen3_moe",
-      "--preset",
-      "tiny",
-      "--layers",
-      "2",
-      "--seed",
-      "5",
-      "--out",
-      plain,
-    ]);
-    expect(s.code, s.stderr).toBe(0);
+    await synthTiny(plain, { seed: 5 });
     // the input's other files: copied unchanged (remote code as data, never run), pickles never
     const extras: Record<string, string> = {
       "chat_template.jinja": "{% for m in messages %}{{ m.content }}{% endfor %}",

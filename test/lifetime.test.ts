@@ -6,7 +6,7 @@ import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { beforeAll, describe, expect, it } from "vitest";
-import { moeq, moeqSpawn, root, shardHashes, tempDir, waitForLog } from "./helpers.ts";
+import { moeq, moeqSpawn, root, shardHashes, synthTiny, tempDir, waitForLog } from "./helpers.ts";
 
 const dir = tempDir("lifetime");
 const model = join(dir, "model");
@@ -58,19 +58,23 @@ function pausedGraph(file: string): string {
   return file;
 }
 
-/** Starts a run, keeps a census of its process tree, and SIGKILLs the supervisor when `trigger` resolves. */
-async function killSupervisor(name: string, trigger: (work: string) => Promise<void>): Promise<number[]> {
-  const out = join(dir, name);
-  const work = `${out}.moeq-work`;
-  const run = moeqSpawn([
+/** `moeq quantize` of the tiny model into `dir/name` through a graph that pauses every stage's items. */
+const pausedRun = (name: string) =>
+  moeqSpawn([
     "quantize",
     model,
     "--out",
-    out,
+    join(dir, name),
     ...windows,
     "--graph",
     pausedGraph(join(dir, `${name}.json`)),
   ]);
+
+/** Starts a run, keeps a census of its process tree, and SIGKILLs the supervisor when `trigger` resolves. */
+async function killSupervisor(name: string, trigger: (work: string) => Promise<void>): Promise<number[]> {
+  const out = join(dir, name);
+  const work = `${out}.moeq-work`;
+  const run = pausedRun(name);
   const supervisor = run.child.pid!;
   const seen = new Map<number, string>();
   const census = setInterval(() => collectDescendants(supervisor, seen), 20);
@@ -90,20 +94,7 @@ async function killSupervisor(name: string, trigger: (work: string) => Promise<v
 }
 
 beforeAll(async () => {
-  const s = await moeq([
-    "synth",
-    "--arch",
-    "qwen3_moe",
-    "--preset",
-    "tiny",
-    "--layers",
-    "2",
-    "--seed",
-    "3",
-    "--out",
-    model,
-  ]);
-  expect(s.code, s.stderr).toBe(0);
+  await synthTiny(model, { seed: 3 });
 }, 120_000);
 
 describe("process lifetime", () => {
@@ -133,15 +124,7 @@ describe("process lifetime", () => {
     ] as const) {
       const out = join(dir, `signal-${signal}`);
       const work = `${out}.moeq-work`;
-      const run = moeqSpawn([
-        "quantize",
-        model,
-        "--out",
-        out,
-        ...windows,
-        "--graph",
-        pausedGraph(join(dir, `${signal}.json`)),
-      ]);
+      const run = pausedRun(`signal-${signal}`);
       await waitForLog(work, "loader", /started/);
       run.child.kill(signal);
       const r = await run.done;
@@ -156,15 +139,7 @@ describe("process lifetime", () => {
     expect(base.code, base.stderr).toBe(0);
     const out = join(dir, "gave-up");
     const work = `${out}.moeq-work`;
-    const run = moeqSpawn([
-      "quantize",
-      model,
-      "--out",
-      out,
-      ...windows,
-      "--graph",
-      pausedGraph(join(dir, "gave-up.json")),
-    ]);
+    const run = pausedRun("gave-up");
     // the supervisor restarts a stage 3 times, then gives up: kill the quantizer 4 times
     let last = 0;
     for (let k = 0; k < 4; k++) {
