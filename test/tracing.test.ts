@@ -159,15 +159,20 @@ function checkTree(spans: readonly Span[], runId: string, algorithm: "gptq" | "r
         expect(num(s.attributes["moeq.tokens_routed"])).toBe(CALIB.n * CALIB.t * cfg.num_experts_per_tok);
     }
   }
-  for (const [op, stage] of [
-    ["pack", "packer"],
-    ["evaluate", "evaluator"],
-  ]) {
-    const ops = spans.filter((s) => s.name === op);
-    expect(ops, op).toHaveLength(1);
-    expect(byId.get(ops[0].parentSpanId!)!.name).toBe(stage);
-  }
-  expect(num(spans.find((s) => s.name === "pack")!.attributes["moeq.bytes"])).toBeGreaterThan(0);
+  // The packer writes each layer's part as the layer finishes (layer 0's together with the
+  // model-level tensors: two parts), then assembles the shards from the parts: L + 2 pack spans.
+  const packs = spans.filter((s) => s.name === "pack");
+  expect(packs).toHaveLength(L + 2);
+  for (const p of packs) expect(byId.get(p.parentSpanId!)!.name).toBe("packer");
+  expect(packs.map((p) => p.attributes["moeq.layer"]).filter((l) => l !== undefined).map(num).sort()).toEqual([
+    0,
+    0,
+    ...[...Array(L).keys()].slice(1),
+  ]);
+  for (const p of packs) expect(num(p.attributes["moeq.bytes"])).toBeGreaterThan(0);
+  const evaluate = spans.filter((s) => s.name === "evaluate");
+  expect(evaluate).toHaveLength(1);
+  expect(byId.get(evaluate[0].parentSpanId!)!.name).toBe("evaluator");
   const kld = num(spans.find((s) => s.name === "evaluate")!.attributes["moeq.loss"]);
   expect(Number.isFinite(kld) && kld >= 0).toBe(true);
 
