@@ -4,6 +4,11 @@ the CPU (transformers 5.17; the committed numbers: CPU, torch 2.13, see the JSON
 
   python3 rtn_reference.py FIXTURES_DIR OUT.json [N T]
 
+libs/models/device/rtn-reference.json was made on the dev machine's CPU (the GPU machine was not
+lent that day) in a venv with `pip install torch==2.13.0+cpu transformers==5.17.0 safetensors`:
+  python3 libs/models/device/rtn_reference.py ../shared/fixtures/tiny-random \
+    libs/models/device/rtn-reference.json 4 32      (about 2 minutes)
+
 Each original model's logits on its fixture's golden input are compared with golden.safetensors
 (made by transformers on CUDA) and the max relative difference is written as goldenLogitsMaxRel:
 the evidence that this run computes the same models as the goldens (DeepSeek-V3.2's indexer needs
