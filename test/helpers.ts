@@ -17,6 +17,8 @@ export const tempDir = (name: string) => mkdtempSync(join(tmpdir(), `moeq-e2e-${
 
 export interface CliResult {
   readonly code: number | null;
+  /** the signal that ended the process, where it did not exit by itself */
+  readonly signal?: NodeJS.Signals | null;
   readonly stdout: string;
   readonly stderr: string;
 }
@@ -38,7 +40,7 @@ export function moeqSpawn(args: readonly string[]): { child: ChildProcess; done:
   let stderr = "";
   child.stdout!.on("data", (b) => (stdout += b));
   child.stderr!.on("data", (b) => (stderr += b));
-  const done = new Promise<CliResult>((r) => child.on("exit", (code) => r({ code, stdout, stderr })));
+  const done = new Promise<CliResult>((r) => child.on("exit", (code, signal) => r({ code, signal, stdout, stderr })));
   return { child, done };
 }
 
@@ -75,3 +77,21 @@ export const shardHashes = (dir: string) =>
 
 export const meanKld = (summaryJson: string): number =>
   (JSON.parse(summaryJson) as { kld: { kld: { mean: number } } }).kld.kld.mean;
+
+/** `moeq synth` of a tiny model (2 layers unless said) into `out`; fails the test when synth fails. */
+export async function synthTiny(out: string, o: { arch?: string; layers?: number; seed?: number } = {}): Promise<void> {
+  const r = await moeq([
+    "synth",
+    "--arch",
+    o.arch ?? "qwen3_moe",
+    "--preset",
+    "tiny",
+    "--layers",
+    String(o.layers ?? 2),
+    "--seed",
+    String(o.seed ?? 0),
+    "--out",
+    out,
+  ]);
+  if (r.code !== 0) throw new Error(`moeq synth failed: ${r.stderr}`);
+}

@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import { CudaUnavailable, cudaKernels, deviceKernels, InvalidDevice, native, parseDevice } from "../ts/index.ts";
 import * as checks from "./cuda_checks.ts";
 import * as opsChecks from "./cuda_ops_checks.ts";
+import * as statsChecks from "./cuda_stats_checks.ts";
 
 const cudaEntryPoints = [
   "cudaDeviceCount",
@@ -103,6 +104,8 @@ if (!native.withCuda) {
     it("causal conv1d + SiLU, gated delta rule", async () => console.log(await opsChecks.checkDeltaNet(21)), 60_000);
     it("typed errors for bad input to the forward-pass kernels", async () =>
       console.log(await opsChecks.checkOpsRejections()));
+    it("MoE statistics helpers: row gather, absmax, row dots", async () =>
+      console.log(await statsChecks.checkMoeStats(22)));
     it("GPTQ reproduces the oracle cases", async () => console.log(await checks.checkGptqOracle()), 60_000);
     it(
       "batched GPTQ matches the CPU kernel per expert",

@@ -1,13 +1,15 @@
 // A private nats-server for one run: 127.0.0.1 only, random per-run token, JetStream in a temp
 // dir, max_payload raised to 8 MB. Stopped and its dir removed on stop(), on process exit and
-// on SIGINT/SIGTERM; a server left behind by a SIGKILLed parent is reaped by the next start.
-import { type ChildProcess, spawn } from "node:child_process";
+// on SIGINT/SIGTERM; a SIGKILLed parent's server gets SIGTERM from the kernel (spawnTied), and one
+// left behind where that is unavailable is reaped by the next start.
+import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Effect } from "effect";
+import { spawnTied } from "./child-lifetime.ts";
 import { errorText, NatsServerFailed } from "./errors.ts";
 
 export interface EmbeddedServerOptions {
@@ -112,7 +114,8 @@ export async function startNatsServer(opts: EmbeddedServerOptions = {}): Promise
   ].join("\n");
   writeFileSync(join(dir, "nats.conf"), conf, { mode: 0o600 });
   const binary = opts.binary ?? process.env.MOEQ_NATS_SERVER ?? "nats-server";
-  const child = spawn(binary, ["-c", join(dir, "nats.conf")], { stdio: ["ignore", "ignore", "pipe"] });
+  // tied: a supervisor killed by SIGKILL runs no exit handler, and the server must not outlive it
+  const child = spawnTied(binary, ["-c", join(dir, "nats.conf")], { stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
   child.stderr?.on("data", (b: Buffer) => {
     stderr = (stderr + b.toString()).slice(-4000);

@@ -1,3 +1,4 @@
+export * from "./child-lifetime.ts";
 export * from "./cluster.ts";
 export * from "./connection.ts";
 export * from "./embedded-server.ts";

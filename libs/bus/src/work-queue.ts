@@ -15,9 +15,9 @@ import {
 import { AckPolicy, DeliverPolicy, type JsMsg } from "@nats-io/jetstream";
 import { headers, nanos } from "@nats-io/transport-node";
 import { Result } from "effect";
+import { streamReplicas } from "./cluster.ts";
 import type { Bus } from "./connection.ts";
 import { BusFailed, errorText, PermanentFailure } from "./errors.ts";
-import { streamReplicas } from "./cluster.ts";
 import { ensureRunStreams, type RunStreamOptions } from "./streams.ts";
 import { consumerName, streams, subjects } from "./subjects.ts";
 
@@ -99,6 +99,27 @@ export class RunWorkQueues {
       await this.bus.jsm.consumers.add(streams.work(this.runId), cfg);
     }
     this.options.set(queue, { maxDeliver, backoffMs: o.backoffMs ?? DEFAULTS.backoffMs });
+  }
+
+  /**
+   * Makes every item a worker holds but never acked deliverable again now, instead of after the
+   * queue's ack wait (minutes): each queue's consumer is recreated with its own settings, so the
+   * unacked items of the work-queue stream are delivered from the start. Only for a supervisor
+   * that knows no worker of the run is alive (a resumed run on its own embedded server); a live
+   * worker's item would be done twice (harmless: results are deduplicated, but wasted).
+   * Returns how many items were in flight.
+   */
+  async redeliverInFlight(): Promise<number> {
+    const stream = streams.work(this.runId);
+    let inFlight = 0;
+    for await (const c of this.bus.jsm.consumers.list(stream)) {
+      if (c.num_ack_pending === 0) continue;
+      inFlight += c.num_ack_pending;
+      const { name: _name, ...config } = c.config;
+      await this.bus.jsm.consumers.delete(stream, c.name);
+      await this.bus.jsm.consumers.add(stream, config);
+    }
+    return inFlight;
   }
 
   /**

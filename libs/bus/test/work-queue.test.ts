@@ -5,10 +5,12 @@ import { Effect, Exit, Layer, Result } from "effect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type Bus,
+  consumerName,
   NatsConnection,
   PermanentFailure,
   RunEventLog,
   RunWorkQueues,
+  streams,
   subjects,
   WorkQueue,
 } from "../src/index.ts";
@@ -70,6 +72,36 @@ describe("work queues", () => {
       expect(events.filter((e) => e.type === "ExpertQuantized").length).toBe(1);
       expect(events[0].traceparent).toBe(tp);
       expect(worker.lines.filter((l) => l.got === w.id).length).toBe(1);
+    } finally {
+      await worker.kill();
+    }
+  }, 30_000);
+
+  it("redeliverInFlight: an item held by a SIGKILLed worker comes back at once, not after the 120 s ack wait", async () => {
+    const runId = freshRunId("redeliver");
+    const queues = await RunWorkQueues.open(bus, runId);
+    await queues.ensureQueue("quantize", { ackWaitMs: 120_000, maxDeliver: 4 });
+    const hanging = spawnNode(join(fixtures, "worker.ts"), [natsArg(nats), runId, "quantize", "hang"]);
+    await hanging.waitFor((l) => "ready" in l);
+    const held = item(runId, 3);
+    const queued = item(runId, 4);
+    await queues.publish("quantize", held);
+    await hanging.waitFor((l) => l.got === held.id);
+    await hanging.kill("SIGKILL");
+    await queues.publish("quantize", queued);
+    expect(await queues.redeliverInFlight()).toBe(1);
+    // the queue keeps its settings
+    const info = await bus.jsm.consumers.info(streams.work(runId), consumerName("quantize"));
+    expect(info.config.ack_wait).toBe(120_000 * 1_000_000);
+    expect(info.config.max_deliver).toBe(4);
+    const started = Date.now();
+    const worker = spawnNode(join(fixtures, "worker.ts"), [natsArg(nats), runId, "quantize", "work"]);
+    try {
+      await worker.waitFor((l) => l.done === held.id);
+      await worker.waitFor((l) => l.done === queued.id);
+      expect(Date.now() - started).toBeLessThan(10_000);
+      await until(async () => (await queues.pending("quantize")) === 0);
+      expect(await queues.redeliverInFlight()).toBe(0);
     } finally {
       await worker.kill();
     }

@@ -70,6 +70,15 @@ export const eventPayloads = {
     seconds: Schema.Finite,
   }),
   LayerCompleted: Schema.Struct({ layer: Layer, experts: NonNegativeInt, seconds: Schema.Finite }),
+  LayerPacked: Schema.Struct({
+    layer: Layer,
+    parts: Schema.Array(Schema.String).annotate({
+      description: "the layer's checkpoint part files in the work dir (layer 0's include the model-level tensors)",
+    }),
+    bytes: NonNegativeInt,
+  }).annotate({
+    description: "the packer has durably written the layer's part of the output: its work-dir artifacts may go",
+  }),
   ShardWritten: Schema.Struct({
     file: Schema.String,
     bytes: NonNegativeInt,
@@ -79,6 +88,15 @@ export const eventPayloads = {
   EvaluationCompleted: Schema.Struct({ stats: Open }),
   RunCompleted: Schema.Struct({ seconds: Schema.Finite, summary: Schema.optionalKey(Open) }),
   RunFailed: Schema.Struct({ stage: StageName, error: ErrorInfo }),
+  RunResumed: Schema.Struct({
+    attempt: NonNegativeInt.annotate({
+      description: "how many times the run has been resumed after a failure, this one included",
+    }),
+    after: ErrorInfo,
+  }).annotate({
+    description:
+      "`moeq resume` continues a run that failed on a condition that can pass (a stage that kept dying): the failure is over, the work done stands",
+  }),
 } as const;
 
 export type EventType = keyof typeof eventPayloads;
@@ -110,11 +128,13 @@ export const RoutingPlannedEvent = envelopeOf("RoutingPlanned");
 export const ExpertCalibratedEvent = envelopeOf("ExpertCalibrated");
 export const ExpertQuantizedEvent = envelopeOf("ExpertQuantized");
 export const LayerCompletedEvent = envelopeOf("LayerCompleted");
+export const LayerPackedEvent = envelopeOf("LayerPacked");
 export const ShardWrittenEvent = envelopeOf("ShardWritten");
 export const CheckpointPackedEvent = envelopeOf("CheckpointPacked");
 export const EvaluationCompletedEvent = envelopeOf("EvaluationCompleted");
 export const RunCompletedEvent = envelopeOf("RunCompleted");
 export const RunFailedEvent = envelopeOf("RunFailed");
+export const RunResumedEvent = envelopeOf("RunResumed");
 
 /** Every event on the bus: an envelope whose `type` selects the payload schema. */
 export const Event = Schema.Union([
@@ -127,11 +147,13 @@ export const Event = Schema.Union([
   ExpertCalibratedEvent,
   ExpertQuantizedEvent,
   LayerCompletedEvent,
+  LayerPackedEvent,
   ShardWrittenEvent,
   CheckpointPackedEvent,
   EvaluationCompletedEvent,
   RunCompletedEvent,
   RunFailedEvent,
+  RunResumedEvent,
 ]).annotate({ identifier: "Event" });
 export type Event = typeof Event.Type;
 export type EventOf<T extends EventType> = Extract<Event, { type: T }>;

@@ -3,13 +3,14 @@ import { Event } from "./events.ts";
 import { patterns } from "./ids.ts";
 import { Graph, StageManifest } from "./manifest.ts";
 import { TensorDescriptor } from "./tensor.ts";
-import { DeadLetter, Lease, QuantizeExpertWork, WorkItem } from "./work.ts";
+import { DeadLetter, Lease, QuantizeBatchWork, QuantizeExpertWork, WorkItem } from "./work.ts";
 
 /** The documents under schemas/: file name → schema. */
 export const publishedSchemas = {
   "event.json": Event,
   "work-item.json": WorkItem,
   "quantize-expert-work.json": QuantizeExpertWork,
+  "quantize-batch-work.json": QuantizeBatchWork,
   "dead-letter.json": DeadLetter,
   "lease.json": Lease,
   "tensor-descriptor.json": TensorDescriptor,

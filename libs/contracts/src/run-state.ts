@@ -16,11 +16,14 @@ export interface RunState {
   readonly shards: Readonly<Record<string, string>>;
   readonly checkpoint: string | undefined;
   readonly error: string | undefined;
+  /** RunResumed events so far: each attempt after a failure has its own RunFailed message id */
+  readonly attempt: number;
 }
 
 export const initialRunState: RunState = {
   runId: undefined,
   status: "new",
+  attempt: 0,
   lastSeq: 0,
   modelDir: undefined,
   arch: undefined,
@@ -69,7 +72,16 @@ export function foldRunState(s: RunState, e: Event): RunState {
       return { ...base, status: "completed" };
     case "RunFailed":
       return { ...base, status: "failed", error: `${e.payload.stage}: ${e.payload.error.message}` };
+    case "RunResumed":
+      return { ...base, status: "running", error: undefined, attempt: e.payload.attempt };
     default:
       return base;
   }
 }
+
+/** The message id of the run's RunFailed in its current attempt (a resumed run can fail again). */
+export const runFailedMsgId = (runId: string, attempt: number): string =>
+  attempt === 0 ? `${runId}/RunFailed` : `${runId}/RunFailed/${attempt}`;
+
+/** Failures `moeq resume` may continue after: the supervisor gave up on a stage that kept dying. */
+export const resumableFailure = (tag: string): boolean => tag === "StageGaveUp";

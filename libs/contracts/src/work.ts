@@ -23,6 +23,46 @@ export const QuantizeExpertWork = Schema.Struct({
   options: Schema.Record(Schema.String, Schema.Unknown),
 }).annotate({ identifier: "QuantizeExpertWork" });
 
+/** One expert's rows in a batched work item: which projections its stacked rows hold. */
+export const BatchExpert = Schema.Struct({
+  expert: NonNegativeInt,
+  tokens: NonNegativeInt,
+  weightMass: Schema.Finite.annotate({ description: "Σ of the expert's calibration weights (GPTQ's 2/Σw)" }),
+  projections: Schema.Array(
+    Schema.Struct({
+      proj: Schema.String,
+      tensor: Schema.String,
+      rowStart: NonNegativeInt.annotate({ description: "first row of this projection in the expert's stacked rows" }),
+      rows: NonNegativeInt,
+    }),
+  ),
+  fallback: Schema.optionalKey(
+    Schema.String.annotate({ description: "why this expert is quantized with RTN instead (no calibration tokens)" }),
+  ),
+}).annotate({ identifier: "BatchExpert" });
+export type BatchExpert = typeof BatchExpert.Type;
+
+/**
+ * Payload of `quantize-batch` work (queue `quantize`): GPTQ of every listed expert of one (layer,
+ * projection kind) in one batched call. weight [E, rows, cols] stacks each expert's projections
+ * (gate then up rows share one Hessian); hessian [E, cols, cols] holds the raw weighted sums
+ * Σ w·x·xᵀ (the quantizer applies 2/weightMass). On one host both are `cuda` descriptors (leased
+ * to this item's consumer); elsewhere files.
+ */
+export const QuantizeBatchWork = Schema.Struct({
+  layer: NonNegativeInt,
+  group: Schema.String.annotate({ description: "projection kind, e.g. experts.gate_up or experts.down" }),
+  weight: TensorDescriptor,
+  hessian: TensorDescriptor,
+  experts: Schema.Array(BatchExpert),
+  weightDtype: Schema.String.annotate({
+    description: "the checkpoint dtype of these weights (scale dtypes follow it)",
+  }),
+  algorithm: Schema.String,
+  options: Schema.Record(Schema.String, Schema.Unknown),
+}).annotate({ identifier: "QuantizeBatchWork" });
+export type QuantizeBatchWork = typeof QuantizeBatchWork.Type;
+
 export const DeadLetterReason = Schema.Literals([
   "malformed", // not msgpack
   "invalid", // msgpack, but not schema-valid

@@ -62,12 +62,26 @@ export function parseCalibSpec(spec: string): Effect.Effect<CalibSpec, CalibSpec
   });
 }
 
+// ignoreBOM keeps a leading U+FEFF in the text, as readFileSync(path, "utf8") did (same tokens as before)
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/** The file as UTF-8 text; a binary file (invalid UTF-8 or NUL bytes) is refused, not tokenized as noise. */
 function readText(path: string): string {
+  let bytes: Buffer;
   try {
-    return readFileSync(path, "utf8");
+    bytes = readFileSync(path);
   } catch (e) {
     throw new TextSourceError({ path, reason: (e as Error).message });
   }
+  let text: string;
+  try {
+    text = utf8.decode(bytes);
+  } catch {
+    throw new TextSourceError({ path, reason: "not UTF-8 text (a binary file?)" });
+  }
+  const nul = text.indexOf("\0");
+  if (nul >= 0) throw new TextSourceError({ path, reason: `a NUL byte at offset ${nul} (a binary file?)` });
+  return text;
 }
 
 /** Documents of a .txt file: the whole file is one document. */

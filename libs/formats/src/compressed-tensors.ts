@@ -149,13 +149,25 @@ const write = (input: FormatInput): FormatOutput => {
     if (m.weight.kind === "nvfp4") nvfp4Scales.push({ name: m.name, scale: m.weight.globalScale });
     const g = writeModule(m, tensors, notes);
     if (m.bias) tensors.set(`${m.name}.bias`, m.bias);
-    const key = JSON.stringify([g.format, g.weights, g.input_activations]);
+    const key = groupKey(g);
     const have = groups.get(key);
     if (have) have.members.push(m.name);
     else groups.set(key, { ...g, members: [m.name] });
   }
   checkFusedTensorScales(NAME, nvfp4Scales);
   const ignore = [...(input.unquantizedModules ?? deriveUnquantizedModules(input.passthrough))];
+  return {
+    tensors,
+    config: { ...input.modelConfig, quantization_config: quantizationConfig(groups, ignore) },
+    extraFiles: new Map(),
+    ignore,
+    notes,
+  };
+};
+
+const groupKey = (g: Omit<Group, "members">) => JSON.stringify([g.format, g.weights, g.input_activations]);
+
+const quantizationConfig = (groups: ReadonlyMap<string, Group>, ignore: readonly string[]) => {
   const single = groups.size === 1;
   const configGroups: Record<string, unknown> = {};
   let i = 0;
@@ -170,22 +182,46 @@ const write = (input: FormatInput): FormatOutput => {
     };
   }
   const formats = new Set([...groups.values()].map((g) => g.format));
-  const quantizationConfig = {
+  return {
     quant_method: "compressed-tensors",
     format: formats.size === 1 ? [...formats][0] : "mixed-precision",
     quantization_status: "compressed",
     config_groups: configGroups,
-    ignore,
+    ignore: [...ignore],
     kv_cache_scheme: null,
     sparsity_config: {},
     transform_config: {},
   };
+};
+
+/**
+ * The whole model's config from parts written separately (one per layer): a part's groups list
+ * their members, or ["Linear"] when the part had one group (then its members are all its
+ * modules); groups of equal scheme are joined in order of first appearance, as one write would.
+ */
+const mergeParts: NonNullable<Format["mergeParts"]> = (parts) => {
+  const groups = new Map<string, Group>();
+  for (const part of parts) {
+    const qc = part.config.quantization_config as { config_groups: Record<string, Group & { targets: string[] }> };
+    const own = Object.values(qc.config_groups);
+    for (const g of own) {
+      const members = own.length === 1 ? [...part.modules] : g.targets;
+      const key = groupKey(g);
+      const have = groups.get(key);
+      if (have) have.members.push(...members);
+      else
+        groups.set(key, {
+          format: g.format,
+          weights: g.weights,
+          input_activations: g.input_activations,
+          members: [...members],
+        });
+    }
+  }
+  const first = parts[0]!;
   return {
-    tensors,
-    config: { ...input.modelConfig, quantization_config: quantizationConfig },
-    extraFiles: new Map(),
-    ignore,
-    notes,
+    config: { ...first.config, quantization_config: quantizationConfig(groups, first.ignore) },
+    extraFiles: new Map(first.extraFiles),
   };
 };
 
@@ -397,4 +433,5 @@ export const compressedTensors: Format = {
     loaders: "vLLM, SGLang (quant_method compressed-tensors); transformers with compressed-tensors installed",
   },
   write,
+  mergeParts,
 };

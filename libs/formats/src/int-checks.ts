@@ -46,7 +46,9 @@ export const checkIntModule = (format: string, name: string, w: IntQuantized): I
     const s = r.scales[i]!;
     if (!Number.isFinite(s)) fail(`scale ${s} at ${i} is not finite`);
   }
-  if (r.dequant.length !== rows * cols) fail(`dequant has ${r.dequant.length} values for shape [${rows}, ${cols}]`);
+  // read once: a producer may compute it on access rather than keep every module's copy
+  const dequant = r.dequant;
+  if (dequant.length !== rows * cols) fail(`dequant has ${dequant.length} values for shape [${rows}, ${cols}]`);
   for (let row = 0; row < rows; row++) {
     for (let c = 0; c < cols; c++) {
       const i = row * cols + c;
@@ -55,9 +57,9 @@ export const checkIntModule = (format: string, name: string, w: IntQuantized): I
         fail(`code ${code} at [${row}, ${c}] does not fit ${bits} bits`);
       const gi = row * nGroups + r.gIdx[c]!;
       const d = intDequant(code, r.zeros[gi]!, Math.fround(r.scales[gi]!));
-      if (!Object.is(d, Math.fround(r.dequant[i]!)) && !(d === 0 && r.dequant[i] === 0)) {
+      if (!Object.is(d, Math.fround(dequant[i]!)) && !(d === 0 && dequant[i] === 0)) {
         fail(
-          `the quantizer's dequant ${r.dequant[i]} at [${row}, ${c}] is not (code − zero)·scale = ${d}; a reader could not reproduce it`,
+          `the quantizer's dequant ${dequant[i]} at [${row}, ${c}] is not (code − zero)·scale = ${d}; a reader could not reproduce it`,
         );
       }
     }

@@ -77,10 +77,28 @@ export interface FormatDescription {
   readonly loaders: string;
 }
 
+/** What one part (a layer's modules) of a checkpoint written in parts contributed to its config. */
+export interface FormatPartOutput {
+  readonly config: Record<string, unknown>;
+  readonly extraFiles: ReadonlyMap<string, string>;
+  readonly ignore: readonly string[];
+  /** the part's quantized module names, in write order */
+  readonly modules: readonly string[];
+}
+
 export interface Format {
   readonly name: string;
   readonly describe: FormatDescription;
   write(input: FormatInput): FormatOutput;
+  /**
+   * The whole model's config and extra files from the outputs of its parts (each written by
+   * `write` with the model's unquantizedModules), for a format whose config names modules per
+   * group. Without it every part's config and extra files must be equal (one per model).
+   */
+  mergeParts?(parts: readonly FormatPartOutput[]): {
+    config: Record<string, unknown>;
+    extraFiles: ReadonlyMap<string, string>;
+  };
 }
 
 /**

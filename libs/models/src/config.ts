@@ -3,6 +3,19 @@ import { ModelConfigError } from "./errors.ts";
 
 export type RawConfig = Readonly<Record<string, unknown>>;
 
+/**
+ * Upper bounds on count fields, checked as they are read: specs hold per-layer and per-expert
+ * objects, so a few bytes of config (`num_hidden_layers: 1e9`) would otherwise exhaust memory before
+ * any tensor is looked at. Far above every published model (≤ 126 layers, ≤ 384 experts, ≤ 128 heads).
+ */
+const COUNT_LIMITS: readonly [RegExp, number][] = [
+  [/^(num_hidden_layers|n_layers|num_layers)$/, 4096],
+  [/experts|expert$/, 65536],
+  [/heads$/, 65536],
+];
+
+const countLimit = (key: string): number | undefined => COUNT_LIMITS.find(([re]) => re.test(key))?.[1];
+
 export class ConfigReader {
   constructor(
     readonly raw: RawConfig,
@@ -33,7 +46,17 @@ export class ConfigReader {
   int(key: string, dflt?: number, min = 0): number {
     const v = this.num(key, dflt);
     if (!Number.isInteger(v) || v < min) this.fail(key, `an integer >= ${min}`);
+    this.checkCount(key, v);
     return v;
+  }
+
+  private checkCount(key: string, v: number): void {
+    const max = countLimit(key);
+    if (max !== undefined && v > max)
+      this.fail(
+        key,
+        `at most ${max} (no model has more; a larger count would exhaust memory before any tensor is read)`,
+      );
   }
 
   optNum(key: string): number | undefined {
@@ -70,6 +93,7 @@ export class ConfigReader {
     if (Array.isArray(v)) {
       const x = v[layer];
       if (!Number.isInteger(x)) this.fail(key, `an integer or a list of integers with an entry for layer ${layer}`);
+      this.checkCount(key, x as number);
       return x as number;
     }
     return this.int(key, dflt);

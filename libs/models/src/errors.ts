@@ -25,4 +25,18 @@ export class ModelInputError extends Data.TaggedError("ModelInputError")<{
   readonly message: string;
 }> {}
 
-export type ModelError = UnknownArchitectureError | ModelConfigError | ModelWeightError | ModelInputError;
+/** The device engine does not implement a block this model uses (named in the message); nothing ran. */
+export class DeviceUnsupportedError extends Data.TaggedError("DeviceUnsupportedError")<{
+  readonly modelType: string;
+  readonly message: string;
+}> {
+  /** no restart of a stage fixes it (libs/runtime's isPermanentError) */
+  readonly permanent = true;
+}
+
+export type ModelError =
+  | UnknownArchitectureError
+  | ModelConfigError
+  | ModelWeightError
+  | ModelInputError
+  | DeviceUnsupportedError;

@@ -24,6 +24,14 @@ export { inverseFrequencies, type RopeScaling, type RopeSpec, type RopeTables, r
 export { type Routing, route } from "./blocks/routing.ts";
 export { ConfigReader, type RawConfig } from "./config.ts";
 export {
+  DeviceEngine,
+  type DeviceEngineOptions,
+  type DeviceLinearHook,
+  type DeviceMatrix,
+  type DeviceRouting,
+  deviceUnsupported,
+} from "./device-engine.ts";
+export {
   type AttentionResult,
   Engine,
   type EngineOptions,
@@ -33,6 +41,7 @@ export {
   type SequenceBatch,
 } from "./engine.ts";
 export {
+  DeviceUnsupportedError,
   ModelConfigError,
   type ModelError,
   ModelInputError,
@@ -41,13 +50,14 @@ export {
 } from "./errors.ts";
 export { type ModelSummary, summarize } from "./inspect.ts";
 export { type LoadedModel, loadModel, readConfig } from "./model.ts";
-export { architectures, buildSpec, detectArchitecture, supportedModelTypes } from "./registry.ts";
+export { architectureNote, architectures, buildSpec, detectArchitecture, supportedModelTypes } from "./registry.ts";
 export type * from "./spec.ts";
 export {
   defaultQuantizable,
   expectedTensors,
   isQuantizable,
   quantizableWeights,
+  unusedTensors,
   validateWeights,
   weightRoles,
 } from "./tensors.ts";
@@ -55,6 +65,9 @@ export {
   F32Weights,
   mapSource,
   overlaySource,
+  STORED_CODES,
+  type StoredCodes,
+  storedCodes,
   storeSource,
   type TensorStore,
   tensorToF32,

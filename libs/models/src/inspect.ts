@@ -1,10 +1,13 @@
 // The facts `moeq inspect` prints: layers, which are MoE, experts, top-k, parameter counts,
 // bytes by dtype and the quantizable tensors.
 import type { LoadedModel } from "./model.ts";
-import { expectedTensors, quantizableWeights } from "./tensors.ts";
+import { architectureNote } from "./registry.ts";
+import { expectedTensors, quantizableWeights, unusedTensors } from "./tensors.ts";
 
 export interface ModelSummary {
   readonly modelType: string;
+  /** set when the architecture was chosen by architectures[0] (model_type not registered) */
+  readonly architectureNote?: string;
   readonly difficulty: string;
   readonly numLayers: number;
   readonly hiddenSize: number;
@@ -19,6 +22,8 @@ export interface ModelSummary {
   readonly parameters: { readonly checkpoint: number; readonly model: number; readonly activePerToken: number };
   readonly bytesByDtype: Record<string, number>;
   readonly quantizable: { readonly tensors: number; readonly parameters: number; readonly names: string[] };
+  /** checkpoint tensors the forward pass never reads (copied to the output unchanged, not quantized) */
+  readonly unusedTensors: string[];
 }
 
 const numel = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
@@ -44,8 +49,10 @@ export function summarize(m: LoadedModel): ModelSummary {
   const first = moe[0]?.mlp;
   const q = quantizableWeights(m.arch, spec);
   const qNames = [...new Set(q.map((r) => r.tensor))];
+  const note = architectureNote(m.config);
   return {
     modelType: spec.modelType,
+    ...(note ? { architectureNote: note } : {}),
     difficulty: m.arch.difficulty,
     numLayers: spec.layers.length,
     hiddenSize: spec.hiddenSize,
@@ -63,5 +70,6 @@ export function summarize(m: LoadedModel): ModelSummary {
       parameters: q.reduce((s, r) => s + r.shape[0] * r.shape[1], 0),
       names: qNames,
     },
+    unusedTensors: unusedTensors(spec, m.source),
   };
 }

@@ -1,6 +1,6 @@
 // Opening a model directory: config.json → architecture + spec, the checkpoint as a WeightSource,
 // validated against the tensors the spec expects.
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { type Checkpoint, openCheckpoint } from "@moeq/safetensors";
 import type { Architecture } from "./arch.ts";
@@ -24,10 +24,16 @@ export interface LoadedModel {
   close(): void;
 }
 
+const CONFIG_MAX_BYTES = 16 * 1024 * 1024;
+
 export function readConfig(dir: string): RawConfig {
   const file = join(dir, "config.json");
   let text: string;
   try {
+    // a config is kilobytes; a symlink to a device or a huge file is refused before it is read
+    const st = statSync(file);
+    if (!st.isFile()) throw new Error("not a regular file");
+    if (st.size > CONFIG_MAX_BYTES) throw new Error(`${st.size} bytes; a config.json is at most ${CONFIG_MAX_BYTES}`);
     text = readFileSync(file, "utf8");
   } catch (e) {
     throw new ModelConfigError({ field: "config.json", message: `${file}: cannot read: ${(e as Error).message}` });
@@ -35,8 +41,12 @@ export function readConfig(dir: string): RawConfig {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
-  } catch (e) {
-    throw new ModelConfigError({ field: "config.json", message: `${file}: not valid JSON: ${(e as Error).message}` });
+  } catch {
+    // JSON.parse's message quotes the text: a config.json linked to another file must not leak it
+    throw new ModelConfigError({
+      field: "config.json",
+      message: `${file}: not valid JSON (${text.length} characters; content not shown)`,
+    });
   }
   if (typeof raw !== "object" || raw === null || Array.isArray(raw))
     throw new ModelConfigError({ field: "config.json", message: `${file}: expected a JSON object` });

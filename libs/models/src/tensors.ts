@@ -151,6 +151,16 @@ export function validateWeights(spec: ModelSpec, source: WeightSource, label = "
   }
 }
 
+/**
+ * Tensors of the checkpoint that the configured forward pass never reads (e.g. DeepSeek-V3's
+ * multi-token-prediction layer, or a config that describes fewer layers than the checkpoint has):
+ * listed to the user, since they are copied to the output unquantized.
+ */
+export function unusedTensors(spec: ModelSpec, source: WeightSource): string[] {
+  const expected = new Set(expectedTensors(spec).map((t) => t.name));
+  return source.names().filter((n) => !expected.has(n));
+}
+
 /** Every linear projection weight with its role (quantizable or not). */
 export function weightRoles(spec: ModelSpec): WeightRole[] {
   const out: WeightRole[] = [];

@@ -13,6 +13,34 @@ export interface WeightSource {
   names(): readonly string[];
 }
 
+/**
+ * What a presented tensor was decoded from, for a device that decodes the stored codes itself
+ * instead of reading `data` (which decodes on the host): set by fp8BlockSource and
+ * mxfp4ExpertSource on the tensors they present, read with storedCodes().
+ */
+export type StoredCodes =
+  | {
+      readonly kind: "fp8_block";
+      /** F8_E4M3 [rows, cols] */
+      readonly codes: Tensor;
+      readonly scales: Float32Array;
+      readonly block: readonly [number, number];
+      /** the presented dtype */
+      readonly dtype: "BF16" | "F32";
+    }
+  | {
+      /** blocks U8 [E, rows, nb, 16] + scales [E, rows, nb], presented as BF16 [E, nb·32, rows] */
+      readonly kind: "mxfp4_transposed";
+      readonly blocks: Tensor;
+      readonly scales: Tensor;
+    };
+
+export const STORED_CODES = Symbol("moeq.storedCodes");
+
+export function storedCodes(t: Tensor): StoredCodes | undefined {
+  return (t as Tensor & { [STORED_CODES]?: StoredCodes })[STORED_CODES];
+}
+
 /** Anything shaped like @moeq/safetensors' Checkpoint. */
 export interface TensorStore {
   names(): readonly string[] | string[];
@@ -68,6 +96,12 @@ export function tensorToF32(t: Tensor, name: string): Float32Array {
   }
 }
 
+/** Index of the first NaN or ±Inf in `x`, or −1 (v − v is 0 for every finite v, NaN otherwise). */
+export function firstNonFinite(x: Float32Array): number {
+  for (let i = 0; i < x.length; i++) if (x[i] - x[i] !== 0) return i;
+  return -1;
+}
+
 /**
  * f32 views of a source's weights, kept up to `budgetBytes` (oldest evicted first) so a small
  * model converts each weight once while a large one streams layer by layer.
@@ -86,7 +120,17 @@ export class F32Weights {
   get(name: string, expectNumel?: number): Float32Array {
     const hit = this.cache.get(name);
     if (hit) return hit;
-    const x = tensorToF32(this.source.tensor(name), name);
+    const t = this.source.tensor(name);
+    const x = tensorToF32(t, name);
+    // a NaN or ±Inf weight would surface minutes later as an unreadable schema error on a statistic
+    const bad = firstNonFinite(x);
+    if (bad >= 0) {
+      const cols = t.shape.length > 1 ? x.length / t.shape[0] : x.length;
+      throw new ModelWeightError({
+        tensor: name,
+        message: `tensor '${name}' holds ${x[bad]} at row ${Math.floor(bad / cols)}, column ${bad % cols}: the checkpoint is damaged or was saved from a diverged model`,
+      });
+    }
     if (expectNumel !== undefined && x.length !== expectNumel)
       throw new ModelWeightError({
         tensor: name,

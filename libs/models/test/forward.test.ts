@@ -9,8 +9,7 @@ import { openSafetensors } from "@moeq/safetensors";
 import { describe, expect, it } from "vitest";
 import { argmaxMismatches, fixtureDirs, maxRelErr, trainedModel } from "./fixtures.ts";
 
-const NOT_YET_REGISTERED = [
-];
+const NOT_YET_REGISTERED = [];
 
 /**
  * The fixtures' README: float32 agreement to about 1e-5 relative, one bound for every architecture.
@@ -43,8 +42,7 @@ async function checkAgainstGolden(dir: string) {
         r.routerLogits?.[j] ?? new Float32Array(0),
         golden.f32(`router_logits.${j}`),
       );
-    for (const [k, v] of Object.entries(report))
-      expect(v, `${dir}: ${k}`).toBeLessThanOrEqual(TOL);
+    for (const [k, v] of Object.entries(report)) expect(v, `${dir}: ${k}`).toBeLessThanOrEqual(TOL);
     return report;
   } finally {
     golden.close();

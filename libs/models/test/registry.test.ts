@@ -2,12 +2,14 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
+  architectureNote,
   architectures,
   buildSpec,
   detectArchitecture,
   loadModel,
   ModelConfigError,
   ModelWeightError,
+  summarize,
   supportedModelTypes,
   UnknownArchitectureError,
 } from "@moeq/models";
@@ -125,5 +127,38 @@ describe("checkpoint validation", () => {
 
   it("a missing config.json is a ModelConfigError naming the file", () => {
     expect(() => loadModel(join(tmp, "nowhere"))).toThrow(/nowhere\/config\.json: cannot read/);
+  });
+
+  it("an unregistered model_type is read by architectures[0] only, and said (architectureNote)", () => {
+    const ds = cfgOf("deepseek_v3");
+    const kimi = { ...ds, model_type: "kimi_k2" };
+    expect(detectArchitecture(kimi).modelType).toBe("deepseek_v3");
+    expect(architectureNote(kimi)).toBe(
+      "model_type 'kimi_k2' is not registered; read as deepseek_v3 because architectures[0] is DeepseekV3ForCausalLM",
+    );
+    expect(architectureNote(ds)).toBeUndefined();
+    // a registered class later in the list does not count
+    expect(() => detectArchitecture({ ...kimi, architectures: ["KimiForCausalLM", "DeepseekV3ForCausalLM"] })).toThrow(
+      /model_type 'kimi_k2' is not a supported architecture/,
+    );
+  });
+
+  it("tensors the configured model never reads are listed (summarize().unusedTensors)", () => {
+    const dir = join(tmp, "fewer-layers");
+    cpSync(join(tinyRandom, "qwen3_moe"), dir, { recursive: true });
+    const cfg = cfgOf("qwen3_moe");
+    const last = (cfg.num_hidden_layers as number) - 1;
+    writeFileSync(join(dir, "config.json"), JSON.stringify({ ...cfg, num_hidden_layers: last }));
+    const m = loadModel(dir);
+    try {
+      const unused = summarize(m).unusedTensors;
+      expect(unused.length).toBeGreaterThan(0);
+      expect(unused.every((n) => n.startsWith(`model.layers.${last}.`))).toBe(true);
+    } finally {
+      m.close();
+    }
+    const full = loadModel(join(tinyRandom, "qwen3_moe"));
+    expect(summarize(full).unusedTensors).toEqual([]);
+    full.close();
   });
 });

@@ -26,3 +26,17 @@ export class TensorFileError extends Data.TaggedError("TensorFileError")<{
 }> {
   readonly permanent = true;
 }
+
+/** Exit status of a stage that ran out of disk space: the supervisor stops the run (no RunFailed),
+ *  so `moeq resume` continues once space is freed. */
+export const EXIT_NO_SPACE = 3;
+
+/** True for a failed write on a full filesystem (ENOSPC), however wrapped (code, message or cause). */
+export function isNoSpaceError(e: unknown): boolean {
+  for (let x = e, depth = 0; x && depth < 8; x = (x as { cause?: unknown }).cause, depth++) {
+    if ((x as { code?: unknown }).code === "ENOSPC") return true;
+    const m = (x as { message?: unknown }).message;
+    if (typeof m === "string" && /ENOSPC|no space left on device/i.test(m)) return true;
+  }
+  return false;
+}

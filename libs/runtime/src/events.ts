@@ -9,6 +9,7 @@ export function eventKey(e: Pick<Event, "type" | "payload"> | NewEvent): string 
     case "LayerLoaded":
     case "RoutingPlanned":
     case "LayerCompleted":
+    case "LayerPacked":
       return `${e.type}/${p.layer}`;
     case "ExpertCalibrated":
     case "ExpertQuantized":

@@ -43,6 +43,9 @@ export interface RunOptions {
   readonly maxShardBytes: number;
   /** where the calibrator's Hessians and the quantizer's GPTQ run: cpu, cuda or cuda:N */
   readonly device: string;
+  /** keep every layer's work-dir artifacts (activations, Hessians, plans, quantizer outputs) after
+   *  the packer has written the layer (default: deleted then, so the work dir holds ~2 layers) */
+  readonly keepArtifacts: boolean;
 }
 
 export const DEFAULT_OPTIONS: RunOptions = {
@@ -67,6 +70,7 @@ export const DEFAULT_OPTIONS: RunOptions = {
   quantizers: 2,
   maxShardBytes: 5 * 1024 ** 3,
   device: "cpu",
+  keepArtifacts: false,
 };
 
 const fail = (field: string, message: string): never => {
@@ -121,18 +125,36 @@ export function resolveOptions(partial: Partial<Record<keyof RunOptions, unknown
   const schemeGiven = partial.scheme !== undefined;
   const scheme = schemeGiven ? oneOf("scheme", o.scheme, SCHEMES) : o.bits === 8 ? "w8a16" : "w4a16";
   const info = SCHEME_INFO[scheme];
+  // a given option the scheme overrides or ignores is an error, never silently replaced
+  if (schemeGiven && partial.bits !== undefined && partial.bits !== info.bits)
+    fail(
+      "bits",
+      info.bits === undefined
+        ? `--bits does not apply to scheme ${scheme} (its element format is fixed); drop --bits`
+        : `--bits ${partial.bits} contradicts --scheme ${scheme} (${info.bits}-bit); give one of them`,
+    );
+  if (info.family !== "int" && partial.groupSize !== undefined)
+    fail(
+      "groupSize",
+      `--group-size does not apply to scheme ${scheme} (its scale blocks are fixed: docs/formats.md); drop --group-size`,
+    );
   if (info.bits !== undefined && schemeGiven) o.bits = info.bits;
   const format = oneOf("format", o.format, FORMATS);
   if (!info.formats.includes(format))
     fail("format", `${format} cannot store scheme ${scheme} (formats for ${scheme}: ${info.formats.join(", ")})`);
   if (info.staticInputs && o.algorithm === "rtn" && o.propagate !== "quantized")
-    fail("algorithm", `scheme ${scheme} needs the calibration pass for its static input scales; use --algo gptq (its Hessians are not used by the float scheme)`);
+    fail(
+      "algorithm",
+      `scheme ${scheme} needs the calibration pass for its static input scales; use --algo gptq (its Hessians are not used by the float scheme)`,
+    );
   const bits = intIn("bits", o.bits, 2, 8);
   if (bits !== 4 && bits !== 8) fail("bits", `pack-quantized stores 4 or 8 bits, got ${bits}`);
   const groupSize = intIn("groupSize", o.groupSize, -1, 1 << 20);
   if (groupSize === 0 || groupSize < -1)
     fail("groupSize", `expected -1 (per channel) or a positive group size, got ${groupSize}`);
   if (typeof o.symmetric !== "boolean") fail("symmetric", `expected true or false, got ${JSON.stringify(o.symmetric)}`);
+  if (typeof o.keepArtifacts !== "boolean")
+    fail("keepArtifacts", `expected true or false, got ${JSON.stringify(o.keepArtifacts)}`);
   if (typeof o.actOrder !== "boolean") fail("actOrder", `expected true or false, got ${JSON.stringify(o.actOrder)}`);
   for (const f of ["calib", "eval"] as const)
     if (typeof o[f] !== "string" || !SPEC.test(o[f] as string))
@@ -163,5 +185,6 @@ export function resolveOptions(partial: Partial<Record<keyof RunOptions, unknown
     quantizers: intIn("quantizers", o.quantizers, 1, 256),
     maxShardBytes: intIn("maxShardBytes", o.maxShardBytes, 1024, Number.MAX_SAFE_INTEGER),
     device: deviceOption(o.device),
+    keepArtifacts: o.keepArtifacts as boolean,
   };
 }

@@ -7,9 +7,11 @@ import {
   fsyncSync,
   mkdirSync,
   openSync,
+  readdirSync,
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
   writeSync,
 } from "node:fs";
 import { homedir } from "node:os";
@@ -33,6 +35,8 @@ export interface RunInfo {
   /** BLAS threads of every stage process (fixed so a restarted stage accumulates in the same order) */
   readonly threads?: number;
   readonly createdAt: string;
+  /** the command line that created the run (after `moeq`), for the model card */
+  readonly command?: readonly string[];
 }
 
 export const runPaths = (workDir: string) => ({
@@ -48,6 +52,42 @@ export const runPaths = (workDir: string) => ({
   cache: process.env.MOEQ_CACHE_DIR ?? join(homedir(), ".cache", "moeq", "tokens"),
 });
 
+/** tensors/ subdirectories whose files are per layer, named `L<layer>.…` (see removeLayerArtifacts). */
+export const LAYER_ARTIFACT_DIRS = ["calib", "route", "quant", "weights"] as const;
+
+/** The layer's input activations (f32 [windows·T, hidden]) that the calibrator persists between layers. */
+export const layerInputFile = (actsDir: string, layer: number) => join(actsDir, `layer-${layer}.input.f32`);
+
+/**
+ * Deletes what the pipeline wrote for `layer` and no longer needs once the packer has written
+ * the layer (LayerPacked): its routing input, Hessians, routing plan, cut-out weights, quantizer
+ * outputs and its input activations. Idempotent (a resumed packer repeats it). Returns bytes freed.
+ */
+export function removeLayerArtifacts(workDir: string, layer: number): number {
+  const prefix = `L${layer}.`;
+  let freed = 0;
+  const drop = (path: string) => {
+    try {
+      freed += statSync(path).size;
+      rmSync(path, { force: true });
+    } catch {
+      // already gone
+    }
+  };
+  for (const sub of LAYER_ARTIFACT_DIRS) {
+    const dir = join(runPaths(workDir).tensors, sub);
+    let names: string[];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      continue;
+    }
+    for (const n of names) if (n.startsWith(prefix)) drop(join(dir, n));
+  }
+  drop(layerInputFile(runPaths(workDir).acts, layer));
+  return freed;
+}
+
 /** Writes a file through a temp file + fsync + rename, so readers see all of it or none. */
 export function writeFileAtomic(path: string, data: Uint8Array | string): void {
   mkdirSync(dirname(path), { recursive: true });
@@ -61,7 +101,8 @@ export function writeFileAtomic(path: string, data: Uint8Array | string): void {
   } catch (e) {
     closeSync(fd);
     rmSync(tmp, { force: true });
-    throw e;
+    // writeSync's own message ("ENOSPC: no space left on device, write") names no file
+    throw new Error(`writing ${path}: ${(e as Error).message}`, { cause: e });
   }
   closeSync(fd);
   renameSync(tmp, path);
@@ -83,4 +124,16 @@ export function readRunInfo(workDir: string): RunInfo {
   } catch (e) {
     throw new RunDirError({ path: file, message: `${file}: not a valid run.json: ${(e as Error).message}` });
   }
+}
+
+/**
+ * Where a run may read model files: the model dir, and the targets of the symlinks in it — a Hugging
+ * Face cache snapshot (`models--org--name/snapshots/<rev>/`) links each file to `../../blobs/<sha>`,
+ * and exactly those blob files (not the whole cache) become readable.
+ */
+export function modelRoots(modelDir: string): string[] {
+  const roots = [modelDir];
+  for (const e of readdirSync(modelDir, { withFileTypes: true }))
+    if (e.isSymbolicLink()) roots.push(join(modelDir, e.name));
+  return roots;
 }

@@ -7,13 +7,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Bus, clusterOptionsFromEnv, connectBus, RunEventLog, RunWorkQueues } from "@moeq/bus";
-import type { Event, EventOf, EventType, NewEvent } from "@moeq/contracts";
+import { type Event, type EventOf, type EventType, type NewEvent, runFailedMsgId } from "@moeq/contracts";
 import { HostTensors, localHostId } from "@moeq/store";
 import * as T from "@moeq/telemetry";
-import { StageError } from "./errors.ts";
+import { EXIT_NO_SPACE, isNoSpaceError, StageError } from "./errors.ts";
 import { eventKey } from "./events.ts";
 import type { RunOptions } from "./options.ts";
-import { type RunInfo, readRunInfo, runPaths } from "./run-dir.ts";
+import { modelRoots, type RunInfo, readRunInfo, runPaths } from "./run-dir.ts";
 import { TensorReader } from "./tensors.ts";
 
 /** What the supervisor passes to every stage process. */
@@ -27,6 +27,8 @@ export const ENV = {
   options: "MOEQ_STAGE_OPTIONS",
   /** OTLP JSON-lines file every process of the run appends its spans to (`--trace-file`) */
   traceFile: "MOEQ_TRACE_FILE",
+  /** the supervisor's pid: a stage whose parent is no longer that process exits before any work */
+  parentPid: "MOEQ_PARENT_PID",
 } as const;
 
 export interface StageContext {
@@ -102,7 +104,15 @@ function writeStats(workDir: string, stage: string, instance: string, started: n
     const u = process.resourceUsage();
     writeFileSync(
       join(dir, `${stage}.${instance}.${process.pid}.json`),
-      JSON.stringify({ stage, instance, pid: process.pid, wallSeconds: (Date.now() - started) / 1000, maxRssKiB: u.maxRSS, userSeconds: u.userCPUTime / 1e6, systemSeconds: u.systemCPUTime / 1e6 }),
+      JSON.stringify({
+        stage,
+        instance,
+        pid: process.pid,
+        wallSeconds: (Date.now() - started) / 1000,
+        maxRssKiB: u.maxRSS,
+        userSeconds: u.userCPUTime / 1e6,
+        systemSeconds: u.systemCPUTime / 1e6,
+      }),
     );
   } catch {
     // stats are best effort: the work dir may be gone after a cleanup
@@ -128,14 +138,17 @@ export async function runStage(def: StageDefinition): Promise<never> {
   const stage = process.env[ENV.stage] ?? def.name;
   const instance = process.env[ENV.instance] ?? "0";
   const say = (line: string) => process.stdout.write(`${new Date().toISOString()} ${stage}.${instance} ${line}\n`);
-  const parent = process.ppid;
-  const orphanWatch = setInterval(() => {
-    if (process.ppid !== parent) {
-      say("supervisor is gone; exiting");
-      process.exit(1);
-    }
-  }, 500);
-  orphanWatch.unref();
+  // The supervisor's pid comes from the environment, not from our ppid at start: a stage restarted
+  // just before its supervisor was killed starts with parent 1 and must not take that as normal.
+  // The kernel's death signal (spawnTied) is the fast path; this watch covers where it is missing.
+  const parent = Number(process.env[ENV.parentPid] ?? process.ppid);
+  const orphaned = () => {
+    if (process.ppid === parent) return;
+    say("supervisor is gone; exiting");
+    process.exit(1);
+  };
+  orphaned();
+  setInterval(orphaned, 500).unref();
   // Long-lived stages (quantizer replicas) end by SIGTERM: their stage span is ended and the
   // buffered spans flushed first, or the trace would lose the parent of every span they made.
   let tel: T.Telemetry | undefined;
@@ -155,11 +168,23 @@ export async function runStage(def: StageDefinition): Promise<never> {
 
   let bus: Bus | undefined;
   let log: RunEventLog | undefined;
+  // resumes after failures so far: a failure in this attempt gets its own RunFailed id
+  let attempt = 0;
   try {
     const hostId = localHostId();
-    tel = T.initTelemetry({ serviceName: stage, runId, stageVersion: def.version, traceFile: process.env[ENV.traceFile] || undefined });
+    tel = T.initTelemetry({
+      serviceName: stage,
+      runId,
+      stageVersion: def.version,
+      traceFile: process.env[ENV.traceFile] || undefined,
+    });
     const localInfo = remote ? undefined : readRunInfo(workDir);
-    bus = await connectBus({ url: env("url"), token: process.env[ENV.token], name: `${stage}.${instance}@${hostId}`, ...clusterOptionsFromEnv() });
+    bus = await connectBus({
+      url: env("url"),
+      token: process.env[ENV.token],
+      name: `${stage}.${instance}@${hostId}`,
+      ...clusterOptionsFromEnv(),
+    });
     log = await RunEventLog.open(bus, runId);
     const queues = await RunWorkQueues.open(bus, runId);
     // Work items carry the publishing span, so the consumer's span continues it (another process).
@@ -177,12 +202,14 @@ export async function runStage(def: StageDefinition): Promise<never> {
     let lastKnown = startSeq;
     await log.follow(1, (e) => {
       lastKnown = Math.max(lastKnown, e.seq);
+      if (e.type === "RunResumed") attempt = e.payload.attempt;
       events.push(e);
       keys.add(eventKey(e));
       if (e.seq >= startSeq) replayed();
       for (const w of [...waiters]) w();
-      // Nobody stops a worker on another host: it leaves when the run is over.
-      if (remote && (e.type === "RunCompleted" || e.type === "RunFailed")) {
+      // Nobody stops a worker on another host: it leaves when the run is over (an end replayed
+      // from before a resume is not the run's state now: only the last event at start or a later one).
+      if (remote && e.seq >= startSeq && (e.type === "RunCompleted" || e.type === "RunFailed")) {
         say(`run ended (${e.type}); exiting`);
         writeStats(workDir, stage, instance, started);
         process.exit(0);
@@ -225,13 +252,15 @@ export async function runStage(def: StageDefinition): Promise<never> {
       bus,
       log,
       queues,
-      reader: new TensorReader(remote ? [workDir] : [workDir, info.modelDir]),
+      reader: new TensorReader(remote ? [workDir] : [workDir, ...modelRoots(info.modelDir)]),
       paths: runPaths(workDir),
       events,
       hostId,
       remote,
       host: () => {
-        host ??= remote ? HostTensors.open(theBus, { runId, hostId }) : Promise.resolve(HostTensors.home(theBus, { runId, hostId, workDir }));
+        host ??= remote
+          ? HostTensors.open(theBus, { runId, hostId })
+          : Promise.resolve(HostTensors.home(theBus, { runId, hostId, workDir }));
         host.catch(() => {
           host = undefined;
         });
@@ -284,20 +313,28 @@ export async function runStage(def: StageDefinition): Promise<never> {
     await bus.nc.drain().catch(() => undefined);
     process.exit(0);
   } catch (e) {
-    const permanent = isPermanentError(e);
-    say(`failed${permanent ? " (permanent)" : ""}: ${errorInfo(e).message}`);
+    const noSpace = isNoSpaceError(e);
+    const permanent = !noSpace && isPermanentError(e);
+    say(
+      `failed${noSpace ? " (out of disk space: free space, then moeq resume)" : permanent ? " (permanent)" : ""}: ${errorInfo(e).message}`,
+    );
     if (e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);
     try {
       if (log) {
         await log.append(stage, { type: "StageFailed", payload: { stage, instance, error: errorInfo(e) } });
-        if (permanent) await log.append(stage, { type: "RunFailed", payload: { stage, error: errorInfo(e) } }, { msgId: `${runId}/RunFailed` });
+        if (permanent)
+          await log.append(
+            stage,
+            { type: "RunFailed", payload: { stage, error: errorInfo(e) } },
+            { msgId: runFailedMsgId(runId, attempt) },
+          );
       }
     } catch {
       // the bus is gone too: the supervisor sees the exit code
     }
     await flushTrace();
     writeStats(workDir, stage, instance, started);
-    process.exit(permanent ? 2 : 1);
+    process.exit(noSpace ? EXIT_NO_SPACE : permanent ? 2 : 1);
   }
 }
 

@@ -23,11 +23,20 @@ export interface QuantTarget {
   readonly packed: PackTarget;
 }
 
-const PREFIX: Partial<Record<WeightRole["module"], string>> = { experts: "", attention: "attn.", shared_expert: "shared.", mlp: "mlp." };
+const PREFIX: Partial<Record<WeightRole["module"], string>> = {
+  experts: "",
+  attention: "attn.",
+  shared_expert: "shared.",
+  mlp: "mlp.",
+};
 
 export function quantTargets(arch: Architecture, spec: ModelSpec, targets: Targets): QuantTarget[] {
   const roles = quantizableWeights(arch, spec).filter((r) =>
-    targets === "experts" ? r.module === "experts" : targets === "experts+attention" ? r.module === "experts" || r.module === "attention" : true,
+    targets === "experts"
+      ? r.module === "experts"
+      : targets === "experts+attention"
+        ? r.module === "experts" || r.module === "attention"
+        : true,
   );
   return roles.map((r) => ({
     layer: r.layer,

@@ -17,4 +17,5 @@ export {
   type PlannedTensor,
   planShards,
   serializeSafetensors,
+  writeSafetensorsFile,
 } from "./writer.ts";

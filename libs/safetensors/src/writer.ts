@@ -2,7 +2,18 @@
 // large one: the plan fixes every shard's header up front, each write() lands at its final
 // offset with a positional write (any order, nothing buffered), and finish() publishes the
 // directory with a single rename, so a crash never leaves a half-written checkpoint in place.
-import { closeSync, existsSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { basename, dirname, join } from "node:path";
 import type { DType, Tensor } from "@moeq/tensor";
 import { SafetensorsError } from "./errors.ts";
@@ -127,6 +138,8 @@ export interface CheckpointWriterOptions {
 
 export interface CheckpointWriter {
   write(name: string, data: Uint8Array): void;
+  /** Copies a planned tensor's bytes from `file` at `offset` in bounded chunks (no whole-tensor buffer). */
+  copyFrom(name: string, file: string, offset: number): void;
   finish(extraFiles?: Record<string, string | Uint8Array>): void;
   abort(): void;
   readonly shards: string[];
@@ -140,6 +153,7 @@ interface OpenShard {
 }
 
 const CHUNK = 1 << 30; // writeSync takes at most 2 GiB per call
+const COPY_CHUNK = 16 * 1024 * 1024; // copyFrom's buffer: bounded memory whatever the tensor size
 
 export function createCheckpointWriter(
   outDir: string,
@@ -192,6 +206,30 @@ export function createCheckpointWriter(
   };
   return {
     shards: split.map((s) => s.file),
+    copyFrom(name, src, offset) {
+      ensureOpen("copyFrom");
+      const w = where.get(name);
+      if (!w) throw new SafetensorsError({ file: outDir, tensor: name, reason: "not in the plan" });
+      const file = join(outDir, w.shard.file);
+      if (w.written) throw new SafetensorsError({ file, tensor: name, reason: "written twice" });
+      const buf = new Uint8Array(Math.min(COPY_CHUNK, w.length));
+      let fd: number | undefined;
+      try {
+        fd = openSync(src, "r");
+        for (let off = 0; off < w.length; ) {
+          const n = readSync(fd, buf, 0, Math.min(buf.byteLength, w.length - off), offset + off);
+          if (n === 0) throw new Error(`${src} ended ${w.length - off} bytes early`);
+          writeAll(w.shard.fd as number, buf.subarray(0, n), w.begin + off);
+          off += n;
+        }
+      } catch (e) {
+        throw new SafetensorsError({ file, tensor: name, reason: `copy from ${src} failed: ${(e as Error).message}` });
+      } finally {
+        if (fd !== undefined) closeSync(fd);
+      }
+      w.written = true;
+      w.shard.pending--;
+    },
     write(name, data) {
       ensureOpen("write");
       const w = where.get(name);
@@ -220,6 +258,8 @@ export function createCheckpointWriter(
       done = true;
       try {
         for (const s of shards) {
+          // durable before the rename publishes them: a crash after publish leaves whole shards
+          fsyncSync(s.fd as number);
           closeSync(s.fd as number);
           s.fd = undefined;
         }
@@ -278,4 +318,48 @@ function publish(tmp: string, outDir: string) {
     throw e;
   }
   rmSync(old, { recursive: true, force: true });
+}
+
+/**
+ * One safetensors file written tensor by tensor at its final offset (no whole-file buffer),
+ * fsynced, then renamed into place: readers see the whole file or none. `tensors` keeps its order
+ * only in what the caller records; the header is laid out as safetensors' own writer does.
+ */
+export function writeSafetensorsFile(
+  path: string,
+  tensors: ReadonlyArray<readonly [string, Tensor]>,
+  metadata?: Record<string, string>,
+): void {
+  const layout = layoutSafetensors(
+    tensors.map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape })),
+    metadata,
+    path,
+  );
+  const byName = new Map(tensors);
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
+  let fd: number | undefined;
+  try {
+    fd = openSync(tmp, "w");
+    writeAll(fd, layout.header, 0);
+    for (const t of layout.tensors) {
+      const data = (byName.get(t.name) as Tensor).data;
+      if (data.byteLength !== t.end - t.begin)
+        throw new SafetensorsError({
+          file: path,
+          tensor: t.name,
+          reason: `has ${data.byteLength} bytes, ${t.dtype} [${t.shape}] needs ${t.end - t.begin}`,
+        });
+      writeAll(fd, data, layout.header.length + t.begin);
+    }
+    fsyncSync(fd);
+    closeSync(fd);
+    fd = undefined;
+    renameSync(tmp, path);
+  } catch (e) {
+    if (fd !== undefined) closeSync(fd);
+    rmSync(tmp, { force: true });
+    if (e instanceof SafetensorsError) throw e;
+    throw new SafetensorsError({ file: path, reason: `write failed: ${(e as Error).message}` });
+  }
 }

@@ -212,6 +212,17 @@ export class CudaTensorStore {
     };
   }
 
+  /**
+   * Drops a consumer's lease without mapping the memory (a redelivered item whose work is already
+   * done): the last release lets the producer free, as release() does.
+   */
+  async releaseUnopened(d: TensorDescriptor): Promise<void> {
+    if (d.loc.kind !== "cuda") return;
+    const key = cudaLeaseKey(d.loc.handle, d.loc.offset);
+    const left = await this.leases.release(key);
+    if (left === 0) this.bus.nc.publish(freeSubject(this.runId), new TextEncoder().encode(key));
+  }
+
   /** Frees everything this process still exports (consumers must have released). */
   async close(): Promise<void> {
     this.sub?.unsubscribe();

@@ -11,7 +11,6 @@ import {
   fsyncSync,
   mkdirSync,
   openSync,
-  readFileSync,
   readSync,
   renameSync,
   rmSync,
@@ -30,6 +29,7 @@ import {
 import { type ObjectStore, Objm } from "@nats-io/obj";
 import type { Subscription } from "@nats-io/transport-node";
 import { Result } from "effect";
+import { sha256File } from "./files.ts";
 import { readObjectDirect } from "./host-tensors.ts";
 import { AllowedRoots } from "./roots.ts";
 
@@ -245,7 +245,7 @@ async function handleImport(
   const blob = await readObjectDirect(bus, d.loc.bucket, d.loc.key);
   if (!blob) {
     // A repeated request whose first answer was lost: the file is already there.
-    if (existsSync(path) && sha256Hex(readFileSync(path)) === d.checksum.hex) return file;
+    if (existsSync(path) && sha256File(path) === d.checksum.hex) return file;
     throw new Refused("Missing", `${source}: object ${d.loc.bucket}/${d.loc.key} does not exist`, false);
   }
   if (blob.byteLength !== want)

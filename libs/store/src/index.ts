@@ -1,5 +1,6 @@
 export * from "./cuda.ts";
 export * from "./errors.ts";
+export * from "./files.ts";
 export * from "./host.ts";
 export * from "./host-files.ts";
 export * from "./host-tensors.ts";

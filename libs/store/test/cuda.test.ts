@@ -2,7 +2,7 @@
 // descriptor with its event handle. CUDA build (GPU machine): the two-process handoff with leases.
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Bus } from "@moeq/bus";
+import { type Bus, LeaseTable } from "@moeq/bus";
 import { packValue, TensorDescriptor, unpackValue, validate } from "@moeq/contracts";
 import { CudaUnavailable, native } from "@moeq/native";
 import { Result } from "effect";
@@ -49,6 +49,32 @@ describe("cuda descriptors: contract", () => {
       reason: "wrong-size",
       message: expect.stringMatching(/^L3\.E7 hessian: location holds 60 bytes, f32\[4,4\] needs 64/),
     });
+    await store.close();
+  });
+});
+
+describe("cuda descriptors: releasing without mapping", () => {
+  it("releaseUnopened drops one holder; the last one deletes the lease and tells the producer", async () => {
+    const runId = freshRunId("cuda");
+    const store = await CudaTensorStore.open(bus, runId);
+    const leases = await LeaseTable.open(bus, runId);
+    const d = desc(64, [16]);
+    const key = cudaLeaseKey(handle, 256);
+    await leases.grant(key, 64, 2);
+    const freed: string[] = [];
+    const sub = bus.nc.subscribe(`moeq.${runId}.store.cuda-free`, {
+      callback: (_e, m) => freed.push(new TextDecoder().decode(m.data)),
+    });
+    await store.releaseUnopened(d);
+    expect((await leases.get(key))?.holders).toBe(1);
+    await store.releaseUnopened(d);
+    expect(await leases.get(key)).toBeUndefined();
+    await bus.nc.flush();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(freed).toContain(key);
+    // a file descriptor has no lease: nothing happens
+    await store.releaseUnopened({ dtype: "f32", shape: [0], loc: { kind: "inline", data: new Uint8Array(0) } });
+    sub.unsubscribe();
     await store.close();
   });
 });

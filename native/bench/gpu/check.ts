@@ -3,6 +3,7 @@
 import { renameSync, writeFileSync } from "node:fs";
 import * as c from "../../test/cuda_checks.ts";
 import * as o from "../../test/cuda_ops_checks.ts";
+import * as st from "../../test/cuda_stats_checks.ts";
 import { native } from "../../ts/index.ts";
 
 const rows: Array<{ check: string; ok: boolean; seconds: number; detail: string }> = [];
@@ -41,6 +42,7 @@ await run("ops-rejections", () => o.checkOpsRejections());
 await run("gptq-oracle", () => c.checkGptqOracle());
 await run("gptq-batched", () => c.checkGptqBatched(14));
 await run("moe-calibrate", () => c.checkMoeCalibrate(15));
+await run("moe-stats", () => st.checkMoeStats(22));
 await run("rejections", () => c.checkRejections());
 await run("ipc-two-process", () => c.checkIpc());
 if (process.argv[2]) {

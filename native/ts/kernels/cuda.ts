@@ -191,6 +191,126 @@ export interface CudaKernels {
   /** As attentionF32 (same options; sinks a host Float32Array); head dims up to 512. */
   cudaAttentionF32(q: CudaBuffer, k: CudaBuffer, v: CudaBuffer, out: CudaBuffer, opts: AttentionOptions): void;
   /**
+   * As attentionF32 (same options, sinks a host Float32Array) on cuBLAS batched GEMMs: per chunk of
+   * (batch, head) pairs S = scale·Q·Kᵀ, a masked softmax per row, O = P·V. "f32" exact (CUDA cores),
+   * "tf32" / "bf16" both products on the tensor cores. scratchBytes (default 1 GiB) bounds the score
+   * matrices held at once (at least one seqLen²). out must not overlap q, k or v.
+   */
+  cudaAttentionGemm(
+    q: CudaBuffer,
+    k: CudaBuffer,
+    v: CudaBuffer,
+    out: CudaBuffer,
+    opts: AttentionOptions,
+    precision?: CudaPrecision,
+    scratchBytes?: number,
+  ): void;
+  // The device engine's glue (engine_ops.cu): the CPU engine's TypeScript loops with its rounding.
+  /** y[r, :] = row[:] */
+  cudaFillRowsF32(y: CudaBuffer, row: CudaBuffer, rows: number, cols: number): void;
+  /** out = a + f32(b·scale) (scale default 1: a + b); out may be a or b */
+  cudaResidualAddF32(a: CudaBuffer, b: CudaBuffer, out: CudaBuffer, n: number, scale?: number): void;
+  /** out = f32(x·factor), or f32(x / factor) when divide (in double: the factor is a JS number) */
+  cudaScaleF32(x: CudaBuffer, out: CudaBuffer, n: number, factor: number, divide?: boolean): void;
+  /** out = clamp(x, −limit, limit) */
+  cudaClampF32(x: CudaBuffer, out: CudaBuffer, n: number, limit: number): void;
+  /** out = a·b elementwise */
+  cudaMulF32(a: CudaBuffer, b: CudaBuffer, out: CudaBuffer, n: number): void;
+  /** dst[r·dstRowStride + c] = src[r·rowStride + c·colStride] (dstRowStride default cols); multiply: *= instead */
+  cudaStridedF32(
+    src: CudaBuffer,
+    dst: CudaBuffer,
+    rows: number,
+    cols: number,
+    rowStride: number,
+    colStride: number,
+    multiply?: boolean,
+    dstRowStride?: number,
+  ): void;
+  /** out[i, :] = x[idx[i], :] (· scale[i]); idx i32 [n]; an index outside x's rows is a RangeError */
+  cudaGatherRowsF32(
+    x: CudaBuffer,
+    idx: CudaBuffer,
+    scale: CudaBuffer | null,
+    out: CudaBuffer,
+    n: number,
+    cols: number,
+  ): void;
+  /** y[idx[i], :] += src[i, :]·scale[i] (one rounding: an FMA); idx i32 [n], distinct */
+  cudaScatterAddRowsF32(
+    y: CudaBuffer,
+    src: CudaBuffer,
+    idx: CudaBuffer,
+    scale: CudaBuffer | null,
+    n: number,
+    cols: number,
+  ): void;
+  /** out[r, c] += g[r]·src[r, c] (an FMA) */
+  cudaRowScaleAddF32(out: CudaBuffer, src: CudaBuffer, g: CudaBuffer, rows: number, cols: number): void;
+  /** x[r, c] *= f[r], in place */
+  cudaScaleRowsF32(x: CudaBuffer, f: CudaBuffer, rows: number, cols: number): void;
+  /** each row of w [rows, k] divided by its (sequential f32) sum, in place */
+  cudaRenormRowsF32(w: CudaBuffer, rows: number, k: number): void;
+  /**
+   * FP8 block-quantized weight to its float form on the device: codes u8 (e4m3) [rows, cols], scales
+   * f32 [⌈rows/blockRows⌉, ⌈cols/blockCols⌉]; out bf16 bits of f32(code)·scale rounded to nearest
+   * even (fp8BlockSource's BF16 presentation) or f32.
+   */
+  cudaDequantFp8Block(
+    codes: CudaBuffer,
+    scales: CudaBuffer,
+    out: CudaBuffer,
+    rows: number,
+    cols: number,
+    blockRows: number,
+    blockCols: number,
+    outDtype: "bf16" | "f32",
+  ): void;
+  /**
+   * GPT-OSS MXFP4 experts to bf16 on the device, transposed as mxfp4ExpertSource presents them:
+   * blocks u8 [E, rows, nb, 16] + E8M0 scales u8 [E, rows, nb] → out bf16 [E, nb·32, rows]. A 0xff
+   * scale is a RangeError naming its expert, row and block.
+   */
+  cudaDequantMxfp4T(
+    blocks: CudaBuffer,
+    scales: CudaBuffer,
+    out: CudaBuffer,
+    experts: number,
+    rows: number,
+    blocks32: number,
+  ): void;
+  /**
+   * DeepSeek-V3.2 indexer scores out [B, T, T] = Σ_h f32(w·headScale)·relu(q_h·k·scale), −∞ after
+   * the query (dsa-indexer.ts's indexerScores, its rounding); q [B·T, heads, headDim], k [B·T, headDim], w [B·T, heads].
+   */
+  cudaIndexerScoresF32(
+    q: CudaBuffer,
+    k: CudaBuffer,
+    w: CudaBuffer,
+    out: CudaBuffer,
+    batch: number,
+    seqLen: number,
+    heads: number,
+    headDim: number,
+    scale: number,
+    headScale: number,
+  ): void;
+  /** sparseAttention on the device: each query over its selected keys (i32 [B·T, topK]; < 0 or future skipped). */
+  cudaSparseAttentionF32(
+    q: CudaBuffer,
+    k: CudaBuffer,
+    v: CudaBuffer,
+    out: CudaBuffer,
+    selected: CudaBuffer,
+    batch: number,
+    seqLen: number,
+    heads: number,
+    headDim: number,
+    vHeadDim: number,
+    topK: number,
+    scale: number,
+  ): void;
+  /**
    * GPTQ of `experts` matrices W [E, rows, cols] with Hessians h [E, cols, cols] in one pass (the
    * algorithm and conventions of gptqQuantize, f64 inside, scales rounded to scaleDtype — default
    * f32 — before zero points, codes and error feedback); blockSize 1..128.
@@ -225,6 +345,29 @@ export interface CudaKernels {
     precision?: CudaPrecision,
     timePhases?: boolean,
   ): Promise<CudaMoeCalibration>;
+  /**
+   * One expert's calibration rows: out[i, :] = x[index[i], :] (· scale[i], one f32 product, when
+   * scale is given: Llama 4's router-scaled expert input). index i32 [n] and scale f32 [n] on the
+   * device; an index outside [0, xRows) is a RangeError naming its position.
+   */
+  cudaGatherRowsF32(
+    x: CudaBuffer,
+    xRows: number,
+    cols: number,
+    index: CudaBuffer,
+    n: number,
+    scale: CudaBuffer | null,
+    out: CudaBuffer,
+  ): void;
+  /** max |x[i]| over n f32 values (NaN when one is NaN): an input's absmax without a download. */
+  cudaAbsMaxF32(x: CudaBuffer, n: number): number;
+  /**
+   * dst[b, i] = f32(f64(src[b, i]) · scale[b]) over `blocks` blocks of blockLen values (a stack of raw
+   * Hessian sums brought to GPTQ's 2/Σw convention, rounded once as the CPU path does); dst may be src.
+   */
+  cudaScaleBlocksF32(src: CudaBuffer, dst: CudaBuffer, blocks: number, blockLen: number, scale: Float64Array): void;
+  /** Per row Σ_c a[r, c]·b[r, c], accumulated in f64 (per-projection GPTQ loss out of a batched call). */
+  cudaRowDotF32(a: CudaBuffer, b: CudaBuffer, rows: number, cols: number): Float64Array;
   /** Handle for another process on this host; only for allocations this process made. */
   cudaIpcExport(buf: CudaBuffer): CudaIpcExport;
   /** Maps another process's allocation; rejects ranges past the allocation's end. */

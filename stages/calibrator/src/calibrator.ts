@@ -14,13 +14,15 @@
 //      LayerCompleted.
 // In memory: one layer's weights (mapped from the loader's descriptors), the activations and the
 // k×k sums of the inputs being gathered.
-import { existsSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { EventOf, TensorDescriptor } from "@moeq/contracts";
 import { buildSpec, Engine, type ModelSpec, type RawConfig, type Routing, type WeightSource } from "@moeq/models";
-import { type DeviceKernels, deviceKernels, parseDevice } from "@moeq/native";
+import { cudaKernels, type DeviceKernels, type DeviceSpec, deviceKernels, parseDevice } from "@moeq/native";
 import {
   descriptorSource,
+  isFloatScheme,
+  layerInputFile,
   type QuantTarget,
   quantTargets,
   type StageContext,
@@ -31,18 +33,32 @@ import {
   writeFileAtomic,
   writeTensorFile,
 } from "@moeq/runtime";
+import { CudaTensorStore, readFileInto } from "@moeq/store";
+import { expertChunks, type LayerBatch, layerBatch, rowPlan, slicePlan } from "./batch-plan.ts";
 import { dequantOverlay } from "./dequant.ts";
-import { expertInputStatistics, routerInputScores } from "./expert-stats.ts";
+import {
+  type DeviceStatistics,
+  type DeviceWeights,
+  deviceMoeStatistics,
+  handOff,
+  uploadExpertWeights,
+} from "./device-moe.ts";
+import { expertInputStatistics, inputScales, routerInputScores } from "./expert-stats.ts";
 import { InputStatistics } from "./input-stats.ts";
 import { publishLinears } from "./linear-work.ts";
 import { requestPlan } from "./route-client.ts";
 import { publishUncalibrated } from "./trace.ts";
 import { EMPTY_HESSIAN, fusedCache, publishWork } from "./work.ts";
 
-const actsFile = (dir: string, L: number) => join(dir, `layer-${L}.input.f32`);
+// Layer inputs stay f32: the next layer's statistics and the routing plan are computed from
+// them, and bf16 would round every activation before GPTQ sees it (the reference keeps f32).
+const actsFile = layerInputFile;
 
 // --device: set once per run from the options (runs written before --device existed mean cpu)
-let kernels: DeviceKernels = deviceKernels({ kind: "cpu" });
+let device: DeviceSpec = { kind: "cpu" };
+let kernels: DeviceKernels = deviceKernels(device);
+// cuda descriptors of the batched hand-off (opened on the first batched layer)
+let cudaStore: CudaTensorStore | undefined;
 
 const isAttention = (t: QuantTarget) => t.module === "attention" || t.module === "indexer";
 
@@ -64,7 +80,8 @@ interface LayerRun {
 
 export async function runCalibrator(ctx: StageContext): Promise<void> {
   const o = ctx.options;
-  kernels = deviceKernels(parseDevice(o.device ?? "cpu"));
+  device = parseDevice(o.device ?? "cpu");
+  kernels = deviceKernels(device);
   const opened = await ctx.waitFor("ModelOpened");
   const { arch, spec } = buildSpec(opened.payload.config as RawConfig, "ModelOpened.config");
   const targets = quantTargets(arch, spec, o.targets);
@@ -99,14 +116,16 @@ export async function runCalibrator(ctx: StageContext): Promise<void> {
         message: `${f} is missing: layer ${start - 1} completed without its output`,
         permanent: true,
       });
-    const b = readFileSync(f);
-    h = new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
-    if (h.length !== rows * H)
+    // read in chunks into one f32 buffer: the file may pass 2 GiB (readFileSync's limit)
+    const size = statSync(f).size;
+    if (size !== rows * H * 4)
       throw new StageError({
         stage: ctx.stage,
-        message: `${f}: ${h.length} values, expected ${rows}×${H}`,
+        message: `${f}: ${size / 4} values, expected ${rows}×${H}`,
         permanent: true,
       });
+    h = new Float32Array(rows * H);
+    readFileInto(f, new Uint8Array(h.buffer));
   }
 
   for (let L = start; L < spec.layers.length; L++) {
@@ -145,7 +164,9 @@ export async function runCalibrator(ctx: StageContext): Promise<void> {
     });
     const tBlock = Date.now();
     h = engine.finishLayer(residual, y);
-    writeFileAtomic(actsFile(ctx.paths.acts, L + 1), new Uint8Array(h.buffer, h.byteOffset, h.byteLength));
+    // the next layer's input, for a restart; the last layer's output has no reader
+    if (L + 1 < spec.layers.length)
+      writeFileAtomic(actsFile(ctx.paths.acts, L + 1), new Uint8Array(h.buffer, h.byteOffset, h.byteLength));
     await ctx.pause();
     await ctx.emit({
       type: "LayerCompleted",
@@ -327,9 +348,14 @@ async function moeLayer(run: LayerRun, x: Float32Array, rows: number): Promise<F
   }
 
   const gptq = ctx.options.algorithm === "gptq";
+  // --device cuda: every routed expert's statistics in one pass on the GPU, two batched work items
+  const batched = device.kind === "cuda" && gptq && !isFloatScheme(ctx.options.scheme) ? layerBatch(m, targets) : null;
+  if (typeof batched === "string") ctx.say(`layer ${L}: routed experts per expert on the CPU path (${batched})`);
+  const onDevice = batched !== null && typeof batched !== "string" ? batched : null;
+  if (onDevice) await deviceExperts(run, onDevice, x, calib, routing, scores);
   // Statistics first (CPU), then the events in order, with the work items published alongside.
   const pending: Promise<unknown>[] = [];
-  for (let e = 0; e < E; e++) {
+  for (let e = 0; e < E && !onDevice; e++) {
     const expertTargets = targets.filter((t) => t.module === "experts" && t.expert === e);
     if (expertTargets.length === 0) continue;
     await tracing.expertSpan(L, e, async () => {
@@ -425,5 +451,102 @@ async function moeLayer(run: LayerRun, x: Float32Array, rows: number): Promise<F
   );
 
   await useQuantized(run);
-  return engine.moe(L, x, routing);
+  const tFwd = Date.now();
+  const y = await engine.moe(L, x, routing);
+  // the batch's weights and Hessians live in this process: the layer completes once they are consumed
+  if (onDevice) {
+    const tOut = Date.now();
+    await quantized(
+      ctx,
+      L,
+      targets.filter((t) => t.module === "experts"),
+    );
+    ctx.say(
+      `layer ${L}: MoE output (CPU engine) ${((tOut - tFwd) / 1000).toFixed(2)} s, then waited ${((Date.now() - tOut) / 1000).toFixed(2)} s for the batched GPTQ`,
+    );
+  }
+  return y;
+}
+
+/**
+ * The routed experts of a MoE layer on the device (device-moe.ts): x uploaded once, the policy's
+ * rows per expert as one CSR, both Hessian stacks, then the hand-off of the stacks as cuda
+ * descriptors in two quantize-batch items.
+ */
+async function deviceExperts(
+  run: LayerRun,
+  batch: LayerBatch,
+  x: Float32Array,
+  calib: Float32Array,
+  routing: Routing,
+  scores: Float32Array | null,
+): Promise<void> {
+  const { ctx, L } = run;
+  if (device.kind !== "cuda") throw new Error("unreachable");
+  const cu = cudaKernels(device.index);
+  const H = run.spec.hiddenSize;
+  const rows = routing.rows;
+  const t0 = performance.now();
+  const plan = rowPlan(calib, rows, routing.numExperts, batch.experts);
+  let scales: Float32Array | null = null;
+  if (scores) {
+    scales = new Float32Array(plan.index.length);
+    batch.experts.forEach((e, i) => {
+      const used = plan.index.subarray(plan.offsets[i], plan.offsets[i + 1]);
+      const s = inputScales(routing, scores, e, Array.from(used));
+      if (s) scales?.set(s, plan.offsets[i]);
+    });
+  }
+  const dx = cu.cudaAlloc(rows * H * 4, device.index);
+  const o = ctx.options;
+  const options = { bits: o.bits, groupSize: o.groupSize, symmetric: o.symmetric, actOrder: o.actOrder, damp: o.damp };
+  const chunks = expertChunks(batch, batchBytes(ctx));
+  const times = { weights: 0, statistics: 0, handOff: 0 };
+  try {
+    cu.cudaUpload(dx, x);
+    const tUp = performance.now();
+    for (const [c, chunk] of chunks.entries()) {
+      // at most two chunks' stacks alive: the one being built and the one being quantized
+      if (c >= 2) await quantized(ctx, L, [...chunks[c - 2].gate, ...chunks[c - 2].up, ...chunks[c - 2].down]);
+      const from = batch.experts.indexOf(chunk.experts[0]);
+      const chunkPlan = slicePlan(plan, from, from + chunk.experts.length);
+      const chunkScales = scales?.subarray(plan.offsets[from], plan.offsets[from + chunk.experts.length]) ?? null;
+      let weights: DeviceWeights | undefined;
+      let stats: DeviceStatistics | undefined;
+      try {
+        const t1 = performance.now();
+        weights = uploadExpertWeights(cu, device.index, ctx, chunk, run.descs);
+        const t2 = performance.now();
+        stats = await deviceMoeStatistics(cu, { x: dx, rows }, chunk, chunkPlan, chunkScales, weights, L);
+        const t3 = performance.now();
+        cudaStore ??= await CudaTensorStore.open(ctx.bus, ctx.runId);
+        await handOff(ctx, cudaStore, L, chunk, chunkPlan, stats, weights, options);
+        times.weights += t2 - t1;
+        times.statistics += t3 - t2;
+        times.handOff += performance.now() - t3;
+      } finally {
+        // the store holds its own views of what it handed off; these are this function's handles
+        if (weights) for (const b of [weights.gateUp, weights.down]) cu.cudaFree(b);
+        if (stats) for (const b of [stats.hIn, stats.hDown]) cu.cudaFree(b);
+      }
+    }
+    const s = (ms: number) => (ms / 1000).toFixed(2);
+    ctx.say(
+      `layer ${L}: ${batch.experts.length} experts on ${device.index === 0 ? "cuda" : `cuda:${device.index}`} in ${chunks.length} chunk(s): x upload ${s(tUp - t0)} s, weights ${s(times.weights)} s, statistics ${s(times.statistics)} s, hand-off ${s(times.handOff)} s`,
+    );
+  } finally {
+    cu.cudaFree(dx);
+  }
+}
+
+/** GPU bytes a batch of expert stacks may take (calibrator stage option `batchBytes`, default 32 GiB). */
+function batchBytes(ctx: StageContext): number {
+  const v = ctx.stageOptions.batchBytes ?? 32 * 2 ** 30;
+  if (typeof v !== "number" || !(v > 0))
+    throw new StageError({
+      stage: ctx.stage,
+      message: `calibrator option batchBytes: expected a positive number of bytes, got ${JSON.stringify(v)}`,
+      permanent: true,
+    });
+  return v;
 }

@@ -197,6 +197,8 @@ beforeAll(async () => {
     out,
     "--work-dir",
     join(work, "run"),
+    // the checks read the Hessian and code files, which a finished run deletes otherwise
+    "--keep-artifacts",
     "--algo",
     "gptq",
     "--targets",

@@ -1,6 +1,7 @@
 // Evaluation of a packed checkpoint against its reference: the quantized model is read back
-// through the format's own decoder (@moeq/formats), both models run layer by layer on held-out
-// windows, and we accumulate llama.cpp-style KLD statistics of the next-token distributions,
+// through the format's own decoder (@moeq/formats), both models run layer-major on held-out
+// windows (all windows through layer L, then L+1: one layer of each model's weights in memory),
+// and we accumulate llama.cpp-style KLD statistics of the next-token distributions,
 // the relative error of each MoE block's output (quantized vs reference on the reference's
 // input), each expert's output error on the first batch's tokens routed to it, and each expert's
 // relative weight error.
@@ -72,6 +73,8 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<Evaluation
   const qc = readQuantizedCheckpoint(o.quantizedDir);
   try {
     const { spec: qspec } = buildSpec(qc.config as RawConfig, `${o.quantizedDir}/config.json`);
+    // Dequantized modules and rebuilt fused tensors of the layer being evaluated only: the loop is
+    // layer-major, so each is decoded once and dropped when the windows move to the next layer.
     const deq = new Map<string, Tensor>();
     const qmods = new Set(qc.quantizedModules.map((m) => `${m}.weight`));
     const passthrough = new Set(qc.passthroughNames);
@@ -121,19 +124,28 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<Evaluation
       if (!werr.has(key)) werr.set(key, new RelativeErrorAccumulator());
       werr.get(key)!.add(r, q);
     };
-    for (const n of qmods) {
-      const m = EXPERT.exec(n);
-      if (!m || !ref.source.has(n)) continue;
-      addWeightError(Number(m[1]), Number(m[2]), refEngine.weights.get(n), qEngine.weights.get(n));
-    }
-    // per-expert modules cut out of a fused reference tensor
-    for (const roles of fusedRoles.values())
-      for (const r of roles) {
-        const mod = `${packTarget(qspec, r).module}.weight`;
-        if (r.expert === null || !qmods.has(mod) || !ref.source.has(r.tensor)) continue;
-        const whole = refEngine.weights.get(r.tensor);
-        addWeightError(r.layer, r.expert, extractRoleMatrix(r, whole, ref.source.tensor(r.tensor).shape), qEngine.weights.get(mod));
+    // the layer's weights go: decoded modules, rebuilt fused tensors, both engines' f32 copies
+    const dropLayerWeights = () => {
+      deq.clear();
+      refused.clear();
+      refEngine.weights.invalidate();
+      qEngine.weights.invalidate();
+    };
+    const weightErrorsOfLayer = (L: number) => {
+      for (const n of qmods) {
+        const m = EXPERT.exec(n);
+        if (!m || Number(m[1]) !== L || !ref.source.has(n)) continue;
+        addWeightError(L, Number(m[2]), refEngine.weights.get(n), qEngine.weights.get(n));
       }
+      // per-expert modules cut out of a fused reference tensor
+      for (const roles of fusedRoles.values())
+        for (const r of roles) {
+          const mod = `${packTarget(qspec, r).module}.weight`;
+          if (r.layer !== L || r.expert === null || !qmods.has(mod) || !ref.source.has(r.tensor)) continue;
+          const whole = refEngine.weights.get(r.tensor);
+          addWeightError(r.layer, r.expert, extractRoleMatrix(r, whole, ref.source.tensor(r.tensor).shape), qEngine.weights.get(mod));
+        }
+    };
 
     const w = o.windows ?? await tokenWindows(o.texts, "eval", { modelDir: o.referenceDir, vocab: V, seed: o.seed, cacheDir: o.cacheDir });
     const { n: N, seqLen: T } = w;
@@ -157,59 +169,70 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<Evaluation
       }
     };
     const batch = Math.min(o.batchWindows, N);
-    const elsewhere = o.scoreElsewhere?.(windowBatches(w, batch), o);
+    const batches = windowBatches(w, batch);
+    const elsewhere = o.scoreElsewhere?.(batches, o);
     let layersElsewhere: LayerStats[] | undefined;
-    for (let b0 = 0; b0 < N; b0 += batch) {
-      const nb = Math.min(batch, N - b0);
-      const scoredElsewhere = await elsewhere?.[b0 / batch];
-      if (scoredElsewhere) {
-        acc.addScores(scoredElsewhere.tokens);
-        layersElsewhere ??= scoredElsewhere.layers;
-        o.onProgress?.(b0 + nb, N);
-        continue;
+    if (elsewhere) {
+      for (const [i, b] of batches.entries()) {
+        const scored = await elsewhere[i];
+        acc.addScores(scored.tokens);
+        layersElsewhere ??= scored.layers;
+        o.onProgress?.(b.b0 + b.nb, N);
       }
-      const seq = refEngine.sequences(nb, T);
-      const ids = w.ids.subarray(b0 * T, (b0 + nb) * T);
-      let hr = refEngine.embed(ids, seq);
-      let hq = qEngine.embed(ids, seq);
       for (let L = 0; L < spec.layers.length; L++) {
-        const ar = await refEngine.attention(L, hr, seq);
-        const aq = await qEngine.attention(L, hq, seq);
-        if (refEngine.isMoe(L)) {
-          const rr = await refEngine.router(L, ar.x);
-          const yr = await refEngine.moe(L, ar.x, rr);
-          // The per-layer error needs an extra quantized MoE pass; the first batch is a large
-          // enough sample for a relative error, and this keeps the evaluation at ~2 forwards.
-          if (b0 === 0 && o.layerErrors !== false) {
-            layerErr[L].add(yr, await qEngine.moe(L, ar.x, rr));
-            await addExpertErrors(L, ar.x, rr);
-          }
-          hr = refEngine.finishLayer(ar.residual, yr);
-          hq = qEngine.finishLayer(aq.residual, await qEngine.moe(L, aq.x));
-        } else {
-          hr = refEngine.finishLayer(ar.residual, (await refEngine.mlp(L, ar.x)).out);
-          hq = qEngine.finishLayer(aq.residual, (await qEngine.mlp(L, aq.x)).out);
-        }
+        weightErrorsOfLayer(L);
+        dropLayerWeights();
       }
-      const lr = await refEngine.logits(refEngine.finalNorm(hr));
-      const lq = await qEngine.logits(qEngine.finalNorm(hq));
-      // Score every position that has a next token in its window (T − 1 per window).
-      const scored = nb * (T - 1);
-      const r = new Float32Array(scored * V);
-      const q = new Float32Array(scored * V);
-      const targets = new Int32Array(scored);
-      for (let b = 0; b < nb; b++)
-        for (let t = 0; t < T - 1; t++) {
-          const src = (b * T + t) * V;
-          const dst = (b * (T - 1) + t) * V;
-          r.set(lr.subarray(src, src + V), dst);
-          q.set(lq.subarray(src, src + V), dst);
-          targets[b * (T - 1) + t] = ids[b * T + t + 1];
+    } else {
+      // Layer-major: every window through layer L, then L+1, so one layer of each model's weights
+      // is decoded at a time; the hidden states of all windows (two models) are what stays.
+      const seqs = batches.map((b) => refEngine.sequences(b.nb, T));
+      const hr = batches.map((b, i) => refEngine.embed(b.ids, seqs[i]));
+      const hq = batches.map((b, i) => qEngine.embed(b.ids, seqs[i]));
+      for (let L = 0; L < spec.layers.length; L++) {
+        for (const [i, b] of batches.entries()) {
+          const seq = seqs[i];
+          const ar = await refEngine.attention(L, hr[i], seq);
+          const aq = await qEngine.attention(L, hq[i], seq);
+          if (refEngine.isMoe(L)) {
+            const rr = await refEngine.router(L, ar.x);
+            const yr = await refEngine.moe(L, ar.x, rr);
+            // The per-layer error needs an extra quantized MoE pass; the first batch is a large
+            // enough sample for a relative error, and this keeps the evaluation at ~2 forwards.
+            if (b.b0 === 0 && o.layerErrors !== false) {
+              layerErr[L].add(yr, await qEngine.moe(L, ar.x, rr));
+              await addExpertErrors(L, ar.x, rr);
+            }
+            hr[i] = refEngine.finishLayer(ar.residual, yr);
+            hq[i] = qEngine.finishLayer(aq.residual, await qEngine.moe(L, aq.x));
+          } else {
+            hr[i] = refEngine.finishLayer(ar.residual, (await refEngine.mlp(L, ar.x)).out);
+            hq[i] = qEngine.finishLayer(aq.residual, (await qEngine.mlp(L, aq.x)).out);
+          }
         }
-      const scores = scoreTokens(r, q, V, targets);
-      acc.addScores(scores);
-      o.onBatchScored?.(b0, scores);
-      o.onProgress?.(b0 + nb, N);
+        weightErrorsOfLayer(L);
+        dropLayerWeights();
+      }
+      for (const [i, b] of batches.entries()) {
+        const { nb, ids } = b;
+        const nr = refEngine.finalNorm(hr[i]);
+        const nq = qEngine.finalNorm(hq[i]);
+        // Logits one window at a time ([T, vocab] f32 of each model: 0.3 GiB at T = 256 and a
+        // 152k vocabulary, where a batch of 16 windows would take 5 GiB); every position with a
+        // next token in its window is scored (T − 1 per window), in window order.
+        const parts: TokenScores[] = [];
+        for (let bb = 0; bb < nb; bb++) {
+          const rows = (x: Float32Array) => x.subarray(bb * T * H, (bb + 1) * T * H);
+          const lr = await refEngine.logits(rows(nr));
+          const lq = await qEngine.logits(rows(nq));
+          const targets = Int32Array.from(ids.subarray(bb * T + 1, (bb + 1) * T));
+          parts.push(scoreTokens(lr.subarray(0, (T - 1) * V), lq.subarray(0, (T - 1) * V), V, targets));
+        }
+        const scores = concatScores(parts);
+        acc.addScores(scores);
+        o.onBatchScored?.(b.b0, scores);
+        o.onProgress?.(b.b0 + nb, N);
+      }
     }
     const layers: LayerStats[] = layersElsewhere ?? spec.layers.map((_, L) => ({
       layer: L,
@@ -241,4 +264,24 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<Evaluation
     qc.close();
     ref.close();
   }
+}
+
+/** Token scores of consecutive rows, joined in order. */
+function concatScores(parts: readonly TokenScores[]): TokenScores {
+  const join = <A extends Float64Array | Uint8Array>(arrays: A[], make: (n: number) => A): A => {
+    const out = make(arrays.reduce((n, a) => n + a.length, 0));
+    let at = 0;
+    for (const a of arrays) {
+      out.set(a, at);
+      at += a.length;
+    }
+    return out;
+  };
+  const withNll = parts.every((p) => p.nll !== null && p.nllBase !== null);
+  return {
+    kld: join(parts.map((p) => p.kld), (n) => new Float64Array(n)),
+    sameTop: join(parts.map((p) => p.sameTop), (n) => new Uint8Array(n)),
+    nll: withNll ? join(parts.map((p) => p.nll as Float64Array), (n) => new Float64Array(n)) : null,
+    nllBase: withNll ? join(parts.map((p) => p.nllBase as Float64Array), (n) => new Float64Array(n)) : null,
+  };
 }

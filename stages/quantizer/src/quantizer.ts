@@ -3,6 +3,8 @@
 // calibrator's Hessian. Outputs are unpacked codes, scales, zero points and the column → group
 // map, written as tensor files; ExpertQuantized references them. Redelivered or duplicated
 // items find their ExpertQuantized in the log and are acknowledged without redoing the work.
+// Under --device cuda a MoE layer's routed experts come as two `quantize-batch` items instead
+// (batch.ts: every expert of one projection kind in one batched GPTQ call on GPU-resident inputs).
 import { QuantizeExpertWork, validate, type WorkItem } from "@moeq/contracts";
 import { tensorToF32 } from "@moeq/models";
 import { deviceKernels, parseDevice } from "@moeq/native";
@@ -10,6 +12,7 @@ import { gptq, quantizeIntRtn, type IntQuantResult } from "@moeq/quant";
 import { isPermanentError, type StageContext, StageError, targetKey, telemetry as T, writeFileAtomic } from "@moeq/runtime";
 import { PermanentFailure } from "@moeq/bus";
 import { Result } from "effect";
+import { quantizeBatch } from "./batch.ts";
 import { scaleDtypeFor } from "./scale-dtype.ts";
 import { quantizeFloat } from "./float-scheme.ts";
 import { isFloatScheme } from "@moeq/runtime";
@@ -151,7 +154,8 @@ export async function runQuantizer(ctx: StageContext): Promise<void> {
     "quantize",
     async (item, wctx) => {
       try {
-        await quantizeItem(ctx, item, wctx.working, wctx);
+        if (item.kind === "quantize-batch") await quantizeBatch(ctx, item, wctx.working, wctx);
+        else await quantizeItem(ctx, item, wctx.working, wctx);
       } catch (e) {
         if (isPermanentError(e) || e instanceof PermanentFailure) {
           const error = { tag: (e as { _tag?: string })._tag ?? "Error", message: (e as Error).message };

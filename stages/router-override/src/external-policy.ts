@@ -9,11 +9,12 @@
 //                              "out":{"path":…,"dtype":"f32","shape":[R,E]}}
 //   policy → us:              {"id":1,"ok":true} once `out` is written, or {"id":1,"ok":false,"error":"…"}
 // The process is started on the first layer and kept; closing its stdin asks it to exit.
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
+import { spawnTied } from "@moeq/bus";
 import type { Routing } from "@moeq/models";
 import type { CalibrationPolicy, PolicyInput } from "./policies.ts";
 import { PolicyError } from "./policies-errors.ts";
@@ -64,21 +65,22 @@ export function externalPolicy(command: string, o: ExternalPolicyOptions = {}): 
   const start = () => {
     const argv = externalArgv(command);
     dir = o.scratchDir ? scratchIn(o.scratchDir) : mkdtempSync(join(tmpdir(), "moeq-policy-"));
-    const p = spawn(argv[0], argv.slice(1), { stdio: ["pipe", "pipe", "pipe"] });
+    // tied: the policy process dies with this stage however the stage dies
+    const p = spawnTied(argv[0], argv.slice(1), { stdio: ["pipe", "pipe", "pipe"] }, "SIGKILL");
     proc = p;
     createInterface({ input: p.stderr! }).on("line", (l) => o.log?.(`[policy] ${l}`));
     const lines = createInterface({ input: p.stdout! });
     ready = new Promise<void>((resolve, reject) => {
-      const t = setTimeout(
-        () =>
-          reject(
-            new PolicyError({
-              source: src,
-              message: `${src} did not send its ${EXTERNAL_PROTOCOL} hello line within ${(o.helloTimeoutMs ?? 30_000) / 1000} s`,
-            }),
-          ),
-        o.helloTimeoutMs ?? 30_000,
-      );
+      const t = setTimeout(() => {
+        const e = new PolicyError({
+          source: src,
+          message: `${src} did not send its ${EXTERNAL_PROTOCOL} hello line within ${(o.helloTimeoutMs ?? 30_000) / 1000} s`,
+        });
+        fail(e);
+        reject(e);
+        // a process that does not speak the protocol is of no further use: it must not linger
+        p.kill("SIGKILL");
+      }, o.helloTimeoutMs ?? 30_000);
       let hello = false;
       lines.on("line", (line) => {
         let msg: { protocol?: string; id?: number; ok?: boolean; error?: string };
@@ -135,12 +137,13 @@ export function externalPolicy(command: string, o: ExternalPolicyOptions = {}): 
       const id = nextId++;
       const t = setTimeout(() => {
         pending.delete(id);
-        reject(
-          new PolicyError({
-            source: src,
-            message: `${src} did not answer layer ${req.layer} within ${timeoutMs / 1000} s`,
-          }),
-        );
+        const e = new PolicyError({
+          source: src,
+          message: `${src} did not answer layer ${req.layer} within ${timeoutMs / 1000} s`,
+        });
+        fail(e);
+        reject(e);
+        proc?.kill("SIGKILL");
       }, timeoutMs);
       pending.set(id, {
         resolve: (v) => {

@@ -1,6 +1,6 @@
 // The external policy protocol against a real separate process (test/custom-policy/policy.mjs)
 // and against processes that break it.
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -98,6 +98,27 @@ describe("external policy process", () => {
       open(join(dir, "missing-binary-xyz")).weights(routing(3, 3, 1), { layer: 0, spec }),
     ).rejects.toMatchObject({ _tag: "PolicyError" });
   }, 60_000);
+
+  it("a process that never says hello is a PolicyError at the hello timeout and is killed, not left behind", async () => {
+    // a sleep with an argument no other process has, so /proc finds exactly this one
+    const secs = `${900 + Math.floor(Math.random() * 1000)}.${process.pid}`;
+    await expect(
+      open(`/bin/sleep ${secs}`, { helloTimeoutMs: 300 }).weights(routing(3, 3, 1), { layer: 0, spec }),
+    ).rejects.toMatchObject({ _tag: "PolicyError", message: expect.stringMatching(/hello line within 0.3 s/) });
+    const sleeping = () =>
+      readdirSync("/proc")
+        .filter((d) => /^\d+$/.test(d))
+        .filter((d) => {
+          try {
+            return readFileSync(`/proc/${d}/cmdline`, "utf8").split("\0").includes(secs);
+          } catch {
+            return false;
+          }
+        });
+    const deadline = Date.now() + 3000;
+    while (sleeping().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(sleeping()).toEqual([]);
+  }, 30_000);
 
   it("an error answer is passed on with the layer", async () => {
     const dir = mkdtempSync(join(tmpdir(), "moeq-policy-err-"));

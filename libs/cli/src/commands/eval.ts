@@ -6,12 +6,15 @@ import { formatKldTable } from "@moeq/eval";
 import { evaluateCheckpoint, reportData, writeRunReport } from "@moeq/stage-evaluator";
 import { Effect, Option } from "effect";
 import { Argument, Command, Flag } from "effect/cli";
+import { resolveModelRef, stderrLine } from "../model-ref.ts";
 import { userError } from "./quantize.ts";
 
 export const evalCommand = Command.make(
   "eval",
   {
-    referenceDir: Argument.String("reference-dir").pipe(Argument.withDescription("The unquantized model")),
+    referenceDir: Argument.String("reference-dir").pipe(
+      Argument.withDescription("The unquantized model: a directory or a Hugging Face id org/name[@revision]"),
+    ),
     quantizedDir: Argument.String("quantized-dir").pipe(
       Argument.withDescription("A quantized checkpoint (any supported format)"),
     ),
@@ -43,7 +46,7 @@ export const evalCommand = Command.make(
     Effect.tryPromise({
       try: async () => {
         const ev = await evaluateCheckpoint({
-          referenceDir: resolve(a.referenceDir),
+          referenceDir: resolve(await resolveModelRef(a.referenceDir, { log: stderrLine })),
           quantizedDir: resolve(a.quantizedDir),
           texts: a.texts,
           seed: a.seed,

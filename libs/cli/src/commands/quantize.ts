@@ -4,13 +4,16 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { type RunInfo, type RunOptions, resolveOptions, writeRunInfo } from "@moeq/runtime";
+import { clusterOptionsFromEnv, connectBus } from "@moeq/bus";
+import { OptionsError, type RunInfo, type RunOptions, resolveOptions, tokenWindows, writeRunInfo } from "@moeq/runtime";
 import { Effect, Option } from "effect";
 import { Argument, Command, Flag } from "effect/cli";
+import { resolveModelRef, stderrLine } from "../model-ref.ts";
 import { defaultGraph, readGraphFile, resolveGraph } from "../supervisor/graph.ts";
 import { formatSummary, type RunSummary } from "../supervisor/summary.ts";
 import { defaultThreads, supervise } from "../supervisor/supervise.ts";
-import { preflight } from "../supervisor/validate.ts";
+import { type Preflight, preflight } from "../supervisor/validate.ts";
+import { unusedLine } from "./inspect.ts";
 
 export interface QuantizeArgs {
   readonly modelDir: string;
@@ -20,6 +23,8 @@ export interface QuantizeArgs {
   readonly nats?: string;
   readonly threads?: number;
   readonly options: Partial<Record<keyof RunOptions, unknown>>;
+  /** the command line recorded for the model card (default: this process's arguments) */
+  readonly command?: readonly string[];
 }
 
 /** Defaults that depend on the model: a model without tokenizer.json gets random token windows. */
@@ -32,10 +37,43 @@ export function modelDefaults(modelDir: string, given: Partial<Record<keyof RunO
   };
 }
 
+/**
+ * The token windows of user-given text (files) and random specs, cut now as the stages will cut
+ * them: an empty, binary or too-short file fails here, naming it, instead of minutes into the run
+ * (or after packing, for --eval). Brown is shipped and its sizes are checked by the loader.
+ */
+async function checkWindows(pre: Preflight, o: RunOptions): Promise<void> {
+  for (const [split, spec] of [
+    ["calib", o.calib],
+    ["eval", o.eval],
+  ] as const) {
+    if (spec.startsWith("brown")) continue;
+    try {
+      await tokenWindows(spec, split, { modelDir: pre.modelDir, vocab: pre.vocab, seed: o.seed });
+    } catch (e) {
+      throw new OptionsError({ field: split, message: `--${split}: ${(e as Error).message}` });
+    }
+  }
+}
+
+/** An external NATS (--nats) that cannot be reached fails now, not in every stage after the run is created. */
+async function checkNats(url: string): Promise<void> {
+  try {
+    const bus = await connectBus({ url, name: "moeq-preflight", attempts: 3, ...clusterOptionsFromEnv() });
+    await bus.nc.close();
+  } catch (e) {
+    throw new OptionsError({ field: "nats", message: `--nats ${url}: ${(e as Error).message}` });
+  }
+}
+
 /** Creates the run (validated, work dir + run.json) and returns its work dir; nothing is written on error. */
-export function createRun(a: QuantizeArgs): string {
+export async function createRun(a: QuantizeArgs): Promise<string> {
   const options = resolveOptions(modelDefaults(a.modelDir, a.options));
   const pre = preflight(a.modelDir, a.out, a.workDir, options);
+  await checkWindows(pre, options);
+  if (pre.architectureNote) process.stderr.write(`moeq quantize: ${pre.architectureNote}\n`);
+  if (pre.unusedTensors.length > 0) process.stderr.write(`moeq quantize: ${unusedLine(pre.unusedTensors)}\n`);
+  if (a.nats) await checkNats(a.nats);
   const graph = a.graph ? readGraphFile(a.graph) : defaultGraph(options.quantizers);
   const stages = resolveGraph(graph);
   const info: RunInfo = {
@@ -50,6 +88,7 @@ export function createRun(a: QuantizeArgs): string {
     ...(a.nats ? { natsUrl: a.nats } : {}),
     threads: a.threads ?? defaultThreads(),
     createdAt: new Date().toISOString(),
+    command: a.command ?? process.argv.slice(2),
   };
   mkdirSync(pre.workDir, { recursive: true });
   writeRunInfo(pre.workDir, info);
@@ -83,13 +122,14 @@ export const quantize = Command.make(
   "quantize",
   {
     modelDir: Argument.String("model-dir").pipe(
-      Argument.withDescription("Hugging Face model directory (config.json + safetensors)"),
+      Argument.withDescription("Model directory (config.json + safetensors) or Hugging Face id org/name[@revision]"),
     ),
     out: Flag.String("out").pipe(Flag.withDescription("Output checkpoint directory (must not exist)")),
-    bits: Flag.Int("bits").pipe(Flag.withDefault(4), Flag.withDescription("Weight bits: 4 or 8")),
+    // optional: given or not is what tells a contradiction with --scheme from a default
+    bits: Flag.Int("bits").pipe(Flag.optional, Flag.withDescription("Weight bits of int schemes: 4 or 8 (default 4)")),
     groupSize: Flag.Int("group-size").pipe(
-      Flag.withDefault(32),
-      Flag.withDescription("Input columns per scale group (-1: per channel)"),
+      Flag.optional,
+      Flag.withDescription("Input columns per scale group of int schemes (-1: per channel; default 32)"),
     ),
     asymmetric: Flag.Boolean("asymmetric").pipe(
       Flag.withDefault(false),
@@ -170,22 +210,29 @@ export const quantize = Command.make(
       Flag.withDefault("compressed-tensors"),
       Flag.withDescription("compressed-tensors|gptq|gptq-v2|modelopt|fp8-block|gpt-oss-mxfp4 (docs/formats.md)"),
     ),
+    keepArtifacts: Flag.Boolean("keep-artifacts").pipe(
+      Flag.withDefault(false),
+      Flag.withDescription("Keep every layer's work-dir artifacts (default: deleted once the layer is packed)"),
+    ),
     json: Flag.Boolean("json").pipe(Flag.withDefault(false), Flag.withDescription("Print the summary as JSON")),
-    traceFile: Flag.String("trace-file").pipe(Flag.optional, Flag.withDescription("Append every process's spans to this OTLP JSON-lines file (docs/tracing.md)")),
+    traceFile: Flag.String("trace-file").pipe(
+      Flag.optional,
+      Flag.withDescription("Append every process's spans to this OTLP JSON-lines file (docs/tracing.md)"),
+    ),
   },
   (a) =>
     Effect.tryPromise({
       try: async () => {
-        const workDir = createRun({
-          modelDir: a.modelDir,
+        const workDir = await createRun({
+          modelDir: await resolveModelRef(a.modelDir, { log: stderrLine }),
           out: a.out,
           workDir: opt(a.workDir),
           graph: opt(a.graph),
           nats: opt(a.nats),
           threads: opt(a.threads),
           options: {
-            bits: a.bits,
-            groupSize: a.groupSize,
+            bits: opt(a.bits),
+            groupSize: opt(a.groupSize),
             symmetric: !a.asymmetric,
             algorithm: a.algo,
             policy: a.policy,
@@ -203,6 +250,7 @@ export const quantize = Command.make(
             device: a.device,
             scheme: opt(a.scheme),
             format: a.format,
+            keepArtifacts: a.keepArtifacts,
           },
         });
         await runAndReport(workDir, a.json, opt(a.traceFile));

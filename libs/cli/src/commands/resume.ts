@@ -10,11 +10,14 @@ export const resume = Command.make(
   {
     workDir: Argument.String("work-dir").pipe(Argument.withDescription("The run's work dir (holds run.json)")),
     json: Flag.Boolean("json").pipe(Flag.withDefault(false), Flag.withDescription("Print the summary as JSON")),
-    traceFile: Flag.String("trace-file").pipe(Flag.optional, Flag.withDescription("Append every process's spans to this OTLP JSON-lines file")),
+    traceFile: Flag.String("trace-file").pipe(
+      Flag.optional,
+      Flag.withDescription("Append every process's spans to this OTLP JSON-lines file"),
+    ),
   },
   ({ workDir, json, traceFile }) =>
-    Effect.tryPromise({ try: () => runAndReport(resolve(workDir), json, Option.getOrUndefined(traceFile)), catch: (e) => e }).pipe(
-      Effect.asVoid,
-      Effect.catch(userError("resume")),
-    ),
+    Effect.tryPromise({
+      try: () => runAndReport(resolve(workDir), json, Option.getOrUndefined(traceFile)),
+      catch: (e) => e,
+    }).pipe(Effect.asVoid, Effect.catch(userError("resume"))),
 ).pipe(Command.withDescription("Continue an interrupted run from its events"));

@@ -1,9 +1,10 @@
 // Stage processes: spawned with the run's environment, output appended to logs/<stage>.<i>.log,
 // restarted (bounded) when they die before the run ends, peak RSS sampled from /proc.
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdirSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ENV } from "@moeq/runtime";
+import { spawnTied } from "@moeq/bus";
+import { ENV, EXIT_NO_SPACE } from "@moeq/runtime";
 import type { ResolvedStage } from "./graph.ts";
 
 export interface StageProcessStats {
@@ -48,6 +49,8 @@ export class StageProcesses {
     /** called when an instance gives up (permanent failure or too many restarts) */
     private readonly onGiveUp: (stage: string, why: string) => void,
     private readonly onRestart: (stage: string, instance: number, why: string) => void,
+    /** called when an instance ran out of disk space (exit EXIT_NO_SPACE): the run stops, resumable */
+    private readonly onNoSpace: (stage: string, why: string) => void = onGiveUp,
   ) {
     mkdirSync(logsDir, { recursive: true });
     this.sampler = setInterval(() => this.sample(), 200);
@@ -72,10 +75,11 @@ export class StageProcesses {
   private start(s: ResolvedStage, i: number): void {
     const key = `${s.name}.${i}`;
     const log = openSync(join(this.logsDir, `${key}.log`), "a");
-    const child = spawn(s.command[0], s.command.slice(1), {
+    const child = spawnTied(s.command[0], s.command.slice(1), {
       stdio: ["ignore", log, log],
       env: {
         ...process.env,
+        [ENV.parentPid]: String(process.pid),
         [ENV.url]: this.env.url,
         ...(this.env.token ? { [ENV.token]: this.env.token } : {}),
         [ENV.runId]: this.env.runId,
@@ -97,6 +101,8 @@ export class StageProcesses {
       this.children.delete(key);
       st.exit = signal ? signal : String(code);
       if (this.stopping || code === 0) return;
+      if (code === EXIT_NO_SPACE)
+        return this.onNoSpace(s.name, `${key} ran out of disk space (see ${join(this.logsDir, `${key}.log`)})`);
       if (code === 2)
         return this.onGiveUp(s.name, `${key} failed permanently (see ${join(this.logsDir, `${key}.log`)})`);
       if (st.restarts >= this.maxRestarts)

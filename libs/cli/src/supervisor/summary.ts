@@ -10,14 +10,19 @@ import { type CoverageDigest, coverageWarnings, digestCoverage } from "@moeq/sta
 import type { StageProcessStats } from "./processes.ts";
 
 export interface RunSummary {
-  readonly status: RunState["status"];
+  /** "stopped": a stage ran out of disk space; the run is resumable (`moeq resume`) */
+  readonly status: RunState["status"] | "stopped";
   readonly runId: string;
   readonly workDir: string;
   readonly seconds: number;
   readonly error?: string;
   readonly model: { readonly dir: string; readonly arch?: string; readonly layers: number; readonly bytes: number };
   readonly output: { readonly dir: string; readonly shards: number; readonly bytes: number; readonly format?: string };
-  readonly stages: { stage: string; seconds: number; instances: { instance: number; pids: number[]; restarts: number; peakRssMiB: number }[] }[];
+  readonly stages: {
+    stage: string;
+    seconds: number;
+    instances: { instance: number; pids: number[]; restarts: number; peakRssMiB: number }[];
+  }[];
   readonly layers: { layer: number; calibSeconds: number; quantSeconds: number; projections: number }[];
   readonly fallbacks: { layer: number; expert: number }[];
   /** the packer's notes (pack.json): input-scale fallbacks of experts without calibration tokens, scale dtypes */
@@ -35,9 +40,19 @@ export interface RunSummary {
 }
 
 const dirBytes = (d: string) =>
-  existsSync(d) ? readdirSync(d).reduce((s, f) => s + (statSync(join(d, f)).isFile() ? statSync(join(d, f)).size : 0), 0) : 0;
+  existsSync(d)
+    ? readdirSync(d).reduce((s, f) => s + (statSync(join(d, f)).isFile() ? statSync(join(d, f)).size : 0), 0)
+    : 0;
 
-export function buildSummary(a: { info: RunInfo; workDir: string; events: readonly Event[]; state: RunState; processes: StageProcessStats[]; wallSeconds: number }): RunSummary {
+export function buildSummary(a: {
+  info: RunInfo;
+  workDir: string;
+  events: readonly Event[];
+  state: RunState;
+  processes: StageProcessStats[];
+  wallSeconds: number;
+  stopped?: string;
+}): RunSummary {
   const { info, events } = a;
   const span = stageSpans(events);
   // Peak RSS: the supervisor's /proc samples, and what each process reported at exit.
@@ -88,7 +103,8 @@ export function buildSummary(a: { info: RunInfo; workDir: string; events: readon
       row.projections++;
     }
     if (e.type === "RoutingPlanned" && info.options.algorithm === "gptq")
-      for (const c of e.payload.coverage) if (c.tokensUsed === 0) fallbacks.push({ layer: e.payload.layer, expert: c.expert });
+      for (const c of e.payload.coverage)
+        if (c.tokensUsed === 0) fallbacks.push({ layer: e.payload.layer, expert: c.expert });
     if (e.type === "EvaluationCompleted") {
       kld = (e.payload.stats as { kld: KldStats }).kld;
       reportDir = (e.payload.stats as { reportDir?: string }).reportDir;
@@ -104,17 +120,28 @@ export function buildSummary(a: { info: RunInfo; workDir: string; events: readon
         zeroTokenFallback: fallbackName,
         minTokens,
         layers: plans.map((p) => ({ layer: p.payload.layer, ...digestCoverage(p.payload.coverage, minTokens) })),
-        warnings: plans.flatMap((p) => coverageWarnings(p.payload.layer, p.payload.coverage, { policy: p.payload.policy, minTokens, fallback: fallbackName })),
+        warnings: plans.flatMap((p) =>
+          coverageWarnings(p.payload.layer, p.payload.coverage, {
+            policy: p.payload.policy,
+            minTokens,
+            fallback: fallbackName,
+          }),
+        ),
       }
     : null;
   const summary: RunSummary = {
-    status: a.state.status,
+    status: a.stopped ? "stopped" : a.state.status,
     runId: info.runId,
     workDir: a.workDir,
     seconds: a.wallSeconds,
-    ...(a.state.error ? { error: a.state.error } : {}),
+    ...(a.stopped ? { error: a.stopped } : a.state.error ? { error: a.state.error } : {}),
     model: { dir: info.modelDir, arch: a.state.arch, layers: a.state.layers, bytes: dirBytes(info.modelDir) },
-    output: { dir: info.outDir, shards: Object.keys(a.state.shards).length, bytes: dirBytes(info.outDir), ...(format ? { format } : {}) },
+    output: {
+      dir: info.outDir,
+      shards: Object.keys(a.state.shards).length,
+      bytes: dirBytes(info.outDir),
+      ...(format ? { format } : {}),
+    },
     stages,
     layers: [...layers.values()].sort((x, y) => x.layer - y.layer),
     fallbacks,
@@ -135,7 +162,10 @@ export function formatSummary(s: RunSummary): string {
   const out: string[] = [];
   out.push(`run ${s.runId}: ${s.status} in ${s.seconds.toFixed(1)} s${s.error ? ` — ${s.error}` : ""}`);
   out.push(`  model   ${s.model.dir} (${s.model.arch ?? "?"}, ${s.model.layers} layers, ${mb(s.model.bytes)})`);
-  if (s.output.shards > 0) out.push(`  output  ${s.output.dir} (${s.output.format ?? "?"}, ${s.output.shards} shard(s), ${mb(s.output.bytes)})`);
+  if (s.output.shards > 0)
+    out.push(
+      `  output  ${s.output.dir} (${s.output.format ?? "?"}, ${s.output.shards} shard(s), ${mb(s.output.bytes)})`,
+    );
   out.push("  stages  wall s   peak RSS per process");
   for (const st of s.stages)
     out.push(
@@ -143,11 +173,16 @@ export function formatSummary(s: RunSummary): string {
     );
   if (s.layers.length) {
     out.push("  layers  calib s  quantize s (sum over projections)");
-    for (const l of s.layers) out.push(`    ${String(l.layer).padStart(4)}  ${l.calibSeconds.toFixed(2).padStart(7)}  ${l.quantSeconds.toFixed(2).padStart(9)}  (${l.projections} projections)`);
+    for (const l of s.layers)
+      out.push(
+        `    ${String(l.layer).padStart(4)}  ${l.calibSeconds.toFixed(2).padStart(7)}  ${l.quantSeconds.toFixed(2).padStart(9)}  (${l.projections} projections)`,
+      );
   }
   if (s.coverage) {
     const c = s.coverage;
-    out.push(`  coverage  policy ${c.policy}, zero-token fallback ${c.zeroTokenFallback}, threshold ${c.minTokens} routed tokens`);
+    out.push(
+      `  coverage  policy ${c.policy}, zero-token fallback ${c.zeroTokenFallback}, threshold ${c.minTokens} routed tokens`,
+    );
     for (const l of c.layers)
       out.push(
         `    ${String(l.layer).padStart(4)}  ${l.experts} experts: ${l.unrouted} unrouted, ${l.belowMin} below threshold, ${l.uncalibrated} without calibration tokens; min used ${l.minUsed}, ESS min ${l.minEss.toFixed(1)} median ${l.medianEss.toFixed(0)}`,
@@ -156,7 +191,9 @@ export function formatSummary(s: RunSummary): string {
   }
   for (const n of s.packNotes ?? []) out.push(`  pack note: ${n}`);
   if (s.fallbacks.length)
-    out.push(`  RTN fallback (no calibration tokens): ${s.fallbacks.length} experts: ${s.fallbacks.map((f) => `L${f.layer}/E${f.expert}`).join(" ")}`);
+    out.push(
+      `  RTN fallback (no calibration tokens): ${s.fallbacks.length} experts: ${s.fallbacks.map((f) => `L${f.layer}/E${f.expert}`).join(" ")}`,
+    );
   if (s.kld) out.push("", formatKldTable(s.kld));
   if (s.reportDir) out.push(`  report  ${join(s.reportDir, "report.html")}`);
   out.push(`  stats   ${join(runPaths(s.workDir).report, "run-stats.json")}`);

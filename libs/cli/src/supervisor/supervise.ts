@@ -3,6 +3,7 @@
 // crashed stages (bounded), appends RunCompleted once the evaluation is in (or RunFailed), then
 // stops everything and builds the summary. A resumed run goes through the same path: stages
 // replay the events and skip what is done.
+import { writeSync } from "node:fs";
 import { cpus } from "node:os";
 import { resolve } from "node:path";
 import {
@@ -15,13 +16,21 @@ import {
   startNatsServer,
   streamReplicas,
 } from "@moeq/bus";
-import { type Event, foldRunState, initialRunState, type RunState } from "@moeq/contracts";
+import {
+  type Event,
+  foldRunState,
+  initialRunState,
+  type RunState,
+  resumableFailure,
+  runFailedMsgId,
+} from "@moeq/contracts";
 import { buildSpec, type RawConfig } from "@moeq/models";
-import { ENV, quantTargets, type RunInfo, readRunInfo, runPaths } from "@moeq/runtime";
+import { ENV, modelRoots, quantTargets, type RunInfo, readRunInfo, runPaths } from "@moeq/runtime";
 import { type HostFileServer, localHostId, removeRunSegments, serveHostFiles } from "@moeq/store";
 import { initTelemetry, runSpan, traceEnv } from "@moeq/telemetry";
 import { moeqVersion } from "../version.ts";
 import { resolveGraph } from "./graph.ts";
+import { writeModelCard } from "./model-card.ts";
 import { StageProcesses } from "./processes.ts";
 import { Progress } from "./progress.ts";
 import { buildSummary, type RunSummary } from "./summary.ts";
@@ -57,14 +66,20 @@ export async function supervise(o: SuperviseOptions): Promise<RunSummary> {
   }
 }
 
-async function superviseRun(o: SuperviseOptions, info: RunInfo, traceVars: Record<string, string>): Promise<RunSummary> {
+async function superviseRun(
+  o: SuperviseOptions,
+  info: RunInfo,
+  traceVars: Record<string, string>,
+): Promise<RunSummary> {
   const paths = runPaths(o.workDir);
   const started = Date.now();
   let server: EmbeddedServer | undefined;
   let bus: Bus | undefined;
   let procs: StageProcesses | undefined;
   let hostFiles: HostFileServer | undefined;
-  const stopSignals = () => {
+  const stopSignals = (signal: NodeJS.Signals) => {
+    // synchronous: the CLI runtime ends the process on the same signal before a piped write drains
+    writeSync(2, `\nmoeq: ${signal}: stopping; continue the run with: moeq resume ${o.workDir}\n`);
     void procs?.stopAll(1000);
   };
   try {
@@ -82,7 +97,7 @@ async function superviseRun(o: SuperviseOptions, info: RunInfo, traceVars: Recor
     hostFiles = await serveHostFiles(bus, {
       runId: info.runId,
       hostId: localHostId(),
-      roots: [o.workDir, info.modelDir],
+      roots: [o.workDir, ...modelRoots(info.modelDir)],
       workDir: o.workDir,
       replicas: streamReplicas(bus.nc),
     });
@@ -106,6 +121,27 @@ async function superviseRun(o: SuperviseOptions, info: RunInfo, traceVars: Recor
         { msgId: `${info.runId}/RunStarted` },
       );
 
+    // A run that failed because a stage kept dying is continued: RunResumed closes that failure,
+    // the work done stands, and only ends after it count. An input error stays the run's end.
+    const past = await log.read(1);
+    const before = past.reduce(foldRunState, initialRunState);
+    const lastFailure = past.findLast((e) => e.type === "RunFailed");
+    const resumed =
+      before.status === "failed" &&
+      lastFailure?.type === "RunFailed" &&
+      resumableFailure(lastFailure.payload.error.tag);
+    const attempt = resumed ? before.attempt + 1 : before.attempt;
+    if (resumed && lastFailure?.type === "RunFailed") {
+      const after = { tag: lastFailure.payload.error.tag, message: lastFailure.payload.error.message };
+      await log.append(
+        "run",
+        { type: "RunResumed", payload: { attempt, after } },
+        { msgId: `${info.runId}/RunResumed/${attempt}` },
+      );
+    }
+    // ends before the latest RunResumed were that attempt's, not the run's
+    const judgedUpTo = resumed ? before.lastSeq : (past.findLast((e) => e.type === "RunResumed")?.seq ?? 0);
+
     const events: Event[] = [];
     let state: RunState = initialRunState;
     let targetsPerLayer: (L: number) => number = () => 0;
@@ -115,6 +151,7 @@ async function superviseRun(o: SuperviseOptions, info: RunInfo, traceVars: Recor
       finish = r;
     });
     let appendingEnd = false;
+    let stopped: string | undefined;
     const follower = await log.follow(1, (e) => {
       events.push(e);
       state = foldRunState(state, e);
@@ -136,10 +173,11 @@ async function superviseRun(o: SuperviseOptions, info: RunInfo, traceVars: Recor
           )
           .catch((err) => progress.note(`cannot append RunCompleted: ${(err as Error).message}`));
       }
-      if (e.type === "RunCompleted" || e.type === "RunFailed") finish();
+      if ((e.type === "RunCompleted" || e.type === "RunFailed") && e.seq > judgedUpTo) finish();
     });
+    if (resumed) progress.note(`resuming after: ${before.error}`);
 
-    const already = (await log.read(1)).some((e) => e.type === "RunCompleted" || e.type === "RunFailed");
+    const already = before.status === "completed" || (before.status === "failed" && !resumed);
     if (!already) {
       const stages = resolveGraph(info.graph);
       const giveUp = (stage: string, why: string) => {
@@ -149,20 +187,42 @@ async function superviseRun(o: SuperviseOptions, info: RunInfo, traceVars: Recor
           .append(
             "run",
             { type: "RunFailed", payload: { stage, error: { tag: "StageGaveUp", message: why } } },
-            { msgId: `${info.runId}/RunFailed` },
+            { msgId: runFailedMsgId(info.runId, attempt) },
           )
           .catch(() => finish());
       };
       procs = new StageProcesses(
         stages,
-        { url, token, runId: info.runId, workDir: o.workDir, threads: info.threads ?? defaultThreads(), trace: traceVars },
+        {
+          url,
+          token,
+          runId: info.runId,
+          workDir: o.workDir,
+          threads: info.threads ?? defaultThreads(),
+          trace: traceVars,
+        },
         paths.logs,
         o.maxRestarts ?? 3,
         giveUp,
         (stage, i, why) => progress.note(`stage ${stage}.${i} died (${why}); restarting`),
+        (stage, why) => {
+          // No RunFailed: the log stays open for `moeq resume` once space is freed.
+          const failed = events.findLast((e) => e.type === "StageFailed" && e.payload.stage === stage);
+          const message = failed?.type === "StageFailed" ? failed.payload.error.message : why;
+          stopped = `${stage} ran out of disk space: ${message}; free space, then \`moeq resume ${o.workDir}\``;
+          progress.note(stopped);
+          finish();
+        },
       );
-      process.on("SIGINT", stopSignals);
-      process.on("SIGTERM", stopSignals);
+      // On our own embedded server no worker of this run is alive now (they die with their
+      // supervisor): what they held is redone at once rather than after the queue's ack wait.
+      if (server) {
+        const redone = await queues.redeliverInFlight();
+        if (redone > 0) progress.note(`${redone} work item(s) held by the previous processes are redone`);
+      }
+      // first in line: the CLI runtime's own handler ends the process on these signals
+      process.prependListener("SIGINT", stopSignals);
+      process.prependListener("SIGTERM", stopSignals);
       procs.startAll();
       o.onStarted?.(procs, log);
     }
@@ -170,14 +230,17 @@ async function superviseRun(o: SuperviseOptions, info: RunInfo, traceVars: Recor
     await procs?.stopAll();
     await follower.stop();
     removeRunSegments(info.runId);
-    return buildSummary({
+    const summary = buildSummary({
       info,
       workDir: o.workDir,
       events,
       state,
       processes: procs ? [...procs.stats.values()] : [],
       wallSeconds: (Date.now() - started) / 1000,
+      ...(stopped ? { stopped } : {}),
     });
+    writeModelCard(summary, info);
+    return summary;
   } finally {
     process.removeListener("SIGINT", stopSignals);
     process.removeListener("SIGTERM", stopSignals);

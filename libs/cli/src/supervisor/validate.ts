@@ -1,9 +1,9 @@
 // Everything the supervisor checks before any work: model dir, config, architecture, weights,
-// options, texts, graph, output and work dirs. Failures are typed errors naming the path,
+// options, texts, graph, output and work dirs, and that the run fits the free disk and memory. Failures are typed errors naming the path,
 // tensor or field; nothing has been written when one is thrown.
 import { accessSync, constants, existsSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { loadModel } from "@moeq/models";
+import { dirname, join, resolve, sep } from "node:path";
+import { architectureNote, loadModel, unusedTensors } from "@moeq/models";
 import {
   floatSchemeCanPack,
   isFloatScheme,
@@ -12,6 +12,7 @@ import {
   type RunOptions,
   SCHEME_INFO,
 } from "@moeq/runtime";
+import { checkResources, estimateResources, type ResourceEstimate } from "./resources.ts";
 
 export interface Preflight {
   readonly modelDir: string;
@@ -22,6 +23,13 @@ export interface Preflight {
   readonly experts: number;
   readonly targets: number;
   readonly modelBytes: number;
+  readonly vocab: number;
+  /** the registry chose the architecture by architectures[0] (said to the user, never silent) */
+  readonly architectureNote: string | undefined;
+  /** checkpoint tensors the forward pass never reads (listed to the user) */
+  readonly unusedTensors: string[];
+  /** disk and memory the run is expected to need (checked against what is free) */
+  readonly estimate: ResourceEstimate;
 }
 
 const fail = (field: string, message: string): never => {
@@ -57,6 +65,10 @@ function columnBlocking(options: RunOptions): { size: number; field: string; wha
 
 const isEmptyDir = (p: string) => statSync(p).isDirectory() && readdirSync(p).length === 0;
 
+/** `child` lies strictly below `parent` (both absolute, resolved). */
+const within = (child: string, parent: string): boolean =>
+  child.startsWith(parent.endsWith(sep) ? parent : parent + sep);
+
 export function preflight(
   modelDirArg: string,
   outArg: string,
@@ -67,7 +79,8 @@ export function preflight(
   if (!existsSync(modelDir)) fail("model-dir", `${modelDir} does not exist`);
   if (!statSync(modelDir).isDirectory()) fail("model-dir", `${modelDir} is not a directory`);
   const model = loadModel(modelDir);
-  let info: Omit<Preflight, "outDir" | "workDir">;
+  let info: Omit<Preflight, "outDir" | "workDir" | "estimate">;
+  let estimate: ResourceEstimate;
   try {
     const targets = quantTargets(model.arch, model.spec, options.targets);
     if (targets.length === 0) fail("targets", `${options.targets}: the model has nothing to quantize`);
@@ -83,6 +96,7 @@ export function preflight(
       for (const t of targets)
         if (t.cols % blocking.size !== 0)
           fail(blocking.field, `${t.tensor} has ${t.cols} input columns, not a multiple of ${blocking.what}`);
+    estimate = estimateResources(model, targets, options);
     const moe = model.spec.layers.find((l) => l.mlp.kind === "moe")?.mlp;
     info = {
       modelDir,
@@ -90,6 +104,9 @@ export function preflight(
       layers: model.spec.layers.length,
       experts: moe && moe.kind === "moe" ? moe.experts.numExperts : 0,
       targets: targets.length,
+      vocab: model.spec.vocabSize,
+      architectureNote: architectureNote(model.config),
+      unusedTensors: unusedTensors(model.spec, model.source),
       modelBytes: model.checkpoint.files.reduce(
         (s, f) => s + statSync(f.startsWith("/") ? f : join(modelDir, f)).size,
         0,
@@ -110,15 +127,23 @@ export function preflight(
   }
   const outDir = resolve(outArg);
   if (outDir === modelDir) fail("out", `${outDir} is the model directory`);
+  if (within(outDir, modelDir)) fail("out", `${outDir} is inside the model directory ${modelDir}; write elsewhere`);
   if (existsSync(outDir) && !isEmptyDir(outDir))
     fail("out", `${outDir} already exists; choose a new output directory or remove it`);
   checkWritableParent(outDir, "out");
   const workDir = resolve(workArg ?? `${outDir}.moeq-work`);
+  // the packer replaces the output dir and a finished run may remove artifacts from the work dir:
+  // sharing or nesting them would destroy the run's events or its output
+  if (workDir === outDir || within(workDir, outDir) || within(outDir, workDir))
+    fail("work-dir", `${workDir} and --out ${outDir} must be separate directories (neither inside the other)`);
+  if (within(workDir, modelDir) || workDir === modelDir)
+    fail("work-dir", `${workDir} is inside the model directory ${modelDir}; choose another work dir`);
   if (existsSync(workDir) && !isEmptyDir(workDir))
     fail(
       "work-dir",
       `${workDir} already exists (an earlier run?): continue it with \`moeq resume ${workDir}\` or remove it`,
     );
   checkWritableParent(workDir, "work-dir");
-  return { ...info, outDir, workDir };
+  checkResources(estimate, workDir, outDir);
+  return { ...info, outDir, workDir, estimate };
 }

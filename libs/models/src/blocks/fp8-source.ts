@@ -9,7 +9,7 @@
 import { native } from "@moeq/native";
 import { fromF32, type Tensor } from "@moeq/tensor";
 import { ModelWeightError } from "../errors.ts";
-import type { WeightSource } from "../weights.ts";
+import { STORED_CODES, type WeightSource } from "../weights.ts";
 
 const SCALE = ".weight_scale_inv";
 
@@ -120,6 +120,8 @@ export function fp8BlockSource(base: WeightSource, opts: Fp8BlockOptions = {}): 
           data ??= fromF32(dequantizeFp8Block(n, t, scales, block), dtype, t.shape).data;
           return data;
         },
+        // the device engine decodes these codes on the GPU instead of reading `data`
+        [STORED_CODES]: { kind: "fp8_block", codes: t, scales, block, dtype },
       };
     },
   };

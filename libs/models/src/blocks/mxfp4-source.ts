@@ -5,19 +5,15 @@
 // Decoding: low nibble first, e2m1 × 2^(scale − 127) (formats.md §4, transformers' mxfp4.py).
 import { e2m1Decode, f32ToBf16Bits, type Tensor } from "@moeq/tensor";
 import { ModelWeightError } from "../errors.ts";
-import type { WeightSource } from "../weights.ts";
+import { STORED_CODES, type WeightSource } from "../weights.ts";
 
 /** bf16 bits of e2m1 code c × 2^(s − 127), at [s·16 + c] (s = 255 is NaN and refused). */
 const BF16_OF = Uint16Array.from({ length: 256 * 16 }, (_, i) =>
   f32ToBf16Bits(e2m1Decode(i & 15) * 2 ** ((i >> 4) - 127)),
 );
 
-/**
- * Dequantized [E, cols, rows] (transposed) from blocks [E, rows, cols/32, 16] and scales
- * [E, rows, cols/32], as BF16: e2m1 · 2^k has a 2-bit significand, so bf16 holds it exactly
- * (as transformers' dequantization does) at half the memory of f32.
- */
-export function dequantizeMxfp4Transposed(blocks: Tensor, scales: Tensor, name: string): Tensor {
+/** Checks blocks [E, rows, cols/32, 16] and scales [E, rows, cols/32]; returns [E, rows, nb]. */
+function mxfp4Dims(blocks: Tensor, scales: Tensor, name: string): [number, number, number] {
   const bad = (why: string): never => {
     throw new ModelWeightError({ tensor: name, message: `MXFP4 '${name}_blocks' / '_scales': ${why}` });
   };
@@ -28,6 +24,19 @@ export function dequantizeMxfp4Transposed(blocks: Tensor, scales: Tensor, name: 
     bad(`scales must be U8 [${E}, ${rows}, ${nb}], got ${scales.dtype} [${scales.shape}]`);
   if (blocks.data.byteLength !== E * rows * nb * 16 || scales.data.byteLength !== E * rows * nb)
     bad("byte sizes do not match the shapes");
+  return [E, rows, nb];
+}
+
+/**
+ * Dequantized [E, cols, rows] (transposed) from blocks [E, rows, cols/32, 16] and scales
+ * [E, rows, cols/32], as BF16: e2m1 · 2^k has a 2-bit significand, so bf16 holds it exactly
+ * (as transformers' dequantization does) at half the memory of f32.
+ */
+export function dequantizeMxfp4Transposed(blocks: Tensor, scales: Tensor, name: string): Tensor {
+  const bad = (why: string): never => {
+    throw new ModelWeightError({ tensor: name, message: `MXFP4 '${name}_blocks' / '_scales': ${why}` });
+  };
+  const [E, rows, nb] = mxfp4Dims(blocks, scales, name);
   const cols = nb * 32;
   const out = new Uint16Array(E * rows * cols);
   const b = blocks.data;
@@ -75,7 +84,21 @@ export function mxfp4ExpertSource(base: WeightSource): WeightSource {
           tensor: v.scales,
           message: `MXFP4 tensor '${v.scales}' is missing (next to '${v.blocks}')`,
         });
-      return dequantizeMxfp4Transposed(base.tensor(v.blocks), base.tensor(v.scales), n);
+      const blocks = base.tensor(v.blocks);
+      const scales = base.tensor(v.scales);
+      // shapes checked now; values decoded when `data` is first read (or by the device engine on
+      // the GPU from the stored codes)
+      const [E, rows, nb] = mxfp4Dims(blocks, scales, n);
+      let data: Uint8Array | null = null;
+      return {
+        dtype: "BF16" as const,
+        shape: [E, nb * 32, rows],
+        get data() {
+          data ??= dequantizeMxfp4Transposed(blocks, scales, n).data;
+          return data;
+        },
+        [STORED_CODES]: { kind: "mxfp4_transposed", blocks, scales },
+      };
     },
     names: () => [...base.names().filter((n) => !hidden.has(n)), ...virtual.keys()],
   };
