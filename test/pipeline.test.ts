@@ -34,8 +34,9 @@ beforeAll(async () => {
   expect(Object.keys(baseline).length).toBeGreaterThan(0);
 }, 600_000);
 
-/** The packer and the evaluator pause once, right after the marker the kill test waits for, and
- *  then finish: their pause is long enough that the kill always lands while they still work. */
+/** The evaluator pauses once, right after the marker the kill test waits for, and then finishes;
+ *  the packer pauses before each layer it packs, and little work may follow its marker on a small
+ *  model: their pauses are long enough that the kill always lands while they still work. */
 const ONE_PAUSE_MS = 2_000;
 
 function pausedGraph(file: string, pauseMs: number): string {

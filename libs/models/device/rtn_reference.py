@@ -1,8 +1,18 @@
 """Independent quality reference for every tiny-random fixture: RTN W4 g16 symmetric of the routed
-experts, scored with transformers. Uses no moeq code. Run on the GPU machine (transformers 5.17,
-torch 2.11):
+experts, scored with transformers. Uses no moeq code. Runs on CUDA when there is a GPU, else on
+the CPU (transformers 5.17; the committed numbers: CPU, torch 2.13, see the JSON):
 
   python3 rtn_reference.py FIXTURES_DIR OUT.json [N T]
+
+libs/models/device/rtn-reference.json was made on the dev machine's CPU (the GPU machine was not
+lent that day) in a venv with `pip install torch==2.13.0+cpu transformers==5.17.0 safetensors`:
+  python3 libs/models/device/rtn_reference.py ../shared/fixtures/tiny-random \
+    libs/models/device/rtn-reference.json 4 32      (about 2 minutes)
+
+Each original model's logits on its fixture's golden input are compared with golden.safetensors
+(made by transformers on CUDA) and the max relative difference is written as goldenLogitsMaxRel:
+the evidence that this run computes the same models as the goldens (DeepSeek-V3.2's indexer needs
+its exact ties broken the way the CUDA run did, see lower_index_ties).
 
 For each fixture folder (config.json + model.safetensors) the routed experts' weights are
 quantized the way docs/formats.md says a compressed-tensors W4A16 checkpoint stores them:
@@ -129,6 +139,38 @@ def quantize_checkpoint(src, dst, model_type, n_experts):
     return quantized
 
 
+def stable_topk(self, k, dim=-1, largest=True, sorted=True):
+    """torch.topk with exact ties resolved to the lower index (a stable sort)."""
+    order = torch.sort(self, dim=dim, descending=largest, stable=True).indices.narrow(dim, 0, k)
+    return torch.return_types.topk((self.gather(dim, order), order))
+
+
+def lower_index_ties(module_cls):
+    """torch.topk leaves the order of exact ties unspecified, and CPU and CUDA differ. DeepSeek-V3.2's
+    DSA indexer ranks keys by Σ_h w_h·ReLU(q_h·k), which has exact ties (ReLU zeros) on these tiny
+    models: its selection is made with ties going to the lower position, as in the CUDA run that
+    made the fixtures' golden.safetensors (each model's logits on the golden input are checked
+    against it below)."""
+    forward = module_cls.forward
+
+    def patched(self, *a, **kw):
+        original, torch.Tensor.topk = torch.Tensor.topk, stable_topk
+        try:
+            return forward(self, *a, **kw)
+        finally:
+            torch.Tensor.topk = original
+
+    module_cls.forward = patched
+
+
+try:
+    from transformers.models.deepseek_v32 import modeling_deepseek_v32
+
+    lower_index_ties(modeling_deepseek_v32.DeepseekV32Indexer)
+except ImportError:
+    pass
+
+
 def experts_of(cfg):
     c = cfg.get("text_config", cfg)
     for k in ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts"):
@@ -137,12 +179,18 @@ def experts_of(cfg):
     return c["ffn_config"]["moe_num_experts"]
 
 
-def logits(model_dir, ids, dev):
+def logits(model_dir, ids, dev, golden=None):
+    """Logits on ids, the parameters as loaded, and (golden given) max |Δ| / max |golden| of the
+    logits on the fixture's golden input."""
     m = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(dev).eval()
     with torch.no_grad():
         out = m(ids.to(dev)).logits.double().cpu()
+        gold = None
+        if golden is not None:
+            g = m(golden["input_ids"].to(dev)).logits.double().cpu()
+            gold = float((g - golden["logits"].double()).abs().max() / golden["logits"].double().abs().max())
     params = {n: p.detach().cpu() for n, p in m.state_dict().items()}
-    return out, params
+    return out, params, gold
 
 
 def main():
@@ -174,8 +222,8 @@ def main():
         try:
             with tempfile.TemporaryDirectory() as dst:
                 quantized = quantize_checkpoint(src, dst, cfg["model_type"], experts_of(cfg))
-                ref, p_ref = logits(src, ids, dev)
-                qnt, p_q = logits(dst, ids, dev)
+                ref, p_ref, golden_rel = logits(src, ids, dev, load_file(os.path.join(src, "golden.safetensors")))
+                qnt, p_q, _ = logits(dst, ids, dev)
         except Exception as e:  # one architecture's failure must not hide the others' numbers
             result["models"][arch] = {"error": repr(e)[:1000]}
             print(arch, "FAILED", repr(e)[:1000], flush=True)
@@ -186,6 +234,8 @@ def main():
         kld = (lp.exp() * (lp - lq)).sum(-1).flatten()
         same = (ref[:, :-1].argmax(-1) == qnt[:, :-1].argmax(-1)).double().mean()
         row = {
+            # this run's original model vs the fixture's golden logits (transformers on CUDA)
+            "goldenLogitsMaxRel": golden_rel,
             "meanKld": float(kld.mean()),
             "maxKld": float(kld.max()),
             "sameTop": float(same),

@@ -1,6 +1,5 @@
 // End to end on the fused / stacked expert layouts (GPT-OSS interleaved gate_up + biases, Llama 4
-// [gate|up] halves, Granite input_linear/output_linear, DBRX row-stacked w1/v1/w2 and its Wqkv
-// row slices): `moeq quantize` (RTN W4 g16 over every quantizable linear, with --propagate
+// [gate|up] halves, DBRX row-stacked w1/v1/w2 and its Wqkv row slices): `moeq quantize` (RTN W4 g16 over every quantizable linear, with --propagate
 // quantized so the calibrator re-fuses dequantized experts on a tiny calibration set) and
 // `moeq eval` of the written checkpoint, which must reproduce the run's KLD. Also `moeq eval` of a
 // GPT-OSS checkpoint stored MXFP4 the way OpenAI ships it (per-expert modules re-fused into the
@@ -80,7 +79,9 @@ function writeMxfp4GptOss(dir: string): void {
   }
 }
 
-const FUSED = ["gpt_oss", "llama4_text", "granitemoe", "dbrx"];
+// granitemoe's input_linear/output_linear experts are held to transformers' KLD in
+// test/reference-quality.test.ts; DBRX stays here for its Wqkv row slices under all-linear.
+const FUSED = ["gpt_oss", "llama4_text", "dbrx"];
 const mxfp4GptOss = join(work, "gpt_oss-mxfp4");
 /** Llama 4's fused [gate|up] experts go out NVFP4 (per-expert modules with static input scales):
  *  float schemes on fused layouts; the other three stay W4 int. */
@@ -136,7 +137,8 @@ describe("fused expert layouts end to end", () => {
       const run = r.run!;
       expect(run.status, r.a).toBe("completed");
       const k = meanKld(run);
-      // 4-bit weights must move the output distribution, but not destroy it
+      // a sanity bound only (quantized inputs, NVFP4, every linear: no reference number); the quality
+      // evidence is test/reference-quality.test.ts
       expect(k, r.a).toBeGreaterThan(1e-4);
       expect(k, r.a).toBeLessThan(0.5);
       expect(meanKld(r.evaluation!), r.a).toBeCloseTo(k, 6);

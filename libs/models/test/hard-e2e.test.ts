@@ -1,8 +1,9 @@
-// End to end on the two new token-mixer families: `moeq quantize` (RTN W4 g16 over every
-// quantizable linear; the run ends with its evaluation, i.e. the engine's forward of the packed
-// checkpoint against the fixture) of deepseek_v32 (MLA + DSA indexer + noaux_tc routing) and
-// qwen3_5_moe_text (Gated DeltaNet + gated attention), and `moeq eval` of a written checkpoint
-// reproducing the run's KLD. deepseek_v32 goes in stored the way DeepSeek ships it — every linear
+// End to end on a quantized input: `moeq quantize` (RTN W4 g16 over every quantizable linear; the
+// run ends with its evaluation, i.e. the engine's forward of the packed checkpoint against the
+// fixture) of deepseek_v32 (MLA + DSA indexer + noaux_tc routing), and `moeq eval` of the written
+// checkpoint reproducing the run's KLD. (The quality of every architecture's RTN W4 g16 experts,
+// DeltaNet's qwen3_5_moe_text included, is held to transformers' own numbers within 2 % in
+// test/reference-quality.test.ts.) deepseek_v32 goes in stored the way DeepSeek ships it — every linear
 // FP8 e4m3 in 128×128 blocks with weight_scale_inv — so the run also proves that a quantized input
 // is decoded, not re-quantized from its codes, and that no FP8 remnant reaches the output. Runs the
 // real launcher (stage processes over an embedded nats-server). All seven hard fixtures, with GPTQ and calibration:
@@ -19,7 +20,7 @@ import { loadModel } from "../src/model.ts";
 import { weightRoles } from "../src/tensors.ts";
 import { moeq, tinyRandom } from "./fixtures.ts";
 
-const HARD = ["deepseek_v32", "qwen3_5_moe_text"];
+const HARD = ["deepseek_v32"];
 const work = mkdtempSync(join(tmpdir(), "moeq-hard-e2e-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
@@ -80,7 +81,7 @@ async function quantize(arch: string): Promise<Run> {
 }
 
 describe("moeq quantize + eval on the hard architectures", { timeout: 600_000 }, () => {
-  it("MLA/DSA and DeltaNet models quantize, pack and evaluate; moeq eval reproduces a run's KLD", async () => {
+  it("an FP8-stored MLA/DSA model quantizes, packs and evaluates; moeq eval reproduces the run's KLD", async () => {
     inputs.deepseek_v32 = writeFp8BlockInput("deepseek_v32");
     const fp8Config = JSON.parse(readFileSync(join(inputs.deepseek_v32, "config.json"), "utf8"));
     expect(fp8Config.quantization_config.quant_method).toBe("fp8");
@@ -92,7 +93,8 @@ describe("moeq quantize + eval on the hard architectures", { timeout: 600_000 },
       expect(run?.status, a).toBe("completed");
       expect(run?.model.arch).toBe(a);
       const k = run?.kld.kld.mean ?? Number.NaN;
-      // 4-bit RTN of random tiny models: a real but bounded loss
+      // a sanity bound only (quantized input, every linear: no reference number); the quality
+      // evidence is test/reference-quality.test.ts
       expect(k, a).toBeGreaterThan(1e-4);
       expect(k, a).toBeLessThan(0.5);
     }
