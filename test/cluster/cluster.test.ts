@@ -65,7 +65,8 @@ describe("a run across simulated hosts (network namespaces)", () => {
     const names = ["loader", "router-override", "calibrator", "quantizer", "packer", "evaluator"];
     const stages = names.map((name) => (name === "evaluator" ? { name, options: { distribute: true } } : { name }));
     writeFileSync(refGraph, JSON.stringify({ version: 1, stages }));
-    const r = await moeq(["quantize", model, "--out", refOut, "--graph", refGraph, "--json", ...QUANT]);
+    // --keep-artifacts: its quantizer outputs list every item the clustered run must log once
+    const r = await moeq(["quantize", model, "--out", refOut, "--graph", refGraph, "--json", "--keep-artifacts", ...QUANT]);
     expect(r.code, r.stderr).toBe(0);
     refKld = kldOf(join(dir, "ref.moeq-work"));
     const scored = readFileSync(join(dir, "ref.moeq-work", "logs", "evaluator.0.log"), "utf8").match(/ scored on /g);
