@@ -51,6 +51,10 @@ export interface StudyCell {
   /** summed over MoE layers; null for rtn */
   readonly coverage: (CoverageDigest & { readonly layers: number }) | null;
   readonly rtnFallbacks: number;
+  /** the policy's statistics cost summed over MoE layers (null for rtn): seconds and rows used */
+  readonly statistics: { readonly seconds: number; readonly rows: number } | null;
+  /** experts (over all MoE layers) calibrated on exactly their routed tokens / blended / with none (null for rtn) */
+  readonly calibration: { readonly routed: number; readonly blended: number; readonly fallback: number } | null;
   readonly seconds: number;
   readonly checkpoint?: string;
 }
@@ -79,6 +83,11 @@ function sumDigests(ds: CoverageDigest[]): CoverageDigest & { layers: number } {
   };
 }
 
+function countCalibration(cov: readonly Coverage[]) {
+  const n = (k: Coverage["calibration"]) => cov.filter((c) => c.calibration === k).length;
+  return { routed: n("routed"), blended: n("blended"), fallback: n("fallback") };
+}
+
 const slug = (s: string) => s.replace(/[^A-Za-z0-9.-]+/g, "_").slice(0, 60);
 
 export async function runStudy(o: StudyOptions): Promise<StudyResult> {
@@ -97,6 +106,7 @@ export async function runStudy(o: StudyOptions): Promise<StudyResult> {
     modules: Parameters<typeof writePolicyCheckpoint>[2],
     cov: Map<number, Coverage[]> | null,
     rtnFallbacks: number,
+    statistics: { seconds: number; rows: number } | null,
   ) => {
     const t1 = Date.now();
     const dir = join(o.workDir, `${slug(calib)}-${slug(policy)}`);
@@ -122,6 +132,8 @@ export async function runStudy(o: StudyOptions): Promise<StudyResult> {
       perplexityRatio: k.perplexity ? k.perplexity.pplRatio.value : null,
       coverage: cov ? sumDigests([...cov.values()].map((c) => digestCoverage(c, minTokens))) : null,
       rtnFallbacks,
+      statistics,
+      calibration: cov ? countCalibration([...cov.values()].flat()) : null,
       seconds: (Date.now() - t1) / 1000,
       ...(o.keepCheckpoints ? { checkpoint: dir } : {}),
     };
@@ -135,7 +147,7 @@ export async function runStudy(o: StudyOptions): Promise<StudyResult> {
     const modules = new Map(
       expertTargets(model).map((t) => [targetKey(t), rtnQuantize(model, loadWeight(model, t), t, o.quant)] as const),
     );
-    await score("rtn", "-", 0, modules, null, 0);
+    await score("rtn", "-", 0, modules, null, 0, null);
   }
   const specs = o.policies.filter((p) => p !== "rtn");
   for (const size of o.calibSizes) {
@@ -168,7 +180,19 @@ export async function runStudy(o: StudyOptions): Promise<StudyResult> {
       `${calib}: statistics and ${o.quant.algorithm.toUpperCase()} for ${policies.length} policies in ${((Date.now() - t1) / 1000).toFixed(1)} s`,
     );
     for (const run of collected.runs)
-      await score(run.policy, size.label, collected.tokens, run.modules, run.coverage, run.rtnFallbacks.length);
+      log(
+        `${calib}: ${run.policy} statistics ${run.statistics.seconds.toFixed(2)} s, ${run.statistics.rows} expert rows`,
+      );
+    for (const run of collected.runs)
+      await score(
+        run.policy,
+        size.label,
+        collected.tokens,
+        run.modules,
+        run.coverage,
+        run.rtnFallbacks.length,
+        run.statistics,
+      );
   }
   if (!o.keepCheckpoints && existsSync(join(o.workDir, "policy")))
     rmSync(join(o.workDir, "policy"), { recursive: true, force: true });

@@ -5,12 +5,11 @@
 import { join } from "node:path";
 import { packValue, type TensorDescriptor, unpackValue } from "@moeq/contracts";
 import { buildSpec, Engine, type RawConfig } from "@moeq/models";
-import { descriptorSource, type StageContext, StageError, writeTensorFile } from "@moeq/runtime";
-import { telemetry as tracing } from "@moeq/runtime";
+import { descriptorSource, type StageContext, StageError, telemetry as tracing, writeTensorFile } from "@moeq/runtime";
 import { Result } from "effect";
 import { coverage } from "./policies.ts";
-import { checkWeights, parsePolicy, withZeroTokenFallback } from "./policies-parse.ts";
 import { coverageWarnings } from "./policies-coverage.ts";
+import { checkWeights, parsePolicy, withZeroTokenFallback } from "./policies-parse.ts";
 
 export const routeSubject = (runId: string) => `moeq.${runId}.rpc.route`;
 
@@ -61,21 +60,43 @@ export async function runRouter(ctx: StageContext): Promise<void> {
           }),
         );
         const routingSpec = spec.layers[L].mlp.kind === "moe" ? spec.layers[L].mlp.routing : undefined;
-        if (!routingSpec) throw new StageError({ stage: ctx.stage, message: `route request for layer ${L}, which is not a MoE layer`, permanent: true });
-        const calib = checkWeights(await policy.weights(r, { layer: L, spec: routingSpec }), r, `policy ${policy.name} (layer ${L})`);
+        if (!routingSpec)
+          throw new StageError({
+            stage: ctx.stage,
+            message: `route request for layer ${L}, which is not a MoE layer`,
+            permanent: true,
+          });
+        const calib = checkWeights(
+          await policy.weights(r, { layer: L, spec: routingSpec, hiddenSize: spec.hiddenSize }),
+          r,
+          `policy ${policy.name} (layer ${L})`,
+        );
         const cov = coverage(r, calib);
-        for (const w of coverageWarnings(L, cov, { policy: policy.name, minTokens: ctx.options.minExpertTokens || spec.hiddenSize, fallback: ctx.options.zeroTokenFallback ?? "rtn" })) ctx.say(`warning: ${w}`);
+        for (const w of coverageWarnings(L, cov, {
+          policy: policy.name,
+          minTokens: ctx.options.minExpertTokens || spec.hiddenSize,
+          fallback: ctx.options.zeroTokenFallback ?? "rtn",
+        }))
+          ctx.say(`warning: ${w}`);
         const plan: RoutePlan = {
           indices: writeTensorFile(dir, `L${L}.indices.bin`, "i32", [r.rows, r.topK], r.indices),
           weights: writeTensorFile(dir, `L${L}.weights.bin`, "f32", [r.rows, r.topK], r.weights),
           calib: writeTensorFile(dir, `L${L}.calib.bin`, "f32", [r.rows, r.numExperts], calib),
         };
-        await ctx.emit({ type: "RoutingPlanned", payload: { layer: L, policy: policy.name, tokens: r.rows, coverage: cov } });
+        await ctx.emit({
+          type: "RoutingPlanned",
+          payload: { layer: L, policy: policy.name, tokens: r.rows, coverage: cov },
+        });
         m.respond(packValue({ ok: true, plan }));
         ctx.say(`planned layer ${L}: ${r.rows} tokens`);
       } catch (e) {
         ctx.say(`request failed: ${(e as Error).message}`);
-        m.respond(packValue({ ok: false, error: { tag: (e as { _tag?: string })._tag ?? "Error", message: (e as Error).message } }));
+        m.respond(
+          packValue({
+            ok: false,
+            error: { tag: (e as { _tag?: string })._tag ?? "Error", message: (e as Error).message },
+          }),
+        );
       }
     }
   } finally {
