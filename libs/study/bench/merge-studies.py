@@ -36,8 +36,8 @@ for p in policies:
         continue
     cols = []
     for z in sizes:
-        c = at(p, z); r = at("routed", z); st = c["statistics"]; k = c["calibration"]; cv = c["coverage"]
-        cols.append(f"{st['seconds']:.2f} s ({st['seconds']/r['statistics']['seconds']:.2f}×), {st['rows']/r['statistics']['rows']:.2f}× rows; {k['routed']}/{k['blended']}/{k['fallback']}; {cv['uncalibrated']} → RTN, ESS min {cv['minEss']:.1f} med {cv['medianEss']:.0f}")
+        c = at(p, z); r = at("routed", z); st = c["statistics"]; cv = c["coverage"]
+        cols.append(f"{st['seconds']:.2f} s ({st['seconds']/r['statistics']['seconds']:.2f}×), {st['rows']/r['statistics']['rows']:.2f}× rows; {cv['routedOnly']}/{cv['blended']}/{cv['uncalibrated']}; {cv['uncalibrated']} → RTN, ESS min {cv['minEss']:.1f} med {cv['medianEss']:.0f}")
     L.append(f"| {p} | " + " | ".join(cols) + " |")
 fixed = [p for p in policies if p in ("routed", "all", "soft", "soft2", "routed-w2") or p.startswith(("fill:", "mix:"))]
 L += ["", "Margin to the best fixed policy (" + ", ".join(fixed) + ")", ""]

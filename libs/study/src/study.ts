@@ -53,8 +53,6 @@ export interface StudyCell {
   readonly rtnFallbacks: number;
   /** the policy's statistics cost summed over MoE layers (null for rtn): seconds and rows used */
   readonly statistics: { readonly seconds: number; readonly rows: number } | null;
-  /** experts (over all MoE layers) calibrated on exactly their routed tokens / blended / with none (null for rtn) */
-  readonly calibration: { readonly routed: number; readonly blended: number; readonly fallback: number } | null;
   readonly seconds: number;
   readonly checkpoint?: string;
 }
@@ -76,16 +74,13 @@ function sumDigests(ds: CoverageDigest[]): CoverageDigest & { layers: number } {
     unrouted: ds.reduce((s, d) => s + d.unrouted, 0),
     belowMin: ds.reduce((s, d) => s + d.belowMin, 0),
     uncalibrated: ds.reduce((s, d) => s + d.uncalibrated, 0),
+    routedOnly: ds.reduce((s, d) => s + d.routedOnly, 0),
+    blended: ds.reduce((s, d) => s + d.blended, 0),
     minRouted: Math.min(...ds.map((d) => d.minRouted)),
     minUsed: Math.min(...ds.map((d) => d.minUsed)),
     minEss: Math.min(...ds.map((d) => d.minEss)),
     medianEss: ds.map((d) => d.medianEss).sort((a, b) => a - b)[Math.floor((ds.length - 1) / 2)] ?? 0,
   };
-}
-
-function countCalibration(cov: readonly Coverage[]) {
-  const n = (k: Coverage["calibration"]) => cov.filter((c) => c.calibration === k).length;
-  return { routed: n("routed"), blended: n("blended"), fallback: n("fallback") };
 }
 
 const slug = (s: string) => s.replace(/[^A-Za-z0-9.-]+/g, "_").slice(0, 60);
@@ -133,7 +128,6 @@ export async function runStudy(o: StudyOptions): Promise<StudyResult> {
       coverage: cov ? sumDigests([...cov.values()].map((c) => digestCoverage(c, minTokens))) : null,
       rtnFallbacks,
       statistics,
-      calibration: cov ? countCalibration([...cov.values()].flat()) : null,
       seconds: (Date.now() - t1) / 1000,
       ...(o.keepCheckpoints ? { checkpoint: dir } : {}),
     };

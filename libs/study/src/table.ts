@@ -67,11 +67,11 @@ export function formatStudyMarkdown(r: StudyResult): string {
     if (p === "rtn") continue;
     const cols = sizes.map((z) => {
       const c = at(p, z);
-      if (!c?.statistics || !c.calibration) return "—";
+      if (!c?.statistics || !c.coverage) return "—";
       const routed = at("routed", z)?.statistics;
       const x = (v: number, r: number) => (r > 0 ? ` (${f(v / r, 2)}×)` : "");
-      const k = c.calibration;
-      return `${f(c.statistics.seconds, 2)} s${x(c.statistics.seconds, routed?.seconds ?? 0)}, ${c.statistics.rows} rows${x(c.statistics.rows, routed?.rows ?? 0)}; ${k.routed} / ${k.blended} / ${k.fallback}`;
+      const k = c.coverage;
+      return `${f(c.statistics.seconds, 2)} s${x(c.statistics.seconds, routed?.seconds ?? 0)}, ${c.statistics.rows} rows${x(c.statistics.rows, routed?.rows ?? 0)}; ${k.routedOnly} / ${k.blended} / ${k.uncalibrated}`;
     });
     out.push(`| ${p} | ${cols.join(" | ")} |`);
   }
