@@ -12,7 +12,7 @@ export const POLICIES = ["default", "topup", "routed", "all", "soft", "soft2", "
 /** a fixed name, fill:N, mix:λ (0 ≤ λ ≤ 1) or external:<command> (stages/router-override parses it) */
 export type PolicyName = string;
 const POLICY_SPEC =
-  /^(default|topup(-soft)?(:[1-9]\d*)?|routed|all|soft|soft2|routed-w2|fill:[1-9]\d*|mix:(0(\.\d+)?|1(\.0*)?|\.\d+)|external:\S.*)$/;
+  /^(default|topup(:[1-9]\d*)?|routed|all|soft|soft2|routed-w2|fill:[1-9]\d*|mix:(0(\.\d+)?|1(\.0*)?|\.\d+)|external:\S.*)$/;
 
 export interface RunOptions {
   readonly bits: number;

@@ -13,7 +13,7 @@ set -uo pipefail
 S=${S:?folder with the bundle and data}; OUT=${OUT:-/tmp/policy-study}; mkdir -p "$OUT"
 B=$S/libs/study/bench
 # policy groups, one process each per size (';'-separated)
-GROUPS_=${POLICY_GROUPS:-rtn,routed,all,soft;soft2,routed-w2,fill:256,mix:0.3;default}
+GROUPS_=${POLICY_GROUPS:-rtn,routed,all,soft;soft2,routed-w2;fill:256,mix:0.3;default}
 IFS=';' read -r -a groups <<<"$GROUPS_"
 SIZES=${SIZES:-16x256 64x256 128x256}
 t0=$(date +%s); stamp() { echo "[$(( $(date +%s) - t0 )) s] $*"; }

@@ -36,12 +36,12 @@ export interface ParseOptions {
 export function parsePolicy(spec: string, o: ParseOptions = {}): CalibrationPolicy {
   const fixed = policies.get(spec === "default" ? DEFAULT_POLICY : spec);
   if (fixed) return fixed;
-  const topup = /^(topup|topup-soft)(?::(\d+))?$/.exec(spec);
+  const topup = /^topup:(\d+)$/.exec(spec);
   if (topup) {
-    const n = topup[2] === undefined ? undefined : Number(topup[2]);
-    if (n !== undefined && (n < 1 || !Number.isSafeInteger(n)))
+    const n = Number(topup[1]);
+    if (n < 1 || !Number.isSafeInteger(n))
       throw new PolicyError({ source: "policy", message: `policy ${spec}: N must be a positive integer` });
-    return topupPolicy(n, topup[1] === "topup-soft" ? "soft" : "one");
+    return topupPolicy(n);
   }
   const fill = /^fill:(\d+)$/.exec(spec);
   if (fill) {

@@ -215,21 +215,18 @@ export interface TopupPlan {
   readonly added: readonly number[];
 }
 
-/** How a topped-up expert weighs its own routed tokens: 1, or `soft`'s p_e(t) / mean p_e over them. */
-export type TopupRoutedWeight = "one" | "soft";
-
 /**
  * `topup[:N]` (alias `default`): an expert with at least N routed tokens (default
- * TOPUP_TARGET_PER_DIM × the hidden size) is calibrated on exactly its routed tokens; one with
- * n < N keeps its routed tokens and is topped up with the unrouted tokens the router found most
- * probable for it, each weighted by p_e(t) / (mean p_e over its routed tokens) — the weight
- * `soft` gives a near miss relative to a routed token. Its top-up is its shortfall N − n, scaled
- * down in proportion for every expert of the layer when the shortfalls add up to more than the
- * layer's routed rows (rows·k): the statistics rows of a layer stay ≤ twice routed's.
+ * TOPUP_TARGET_PER_DIM × the hidden size) is calibrated on exactly its routed tokens (`routed`).
+ * One with n < N is calibrated as `soft` would calibrate it, restricted to its routed tokens and
+ * the unrouted tokens the router found most probable for it: every one weighted
+ * p_e(t) / (mean p_e over its routed tokens). Its top-up is its shortfall N − n, scaled down in
+ * proportion for every expert of the layer when the shortfalls add up to more than the layer's
+ * routed rows (rows·k): the statistics rows of a layer stay ≤ twice routed's, where `soft` costs
+ * E/k times routed's.
  */
 export function topupPolicy(
   target?: number,
-  routedWeight: TopupRoutedWeight = "one",
 ): CalibrationPolicy & { plan(r: Routing, i: PolicyInput): { weights: Float32Array; plan: TopupPlan } } {
   const plan = (r: Routing, i: PolicyInput) => {
     const E = r.numExperts;
@@ -260,18 +257,16 @@ export function topupPolicy(
       }
       const threshold = kthLargest(free, want);
       if (!(threshold > 0)) continue;
-      // a near miss weighs what soft gives it relative to the expert's typical routed token
+      // soft's weights relative to the expert's typical routed token (any scale: GPTQ damping is relative)
       const unit = n > 0 && routedMass > 0 ? n / routedMass : 1 / threshold;
-      if (routedWeight === "soft")
-        for (let t = 0; t < r.rows; t++) if (isRoutedTo(r, t, e)) w[t * E + e] = Math.fround(p[t * E + e] * unit);
       // strictly above the threshold first, then ties in token order until `want`
       let above = 0;
       for (let t = 0; t < r.rows; t++) if (!isRoutedTo(r, t, e) && p[t * E + e] > threshold) above++;
       let ties = want - above;
       for (let t = 0; t < r.rows; t++) {
-        if (isRoutedTo(r, t, e)) continue;
         const pe = p[t * E + e];
-        if (pe > threshold || (pe === threshold && ties-- > 0)) {
+        if (isRoutedTo(r, t, e)) w[t * E + e] = Math.fround(pe * unit);
+        else if (pe > threshold || (pe === threshold && ties-- > 0)) {
           w[t * E + e] = Math.fround(pe * unit);
           if (w[t * E + e] > 0) added[e]++;
         }
@@ -279,9 +274,8 @@ export function topupPolicy(
     }
     return { weights: w, plan: { target: N, added } };
   };
-  const base = routedWeight === "soft" ? "topup-soft" : "topup";
   return {
-    name: target === undefined ? base : `${base}:${target}`,
+    name: target === undefined ? "topup" : `topup:${target}`,
     weights: (r, i) => plan(r, i).weights,
     plan,
   };

@@ -33,12 +33,13 @@ const close = (got: Float32Array, want: number[]) => {
 };
 
 describe("topup policy (the default)", () => {
-  it("routed only where an expert has N routed tokens; else its shortfall of most probable near misses, weighted p / mean routed p", () => {
+  it("routed where an expert has N routed tokens; else soft over its routed tokens and its shortfall of most probable near misses, weighted p / mean routed p", () => {
     // N = 4: expert 0 (5 routed) stays routed; expert 1 (2) gets 2 near misses, expert 2 (1) gets 3.
-    // expert 1: mean routed p = (0.6 + 0.4) / 2 = 0.5; near misses t3 (0.35), then the tie 0.3 t0 / t7 → t0 (earlier)
-    // expert 2: mean routed p = 0.5; near misses t1 (0.4), t6 (0.3), t3 (0.25)
+    // expert 1: mean routed p = (0.6 + 0.4) / 2 = 0.5: t5 1.2, t6 0.8; near misses t3 (0.35 → 0.7),
+    //   then the tie 0.3 between t0 and t7 → t0 (earlier) 0.6
+    // expert 2: mean routed p = 0.5: t7 1; near misses t1 (0.4 → 0.8), t6 (0.6), t3 (0.5)
     const { weights, plan } = topupPolicy(4).plan(r, input);
-    close(weights, [1, 0.6, 0, 1, 0, 0.8, 1, 0, 0, 1, 0.7, 0.5, 1, 0, 0, 0, 1, 0, 0, 1, 0.6, 0, 0, 1]);
+    close(weights, [1, 0.6, 0, 1, 0, 0.8, 1, 0, 0, 1, 0.7, 0.5, 1, 0, 0, 0, 1.2, 0, 0, 0.8, 0.6, 0, 0, 1]);
     expect(plan).toEqual({ target: 4, added: [0, 2, 3] });
     expect(coverage(r, weights).map((c) => c.calibration)).toEqual(["routed", "blended", "blended"]);
   });
