@@ -251,8 +251,9 @@ export function topupPolicy(
       let routedMass = 0;
       const free = new Float32Array(r.rows - n);
       let m = 0;
+      // column e still holds 1 exactly on its routed tokens, 0 elsewhere
       for (let t = 0; t < r.rows; t++) {
-        if (isRoutedTo(r, t, e)) routedMass += p[t * E + e];
+        if (w[t * E + e] > 0) routedMass += p[t * E + e];
         else free[m++] = p[t * E + e];
       }
       const threshold = kthLargest(free, want);
@@ -261,11 +262,11 @@ export function topupPolicy(
       const unit = n > 0 && routedMass > 0 ? n / routedMass : 1 / threshold;
       // strictly above the threshold first, then ties in token order until `want`
       let above = 0;
-      for (let t = 0; t < r.rows; t++) if (!isRoutedTo(r, t, e) && p[t * E + e] > threshold) above++;
+      for (let t = 0; t < r.rows; t++) if (w[t * E + e] === 0 && p[t * E + e] > threshold) above++;
       let ties = want - above;
       for (let t = 0; t < r.rows; t++) {
         const pe = p[t * E + e];
-        if (isRoutedTo(r, t, e)) w[t * E + e] = Math.fround(pe * unit);
+        if (w[t * E + e] > 0) w[t * E + e] = Math.fround(pe * unit);
         else if (pe > threshold || (pe === threshold && ties-- > 0)) {
           w[t * E + e] = Math.fround(pe * unit);
           if (w[t * E + e] > 0) added[e]++;
@@ -279,9 +280,4 @@ export function topupPolicy(
     weights: (r, i) => plan(r, i).weights,
     plan,
   };
-}
-
-function isRoutedTo(r: Routing, t: number, e: number): boolean {
-  for (let j = 0; j < r.topK; j++) if (r.indices[t * r.topK + j] === e) return true;
-  return false;
 }
