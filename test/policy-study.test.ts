@@ -20,6 +20,7 @@ interface Cell {
   sameTop: number;
   coverage: { experts: number; uncalibrated: number; unrouted: number; minEss: number; layers: number } | null;
   rtnFallbacks: number;
+  statistics: { seconds: number; rows: number } | null;
 }
 
 let cells: Cell[] = [];
@@ -45,7 +46,7 @@ beforeAll(async () => {
     "study",
     model,
     "--policies",
-    "rtn,routed,soft",
+    "rtn,routed,soft,default",
     "--calib-sizes",
     "2x32,4x32",
     "--calib",
@@ -70,8 +71,10 @@ describe("moeq study (tiny grid)", () => {
       "rtn@-",
       "routed@2x32",
       "soft@2x32",
+      "topup@2x32",
       "routed@4x32",
       "soft@4x32",
+      "topup@4x32",
     ]);
     for (const c of cells) {
       for (const v of [c.kld.mean, c.kld.uncertainty, c.kld.p99, c.kld.max, c.sameTop])
@@ -91,12 +94,19 @@ describe("moeq study (tiny grid)", () => {
         else expect(c.rtnFallbacks).toBe(3 * c.coverage!.uncalibrated);
       }
     }
+    // statistics cost: soft uses every row for every expert; the default at most twice routed's rows
+    for (const z of ["2x32", "4x32"]) {
+      const at = (p: string) => cells.find((c) => c.policy === p && c.calib === z)!;
+      expect(at("soft").statistics!.rows).toBe(32 * at("soft").calibTokens);
+      expect(at("topup").statistics!.rows).toBeGreaterThan(at("routed").statistics!.rows);
+      expect(at("topup").statistics!.rows).toBeLessThanOrEqual(2 * at("routed").statistics!.rows);
+    }
   });
 
   it("prints one table: a row per policy with mean ± u, p99, same-top per size, then the coverage", () => {
     const lines = table.split("\n");
     expect(lines).toContain("| policy | 2x32: mean KLD | p99 | same-top | 4x32: mean KLD | p99 | same-top |");
-    for (const p of ["rtn", "routed", "soft"]) {
+    for (const p of ["rtn", "routed", "soft", "topup"]) {
       const row = lines.find((l) => l.startsWith(`| ${p} |`))!;
       expect(row.split("|").length - 2).toBe(7);
       expect(row).toMatch(/\d\.\d{5} ± \d\.\d{5}/);
@@ -104,15 +114,14 @@ describe("moeq study (tiny grid)", () => {
     expect(table).toMatch(/\| routed \| \d+\/32 → RTN/);
   });
 
-  it("agrees with direct single-policy moeq quantize runs (routed and soft at 4x32): same shards, same KLD", async () => {
-    for (const policy of ["routed", "soft"]) {
+  it("agrees with direct single-policy moeq quantize runs (routed, and the default without --policy, at 4x32): same shards, same KLD", async () => {
+    for (const policy of ["routed", "topup"]) {
       const r = await moeq([
         "quantize",
         model,
         "--out",
         join(dir, `q-${policy}`),
-        "--policy",
-        policy,
+        ...(policy === "topup" ? [] : ["--policy", policy]),
         "--calib",
         calib,
         "--eval",

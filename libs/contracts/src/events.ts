@@ -21,6 +21,10 @@ export const ExpertCoverage = Schema.Struct({
   tokensUsed: NonNegativeInt.annotate({ description: "tokens the calibration policy feeds into its statistics" }),
   weightMass: Schema.Finite,
   ess: Schema.Finite.annotate({ description: "effective sample size (sum w)^2 / sum w^2" }),
+  calibration: Schema.Literals(["routed", "blended", "fallback"]).annotate({
+    description:
+      "what calibrated the expert: exactly its routed tokens, its routed tokens and others the policy added, or none (RTN)",
+  }),
 }).annotate({ identifier: "ExpertCoverage" });
 
 /** Payload schema of every event type; the envelope's `type` selects one. */

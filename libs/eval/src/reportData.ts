@@ -29,6 +29,16 @@ export interface Coverage {
   readonly expertsBelowMin: number;
   /** What the run did for them (e.g. "soft routing weights", "RTN fallback"). */
   readonly remedy?: string;
+  /**
+   * What calibrated each expert under the run's policy: the count calibrated on exactly their
+   * routed tokens, and the experts (as `L<layer>.E<expert>`) blended with tokens the router did
+   * not send them, or left without any calibration token (fallback).
+   */
+  readonly calibration?: {
+    readonly routed: number;
+    readonly blended: readonly string[];
+    readonly fallback: readonly string[];
+  };
 }
 
 export interface StageTiming {

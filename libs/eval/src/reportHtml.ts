@@ -5,6 +5,11 @@ import type { KldHistogram, KldStats } from "./kld.ts";
 import { formatKldTable } from "./kldTable.ts";
 import type { ExpertMatrix, ReportData } from "./reportData.ts";
 
+function calibrationHtml(c: NonNullable<NonNullable<ReportData["coverage"]>["calibration"]>): string {
+  const list = (xs: readonly string[]) => (xs.length ? `: ${escapeHtml(xs.join(" "))}` : "");
+  return `<p>Calibration per expert under the policy: ${c.routed} on exactly their routed tokens; ${c.blended.length} blended with tokens the router did not send them${list(c.blended)}; ${c.fallback.length} without calibration tokens (fallback)${list(c.fallback)}.</p>`;
+}
+
 export function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
@@ -269,7 +274,7 @@ export function renderReportHtml(data: ReportData): string {
   const timings = data.timings.map((t) => row([escapeHtml(t.stage), formatNumber(t.seconds)])).join("");
   const cov = data.coverage;
   const coverage = cov
-    ? `<p>${cov.expertsWithoutTokens} of ${cov.expertsTotal} experts got no routed calibration tokens; ${cov.expertsBelowMin} got fewer than ${cov.minTokens}.${cov.remedy ? ` Remedy: ${escapeHtml(cov.remedy)}.` : ""}</p>`
+    ? `<p>${cov.expertsWithoutTokens} of ${cov.expertsTotal} experts got no routed calibration tokens; ${cov.expertsBelowMin} got fewer than ${cov.minTokens}.${cov.remedy ? ` Remedy: ${escapeHtml(cov.remedy)}.` : ""}</p>${cov.calibration ? calibrationHtml(cov.calibration) : ""}`
     : "";
   const embedded = reportJson(data).replace(/</g, "\\u003c");
   return `<!doctype html>

@@ -41,6 +41,24 @@ describe("writeReport", () => {
     expect(JSON.parse(embedded).model.experts).toBe(32);
   });
 
+  it("says per expert what calibrated it (routed / blended / fallback)", () => {
+    const dir = tmp();
+    const base = sampleReport(2, 3);
+    const data: ReportData = {
+      ...base,
+      coverage: { ...base.coverage!, calibration: { routed: 4, blended: ["L0.E1"], fallback: ["L1.E2"] } },
+    };
+    Effect.runSync(writeReport(dir, data));
+    expect(JSON.parse(readFileSync(join(dir, "report.json"), "utf8")).coverage.calibration).toEqual({
+      routed: 4,
+      blended: ["L0.E1"],
+      fallback: ["L1.E2"],
+    });
+    expect(readFileSync(join(dir, "report.html"), "utf8")).toContain(
+      "Calibration per expert under the policy: 4 on exactly their routed tokens; 1 blended with tokens the router did not send them: L0.E1; 1 without calibration tokens (fallback): L1.E2.",
+    );
+  });
+
   it("replaces an existing report and writes non-finite numbers as null", () => {
     const dir = tmp();
     writeFileSync(join(dir, "report.json"), "old");

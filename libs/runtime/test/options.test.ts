@@ -15,7 +15,14 @@ describe("resolveOptions", () => {
     expect([o.algorithm, o.calib, o.groupSize, o.eval]).toEqual(["rtn", "brown:128x256", -1, "held.jsonl:8x512"]);
   });
 
+  it("accepts the default policy by its alias and topup:N; the default is topup", () => {
+    expect(DEFAULT_OPTIONS.policy).toBe("topup");
+    expect(resolveOptions({ policy: "default" }).policy).toBe("default");
+    expect(resolveOptions({ policy: "topup:1024" }).policy).toBe("topup:1024");
+  });
+
   it.each([
+    [{ policy: "topup:0" }, "policy"],
     [{ bits: 3 }, "bits"],
     [{ bits: 4.5 }, "bits"],
     [{ groupSize: 0 }, "groupSize"],

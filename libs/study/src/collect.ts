@@ -1,10 +1,10 @@
 // One forward pass per calibration size, statistics for every policy at once. With
 // full-precision propagation a layer's input does not depend on how the previous layers were
-// quantized, so the activations (attention output x, each expert's act(gate)·up) are computed
-// once and every policy only reweights rows of them. Per layer and expert, each policy's
-// Hessians are built exactly as the calibrator builds them (its used rows in token order, the
-// policy weights, native.hessianAccumulate, f32) and quantized right away (GPTQ as the quantizer
-// calls it, RTN where the policy gives no token), so only the quantized results are kept.
+// quantized, so the layer's MoE input x is computed once for all policies. Per layer and expert, each policy's Hessians are built exactly as the calibrator builds
+// them (its used rows in token order through the expert, the policy weights,
+// native.hessianAccumulate, f32), timed per policy (its statistics cost), and quantized right
+// away (GPTQ as the quantizer calls it, RTN where the policy gives no token), so only the
+// quantized results are kept.
 import { extractRoleMatrix, type LoadedModel, type Routing, tensorToF32 } from "@moeq/models";
 import { native } from "@moeq/native";
 import { gptq, type IntQuantResult, quantizeIntRtn } from "@moeq/quant";
@@ -29,6 +29,9 @@ export interface PolicyRun {
   readonly coverage: Map<number, Coverage[]>;
   /** tensors quantized with RTN because the policy gave their expert no token */
   readonly rtnFallbacks: string[];
+  /** the policy's statistics cost over all MoE layers: its weights, then per expert the forward
+   *  of its rows and both Hessians (GPTQ excluded); rows = Σ over experts of the rows it uses */
+  readonly statistics: { seconds: number; rows: number };
 }
 
 export interface CollectInput {
@@ -112,6 +115,7 @@ export async function collectAndQuantize(c: CollectInput): Promise<{ runs: Polic
     modules: new Map(),
     coverage: new Map(),
     rtnFallbacks: [],
+    statistics: { seconds: 0, rows: 0 },
   }));
   const engine = model.engine({ cacheBytes: 2 ** 30 });
   let h = engine.embed(windows.ids, engine.sequences(N, T));
@@ -200,11 +204,13 @@ async function calibrateLayer(
   const calibs: Float32Array[] = [];
   for (let i = 0; i < c.policies.length; i++) {
     const p = c.policies[i];
+    const tPolicy = performance.now();
     const w = checkWeights(
-      await p.weights(routing, { layer: L, spec: routingSpec }),
+      await p.weights(routing, { layer: L, spec: routingSpec, hiddenSize: H }),
       routing,
       `policy ${p.name} (layer ${L})`,
     );
+    runs[i].statistics.seconds += (performance.now() - tPolicy) / 1000;
     calibs.push(w);
     runs[i].coverage.set(L, coverage(routing, w));
   }
@@ -212,34 +218,31 @@ async function calibrateLayer(
     const et = targets.filter((t) => t.expert === e);
     if (et.length === 0) continue;
     const weights = new Map(et.map((t) => [targetKey(t), loadWeight(model, t)]));
-    // rows any policy uses, in token order; each policy takes its subset (order kept)
-    const union: number[] = [];
-    for (let t = 0; t < rows; t++) if (calibs.some((w) => w[t * E + e] > 0)) union.push(t);
-    let xe: Float32Array = new Float32Array(0);
-    let act: Float32Array = new Float32Array(0);
-    let I = 0;
-    if (union.length > 0 && q.algorithm === "gptq") {
-      xe = gatherRows(x, H, union);
-      if (inputScores) scaleRows(xe, H, union, routing, inputScores, e);
-      act = (await engine.expert(L, e, xe)).act;
-      I = act.length / union.length;
-    }
     for (let i = 0; i < c.policies.length; i++) {
       const cw = calibs[i];
-      const pos: number[] = [];
-      for (let u = 0; u < union.length; u++) if (cw[union[u] * E + e] > 0) pos.push(u);
       const run = runs[i];
-      if (pos.length === 0 || q.algorithm === "rtn") {
+      // the policy's rows in token order, forwarded and accumulated on their own, as the
+      // calibrator does: the time and rows are this policy's statistics cost
+      const tStats = performance.now();
+      const used: number[] = [];
+      for (let t = 0; t < rows; t++) if (cw[t * E + e] > 0) used.push(t);
+      if (used.length === 0 || q.algorithm === "rtn") {
         for (const t of et) {
           run.modules.set(targetKey(t), outputsOf(rtnQuantize(model, weights.get(targetKey(t))!, t, q)));
           if (q.algorithm === "gptq") run.rtnFallbacks.push(t.tensor);
         }
         continue;
       }
-      const w = Float32Array.from(pos, (u) => cw[union[u] * E + e]);
+      const xe = gatherRows(x, H, used);
+      if (inputScores) scaleRows(xe, H, used, routing, inputScores, e);
+      const act = (await engine.expert(L, e, xe)).act;
+      const I = act.length / used.length;
+      const w = Float32Array.from(used, (t) => cw[t * E + e]);
       const mass = w.reduce((s, v) => s + v, 0);
-      const hIn = await weightedHessian(gatherRows(xe, H, pos), pos.length, H, w);
-      const hDown = await weightedHessian(gatherRows(act, I, pos), pos.length, I, w);
+      const hIn = await weightedHessian(xe, used.length, H, w);
+      const hDown = await weightedHessian(act, used.length, I, w);
+      run.statistics.seconds += (performance.now() - tStats) / 1000;
+      run.statistics.rows += used.length;
       for (const t of et) {
         const res = await gptq(weights.get(targetKey(t))!, t.rows, t.cols, t.proj === "down_proj" ? hDown : hIn, {
           bits: q.bits,

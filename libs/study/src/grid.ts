@@ -41,19 +41,24 @@ export function parsePolicyList(s: string): string[] {
     throw new StudyOptionsError({ field: "policies", message: "--policies: give at least one policy" });
   const seen = new Set<string>();
   for (const p of list) {
-    if (seen.has(p)) throw new StudyOptionsError({ field: "policies", message: `--policies: ${p} is listed twice` });
-    seen.add(p);
-    if (p === "rtn" || p.startsWith("external:")) continue;
-    try {
-      parsePolicy(p);
-    } catch (e) {
-      throw new StudyOptionsError({
-        field: "policies",
-        message: `--policies: ${e instanceof PolicyError ? e.message : String(e)}`,
-      });
-    }
+    // `default` and `topup` are one policy: the same row twice
+    const name = p === "rtn" || p.startsWith("external:") ? p : parsed(p).name;
+    if (seen.has(name))
+      throw new StudyOptionsError({ field: "policies", message: `--policies: ${p} (${name}) is listed twice` });
+    seen.add(name);
   }
   return list;
+}
+
+function parsed(p: string) {
+  try {
+    return parsePolicy(p);
+  } catch (e) {
+    throw new StudyOptionsError({
+      field: "policies",
+      message: `--policies: ${e instanceof PolicyError ? e.message : String(e)}`,
+    });
+  }
 }
 
 /** The calibration text spec of one size: `brown` → `brown:16x256`, `random` → `random:16x256`, `a.jsonl` → `a.jsonl:16x256`. */

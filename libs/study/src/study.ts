@@ -51,6 +51,8 @@ export interface StudyCell {
   /** summed over MoE layers; null for rtn */
   readonly coverage: (CoverageDigest & { readonly layers: number }) | null;
   readonly rtnFallbacks: number;
+  /** the policy's statistics cost summed over MoE layers (null for rtn): seconds and rows used */
+  readonly statistics: { readonly seconds: number; readonly rows: number } | null;
   readonly seconds: number;
   readonly checkpoint?: string;
 }
@@ -72,6 +74,8 @@ function sumDigests(ds: CoverageDigest[]): CoverageDigest & { layers: number } {
     unrouted: ds.reduce((s, d) => s + d.unrouted, 0),
     belowMin: ds.reduce((s, d) => s + d.belowMin, 0),
     uncalibrated: ds.reduce((s, d) => s + d.uncalibrated, 0),
+    routedOnly: ds.reduce((s, d) => s + d.routedOnly, 0),
+    blended: ds.reduce((s, d) => s + d.blended, 0),
     minRouted: Math.min(...ds.map((d) => d.minRouted)),
     minUsed: Math.min(...ds.map((d) => d.minUsed)),
     minEss: Math.min(...ds.map((d) => d.minEss)),
@@ -97,6 +101,7 @@ export async function runStudy(o: StudyOptions): Promise<StudyResult> {
     modules: Parameters<typeof writePolicyCheckpoint>[2],
     cov: Map<number, Coverage[]> | null,
     rtnFallbacks: number,
+    statistics: { seconds: number; rows: number } | null,
   ) => {
     const t1 = Date.now();
     const dir = join(o.workDir, `${slug(calib)}-${slug(policy)}`);
@@ -122,6 +127,7 @@ export async function runStudy(o: StudyOptions): Promise<StudyResult> {
       perplexityRatio: k.perplexity ? k.perplexity.pplRatio.value : null,
       coverage: cov ? sumDigests([...cov.values()].map((c) => digestCoverage(c, minTokens))) : null,
       rtnFallbacks,
+      statistics,
       seconds: (Date.now() - t1) / 1000,
       ...(o.keepCheckpoints ? { checkpoint: dir } : {}),
     };
@@ -135,7 +141,7 @@ export async function runStudy(o: StudyOptions): Promise<StudyResult> {
     const modules = new Map(
       expertTargets(model).map((t) => [targetKey(t), rtnQuantize(model, loadWeight(model, t), t, o.quant)] as const),
     );
-    await score("rtn", "-", 0, modules, null, 0);
+    await score("rtn", "-", 0, modules, null, 0, null);
   }
   const specs = o.policies.filter((p) => p !== "rtn");
   for (const size of o.calibSizes) {
@@ -168,7 +174,19 @@ export async function runStudy(o: StudyOptions): Promise<StudyResult> {
       `${calib}: statistics and ${o.quant.algorithm.toUpperCase()} for ${policies.length} policies in ${((Date.now() - t1) / 1000).toFixed(1)} s`,
     );
     for (const run of collected.runs)
-      await score(run.policy, size.label, collected.tokens, run.modules, run.coverage, run.rtnFallbacks.length);
+      log(
+        `${calib}: ${run.policy} statistics ${run.statistics.seconds.toFixed(2)} s, ${run.statistics.rows} expert rows`,
+      );
+    for (const run of collected.runs)
+      await score(
+        run.policy,
+        size.label,
+        collected.tokens,
+        run.modules,
+        run.coverage,
+        run.rtnFallbacks.length,
+        run.statistics,
+      );
   }
   if (!o.keepCheckpoints && existsSync(join(o.workDir, "policy")))
     rmSync(join(o.workDir, "policy"), { recursive: true, force: true });

@@ -56,5 +56,24 @@ export function formatStudyMarkdown(r: StudyResult): string {
     });
     out.push(`| ${p} | ${cols.join(" | ")} |`);
   }
+  out.push(
+    "",
+    "Statistics per policy (summed over MoE layers: the policy's weights, then per expert the forward of its rows and both Hessians; GPTQ excluded): seconds, expert rows (× routed's); experts calibrated routed / blended / fallback",
+    "",
+  );
+  out.push(`| policy | ${sizes.join(" | ")} |`);
+  out.push(`|---|${sizes.map(() => "---").join("|")}|`);
+  for (const p of policies) {
+    if (p === "rtn") continue;
+    const cols = sizes.map((z) => {
+      const c = at(p, z);
+      if (!c?.statistics || !c.coverage) return "—";
+      const routed = at("routed", z)?.statistics;
+      const x = (v: number, r: number) => (r > 0 ? ` (${f(v / r, 2)}×)` : "");
+      const k = c.coverage;
+      return `${f(c.statistics.seconds, 2)} s${x(c.statistics.seconds, routed?.seconds ?? 0)}, ${c.statistics.rows} rows${x(c.statistics.rows, routed?.rows ?? 0)}; ${k.routedOnly} / ${k.blended} / ${k.uncalibrated}`;
+    });
+    out.push(`| ${p} | ${cols.join(" | ")} |`);
+  }
   return out.join("\n");
 }

@@ -28,6 +28,8 @@ describe("study grid options", () => {
     ]);
     expect(() => parsePolicyList("routed,sofft")).toThrow(/--policies: unknown calibration policy "sofft"/);
     expect(() => parsePolicyList("routed,routed")).toThrow(/listed twice/);
+    expect(parsePolicyList("rtn,default,topup:1024")).toEqual(["rtn", "default", "topup:1024"]);
+    expect(() => parsePolicyList("default,topup")).toThrow(/--policies: topup \(topup\) is listed twice/);
     expect(() => parsePolicyList("mix:2")).toThrow(/--policies: policy mix:2/);
   });
 });
@@ -49,12 +51,16 @@ describe("study table", () => {
             unrouted: 8,
             belowMin: 20,
             uncalibrated: policy === "routed" ? 8 : 0,
+            routedOnly: policy === "routed" ? 120 : 0,
+            blended: policy === "routed" ? 0 : 128,
             minRouted: 0,
             minUsed: 0,
             minEss: 0,
             medianEss: 120,
           },
     rtnFallbacks: policy === "routed" ? 24 : 0,
+    statistics:
+      policy === "rtn" ? null : { seconds: policy === "routed" ? 2 : 3, rows: policy === "routed" ? 1000 : 1500 },
     seconds: 1,
   });
   const r: StudyResult = {
@@ -91,5 +97,12 @@ describe("study table", () => {
       "| routed | 8/128 → RTN, 20 below, ESS min 0.0, median 120 | 8/128 → RTN, 20 below, ESS min 0.0, median 120 |",
     );
     expect(lines.filter((l) => l.startsWith("| rtn |"))).toHaveLength(1);
+    // statistics per policy, relative to routed's, and what calibrated the experts
+    expect(lines).toContain(
+      "| soft | 3.00 s (1.50×), 1500 rows (1.50×); 0 / 128 / 0 | 3.00 s (1.50×), 1500 rows (1.50×); 0 / 128 / 0 |",
+    );
+    expect(lines).toContain(
+      "| routed | 2.00 s (1.00×), 1000 rows (1.00×); 120 / 0 / 8 | 2.00 s (1.00×), 1000 rows (1.00×); 120 / 0 / 8 |",
+    );
   });
 });

@@ -59,7 +59,7 @@ export async function runEvaluator(ctx: StageContext): Promise<void> {
     seconds.set(k, (seconds.get(k) ?? 0) + q.payload.seconds);
   }
   const expertRuns = planned.flatMap((p) =>
-    p.payload.coverage.map((c) => ({ layer: p.payload.layer, expert: c.expert, routedTokens: c.tokensRouted, calibWeightMass: c.weightMass, seconds: seconds.get(`${p.payload.layer}/${c.expert}`) ?? 0 })),
+    p.payload.coverage.map((c) => ({ layer: p.payload.layer, expert: c.expert, routedTokens: c.tokensRouted, calibWeightMass: c.weightMass, seconds: seconds.get(`${p.payload.layer}/${c.expert}`) ?? 0, calibration: c.calibration })),
   );
   // experts quantized without a calibration plan (RTN): their time, no calibration numbers
   const covered = new Set(expertRuns.map((r) => `${r.layer}/${r.expert}`));

@@ -10,6 +10,8 @@ export interface ExpertRunStats {
   readonly routedTokens: number;
   readonly calibWeightMass: number;
   readonly seconds: number;
+  /** what calibrated the expert (RoutingPlanned coverage) */
+  readonly calibration: "routed" | "blended" | "fallback";
 }
 
 export interface ReportInput {
@@ -87,10 +89,17 @@ export function reportData(r: ReportInput): ReportData {
           expertsWithoutTokens: zero,
           expertsBelowMin: below,
           ...(r.remedy ? { remedy: r.remedy } : {}),
+          calibration: calibrationOf(r.expertRuns),
         }
       : null,
     timings: r.timings ?? [],
   };
+}
+
+function calibrationOf(runs: readonly ExpertRunStats[]) {
+  const named = (k: ExpertRunStats["calibration"]) =>
+    runs.filter((s) => s.calibration === k).map((s) => `L${s.layer}.E${s.expert}`);
+  return { routed: named("routed").length, blended: named("blended"), fallback: named("fallback") };
 }
 
 export async function writeRunReport(dir: string, data: ReportData): Promise<string> {

@@ -3,11 +3,16 @@ export {
   type CalibrationPolicy,
   type Coverage,
   coverage,
+  DEFAULT_POLICY,
+  type ExpertCalibration,
   fillPolicy,
   mixPolicy,
   type PolicyInput,
   policies,
   routedPolicy,
+  TOPUP_TARGET_PER_DIM,
+  type TopupPlan,
+  topupPolicy,
 } from "./policies.ts";
 export { type CoverageDigest, type CoverageRules, coverageWarnings, digestCoverage } from "./policies-coverage.ts";
 export { PolicyError } from "./policies-errors.ts";

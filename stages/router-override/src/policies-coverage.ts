@@ -39,6 +39,10 @@ export interface CoverageDigest {
   readonly belowMin: number;
   /** experts with no calibration token under the policy (→ RTN) */
   readonly uncalibrated: number;
+  /** experts calibrated on exactly their routed tokens */
+  readonly routedOnly: number;
+  /** experts calibrated on their routed tokens (if any) and tokens the router did not send them */
+  readonly blended: number;
   readonly minRouted: number;
   readonly minUsed: number;
   readonly minEss: number;
@@ -52,6 +56,8 @@ export function digestCoverage(cov: readonly Coverage[], minTokens: number): Cov
     unrouted: cov.filter((c) => c.tokensRouted === 0).length,
     belowMin: cov.filter((c) => c.tokensRouted < minTokens).length,
     uncalibrated: cov.filter((c) => c.tokensUsed === 0).length,
+    routedOnly: cov.filter((c) => c.calibration === "routed").length,
+    blended: cov.filter((c) => c.calibration === "blended").length,
     minRouted: cov.length ? Math.min(...cov.map((c) => c.tokensRouted)) : 0,
     minUsed: cov.length ? Math.min(...cov.map((c) => c.tokensUsed)) : 0,
     minEss: ess[0] ?? 0,

@@ -2,10 +2,20 @@
 // `mix:λ` or `external:<command>`, and the zero-token fallback wrapper.
 import type { Routing } from "@moeq/models";
 import { externalPolicy } from "./external-policy.ts";
-import { type CalibrationPolicy, fillPolicy, mixPolicy, type PolicyInput, policies } from "./policies.ts";
+import {
+  type CalibrationPolicy,
+  DEFAULT_POLICY,
+  fillPolicy,
+  mixPolicy,
+  type PolicyInput,
+  policies,
+  topupPolicy,
+} from "./policies.ts";
 import { PolicyError } from "./policies-errors.ts";
 
 export const POLICY_NAMES = [
+  "default (= topup)",
+  "topup[:N]",
   "routed",
   "all",
   "soft",
@@ -24,8 +34,15 @@ export interface ParseOptions {
 }
 
 export function parsePolicy(spec: string, o: ParseOptions = {}): CalibrationPolicy {
-  const fixed = policies.get(spec);
+  const fixed = policies.get(spec === "default" ? DEFAULT_POLICY : spec);
   if (fixed) return fixed;
+  const topup = /^topup:(\d+)$/.exec(spec);
+  if (topup) {
+    const n = Number(topup[1]);
+    if (n < 1 || !Number.isSafeInteger(n))
+      throw new PolicyError({ source: "policy", message: `policy ${spec}: N must be a positive integer` });
+    return topupPolicy(n);
+  }
   const fill = /^fill:(\d+)$/.exec(spec);
   if (fill) {
     const n = Number(fill[1]);

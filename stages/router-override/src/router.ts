@@ -67,7 +67,7 @@ export async function runRouter(ctx: StageContext): Promise<void> {
             permanent: true,
           });
         const calib = checkWeights(
-          await policy.weights(r, { layer: L, spec: routingSpec }),
+          await policy.weights(r, { layer: L, spec: routingSpec, hiddenSize: spec.hiddenSize }),
           r,
           `policy ${policy.name} (layer ${L})`,
         );

@@ -23,10 +23,10 @@ describe("routed policy", () => {
   it("reports coverage: routed/used tokens, weight mass, ESS; unrouted experts have zero", () => {
     const c = coverage(routing, routedPolicy.weights(routing, input));
     expect(c).toEqual([
-      { expert: 0, tokensRouted: 3, tokensUsed: 3, weightMass: 3, ess: 3 },
-      { expert: 1, tokensRouted: 4, tokensUsed: 4, weightMass: 4, ess: 4 },
-      { expert: 2, tokensRouted: 3, tokensUsed: 3, weightMass: 3, ess: 3 },
-      { expert: 3, tokensRouted: 0, tokensUsed: 0, weightMass: 0, ess: 0 },
+      { expert: 0, tokensRouted: 3, tokensUsed: 3, weightMass: 3, ess: 3, calibration: "routed" },
+      { expert: 1, tokensRouted: 4, tokensUsed: 4, weightMass: 4, ess: 4, calibration: "routed" },
+      { expert: 2, tokensRouted: 3, tokensUsed: 3, weightMass: 3, ess: 3, calibration: "routed" },
+      { expert: 3, tokensRouted: 0, tokensUsed: 0, weightMass: 0, ess: 0, calibration: "fallback" },
     ]);
   });
 
@@ -38,5 +38,6 @@ describe("routed policy", () => {
     expect(c.tokensUsed).toBe(2);
     expect(c.weightMass).toBeCloseTo(1.5);
     expect(c.ess).toBeCloseTo(2.25 / 1.25);
+    expect(c.calibration).toBe("blended");
   });
 });

@@ -5,7 +5,15 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { clusterOptionsFromEnv, connectBus } from "@moeq/bus";
-import { OptionsError, type RunInfo, type RunOptions, resolveOptions, tokenWindows, writeRunInfo } from "@moeq/runtime";
+import {
+  DEFAULT_OPTIONS,
+  OptionsError,
+  type RunInfo,
+  type RunOptions,
+  resolveOptions,
+  tokenWindows,
+  writeRunInfo,
+} from "@moeq/runtime";
 import { Effect, Option } from "effect";
 import { Argument, Command, Flag } from "effect/cli";
 import { resolveModelRef, stderrLine } from "../model-ref.ts";
@@ -140,9 +148,9 @@ export const quantize = Command.make(
       Flag.withDescription("Quantization algorithm"),
     ),
     policy: Flag.String("policy").pipe(
-      Flag.withDefault("soft"),
+      Flag.withDefault(DEFAULT_OPTIONS.policy),
       Flag.withDescription(
-        "Calibration policy: routed, all, soft, soft2, routed-w2, fill:N, mix:λ, external:<command> (docs/calibration.md)",
+        "Calibration policy: default (= topup[:N]), routed, all, soft, soft2, routed-w2, fill:N, mix:λ, external:<command> (docs/calibration.md)",
       ),
     ),
     zeroTokenFallback: Flag.String("zero-token-fallback").pipe(

@@ -10,7 +10,7 @@ import { Effect, Option } from "effect";
 import { Argument, Command, Flag } from "effect/cli";
 import { userError } from "./quantize.ts";
 
-export const DEFAULT_STUDY_POLICIES = "rtn,routed,all,soft,soft2,routed-w2,fill:256,mix:0.3";
+export const DEFAULT_STUDY_POLICIES = "rtn,routed,all,soft,soft2,routed-w2,fill:256,mix:0.3,default";
 
 const opt = <A>(o: Option.Option<A>) => Option.getOrUndefined(o);
 

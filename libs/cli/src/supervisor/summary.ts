@@ -185,7 +185,7 @@ export function formatSummary(s: RunSummary): string {
     );
     for (const l of c.layers)
       out.push(
-        `    ${String(l.layer).padStart(4)}  ${l.experts} experts: ${l.unrouted} unrouted, ${l.belowMin} below threshold, ${l.uncalibrated} without calibration tokens; min used ${l.minUsed}, ESS min ${l.minEss.toFixed(1)} median ${l.medianEss.toFixed(0)}`,
+        `    ${String(l.layer).padStart(4)}  ${l.experts} experts: ${l.unrouted} unrouted, ${l.belowMin} below threshold, ${l.uncalibrated} without calibration tokens; calibrated routed ${l.routedOnly} / blended ${l.blended} / fallback ${l.uncalibrated}; min used ${l.minUsed}, ESS min ${l.minEss.toFixed(1)} median ${l.medianEss.toFixed(0)}`,
       );
     for (const w of c.warnings) out.push(`    warning: ${w}`);
   }
