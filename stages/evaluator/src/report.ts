@@ -11,7 +11,8 @@ export interface ExpertRunStats {
   readonly calibWeightMass: number;
   readonly seconds: number;
   /** what calibrated the expert (RoutingPlanned coverage) */
-  readonly calibration: "routed" | "blended" | "fallback";
+  /** what the calibration policy did for the expert; absent without a calibration plan (RTN) */
+  readonly calibration?: "routed" | "blended" | "fallback";
 }
 
 export interface ReportInput {
