@@ -7,7 +7,7 @@ import { isFloatScheme, type StageContext, stageSpans } from "@moeq/runtime";
 import { telemetry as tracing } from "@moeq/runtime";
 import { distributeWindows } from "./distribute-windows.ts";
 import { evaluateCheckpoint } from "./evaluate.ts";
-import { reportData, writeRunReport } from "./report.ts";
+import { type ExpertRunStats, reportData, writeRunReport } from "./report.ts";
 import { serveWindowWork } from "./window-worker.ts";
 
 export async function runEvaluator(ctx: StageContext): Promise<void> {
@@ -58,7 +58,7 @@ export async function runEvaluator(ctx: StageContext): Promise<void> {
     const k = `${q.payload.layer}/${q.payload.expert}`;
     seconds.set(k, (seconds.get(k) ?? 0) + q.payload.seconds);
   }
-  const expertRuns = planned.flatMap((p) =>
+  const expertRuns: ExpertRunStats[] = planned.flatMap((p) =>
     p.payload.coverage.map((c) => ({ layer: p.payload.layer, expert: c.expert, routedTokens: c.tokensRouted, calibWeightMass: c.weightMass, seconds: seconds.get(`${p.payload.layer}/${c.expert}`) ?? 0, calibration: c.calibration })),
   );
   // experts quantized without a calibration plan (RTN): their time, no calibration numbers
