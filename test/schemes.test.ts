@@ -68,7 +68,20 @@ describe("moeq quantize --scheme/--format on a synthesized model", () => {
           algo,
         ];
         const r = await moeq(
-          [...args, "--calib", "random:8x64", "--eval", "random:4x64", "--quantizers", "1", "--threads", "1", "--json"],
+          // --keep-artifacts: the quantizer's outputs in the work dir are what the output must read back to
+          [
+            ...args,
+            "--calib",
+            "random:8x64",
+            "--eval",
+            "random:4x64",
+            "--quantizers",
+            "1",
+            "--threads",
+            "1",
+            "--json",
+            "--keep-artifacts",
+          ],
           600_000,
         );
         results.set(format, r);
