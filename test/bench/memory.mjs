@@ -22,7 +22,6 @@ const dir = process.argv[2] ?? "/tmp/moeq-bench-memory";
 const layerCounts = process.argv.slice(3).map(Number);
 if (layerCounts.length === 0) layerCounts.push(2, 4);
 const extra = (process.env.EXTRA ?? "").split(" ").filter(Boolean);
-const GiB = 2 ** 30;
 const MiB = 2 ** 20;
 mkdirSync(dir, { recursive: true });
 
@@ -125,6 +124,7 @@ async function run(layers) {
     artifacts,
     outputMiB: duBytes(out) / MiB,
     kld: summary.kld?.kld?.mean,
+    estimate: JSON.parse(readFileSync(join(work, "report", "estimate.json"), "utf8")),
   };
 }
 

@@ -4,7 +4,7 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { type RunInfo, type RunOptions, resolveOptions, writeRunInfo } from "@moeq/runtime";
+import { type RunInfo, type RunOptions, resolveOptions, runPaths, writeFileAtomic, writeRunInfo } from "@moeq/runtime";
 import { Effect, Option } from "effect";
 import { Argument, Command, Flag } from "effect/cli";
 import { defaultGraph, readGraphFile, resolveGraph } from "../supervisor/graph.ts";
@@ -53,6 +53,8 @@ export function createRun(a: QuantizeArgs): string {
   };
   mkdirSync(pre.workDir, { recursive: true });
   writeRunInfo(pre.workDir, info);
+  // what the pre-flight check assumed, beside what the summary measures
+  writeFileAtomic(join(runPaths(pre.workDir).report, "estimate.json"), `${JSON.stringify(pre.estimate, null, 2)}\n`);
   return pre.workDir;
 }
 
