@@ -82,7 +82,7 @@ async function run(layers) {
     "--calib",
     "brown:16x512",
     "--eval",
-    "brown:8x256",
+    "brown:4x256",
     "--batch-windows",
     "4",
     ...extra,
