@@ -8,7 +8,7 @@
 // the output's size, with the load average before and after.
 // Exit status 0 when the goals of issue 21 hold: every process ≤ 6 GiB, work dir peak ≤ 2 layers
 // of artifacts + the output, peak RSS of the smallest vs the largest layer count within 10 %.
-// Usage: node test/bench/memory.mjs [dir] [layers...]   (EXTRA="--policy routed" adds flags)
+// Usage: node test/bench/memory.mjs [dir] [layers...]   (ALGO=rtn; EXTRA="--policy routed" adds flags)
 import { execFileSync, spawn } from "node:child_process";
 import { copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { loadavg } from "node:os";
@@ -74,7 +74,7 @@ async function run(layers) {
     "--out",
     out,
     "--algo",
-    "gptq",
+    process.env.ALGO ?? "gptq",
     "--scheme",
     "w4a16",
     "--group-size",
