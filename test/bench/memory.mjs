@@ -8,7 +8,7 @@
 // the output's size, with the load average before and after.
 // Exit status 0 when the goals of issue 21 hold: every process ≤ 6 GiB, work dir peak ≤ 2 layers
 // of artifacts + the output, peak RSS of the smallest vs the largest layer count within 10 %.
-// Usage: node test/bench/memory.mjs [dir] [layers...]   (EXTRA="--policy routed" adds flags)
+// Usage: node test/bench/memory.mjs [dir] [layers...]   (ALGO=rtn; EXTRA="--policy routed" adds flags)
 import { execFileSync, spawn } from "node:child_process";
 import { copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { loadavg } from "node:os";
@@ -22,7 +22,6 @@ const dir = process.argv[2] ?? "/tmp/moeq-bench-memory";
 const layerCounts = process.argv.slice(3).map(Number);
 if (layerCounts.length === 0) layerCounts.push(2, 4);
 const extra = (process.env.EXTRA ?? "").split(" ").filter(Boolean);
-const GiB = 2 ** 30;
 const MiB = 2 ** 20;
 mkdirSync(dir, { recursive: true });
 
@@ -75,7 +74,7 @@ async function run(layers) {
     "--out",
     out,
     "--algo",
-    "gptq",
+    process.env.ALGO ?? "gptq",
     "--scheme",
     "w4a16",
     "--group-size",
@@ -83,7 +82,7 @@ async function run(layers) {
     "--calib",
     "brown:16x512",
     "--eval",
-    "brown:8x256",
+    "brown:4x256",
     "--batch-windows",
     "4",
     ...extra,
@@ -125,6 +124,7 @@ async function run(layers) {
     artifacts,
     outputMiB: duBytes(out) / MiB,
     kld: summary.kld?.kld?.mean,
+    estimate: JSON.parse(readFileSync(join(work, "report", "estimate.json"), "utf8")),
   };
 }
 

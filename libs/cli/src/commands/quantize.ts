@@ -11,7 +11,9 @@ import {
   type RunInfo,
   type RunOptions,
   resolveOptions,
+  runPaths,
   tokenWindows,
+  writeFileAtomic,
   writeRunInfo,
 } from "@moeq/runtime";
 import { Effect, Option } from "effect";
@@ -100,6 +102,8 @@ export async function createRun(a: QuantizeArgs): Promise<string> {
   };
   mkdirSync(pre.workDir, { recursive: true });
   writeRunInfo(pre.workDir, info);
+  // what the pre-flight check assumed, beside what the summary measures
+  writeFileAtomic(join(runPaths(pre.workDir).report, "estimate.json"), `${JSON.stringify(pre.estimate, null, 2)}\n`);
   return pre.workDir;
 }
 

@@ -15,9 +15,9 @@
 // Memory. The largest of: the calibrator (hidden states, residual, attention output and MLP
 // input over all calibration tokens in f32, the layer's weights, the engine's 1 GiB f32 weight
 // cache and the two Hessians being accumulated) and the evaluator (the hidden states of both
-// models over all evaluation windows, one batch's logits of both models in f32 twice, a layer
-// of each model's weights and two 1 GiB caches); plus, concurrently, each quantizer replica
-// (one matrix in f32 twice and its Hessian twice). Estimates, not bounds: they err high.
+// models over all evaluation windows, one batch's final norms, one window's logits of both
+// models in f32, a layer of each model's weights and two 1 GiB caches); plus, concurrently, each
+// quantizer replica (one matrix in f32 twice and its Hessian twice). Estimates, not bounds: they err high.
 import { readFileSync, statfsSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import { DEFAULT_WINDOWS } from "@moeq/data";
@@ -139,7 +139,11 @@ export function estimateResources(
   const batch = Math.min(o.batchWindows, ev.n);
   const calibrator = 4 * rows * H * F32 + maxLayerWeights + ENGINE_CACHE + 2 * largestHessian;
   const evaluator =
-    2 * 2 * ev.n * ev.seqLen * H * F32 + 4 * batch * ev.seqLen * vocab * F32 + 2 * maxLayerWeights + 2 * ENGINE_CACHE;
+    2 * 2 * ev.n * ev.seqLen * H * F32 +
+    2 * batch * ev.seqLen * H * F32 +
+    2 * ev.seqLen * vocab * F32 +
+    2 * maxLayerWeights +
+    2 * ENGINE_CACHE;
   const largestMatrix = Math.max(0, ...targets.map((t) => t.rows * t.cols));
   const quantizer = 2 * largestMatrix * F32 + 2 * largestHessian;
   return {
