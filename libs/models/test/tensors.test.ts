@@ -13,7 +13,7 @@ describe("every fixture builds a spec", () => {
   for (const f of fixtures)
     it(`${f.name}: config.json builds a model spec`, () => {
       // a throw here fails the test with buildSpec's own message (the field it could not use)
-      const spec = buildSpec(JSON.parse(readFileSync(join(f.dir, "config.json"), "utf8")));
+      const { spec } = buildSpec(JSON.parse(readFileSync(join(f.dir, "config.json"), "utf8")));
       expect(spec.layers.length).toBeGreaterThan(0);
     });
 });
