@@ -30,7 +30,7 @@ export const EXTERNAL_MARKS: readonly ExternalMark[] = [
   ),
   noTest(
     "docs/calibration.md",
-    "./moeq quantize ../shared/models/tiny-qwen3moe-brown --out /tmp/q --policy soft",
+    "./moeq quantize ../shared/models/tiny-qwen3moe-brown --out /tmp/q                  # the default: topup",
     "four runs at the default calibration size (128×256 Brown tokens, minutes each on 2 cores); test/policy-external.test.ts runs the external policy, docs/getting-started.md a small quantize",
   ),
   noTest(
