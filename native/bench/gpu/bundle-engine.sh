@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Bundles the device-engine scripts (goldens.ts, engine-layer.ts: they need @moeq/models, i.e.
 # node_modules) and packs the tiny-random fixtures (../shared does not travel) into
-# .gpu-carry/pipeline/engine/ — the folder /work/main/.wt/sync.sh carries — for `run.sh engine`.
+# .gpu-carry/pipeline/engine/ — the folder a device call carries (run it in the checkout the call sends, or stage a worktree with stage-tree.sh) — for `run.sh engine`.
 # Run here, from the repository root, after `turbo run build`.
 set -euo pipefail
 source infra/env.sh
