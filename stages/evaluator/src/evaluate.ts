@@ -5,12 +5,38 @@
 // the relative error of each MoE block's output (quantized vs reference on the reference's
 // input), each expert's output error on the first batch's tokens routed to it, and each expert's
 // relative weight error.
+
+import {
+  KldAccumulator,
+  type KldStats,
+  type LayerStats,
+  RelativeErrorAccumulator,
+  scoreTokens,
+  type TokenScores,
+} from "@moeq/eval";
 import { readQuantizedCheckpoint } from "@moeq/formats";
-import { buildSpec, Engine, extractRoleMatrix, loadModel, packTarget, type RawConfig, refuseModules, type Routing, tensorToF32, type WeightRole, type WeightSource, weightRoles } from "@moeq/models";
-import { KldAccumulator, type KldStats, type LayerStats, RelativeErrorAccumulator, scoreTokens, type TokenScores } from "@moeq/eval";
+import {
+  buildSpec,
+  Engine,
+  extractRoleMatrix,
+  loadModel,
+  packTarget,
+  type RawConfig,
+  type Routing,
+  refuseModules,
+  tensorToF32,
+  type WeightRole,
+  type WeightSource,
+  weightRoles,
+} from "@moeq/models";
 import { tokenWindows, type Windows } from "@moeq/runtime";
 import { f32Tensor, type Tensor } from "@moeq/tensor";
-import { type ActivationMode, type ActivationTreatment, type ExpertInputScales, planActivations } from "./activations.ts";
+import {
+  type ActivationMode,
+  type ActivationTreatment,
+  type ExpertInputScales,
+  planActivations,
+} from "./activations.ts";
 import { type BatchScores, type WindowBatch, windowBatches } from "./window-batches.ts";
 
 export interface EvaluateOptions {
@@ -92,13 +118,16 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<Evaluation
     // that was not quantized.
     const fusedRoles = new Map<string, WeightRole[]>();
     for (const r of weightRoles(qspec))
-      if ((r.fused || r.rowSlice) && !qmods.has(r.tensor) && !passthrough.has(r.tensor)) fusedRoles.set(r.tensor, [...(fusedRoles.get(r.tensor) ?? []), r]);
+      if ((r.fused || r.rowSlice) && !qmods.has(r.tensor) && !passthrough.has(r.tensor))
+        fusedRoles.set(r.tensor, [...(fusedRoles.get(r.tensor) ?? []), r]);
     const refused = new Map<string, Tensor>();
     const fusedTensor = (n: string): Tensor => {
       let t = refused.get(n);
       if (!t) {
         const roles = fusedRoles.get(n)!;
-        const m = refuseModules(qspec, roles, ref.source, (mod) => (qmods.has(`${mod}.weight`) ? tensorToF32(dequantized(`${mod}.weight`), mod) : undefined));
+        const m = refuseModules(qspec, roles, ref.source, (mod) =>
+          qmods.has(`${mod}.weight`) ? tensorToF32(dequantized(`${mod}.weight`), mod) : undefined,
+        );
         t = m.get(n) ?? ref.source.tensor(n);
         refused.set(n, t);
       }
@@ -143,11 +172,18 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<Evaluation
           const mod = `${packTarget(qspec, r).module}.weight`;
           if (r.layer !== L || r.expert === null || !qmods.has(mod) || !ref.source.has(r.tensor)) continue;
           const whole = refEngine.weights.get(r.tensor);
-          addWeightError(r.layer, r.expert, extractRoleMatrix(r, whole, ref.source.tensor(r.tensor).shape), qEngine.weights.get(mod));
+          addWeightError(
+            r.layer,
+            r.expert,
+            extractRoleMatrix(r, whole, ref.source.tensor(r.tensor).shape),
+            qEngine.weights.get(mod),
+          );
         }
     };
 
-    const w = o.windows ?? await tokenWindows(o.texts, "eval", { modelDir: o.referenceDir, vocab: V, seed: o.seed, cacheDir: o.cacheDir });
+    const w =
+      o.windows ??
+      (await tokenWindows(o.texts, "eval", { modelDir: o.referenceDir, vocab: V, seed: o.seed, cacheDir: o.cacheDir }));
     const { n: N, seqLen: T } = w;
     const acc = new KldAccumulator();
     const layerErr = spec.layers.map(() => new RelativeErrorAccumulator());
@@ -158,7 +194,9 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<Evaluation
       for (let r = 0; r < routing.rows; r++)
         for (let k = 0; k < routing.topK; k++) {
           const e = routing.indices[r * routing.topK + k];
-          rowsOf.set(e, [...(rowsOf.get(e) ?? []), r]);
+          const rows = rowsOf.get(e);
+          if (rows) rows.push(r);
+          else rowsOf.set(e, [r]);
         }
       for (const [e, rows] of rowsOf) {
         const xe = new Float32Array(rows.length * H);
@@ -234,11 +272,13 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<Evaluation
         o.onProgress?.(b.b0 + nb, N);
       }
     }
-    const layers: LayerStats[] = layersElsewhere ?? spec.layers.map((_, L) => ({
-      layer: L,
-      outputRelError: layerErr[L].elements > 0 ? layerErr[L].value : null,
-      tokens: layerErr[L].elements / H,
-    }));
+    const layers: LayerStats[] =
+      layersElsewhere ??
+      spec.layers.map((_, L) => ({
+        layer: L,
+        outputRelError: layerErr[L].elements > 0 ? layerErr[L].value : null,
+        tokens: layerErr[L].elements / H,
+      }));
     const expertWeightErrors = [...werr].map(([k, a]) => {
       const [layer, expert] = k.split("/").map(Number);
       return { layer, expert, relError: a.value };
@@ -279,9 +319,25 @@ function concatScores(parts: readonly TokenScores[]): TokenScores {
   };
   const withNll = parts.every((p) => p.nll !== null && p.nllBase !== null);
   return {
-    kld: join(parts.map((p) => p.kld), (n) => new Float64Array(n)),
-    sameTop: join(parts.map((p) => p.sameTop), (n) => new Uint8Array(n)),
-    nll: withNll ? join(parts.map((p) => p.nll as Float64Array), (n) => new Float64Array(n)) : null,
-    nllBase: withNll ? join(parts.map((p) => p.nllBase as Float64Array), (n) => new Float64Array(n)) : null,
+    kld: join(
+      parts.map((p) => p.kld),
+      (n) => new Float64Array(n),
+    ),
+    sameTop: join(
+      parts.map((p) => p.sameTop),
+      (n) => new Uint8Array(n),
+    ),
+    nll: withNll
+      ? join(
+          parts.map((p) => p.nll as Float64Array),
+          (n) => new Float64Array(n),
+        )
+      : null,
+    nllBase: withNll
+      ? join(
+          parts.map((p) => p.nllBase as Float64Array),
+          (n) => new Float64Array(n),
+        )
+      : null,
   };
 }
